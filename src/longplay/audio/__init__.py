@@ -1,0 +1,37 @@
+"""Audio input/output, resampling, cropping and spectral helpers."""
+
+from longplay.audio.io import (
+    SUPPORTED_OUTPUT_SUBTYPES,
+    AudioFileError,
+    AudioInfo,
+    Waveform,
+    atomic_output_path,
+    audio_info,
+    convert_channels,
+    load_audio,
+    resample,
+    save_audio,
+)
+from longplay.audio.segment import Segment, crop, pad_or_trim, random_crop
+from longplay.audio.spectral import hz_to_mel, mel_filterbank, mel_to_hz, stft_magnitude
+
+__all__ = [
+    "SUPPORTED_OUTPUT_SUBTYPES",
+    "AudioFileError",
+    "AudioInfo",
+    "Segment",
+    "Waveform",
+    "atomic_output_path",
+    "audio_info",
+    "convert_channels",
+    "crop",
+    "hz_to_mel",
+    "load_audio",
+    "mel_filterbank",
+    "mel_to_hz",
+    "pad_or_trim",
+    "random_crop",
+    "resample",
+    "save_audio",
+    "stft_magnitude",
+]

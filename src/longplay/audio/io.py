@@ -1,0 +1,417 @@
+"""Reading, writing, resampling and channel conversion of audio files.
+
+Decoding goes through ``soundfile`` (libsndfile: wav, flac, ogg/vorbis, mp3 and the
+other formats it knows) and resampling through ``soxr``. Every tensor that leaves
+this module is float32 in [C, S] layout unless stated otherwise.
+
+Every file output of the package goes through :func:`atomic_output_path`, so a
+crash or an exception while writing never leaves a partial file under the final
+name, and an existing file is only replaced once the new one is complete.
+
+Shape legend: C audio channels, S samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SUPPORTED_OUTPUT_SUBTYPES",
+    "AudioFileError",
+    "AudioInfo",
+    "Waveform",
+    "atomic_output_path",
+    "audio_info",
+    "convert_channels",
+    "load_audio",
+    "resample",
+    "save_audio",
+]
+
+RESAMPLE_QUALITIES = ("VHQ", "HQ", "MQ", "LQ", "QQ")
+
+# Extension -> (libsndfile format, allowed subtypes). The first subtype is the default.
+_OUTPUT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    ".wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT")),
+    ".flac": ("FLAC", ("PCM_16", "PCM_24")),
+}
+SUPPORTED_OUTPUT_SUBTYPES: dict[str, tuple[str, ...]] = {
+    ext: subtypes for ext, (_, subtypes) in _OUTPUT_FORMATS.items()
+}
+
+
+class AudioFileError(ValueError):
+    """An input file cannot be used as audio; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Waveform:
+    """Decoded audio.
+
+    Attributes:
+        audio: [C, S] float32 samples, nominally in [-1, 1].
+        sample_rate: samples per second per channel.
+    """
+
+    audio: torch.Tensor
+    sample_rate: int
+
+    @property
+    def num_channels(self) -> int:
+        """C, the number of channels."""
+        return int(self.audio.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        """S, the number of samples per channel."""
+        return int(self.audio.shape[-1])
+
+    @property
+    def duration_s(self) -> float:
+        """Duration in seconds (S / sample_rate)."""
+        return self.num_samples / self.sample_rate
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header information of an audio file (read without decoding the samples)."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    num_samples: int
+    duration_s: float
+    format: str
+
+
+def _check_input_file(path: Path) -> None:
+    """Raise AudioFileError when ``path`` is not an existing, non-empty regular file."""
+    if not path.exists():
+        raise AudioFileError(
+            f"{path}: file not found. Check the path (relative paths are resolved against "
+            f"the current directory {Path.cwd()})."
+        )
+    if path.is_dir():
+        raise AudioFileError(
+            f"{path}: is a directory, not an audio file. Pass the path of a single audio "
+            "file (wav, flac, ogg or mp3)."
+        )
+    if path.stat().st_size == 0:
+        raise AudioFileError(
+            f"{path}: file is empty (0 bytes), probably an interrupted copy or download. "
+            "Replace it with a complete audio file or remove it from the input."
+        )
+
+
+def _unreadable(path: Path, error: Exception) -> AudioFileError:
+    return AudioFileError(
+        f"{path}: not a readable audio file or unknown format ({error}). Supported inputs "
+        "are wav, flac, ogg/vorbis and mp3; convert the file (e.g. with ffmpeg) or remove "
+        "it from the input."
+    )
+
+
+def _zero_length(path: Path) -> AudioFileError:
+    return AudioFileError(
+        f"{path}: the file holds no audio (0 samples). Replace it with a non-empty "
+        "recording or remove it from the input."
+    )
+
+
+def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read the header of an audio file without decoding its samples.
+
+    Raises:
+        AudioFileError: the file is missing, a directory, empty, holds zero samples or
+            cannot be parsed as audio.
+    """
+    path = Path(path)
+    _check_input_file(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise _unreadable(path, error) from error
+    if info.frames <= 0:
+        raise _zero_length(path)
+    return AudioInfo(
+        path=path,
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        num_samples=int(info.frames),
+        duration_s=info.frames / info.samplerate,
+        format=str(info.format),
+    )
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    *,
+    sample_rate: int | None = None,
+    channels: int | None = None,
+) -> Waveform:
+    """Decode an audio file into a float32 [C, S] waveform.
+
+    Args:
+        path: wav, flac, ogg or mp3 file (anything libsndfile decodes).
+        sample_rate: resample to this rate (soxr, very high quality) when given and
+            different from the file's rate.
+        channels: convert to this many channels when given (see :func:`convert_channels`).
+
+    Returns:
+        Waveform whose ``audio`` is [C, S] float32 (C = ``channels`` when given).
+
+    Raises:
+        AudioFileError: the file is missing, a directory, empty, holds zero samples,
+            cannot be decoded, or contains NaN/inf samples.
+        ValueError: ``sample_rate`` or ``channels`` is not positive, or the channel
+            conversion is not defined.
+    """
+    if sample_rate is not None and sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate}.")
+    if channels is not None and channels <= 0:
+        raise ValueError(f"channels must be a positive integer, got {channels}.")
+    path = Path(path)
+    _check_input_file(path)
+    try:
+        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise _unreadable(path, error) from error
+    if data.shape[0] == 0:
+        raise _zero_length(path)
+    if not np.isfinite(data).all():
+        raise AudioFileError(
+            f"{path}: contains NaN or infinite samples (a corrupt float file). Re-export it "
+            "from the source or remove it from the input."
+        )
+    audio = torch.from_numpy(np.ascontiguousarray(data.T))  # [C, S]
+    if channels is not None:
+        audio = convert_channels(audio, channels)
+    file_rate = int(file_rate)
+    if sample_rate is not None and sample_rate != file_rate:
+        audio = resample(audio, file_rate, sample_rate)
+        file_rate = sample_rate
+    return Waveform(audio=audio.contiguous(), sample_rate=file_rate)
+
+
+def resample(
+    audio: torch.Tensor,
+    orig_sample_rate: int,
+    target_sample_rate: int,
+    quality: str = "VHQ",
+) -> torch.Tensor:
+    """Band-limited resampling with soxr along the last dimension.
+
+    The computation runs on CPU in float32 (float64 for float64 input) and is not
+    differentiable.
+
+    Args:
+        audio: [..., S] floating tensor, any leading dimensions.
+        orig_sample_rate: rate of ``audio`` in Hz.
+        target_sample_rate: wanted rate in Hz.
+        quality: soxr quality, one of "VHQ", "HQ", "MQ", "LQ", "QQ".
+
+    Returns:
+        [..., S'] with S' = round(S * target / orig), same dtype and device as ``audio``.
+        The input itself is returned when the rates are equal.
+    """
+    if orig_sample_rate <= 0 or target_sample_rate <= 0:
+        raise ValueError(
+            "sample rates must be positive integers, got "
+            f"orig_sample_rate={orig_sample_rate}, target_sample_rate={target_sample_rate}."
+        )
+    if quality not in RESAMPLE_QUALITIES:
+        raise ValueError(f"quality must be one of {RESAMPLE_QUALITIES}, got {quality!r}.")
+    if not audio.is_floating_point():
+        raise TypeError(
+            f"resample needs a floating-point tensor, got {audio.dtype}; convert it with "
+            ".float() first."
+        )
+    if audio.dim() == 0:
+        raise ValueError("resample needs a tensor with a time dimension [..., S], got a scalar.")
+    if orig_sample_rate == target_sample_rate:
+        return audio
+    np_dtype = np.float64 if audio.dtype == torch.float64 else np.float32
+    lead = audio.shape[:-1]
+    flat = audio.detach().reshape(-1, audio.shape[-1]).cpu().numpy().astype(np_dtype)  # [N, S]
+    out = soxr.resample(
+        np.ascontiguousarray(flat.T), orig_sample_rate, target_sample_rate, quality
+    )  # [S', N]
+    result = torch.from_numpy(np.ascontiguousarray(out.T))  # [N, S']
+    return result.reshape(*lead, result.shape[-1]).to(device=audio.device, dtype=audio.dtype)
+
+
+def convert_channels(audio: torch.Tensor, channels: int) -> torch.Tensor:
+    """Convert [C, S] audio to ``channels`` channels.
+
+    Rules:
+        * same count: returned unchanged;
+        * mono (C = 1): the channel is duplicated to every output channel;
+        * to mono: mean of all channels;
+        * C > 2 to stereo: the mean of all C channels, duplicated to both outputs.
+          This deliberately ignores surround layouts (no ITU downmix matrix): the
+          channel order of multichannel files is not reliable enough to weight
+          front/centre/surround channels, and an equal-weight mix keeps every source.
+        * anything else (e.g. stereo to 3 channels) is undefined and raises ValueError.
+
+    Args:
+        audio: [C, S].
+        channels: wanted number of output channels.
+
+    Returns:
+        [channels, S] (a new tensor unless the channel count is unchanged).
+    """
+    if audio.dim() != 2:
+        raise ValueError(
+            f"convert_channels expects audio of shape [C, S], got {tuple(audio.shape)}."
+        )
+    if channels <= 0:
+        raise ValueError(f"channels must be a positive integer, got {channels}.")
+    num_in = audio.shape[0]
+    if num_in == channels:
+        return audio
+    if num_in == 1:
+        return audio.repeat(channels, 1)
+    if channels == 1:
+        return audio.mean(dim=0, keepdim=True)
+    if num_in > 2 and channels == 2:
+        return audio.mean(dim=0, keepdim=True).repeat(2, 1)
+    raise ValueError(
+        f"cannot convert {num_in}-channel audio to {channels} channels: only mono to any "
+        "count, any count to mono, and more than 2 channels to stereo are defined. Convert "
+        "the file to mono or stereo first."
+    )
+
+
+@contextmanager
+def atomic_output_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write a file atomically: yield a temporary path, then move it onto ``path``.
+
+    The temporary file is hidden (``.<name>.tmp-<random><suffix>``), lives in the same
+    directory as ``path`` (so the final ``os.replace`` is atomic) and keeps the suffix
+    of ``path`` so that writers inferring the format from the extension still work. It
+    is created empty (permissions from the umask) before the block runs; the block
+    writes to it. When the block completes, the file replaces ``path``; when it raises,
+    the temporary file is removed, ``path`` is left untouched and the exception
+    propagates. (No fsync: this guards against crashes and errors of the process,
+    not against power loss.)
+
+    Raises:
+        FileNotFoundError: the parent directory of ``path`` does not exist.
+        IsADirectoryError: ``path`` is an existing directory.
+        RuntimeError: the block removed the temporary file instead of writing it.
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {path}: the output directory {parent} does not exist; create it "
+            "first (e.g. mkdir -p)."
+        )
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"cannot write {path}: it is an existing directory; choose a file name."
+        )
+    while True:
+        tmp = parent / f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}"
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        break
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(
+                f"the temporary file {tmp} for {path} disappeared before it could be moved "
+                "into place; the block must write to the yielded path, not remove it."
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_audio(
+    path: str | os.PathLike[str],
+    audio: torch.Tensor,
+    sample_rate: int,
+    *,
+    subtype: str | None = None,
+) -> Path:
+    """Write [C, S] audio to a .wav or .flac file, atomically.
+
+    Args:
+        path: output file; the extension picks the format (.wav or .flac).
+        audio: [C, S] floating samples, nominally in [-1, 1].
+        sample_rate: samples per second.
+        subtype: "PCM_16" (default), "PCM_24", or "FLOAT" (wav only).
+
+    Returns:
+        The output path.
+
+    Raises:
+        ValueError: unsupported extension or subtype, wrong shape, empty audio, or
+            NaN/inf samples (nothing is written in all these cases).
+        FileNotFoundError: the output directory does not exist.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _OUTPUT_FORMATS:
+        raise ValueError(
+            f"cannot write {path}: unsupported extension {path.suffix!r}; supported output "
+            f"formats are {', '.join(_OUTPUT_FORMATS)}."
+        )
+    file_format, subtypes = _OUTPUT_FORMATS[suffix]
+    subtype = subtypes[0] if subtype is None else subtype.upper()
+    if subtype not in subtypes:
+        raise ValueError(
+            f"cannot write {path}: subtype {subtype!r} is not supported for {suffix} files; "
+            f"use one of {', '.join(subtypes)}."
+        )
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate}.")
+    if audio.dim() != 2:
+        raise ValueError(
+            f"cannot write {path}: audio must have shape [C, S], got {tuple(audio.shape)}; "
+            "remove the batch dimension or add a channel dimension."
+        )
+    if audio.shape[0] == 0 or audio.shape[1] == 0:
+        raise ValueError(
+            f"cannot write {path}: audio is empty (shape {tuple(audio.shape)}); there is "
+            "nothing to save."
+        )
+    data = audio.detach().to(device="cpu", dtype=torch.float32).numpy().T  # [S, C]
+    if not np.isfinite(data).all():
+        raise ValueError(
+            f"cannot write {path}: audio contains NaN or infinite samples; the model output "
+            "diverged or was not decoded correctly. Nothing was written."
+        )
+    peak = float(np.abs(data).max())
+    if subtype.startswith("PCM") and peak > 1.0:
+        logger.warning(
+            "%s: peak amplitude %.3f exceeds 1.0; samples will be clipped to [-1, 1] in %s. "
+            "Normalise the audio or save with subtype='FLOAT' (wav) to keep them.",
+            path,
+            peak,
+            subtype,
+        )
+        data = np.clip(data, -1.0, 1.0)
+    with atomic_output_path(path) as tmp:
+        sf.write(
+            str(tmp), np.ascontiguousarray(data), sample_rate, subtype=subtype, format=file_format
+        )
+    return path

@@ -1,0 +1,112 @@
+"""Blocks of the Oobleck autoencoder (SYSTEM.md section 2).
+
+Shape legend: B batch, D channels, N positions along time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from longplay.layers import SnakeBeta, WNConv1d, WNConvTranspose1d
+
+RESIDUAL_DILATIONS = (1, 3, 9)
+
+
+class ResidualUnit(nn.Module):
+    """Snake -> dilated conv k7 -> Snake -> conv k1, plus the input."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.act1 = SnakeBeta(channels)
+        self.conv1 = WNConv1d(channels, channels, 7, dilation=dilation, padding=3 * dilation)
+        self.act2 = SnakeBeta(channels)
+        self.conv2 = WNConv1d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, D, N] -> [B, D, N]."""
+        return x + self.conv2(self.act2(self.conv1(self.act1(x))))
+
+
+class EncoderBlock(nn.Module):
+    """Residual units (dilations 1, 3, 9) -> Snake -> strided conv (k = 2*stride)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.res_units = nn.ModuleList(ResidualUnit(in_channels, d) for d in RESIDUAL_DILATIONS)
+        self.act = SnakeBeta(in_channels)
+        self.downsample = WNConv1d(
+            in_channels, out_channels, 2 * stride, stride=stride, padding=(stride + 1) // 2
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, D_in, N] -> [B, D_out, N // stride]."""
+        for unit in self.res_units:
+            x = unit(x)
+        return self.downsample(self.act(x))
+
+
+class DecoderBlock(nn.Module):
+    """Snake -> transposed conv (k = 2*stride) -> residual units (dilations 1, 3, 9)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.act = SnakeBeta(in_channels)
+        self.upsample = WNConvTranspose1d(
+            in_channels, out_channels, 2 * stride, stride=stride, padding=(stride + 1) // 2
+        )
+        self.res_units = nn.ModuleList(ResidualUnit(out_channels, d) for d in RESIDUAL_DILATIONS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, D_in, N] -> [B, D_out, N * stride]."""
+        x = self.upsample(self.act(x))
+        for unit in self.res_units:
+            x = unit(x)
+        return x
+
+
+class OobleckEncoder(nn.Module):
+    """Audio [B, C, S] -> means and raw scales [B, 2*D_latent, S / hop]."""
+
+    def __init__(self, audio_channels: int, channels: int, channel_mults: tuple[int, ...],
+                 strides: tuple[int, ...], latent_dim: int) -> None:
+        super().__init__()
+        widths = [channels * m for m in (1, *channel_mults)]
+        self.stem = WNConv1d(audio_channels, widths[0], 7, padding=3)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(widths[i], widths[i + 1], s) for i, s in enumerate(strides)
+        )
+        self.act = SnakeBeta(widths[-1])
+        self.head = WNConv1d(widths[-1], 2 * latent_dim, 3, padding=1)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio: [B, C, S] -> [B, 2*D_latent, floor(S / hop)] (means, then raw scales)."""
+        x = self.stem(audio)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.act(x))
+
+
+class OobleckDecoder(nn.Module):
+    """Latents [B, D_latent, T] -> audio [B, C, T * hop]. No output tanh by default."""
+
+    def __init__(self, audio_channels: int, channels: int, channel_mults: tuple[int, ...],
+                 strides: tuple[int, ...], latent_dim: int, final_tanh: bool = False) -> None:
+        super().__init__()
+        widths = [channels * m for m in (1, *channel_mults)]
+        self.final_tanh = final_tanh
+        self.stem = WNConv1d(latent_dim, widths[-1], 7, padding=3)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(widths[i + 1], widths[i], s)
+            for i, s in reversed(list(enumerate(strides)))
+        )
+        self.act = SnakeBeta(widths[0])
+        self.head = WNConv1d(widths[0], audio_channels, 7, padding=3, bias=False)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents: [B, D_latent, T] -> audio [B, C, T * hop]."""
+        x = self.stem(latents)
+        for block in self.blocks:
+            x = block(x)
+        x = self.head(self.act(x))
+        return torch.tanh(x) if self.final_tanh else x

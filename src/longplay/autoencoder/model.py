@@ -1,0 +1,161 @@
+"""The audio VAE: encode audio to a Gaussian latent, decode latents to audio,
+both in overlapping chunks for long inputs (SYSTEM.md section 2).
+
+Shape legend: B batch, C audio channels, S samples, D latent channels, T latent frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from longplay.autoencoder.blocks import OobleckDecoder, OobleckEncoder
+from longplay.autoencoder.distribution import LatentDistribution
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(chunks_done, chunks_total)`` after each chunk."""
+
+DEFAULT_CHUNK_FRAMES = 128
+"""Latent frames per chunk (about 6 s of audio): peak memory grows with this, not
+with the duration."""
+
+DEFAULT_CONTEXT_FRAMES = 16
+"""Latent frames of context decoded on each side of a chunk and then discarded.
+
+The decoder's receptive field is about 9 latent frames on each side and the
+encoder's about 8, so 16 frames make chunked processing equal to whole-signal
+processing up to float rounding (SYSTEM.md: about 16 latents are needed)."""
+
+
+def _chunk_spans(num_frames: int, chunk_frames: int | None,
+                 context_frames: int) -> list[tuple[int, int, int, int]]:
+    """(start, end, ctx_start, ctx_end) in latent frames for each chunk.
+
+    Each chunk produces frames [start, end) and is computed from the input frames
+    [ctx_start, ctx_end), its context clipped to the signal.
+    """
+    if chunk_frames is None or num_frames <= chunk_frames:
+        return [(0, num_frames, 0, num_frames)]
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1 (or None for no chunking), got {chunk_frames}")
+    if context_frames < 0:
+        raise ValueError(f"context_frames must be >= 0, got {context_frames}")
+    spans = []
+    for start in range(0, num_frames, chunk_frames):
+        end = min(start + chunk_frames, num_frames)
+        spans.append((start, end, max(0, start - context_frames),
+                      min(num_frames, end + context_frames)))
+    return spans
+
+
+class AudioVAE(nn.Module):
+    """The Oobleck VAE: 44.1 kHz audio <-> a 64-channel latent at sample_rate / 2048.
+
+    ``encode`` and ``decode`` work in chunks of ``chunk_frames`` latent frames with
+    ``context_frames`` of context on each side, so memory depends on the chunk size
+    and not on the duration; inputs of at most ``chunk_frames`` are processed whole.
+    Call them under ``torch.inference_mode()`` for inference.
+    """
+
+    def __init__(self, audio_channels: int = 2, sample_rate: int = 44100,
+                 encoder_channels: int = 128, decoder_channels: int = 128,
+                 channel_mults: tuple[int, ...] = (1, 2, 4, 8, 16),
+                 strides: tuple[int, ...] = (2, 4, 4, 8, 8), latent_dim: int = 64,
+                 final_tanh: bool = False) -> None:
+        super().__init__()
+        self.audio_channels = audio_channels
+        self.sample_rate = sample_rate
+        self.latent_dim = latent_dim
+        self.hop_length = 1
+        for s in strides:
+            self.hop_length *= s
+        self.encoder = OobleckEncoder(audio_channels, encoder_channels, channel_mults, strides,
+                                      latent_dim)
+        self.decoder = OobleckDecoder(audio_channels, decoder_channels, channel_mults, strides,
+                                      latent_dim, final_tanh)
+
+    @property
+    def latent_rate(self) -> float:
+        """Latent frames per second."""
+        return self.sample_rate / self.hop_length
+
+    def encode(self, audio: torch.Tensor, *, pad: bool = True,
+               chunk_frames: int | None = DEFAULT_CHUNK_FRAMES,
+               context_frames: int = DEFAULT_CONTEXT_FRAMES,
+               progress: ProgressFn | None = None) -> LatentDistribution:
+        """audio [B, C, S] -> posterior over latents [B, D, T].
+
+        With ``pad`` (the default) the audio is zero-padded to a multiple of the hop,
+        so T = ceil(S / hop) and every sample is represented; ``pad=False`` drops the
+        trailing partial frame, T = floor(S / hop), as the reference implementations do.
+        """
+        if audio.dim() != 3 or audio.shape[1] != self.audio_channels:
+            raise ValueError(f"audio must be [B, {self.audio_channels}, S], got "
+                             f"{tuple(audio.shape)}")
+        hop = self.hop_length
+        num_samples = audio.shape[-1]
+        if pad and num_samples % hop:
+            audio = F.pad(audio, (0, hop - num_samples % hop))
+        num_frames = audio.shape[-1] // hop
+        if num_frames == 0:
+            raise ValueError(f"audio of {num_samples} samples is shorter than one latent frame "
+                             f"({hop} samples); pass pad=True or a longer input")
+        spans = _chunk_spans(num_frames, chunk_frames, context_frames)
+        # Trailing samples short of a frame still reach the last frame through the
+        # convolutions' context, as in the reference, so the last chunk keeps them.
+        if len(spans) == 1:
+            h = self.encoder(audio)
+            if progress is not None:
+                progress(1, 1)
+            return LatentDistribution.from_encoder_output(h)
+        h = audio.new_empty(audio.shape[0], 2 * self.latent_dim, num_frames)  # [B, 2D, T]
+        for i, (start, end, ctx_start, ctx_end) in enumerate(spans):
+            stop = ctx_end * hop if ctx_end < num_frames else audio.shape[-1]
+            piece = self.encoder(audio[..., ctx_start * hop: stop])
+            h[..., start:end] = piece[..., start - ctx_start: end - ctx_start]
+            if progress is not None:
+                progress(i + 1, len(spans))
+        return LatentDistribution.from_encoder_output(h)
+
+    def decode(self, latents: torch.Tensor, *, num_samples: int | None = None,
+               chunk_frames: int | None = DEFAULT_CHUNK_FRAMES,
+               context_frames: int = DEFAULT_CONTEXT_FRAMES,
+               progress: ProgressFn | None = None) -> torch.Tensor:
+        """latents [B, D, T] -> audio [B, C, T * hop], cut to ``num_samples`` if given."""
+        if latents.dim() != 3 or latents.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must be [B, {self.latent_dim}, T], got "
+                             f"{tuple(latents.shape)}")
+        hop = self.hop_length
+        num_frames = latents.shape[-1]
+        if num_samples is not None and not 0 < num_samples <= num_frames * hop:
+            raise ValueError(f"num_samples={num_samples} is outside (0, {num_frames * hop}] for "
+                             f"{num_frames} latent frames")
+        spans = _chunk_spans(num_frames, chunk_frames, context_frames)
+        if len(spans) == 1:
+            audio = self.decoder(latents)
+            if progress is not None:
+                progress(1, 1)
+        else:
+            audio = latents.new_empty(latents.shape[0], self.audio_channels, num_frames * hop)
+            for i, (start, end, ctx_start, ctx_end) in enumerate(spans):
+                piece = self.decoder(latents[..., ctx_start:ctx_end])  # [B, C, (ce-cs)*hop]
+                audio[..., start * hop: end * hop] = piece[
+                    ..., (start - ctx_start) * hop: (end - ctx_start) * hop]
+                del piece
+                if progress is not None:
+                    progress(i + 1, len(spans))
+        return audio if num_samples is None else audio[..., :num_samples]
+
+    def reconstruct(self, audio: torch.Tensor, *, sample: bool = False,
+                    generator: torch.Generator | None = None,
+                    chunk_frames: int | None = DEFAULT_CHUNK_FRAMES,
+                    context_frames: int = DEFAULT_CONTEXT_FRAMES) -> torch.Tensor:
+        """audio [B, C, S] -> decoded audio [B, C, S]: encode (padded), then decode the
+        posterior mean (or a sample) and cut back to the input length."""
+        dist = self.encode(audio, chunk_frames=chunk_frames, context_frames=context_frames)
+        latents = dist.sample(generator) if sample else dist.mode()
+        return self.decode(latents, num_samples=audio.shape[-1], chunk_frames=chunk_frames,
+                           context_frames=context_frames)

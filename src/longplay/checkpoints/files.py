@@ -1,0 +1,100 @@
+"""Reading and writing weight files safely.
+
+``.safetensors`` files are read with safetensors; ``.ckpt``/``.pt``/``.pth`` files
+only with ``torch.load(weights_only=True)``, which refuses pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from longplay.audio.io import atomic_output_path
+
+TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+WEIGHT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
+
+
+class CheckpointError(ValueError):
+    """A model file or folder longplay can't use; the message names the file and the fix."""
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or a CheckpointError naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a weight file, keyed by name, on the CPU.
+
+    A ``.ckpt`` holding ``{"state_dict": ...}`` (a training checkpoint) gives its
+    state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weight file {path} does not exist" if not path.exists()
+                              else f"{path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path} is not a readable safetensors file ({err}); "
+                                  "re-download or re-export it") from None
+    if suffix in TORCH_SUFFIXES:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise CheckpointError(
+                f"{path} holds pickled objects that are not plain tensors, which longplay "
+                f"refuses to load (torch.load weights_only=True: {str(err).splitlines()[0]}); "
+                "convert it to safetensors in an environment you trust"
+            ) from None
+        except (RuntimeError, EOFError, OSError) as err:
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({err})") from None
+        if isinstance(obj, Mapping) and "state_dict" in obj:
+            obj = obj["state_dict"]
+        if not isinstance(obj, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+        ):
+            raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
+        return dict(obj)
+    raise CheckpointError(f"{path}: unknown weight file type {suffix!r} "
+                          f"(expected one of {', '.join(WEIGHT_SUFFIXES)})")
+
+
+def write_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
+                      metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``tensors`` to ``path`` atomically (temp file + rename)."""
+    path = Path(path)
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_output_path(path) as tmp:
+        save_file(contiguous, str(tmp), metadata=dict(metadata) if metadata else None)
+    return path
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (empty if none)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None

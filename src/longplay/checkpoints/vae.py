@@ -1,0 +1,292 @@
+"""Loading and saving the audio VAE in the public layouts.
+
+Accepted sources (see ``read_vae_weights``):
+
+* a Stable Audio Open model folder: ``model_config.json`` + ``model.safetensors``
+  (or ``model.ckpt``), VAE keys under ``pretransform.model.``;
+* a standalone VAE checkpoint (a stable-audio-tools autoencoder folder, or a
+  single ``.safetensors``/``.ckpt`` file) with the same keys unprefixed, or under
+  ``autoencoder_ema.ema_model.`` / ``autoencoder.`` in a training checkpoint (the
+  EMA weights are preferred);
+* a Hugging Face diffusers folder: ``vae/config.json`` +
+  ``vae/diffusion_pytorch_model.safetensors`` (or the ``vae`` folder itself).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from longplay.audio.io import atomic_output_path
+from longplay.autoencoder import AudioVAE
+from longplay.checkpoints.files import (
+    CheckpointError,
+    read_json,
+    read_state_dict,
+    write_safetensors,
+)
+from longplay.checkpoints.keymaps import vae_key_map
+from longplay.config import (
+    ConfigError,
+    VAEConfig,
+    vae_config_from_diffusers,
+    vae_config_from_sat_model_config,
+    vae_config_to_sat_autoencoder,
+)
+
+logger = logging.getLogger(__name__)
+
+SAT_DIFFUSION_PREFIXES = ("pretransform.model.", "diffusion.pretransform.model.")
+SAT_AUTOENCODER_PREFIXES = ("autoencoder_ema.ema_model.", "autoencoder.", "")
+DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+SAT_WEIGHT_NAMES = ("model.safetensors", "model.ckpt")
+MAX_LISTED_KEYS = 20
+
+
+@dataclass(frozen=True)
+class VAEWeights:
+    """A VAE read from disk: its config and its weights under longplay's names."""
+
+    config: VAEConfig
+    state_dict: dict[str, torch.Tensor]
+    layout: str  # "stable-audio-tools" or "diffusers"
+    source: Path
+
+
+def build_vae(config: VAEConfig) -> AudioVAE:
+    """An AudioVAE with the architecture of ``config`` (random weights)."""
+    return AudioVAE(
+        audio_channels=config.audio_channels,
+        sample_rate=config.sample_rate,
+        encoder_channels=config.encoder_channels,
+        decoder_channels=config.decoder_channels,
+        channel_mults=config.channel_mults,
+        strides=config.strides,
+        latent_dim=config.latent_dim,
+        final_tanh=config.final_tanh,
+    )
+
+
+def _list_keys(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_LISTED_KEYS])
+    more = len(keys) - MAX_LISTED_KEYS
+    return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def _select_prefix(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], source: Path) -> str:
+    for prefix in prefixes:
+        if f"{prefix}encoder.layers.0.weight_v" in state:
+            return prefix
+    wanted = " or ".join(f"'{p}encoder.layers.0.weight_v'" for p in prefixes)
+    raise CheckpointError(f"{source} holds no VAE weights in the stable-audio-tools layout "
+                          f"(looked for {wanted})")
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str,
+                  other_prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The entries under ``prefix`` with it removed; with an empty prefix, everything
+    outside the other known prefixes."""
+    if prefix:
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k: v for k, v in state.items() if not any(p and k.startswith(p)
+                                                        for p in other_prefixes)}
+
+
+def infer_vae_config(state: dict[str, torch.Tensor], sample_rate: int = 44100) -> VAEConfig:
+    """The VAE architecture from the shapes of stable-audio-tools-layout weights.
+
+    Used for a bare weight file with no config next to it. The sample rate can't be
+    read from weights: it defaults to 44100 Hz; ``final_tanh`` is assumed off.
+    """
+    try:
+        stem = state["encoder.layers.0.weight_v"]  # [D0, C, 7]
+        pattern = re.compile(r"encoder\.layers\.(\d+)\.layers\.4\.weight_v")
+        block_ids = sorted(int(m.group(1)) for k in state if (m := pattern.fullmatch(k)))
+        downs = [state[f"encoder.layers.{i}.layers.4.weight_v"] for i in block_ids]  # [Do, Di, 2s]
+        dec_stem = state["decoder.layers.0.weight_v"]  # [Dn, latent, 7]
+        dec_head = state[f"decoder.layers.{len(block_ids) + 2}.weight_v"]  # [C, D0', 7]
+    except KeyError as err:
+        raise CheckpointError(f"can't infer the VAE architecture: weight {err} is missing"
+                              ) from None
+    if block_ids != list(range(1, len(block_ids) + 1)) or not block_ids:
+        raise CheckpointError(f"can't infer the VAE architecture: encoder blocks {block_ids}")
+    channels = stem.shape[0]
+    widths = [d.shape[0] for d in downs]
+    if any(w % channels for w in widths):
+        raise CheckpointError(f"can't infer the VAE architecture: block widths {widths} are not "
+                              f"multiples of the stem width {channels}")
+    return VAEConfig(
+        audio_channels=stem.shape[1],
+        sample_rate=sample_rate,
+        encoder_channels=channels,
+        decoder_channels=dec_head.shape[1],
+        channel_mults=tuple(w // channels for w in widths),
+        strides=tuple(d.shape[-1] // 2 for d in downs),
+        latent_dim=dec_stem.shape[1],
+        final_tanh=False,
+    )
+
+
+def _to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: str,
+                  source: Path) -> dict[str, torch.Tensor]:
+    """Rename ``foreign`` weights to longplay's names; every key must be accounted for."""
+    key_map = vae_key_map(layout, len(config.strides))
+    reference = build_vae_shapes(config)
+    own: dict[str, torch.Tensor] = {}
+    unexpected = []
+    for key, tensor in foreign.items():
+        name = key_map.own_key(key)
+        if name is None or name not in reference:
+            unexpected.append(key)
+            continue
+        if layout == "diffusers" and name.endswith((".alpha", ".beta")) and tensor.dim() == 3:
+            tensor = tensor.reshape(-1)  # diffusers stores Snake parameters as [1, D, 1]
+        own[name] = tensor
+    missing = [key_map.foreign_key(k) or k for k in reference if k not in own]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_list_keys(sorted(missing))}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_list_keys(sorted(unexpected))}")
+    wrong = [f"{key_map.foreign_key(k)} {tuple(t.shape)} (expected {reference[k]})"
+             for k, t in own.items() if tuple(t.shape) != reference[k]]
+    if wrong:
+        problems.append(f"shape mismatches ({len(wrong)}): {_list_keys(wrong)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match the VAE architecture {config} in the {layout} layout: "
+            + "; ".join(problems)
+        )
+    bad = [key_map.foreign_key(k) for k, t in own.items() if not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{source} has NaN or infinite values in {_list_keys(bad)}; "
+                              "the file is corrupt or the training diverged")
+    return own
+
+
+def build_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of the architecture of ``config``, without allocating it."""
+    with torch.device("meta"):
+        model = build_vae(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _find_weight_file(folder: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"{folder} has no weight file: expected one of {', '.join(names)}")
+
+
+def _read_sat_folder(folder: Path) -> VAEWeights:
+    cfg_path = folder / "model_config.json"
+    try:
+        config = vae_config_from_sat_model_config(read_json(cfg_path))
+    except ConfigError as err:
+        raise CheckpointError(f"{cfg_path}: {err}") from None
+    weights = _find_weight_file(folder, SAT_WEIGHT_NAMES)
+    return _read_sat_state(read_state_dict(weights), weights, config)
+
+
+def _read_sat_state(state: dict[str, torch.Tensor], source: Path,
+                    config: VAEConfig | None) -> VAEWeights:
+    prefix = _select_prefix(state, SAT_DIFFUSION_PREFIXES + SAT_AUTOENCODER_PREFIXES, source)
+    if prefix in SAT_DIFFUSION_PREFIXES:
+        foreign = _strip_prefix(state, prefix, ())
+    else:
+        # A VAE file: everything outside the other wrappers (e.g. a discriminator) is the VAE.
+        others = (*(p for p in SAT_AUTOENCODER_PREFIXES if p != prefix), "discriminator.")
+        foreign = _strip_prefix(state, prefix, others)
+    if prefix:
+        logger.info("reading VAE weights under %r from %s", prefix, source)
+    if config is None:
+        config = infer_vae_config(foreign)
+        logger.info("no config next to %s: architecture read from the weights (%s)", source, config)
+    return VAEWeights(config, _to_own_names(foreign, config, "stable-audio-tools", source),
+                      "stable-audio-tools", source)
+
+
+def _read_diffusers_vae(folder: Path) -> VAEWeights:
+    cfg_path = folder / "config.json"
+    try:
+        config = vae_config_from_diffusers(read_json(cfg_path))
+    except ConfigError as err:
+        raise CheckpointError(f"{cfg_path}: {err}") from None
+    weights = _find_weight_file(folder, DIFFUSERS_WEIGHT_NAMES)
+    state = read_state_dict(weights)
+    return VAEWeights(config, _to_own_names(state, config, "diffusers", weights), "diffusers",
+                      weights)
+
+
+def read_vae_weights(path: str | Path) -> VAEWeights:
+    """Config and weights (longplay names) of the VAE at ``path``: a model folder
+    (Stable Audio Open, stable-audio-tools autoencoder, diffusers pipeline or its
+    ``vae`` folder) or a single weight file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"model path {path} does not exist: pass a Stable Audio Open model folder "
+            "(model_config.json + model.safetensors), a diffusers folder (vae/config.json), "
+            "or a VAE weight file (.safetensors / .ckpt)"
+        )
+    if path.is_dir():
+        if (path / "model_config.json").is_file():
+            return _read_sat_folder(path)
+        if (path / "vae" / "config.json").is_file():
+            return _read_diffusers_vae(path / "vae")
+        if (path / "config.json").is_file():
+            return _read_diffusers_vae(path)
+        raise CheckpointError(
+            f"{path} is not a model folder longplay knows: expected model_config.json "
+            "(Stable Audio Open / stable-audio-tools), vae/config.json (diffusers pipeline) "
+            "or config.json (diffusers AutoencoderOobleck)"
+        )
+    config = None
+    sibling = path.with_name("model_config.json")
+    if sibling.is_file():
+        try:
+            config = vae_config_from_sat_model_config(read_json(sibling))
+        except ConfigError as err:
+            raise CheckpointError(f"{sibling}: {err}") from None
+    return _read_sat_state(read_state_dict(path), path, config)
+
+
+def load_vae(path: str | Path, *, device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32) -> AudioVAE:
+    """The VAE at ``path`` (see ``read_vae_weights``), in eval mode."""
+    weights = read_vae_weights(path)
+    with torch.device("meta"):
+        vae = build_vae(weights.config)
+    state = {k: v.to(dtype) for k, v in weights.state_dict.items()}
+    vae.load_state_dict(state, strict=True, assign=True)
+    return vae.to(device=device).eval()
+
+
+def save_vae(vae: AudioVAE, config: VAEConfig, folder: str | Path) -> Path:
+    """Write ``vae`` as a stable-audio-tools autoencoder folder: ``model_config.json``
+    (model_type "autoencoder") + ``model.safetensors`` with unprefixed keys."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key_map = vae_key_map("stable-audio-tools", len(config.strides))
+    tensors = {}
+    for name, tensor in vae.state_dict().items():
+        foreign = key_map.foreign_key(name)
+        if foreign is None:
+            raise CheckpointError(f"no stable-audio-tools name for VAE weight {name}")
+        tensors[foreign] = tensor
+    write_safetensors(folder / "model.safetensors", tensors)
+    model_config = {
+        "model_type": "autoencoder",
+        "sample_size": 65536,
+        "sample_rate": config.sample_rate,
+        "audio_channels": config.audio_channels,
+        "model": vae_config_to_sat_autoencoder(config),
+    }
+    with atomic_output_path(folder / "model_config.json") as tmp:
+        tmp.write_text(json.dumps(model_config, indent=2) + "\n")
+    return folder

@@ -1,0 +1,256 @@
+"""Typed, frozen configurations and their presets; the one place where config
+files (dicts) become objects.
+
+Parsing is strict: a field this module does not know is an error that names it,
+and so is a known field with a value longplay does not implement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration that longplay can't use; the message names the field."""
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The Oobleck audio VAE (SYSTEM.md section 2).
+
+    Channel widths are ``channels * (1, *channel_mults)``: the stem maps audio to
+    ``channels * 1`` and block i maps ``channels*m[i-1] -> channels*m[i]``.
+    The hop (samples per latent frame) is the product of ``strides``.
+    """
+
+    audio_channels: int = 2
+    sample_rate: int = 44100
+    encoder_channels: int = 128
+    decoder_channels: int = 128
+    channel_mults: tuple[int, ...] = (1, 2, 4, 8, 16)
+    strides: tuple[int, ...] = (2, 4, 4, 8, 8)
+    latent_dim: int = 64
+    final_tanh: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.channel_mults) != len(self.strides):
+            raise ConfigError(
+                f"channel_mults has {len(self.channel_mults)} entries but strides has "
+                f"{len(self.strides)}: give one multiplier per strided block"
+            )
+        for name in ("audio_channels", "sample_rate", "encoder_channels", "decoder_channels",
+                     "latent_dim"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if any(s < 1 for s in self.strides) or any(m < 1 for m in self.channel_mults):
+            raise ConfigError(f"strides {self.strides} and channel_mults {self.channel_mults} "
+                              "must all be >= 1")
+        if any(s % 2 for s in self.strides if s > 1):
+            raise ConfigError(f"strides must be even (or 1) so that each block resamples by "
+                              f"exactly its stride, got {self.strides}")
+
+    @property
+    def hop_length(self) -> int:
+        """Audio samples per latent frame (2048 for Stable Audio Open)."""
+        hop = 1
+        for s in self.strides:
+            hop *= s
+        return hop
+
+    @property
+    def latent_rate(self) -> float:
+        """Latent frames per second (21.533 Hz for Stable Audio Open)."""
+        return self.sample_rate / self.hop_length
+
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    # The public Stable Audio Open 1.0 / Stable Audio 2.0 autoencoder: 156M parameters.
+    "stable-audio-open-1.0": VAEConfig(),
+    # A tiny VAE with the same hop (2048) for tests: about 0.2M parameters.
+    "debug": VAEConfig(
+        encoder_channels=8, decoder_channels=8, channel_mults=(1, 2, 2, 2, 4), latent_dim=8
+    ),
+}
+
+
+def vae_preset(name: str) -> VAEConfig:
+    """The VAE preset called ``name``; an unknown name lists the known ones."""
+    try:
+        return VAE_PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown VAE preset {name!r}; known presets: {', '.join(sorted(VAE_PRESETS))}"
+        ) from None
+
+
+def _check_keys(section: str, data: Mapping[str, Any], known: set[str]) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{section} must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown field(s) in {section}: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+
+def _require(section: str, data: Mapping[str, Any], key: str) -> Any:
+    if key not in data:
+        raise ConfigError(f"missing field {section}.{key}")
+    return data[key]
+
+
+def _expect(section: str, key: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"{section}.{key} = {value!r} is not supported by longplay "
+            f"(supported: {', '.join(repr(a) for a in allowed)})"
+        )
+
+
+_SAT_ENCODER_KEYS = {"in_channels", "channels", "c_mults", "strides", "latent_dim", "use_snake",
+                     "antialias_activation"}
+_SAT_DECODER_KEYS = {"out_channels", "channels", "c_mults", "strides", "latent_dim", "use_snake",
+                     "antialias_activation", "use_nearest_upsample", "final_tanh"}
+_SAT_AUTOENCODER_KEYS = {"encoder", "decoder", "bottleneck", "latent_dim", "downsampling_ratio",
+                         "io_channels"}
+_SAT_PRETRANSFORM_KEYS = {"type", "config", "iterate_batch", "chunked", "scale", "model_half",
+                          "enable_grad"}
+
+
+def vae_config_from_sat_autoencoder(cfg: Mapping[str, Any], sample_rate: int,
+                                    section: str = "autoencoder") -> VAEConfig:
+    """Parse the stable-audio-tools autoencoder config (``{encoder, decoder, bottleneck, ...}``).
+
+    ``section`` is the dotted path used in error messages.
+    """
+    _check_keys(section, cfg, _SAT_AUTOENCODER_KEYS)
+    enc_sec, dec_sec = f"{section}.encoder", f"{section}.decoder"
+    enc = _require(section, cfg, "encoder")
+    dec = _require(section, cfg, "decoder")
+    _check_keys(enc_sec, enc, {"type", "config"})
+    _check_keys(dec_sec, dec, {"type", "config"})
+    _expect(enc_sec, "type", enc.get("type"), ("oobleck",))
+    _expect(dec_sec, "type", dec.get("type"), ("oobleck",))
+    ec, dc = _require(enc_sec, enc, "config"), _require(dec_sec, dec, "config")
+    _check_keys(f"{enc_sec}.config", ec, _SAT_ENCODER_KEYS)
+    _check_keys(f"{dec_sec}.config", dc, _SAT_DECODER_KEYS)
+    _expect(f"{enc_sec}.config", "use_snake", ec.get("use_snake", False), (True,))
+    _expect(f"{dec_sec}.config", "use_snake", dc.get("use_snake", False), (True,))
+    for sec, c in ((f"{enc_sec}.config", ec), (f"{dec_sec}.config", dc)):
+        _expect(sec, "antialias_activation", c.get("antialias_activation", False), (False,))
+    _expect(f"{dec_sec}.config", "use_nearest_upsample", dc.get("use_nearest_upsample", False),
+            (False,))
+    bottleneck = _require(section, cfg, "bottleneck")
+    _check_keys(f"{section}.bottleneck", bottleneck, {"type", "config"})
+    _expect(f"{section}.bottleneck", "type", bottleneck.get("type"), ("vae",))
+
+    latent_dim = int(_require(section, cfg, "latent_dim"))
+    # SAT defaults, applied here and only here.
+    enc_mults = tuple(ec.get("c_mults", (1, 2, 4, 8)))
+    dec_mults = tuple(dc.get("c_mults", (1, 2, 4, 8)))
+    enc_strides = tuple(ec.get("strides", (2, 4, 8, 8)))
+    dec_strides = tuple(dc.get("strides", (2, 4, 8, 8)))
+    if enc_mults != dec_mults or enc_strides != dec_strides:
+        raise ConfigError(
+            f"{section}: encoder and decoder must share c_mults and strides "
+            f"(encoder {enc_mults} / {enc_strides}, decoder {dec_mults} / {dec_strides})"
+        )
+    if int(ec.get("latent_dim", 2 * latent_dim)) != 2 * latent_dim:
+        raise ConfigError(f"{enc_sec}.config.latent_dim must be 2 * latent_dim = {2 * latent_dim} "
+                          "(means and scales of the VAE bottleneck)")
+    if int(dc.get("latent_dim", latent_dim)) != latent_dim:
+        raise ConfigError(f"{dec_sec}.config.latent_dim must equal latent_dim = {latent_dim}")
+    audio_channels = int(ec.get("in_channels", 2))
+    if int(dc.get("out_channels", 2)) != audio_channels:
+        raise ConfigError(f"{dec_sec}.config.out_channels must equal "
+                          f"{enc_sec}.config.in_channels ({audio_channels})")
+    if "io_channels" in cfg and int(cfg["io_channels"]) != audio_channels:
+        raise ConfigError(f"{section}.io_channels must equal the encoder's in_channels "
+                          f"({audio_channels})")
+    config = VAEConfig(
+        audio_channels=audio_channels,
+        sample_rate=int(sample_rate),
+        encoder_channels=int(ec.get("channels", 128)),
+        decoder_channels=int(dc.get("channels", 128)),
+        channel_mults=enc_mults,
+        strides=enc_strides,
+        latent_dim=latent_dim,
+        final_tanh=bool(dc.get("final_tanh", True)),
+    )
+    if "downsampling_ratio" in cfg and int(cfg["downsampling_ratio"]) != config.hop_length:
+        raise ConfigError(f"{section}.downsampling_ratio = {cfg['downsampling_ratio']} disagrees "
+                          f"with the product of the strides ({config.hop_length})")
+    return config
+
+
+def vae_config_from_sat_model_config(cfg: Mapping[str, Any]) -> VAEConfig:
+    """The VAE of a stable-audio-tools ``model_config.json``.
+
+    Either a whole conditional diffusion model (the VAE is ``model.pretransform``)
+    or an autoencoder config (``model_type`` "autoencoder"). Only the sections
+    describing the VAE are read here; the rest belongs to the diffusion loader.
+    """
+    model_type = cfg.get("model_type")
+    sample_rate = _require("model_config", cfg, "sample_rate")
+    model = _require("model_config", cfg, "model")
+    if model_type == "autoencoder":
+        return vae_config_from_sat_autoencoder(model, sample_rate, "model")
+    if model_type in ("diffusion_cond", "diffusion_cond_inpaint", "diffusion_uncond"):
+        pre = _require("model", model, "pretransform")
+        _check_keys("model.pretransform", pre, _SAT_PRETRANSFORM_KEYS)
+        _expect("model.pretransform", "type", pre.get("type"), ("autoencoder",))
+        scale = float(pre.get("scale", 1.0))
+        if scale != 1.0:
+            raise ConfigError(f"model.pretransform.scale = {scale} is not supported "
+                              "(the Stable Audio models use 1.0)")
+        return vae_config_from_sat_autoencoder(
+            _require("model.pretransform", pre, "config"), sample_rate, "model.pretransform.config"
+        )
+    raise ConfigError(
+        f"model_config.model_type = {model_type!r} has no VAE longplay can read "
+        "(expected 'autoencoder' or 'diffusion_cond')"
+    )
+
+
+_DIFFUSERS_VAE_KEYS = {"_class_name", "_diffusers_version", "_name_or_path", "encoder_hidden_size",
+                       "downsampling_ratios", "channel_multiples", "decoder_channels",
+                       "decoder_input_channels", "audio_channels", "sampling_rate"}
+
+
+def vae_config_from_diffusers(cfg: Mapping[str, Any]) -> VAEConfig:
+    """Parse a diffusers ``vae/config.json`` (class ``AutoencoderOobleck``)."""
+    _check_keys("vae/config.json", cfg, _DIFFUSERS_VAE_KEYS)
+    _expect("vae/config.json", "_class_name", cfg.get("_class_name"), ("AutoencoderOobleck",))
+    # diffusers' defaults, applied here and only here.
+    return VAEConfig(
+        audio_channels=int(cfg.get("audio_channels", 2)),
+        sample_rate=int(cfg.get("sampling_rate", 44100)),
+        encoder_channels=int(cfg.get("encoder_hidden_size", 128)),
+        decoder_channels=int(cfg.get("decoder_channels", 128)),
+        channel_mults=tuple(cfg.get("channel_multiples", (1, 2, 4, 8, 16))),
+        strides=tuple(cfg.get("downsampling_ratios", (2, 4, 4, 8, 8))),
+        latent_dim=int(cfg.get("decoder_input_channels", 64)),
+        final_tanh=False,
+    )
+
+
+def vae_config_to_sat_autoencoder(config: VAEConfig) -> dict[str, Any]:
+    """The stable-audio-tools autoencoder config of ``config`` (inverse of the parser)."""
+    return {
+        "encoder": {"type": "oobleck", "config": {
+            "in_channels": config.audio_channels, "channels": config.encoder_channels,
+            "c_mults": list(config.channel_mults), "strides": list(config.strides),
+            "latent_dim": 2 * config.latent_dim, "use_snake": True}},
+        "decoder": {"type": "oobleck", "config": {
+            "out_channels": config.audio_channels, "channels": config.decoder_channels,
+            "c_mults": list(config.channel_mults), "strides": list(config.strides),
+            "latent_dim": config.latent_dim, "use_snake": True,
+            "final_tanh": config.final_tanh}},
+        "bottleneck": {"type": "vae"},
+        "latent_dim": config.latent_dim,
+        "downsampling_ratio": config.hop_length,
+        "io_channels": config.audio_channels,
+    }

@@ -1,0 +1,155 @@
+"""The VAE architecture, its latent distribution, and chunked encode/decode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from longplay.autoencoder import AudioVAE, LatentDistribution
+from longplay.checkpoints import build_vae
+from longplay.config import VAE_PRESETS, ConfigError, VAEConfig, vae_preset
+
+# Chunked and whole-signal processing compute the same function; they differ only in
+# the float32 rounding of convolutions over different lengths.
+CHUNK_TOLERANCE = 1e-5
+
+
+def debug_vae(seed: int = 0) -> AudioVAE:
+    torch.manual_seed(seed)
+    vae = build_vae(vae_preset("debug")).eval()
+    # Non-trivial Snake parameters so that every layer matters.
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            if name.endswith((".alpha", ".beta")):
+                p.normal_(0.0, 0.2)
+    return vae
+
+
+def test_full_size_preset_has_the_papers_parameter_count() -> None:
+    with torch.device("meta"):
+        vae = build_vae(VAE_PRESETS["stable-audio-open-1.0"])
+    count = sum(p.numel() for p in vae.parameters())
+    assert 155e6 < count < 157e6  # the paper: 156M
+    assert vae.hop_length == 2048
+    assert abs(vae.latent_rate - 21.533) < 1e-3
+
+
+def test_preset_lookup_names_known_presets() -> None:
+    with pytest.raises(ConfigError, match="debug"):
+        vae_preset("nope")
+
+
+def test_config_rejects_inconsistent_blocks() -> None:
+    with pytest.raises(ConfigError, match="one multiplier per strided block"):
+        VAEConfig(channel_mults=(1, 2), strides=(2, 4, 8))
+
+
+def test_encoder_and_decoder_shapes() -> None:
+    vae = debug_vae()
+    audio = torch.randn(2, 2, 5 * 2048)
+    with torch.inference_mode():
+        dist = vae.encode(audio)
+        assert dist.mean.shape == (2, 8, 5)
+        assert dist.scale.shape == (2, 8, 5)
+        assert vae.decode(dist.mean).shape == (2, 2, 5 * 2048)
+
+
+def test_encode_pads_to_the_hop_and_reconstruct_keeps_the_length() -> None:
+    vae = debug_vae()
+    audio = torch.randn(1, 2, 3 * 2048 + 777)
+    with torch.inference_mode():
+        assert vae.encode(audio).mean.shape[-1] == 4
+        assert vae.encode(audio, pad=False).mean.shape[-1] == 3
+        assert vae.reconstruct(audio).shape == audio.shape
+
+
+def test_encode_rejects_wrong_channels_and_too_short_audio() -> None:
+    vae = debug_vae()
+    with pytest.raises(ValueError, match=r"\[B, 2, S\]"):
+        vae.encode(torch.randn(1, 1, 4096))
+    with pytest.raises(ValueError, match="shorter than one latent frame"):
+        vae.encode(torch.randn(1, 2, 100), pad=False)
+
+
+def test_decode_validates_num_samples() -> None:
+    vae = debug_vae()
+    with pytest.raises(ValueError, match="num_samples"):
+        vae.decode(torch.randn(1, 8, 2), num_samples=3 * 2048)
+
+
+def test_latent_distribution_sample_and_kl() -> None:
+    h = torch.randn(2, 16, 7)
+    dist = LatentDistribution.from_encoder_output(h)
+    std = torch.nn.functional.softplus(h[:, 8:]) + 1e-4
+    assert torch.allclose(dist.std, std)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(dist.sample(g1), dist.sample(g2))
+    assert not torch.equal(dist.sample(), dist.sample())
+    noise = torch.randn(2, 8, 7)
+    assert torch.allclose(dist.sample(noise=noise), h[:, :8] + std * noise)
+    mean, var = h[:, :8].double(), std.double() ** 2
+    expected = (mean**2 + var - var.log() - 1).sum(1).mean()
+    assert torch.allclose(dist.kl().double(), expected, rtol=1e-5)
+    # The KL of the prior itself is ~0 (std = softplus(s) + 1e-4 = 1 at s = log(e - 1)).
+    unit_scale = torch.log(torch.expm1(torch.tensor(1.0 - 1e-4)))
+    prior = LatentDistribution(torch.zeros(1, 4, 3), unit_scale.expand(1, 4, 3))
+    assert prior.kl().abs() < 1e-6
+
+
+@pytest.mark.parametrize("num_frames,chunk_frames", [(40, 8), (37, 10), (25, 24), (9, 1)])
+def test_chunked_decode_equals_whole_decode(num_frames: int, chunk_frames: int) -> None:
+    vae = debug_vae()
+    latents = torch.randn(2, 8, num_frames)
+    with torch.inference_mode():
+        whole = vae.decode(latents, chunk_frames=None)
+        chunked = vae.decode(latents, chunk_frames=chunk_frames, context_frames=16)
+    assert chunked.shape == whole.shape
+    assert (chunked - whole).abs().max() < CHUNK_TOLERANCE
+
+
+def test_too_little_context_is_not_seamless() -> None:
+    """Shows the chunk test above can fail: without context, chunk edges differ."""
+    vae = debug_vae()
+    latents = torch.randn(1, 8, 32)
+    with torch.inference_mode():
+        whole = vae.decode(latents, chunk_frames=None)
+        no_context = vae.decode(latents, chunk_frames=8, context_frames=0)
+    assert (no_context - whole).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("num_samples,chunk_frames", [(40 * 2048, 8), (33 * 2048 + 5, 7)])
+def test_chunked_encode_equals_whole_encode(num_samples: int, chunk_frames: int) -> None:
+    vae = debug_vae(1)
+    audio = 0.5 * torch.randn(1, 2, num_samples)
+    with torch.inference_mode():
+        whole = vae.encode(audio, chunk_frames=None)
+        chunked = vae.encode(audio, chunk_frames=chunk_frames)
+    assert (chunked.mean - whole.mean).abs().max() < CHUNK_TOLERANCE
+    assert (chunked.scale - whole.scale).abs().max() < CHUNK_TOLERANCE
+
+
+def test_decoder_input_size_is_bounded_by_the_chunk_not_the_duration() -> None:
+    """Peak memory follows the largest decoder call: it must not grow with T."""
+    vae = debug_vae()
+    seen: list[int] = []
+    handle = vae.decoder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1]))
+    try:
+        with torch.inference_mode():
+            for num_frames in (50, 400):
+                seen.clear()
+                calls = []
+                vae.decode(torch.randn(1, 8, num_frames), chunk_frames=16, context_frames=16,
+                           progress=lambda done, total, c=calls: c.append((done, total)))
+                assert max(seen) <= 16 + 2 * 16
+                assert calls[-1] == (len(seen), len(seen))
+    finally:
+        handle.remove()
+
+
+def test_chunking_is_on_by_default_for_long_inputs() -> None:
+    vae = debug_vae()
+    seen: list[int] = []
+    vae.decoder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1]))
+    with torch.inference_mode():
+        vae.decode(torch.randn(1, 8, 400))
+    assert len(seen) > 1 and max(seen) < 400
