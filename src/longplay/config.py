@@ -254,3 +254,228 @@ def vae_config_to_sat_autoencoder(config: VAEConfig) -> dict[str, Any]:
         "downsampling_ratio": config.hop_length,
         "io_channels": config.audio_channels,
     }
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """The diffusion transformer (SYSTEM.md section 4)."""
+
+    io_channels: int = 64
+    width: int = 1536
+    depth: int = 24
+    num_heads: int = 24
+    cond_token_dim: int = 768
+    global_cond_dim: int = 1536
+    project_cond_tokens: bool = False
+    qk_norm: bool = False
+    use_cross_attn_mask: bool = False
+
+    def __post_init__(self) -> None:
+        if self.width % self.num_heads:
+            raise ConfigError(f"DiT width {self.width} is not divisible by num_heads "
+                              f"{self.num_heads}")
+        if self.width // self.num_heads < 32:
+            raise ConfigError(f"DiT head width {self.width // self.num_heads} is below 32, the "
+                              "rotary width of the reference models")
+
+
+@dataclass(frozen=True)
+class TextConditionerConfig:
+    """The prompt's encoder: ``kind`` "t5" (last hidden state), "clap" (a CLAP text
+    tower, hidden states of ``layer``) or "hf" (any Hugging Face encoder)."""
+
+    kind: str = "t5"
+    name: str = "t5-base"
+    max_length: int = 128
+    feature_dim: int = 768
+    layer: int = -1
+    model_path: str | None = None  # as written in the config; resolved by the loader
+    projection: bool = False  # a learned Linear(feature_dim, cond_dim) with bias
+
+
+@dataclass(frozen=True)
+class TimingConditionerConfig:
+    """A number conditioner: clamp to [min_seconds, max_seconds], then embed."""
+
+    min_seconds: float = 0.0
+    max_seconds: float = 512.0
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    cond_dim: int = 768
+    text: TextConditionerConfig | None = TextConditionerConfig()
+    text_id: str = "prompt"  # the id of the text conditioner in the model config
+    timing: tuple[tuple[str, TimingConditionerConfig], ...] = (
+        ("seconds_start", TimingConditionerConfig()),
+        ("seconds_total", TimingConditionerConfig()),
+    )
+    # "text" stands for the prompt's tokens, whatever its id in the model config.
+    cross_attention_ids: tuple[str, ...] = ("text", "seconds_start", "seconds_total")
+    global_ids: tuple[str, ...] = ("seconds_start", "seconds_total")
+
+
+OBJECTIVES = ("v", "rectified_flow", "rf_denoiser")
+
+
+@dataclass(frozen=True)
+class DiffusionModelConfig:
+    """A whole text-to-audio model: VAE, conditioning, DiT and the diffusion objective."""
+
+    sample_rate: int = 44100
+    audio_channels: int = 2
+    sample_size: int = 2097152  # the training window in samples (47.55 s for SAO 1.0)
+    vae: VAEConfig = VAEConfig()
+    conditioning: ConditioningConfig = ConditioningConfig()
+    dit: DiTConfig = DiTConfig()
+    objective: str = "v"
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"diffusion objective {self.objective!r} is not one of "
+                              f"{', '.join(OBJECTIVES)}")
+        if self.dit.io_channels != self.vae.latent_dim:
+            raise ConfigError(f"DiT io_channels {self.dit.io_channels} != VAE latent_dim "
+                              f"{self.vae.latent_dim}")
+
+    @property
+    def window_frames(self) -> int:
+        """Latent frames the model generates at once (sample_size / hop)."""
+        return self.sample_size // self.vae.hop_length
+
+    @property
+    def max_duration_s(self) -> float:
+        return self.sample_size / self.sample_rate
+
+
+_T5_DIMS = {"t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024,
+            "google/flan-t5-small": 512, "google/flan-t5-base": 768,
+            "google/flan-t5-large": 1024, "google/flan-t5-xl": 2048,
+            "google/flan-t5-xxl": 4096, "google/t5-v1_1-xl": 2048, "google/t5-v1_1-xxl": 4096}
+_SAT_TOP_KEYS = {"model_type", "sample_size", "sample_rate", "audio_channels", "model",
+                 "training", "model_name"}
+_SAT_MODEL_KEYS = {"pretransform", "conditioning", "diffusion", "io_channels"}
+_SAT_CONDITIONING_KEYS = {"configs", "cond_dim", "default_keys", "pre_encoded_keys"}
+_SAT_DIFFUSION_KEYS = {"cross_attention_cond_ids", "global_cond_ids", "type", "config",
+                       "diffusion_objective", "input_concat_ids", "prepend_cond_ids"}
+_SAT_DIT_KEYS = {"io_channels", "embed_dim", "depth", "num_heads", "cond_token_dim",
+                 "global_cond_dim", "project_cond_tokens", "transformer_type", "attn_kwargs",
+                 "patch_size", "project_global_cond", "global_cond_type", "timestep_cond_type",
+                 "input_concat_dim", "prepend_cond_dim"}
+
+
+def _parse_sat_text(sec: str, entry: Mapping[str, Any], cond_dim: int) -> TextConditionerConfig:
+    kind = entry["type"]
+    cfg = entry.get("config", {})
+    if kind == "t5":
+        _check_keys(f"{sec}.config", cfg, {"t5_model_name", "max_length", "model_path",
+                                            "enable_grad", "project_out"})
+        name = cfg.get("t5_model_name", "t5-base")
+        if name not in _T5_DIMS:
+            raise ConfigError(f"{sec}.config.t5_model_name {name!r} is not a known T5 model "
+                              f"({', '.join(sorted(_T5_DIMS))})")
+        dim = _T5_DIMS[name]
+        return TextConditionerConfig(
+            kind="t5", name=name, max_length=int(cfg.get("max_length", 128)), feature_dim=dim,
+            layer=-1, model_path=cfg.get("model_path"),
+            projection=dim != cond_dim or bool(cfg.get("project_out", False)))
+    if kind == "clap_text":
+        _check_keys(f"{sec}.config", cfg, {"pretrained_model", "audio_model_type",
+                                            "enable_fusion", "feature_layer_ix", "project_out",
+                                            "finetune", "model_path", "max_length"})
+        dim = 768
+        return TextConditionerConfig(
+            kind="clap", name="clap", max_length=int(cfg.get("max_length", 77)), feature_dim=dim,
+            layer=int(cfg.get("feature_layer_ix", -1)),
+            model_path=cfg.get("model_path", cfg.get("pretrained_model")),
+            projection=dim != cond_dim or bool(cfg.get("project_out", False)))
+    if kind == "hf":
+        _check_keys(f"{sec}.config", cfg, {"model_path", "max_length", "feature_dim", "layer",
+                                            "project_out", "name"})
+        dim = int(_require(f"{sec}.config", cfg, "feature_dim"))
+        return TextConditionerConfig(
+            kind="hf", name=str(cfg.get("name", "hf")), max_length=int(cfg.get("max_length", 128)),
+            feature_dim=dim, layer=int(cfg.get("layer", -1)), model_path=cfg.get("model_path"),
+            projection=dim != cond_dim or bool(cfg.get("project_out", False)))
+    raise ConfigError(f"{sec}.type {kind!r} is not a text conditioner longplay supports "
+                      "(t5, clap_text, hf)")
+
+
+def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
+    """Parse a stable-audio-tools ``model_config.json`` of a conditional diffusion model."""
+    _check_keys("model_config", cfg, _SAT_TOP_KEYS)
+    _expect("model_config", "model_type", cfg.get("model_type"), ("diffusion_cond",))
+    model = _require("model_config", cfg, "model")
+    _check_keys("model", model, _SAT_MODEL_KEYS)
+    vae = vae_config_from_sat_model_config(cfg)
+
+    cond = _require("model", model, "conditioning")
+    _check_keys("model.conditioning", cond, _SAT_CONDITIONING_KEYS)
+    cond_dim = int(_require("model.conditioning", cond, "cond_dim"))
+    text, text_id, timing = None, "prompt", []
+    for i, entry in enumerate(_require("model.conditioning", cond, "configs")):
+        sec = f"model.conditioning.configs[{i}]"
+        _check_keys(sec, entry, {"id", "type", "config"})
+        cid, kind = _require(sec, entry, "id"), _require(sec, entry, "type")
+        if kind == "number":
+            c = entry.get("config", {})
+            _check_keys(f"{sec}.config", c, {"min_val", "max_val"})
+            timing.append((cid, TimingConditionerConfig(float(c.get("min_val", 0)),
+                                                        float(c.get("max_val", 1)))))
+        else:
+            if text is not None:
+                raise ConfigError(f"{sec}: longplay supports one text conditioner, found a second "
+                                  f"({cid!r})")
+            text, text_id = _parse_sat_text(sec, entry, cond_dim), cid
+
+    diff = _require("model", model, "diffusion")
+    _check_keys("model.diffusion", diff, _SAT_DIFFUSION_KEYS)
+    _expect("model.diffusion", "type", diff.get("type"), ("dit",))
+    for unsupported in ("input_concat_ids", "prepend_cond_ids"):
+        if diff.get(unsupported):
+            raise ConfigError(f"model.diffusion.{unsupported} is not supported by longplay")
+    dc = _require("model.diffusion", diff, "config")
+    _check_keys("model.diffusion.config", dc, _SAT_DIT_KEYS)
+    _expect("model.diffusion.config", "transformer_type",
+            dc.get("transformer_type", "continuous_transformer"), ("continuous_transformer",))
+    for key, default in (("patch_size", 1), ("project_global_cond", True),
+                         ("global_cond_type", "prepend"), ("timestep_cond_type", "global"),
+                         ("input_concat_dim", 0), ("prepend_cond_dim", 0)):
+        _expect("model.diffusion.config", key, dc.get(key, default), (default,))
+    attn = dc.get("attn_kwargs", {})
+    _check_keys("model.diffusion.config.attn_kwargs", attn, {"qk_norm"})
+    qk = attn.get("qk_norm", "none")
+    _expect("model.diffusion.config.attn_kwargs", "qk_norm", qk, ("none", "ln"))
+    objective = diff.get("diffusion_objective", dc.get("diffusion_objective", "v"))
+
+    def ids(key: str) -> tuple[str, ...]:
+        return tuple("text" if i == text_id else i for i in diff.get(key, []))
+
+    known_ids = {cid for cid, _ in timing} | ({text_id} if text else set())
+    for key in ("cross_attention_cond_ids", "global_cond_ids"):
+        for cid in diff.get(key, []):
+            if cid not in known_ids:
+                raise ConfigError(f"model.diffusion.{key} names {cid!r}, which no conditioner in "
+                                  "model.conditioning.configs defines")
+    dit = DiTConfig(
+        io_channels=int(dc.get("io_channels", 32)),
+        width=int(dc.get("embed_dim", 768)),
+        depth=int(dc.get("depth", 12)),
+        num_heads=int(dc.get("num_heads", 8)),
+        cond_token_dim=int(dc.get("cond_token_dim", 0)),
+        global_cond_dim=int(dc.get("global_cond_dim", 0)),
+        project_cond_tokens=bool(dc.get("project_cond_tokens", True)),
+        qk_norm=qk == "ln",
+    )
+    return DiffusionModelConfig(
+        sample_rate=int(_require("model_config", cfg, "sample_rate")),
+        audio_channels=int(cfg.get("audio_channels", 2)),
+        sample_size=int(_require("model_config", cfg, "sample_size")),
+        vae=vae,
+        conditioning=ConditioningConfig(
+            cond_dim=cond_dim, text=text, text_id=text_id, timing=tuple(timing),
+            cross_attention_ids=ids("cross_attention_cond_ids"),
+            global_ids=ids("global_cond_ids")),
+        dit=dit,
+        objective=str(objective),
+    )

@@ -92,3 +92,81 @@ def vae_key_map(layout: str, num_blocks: int) -> KeyMap:
                    "r2": idx["r"] + 2, "n1": num_blocks + 1, "n2": num_blocks + 2}
             to_own[row[column].format(**fmt)] = row[0].format(**fmt)
     return KeyMap(to_own=to_own)
+
+
+# The diffusion transformer: (longplay, stable-audio-tools under "model.model.", diffusers
+# "transformer/"). "{i}" is the block index. Rows whose diffusers entry is a tuple are
+# fused in longplay and stable-audio-tools and split in diffusers (concatenated along
+# the output dimension in the order given).
+DIT_MODULE_TABLE: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
+    ("timestep_features", "timestep_features", "time_proj"),
+    ("timestep_embed.fc1", "to_timestep_embed.0", "timestep_proj.0"),
+    ("timestep_embed.fc2", "to_timestep_embed.2", "timestep_proj.2"),
+    ("cond_embed.fc1", "to_cond_embed.0", "cross_attention_proj.0"),
+    ("cond_embed.fc2", "to_cond_embed.2", "cross_attention_proj.2"),
+    ("global_embed.fc1", "to_global_embed.0", "global_proj.0"),
+    ("global_embed.fc2", "to_global_embed.2", "global_proj.2"),
+    ("pre_conv", "preprocess_conv", "preprocess_conv"),
+    ("post_conv", "postprocess_conv", "postprocess_conv"),
+    ("project_in", "transformer.project_in", "proj_in"),
+    ("project_out", "transformer.project_out", "proj_out"),
+    ("blocks.{i}.self_norm", "transformer.layers.{i}.pre_norm", "transformer_blocks.{i}.norm1"),
+    ("blocks.{i}.self_attn.qkv", "transformer.layers.{i}.self_attn.to_qkv",
+     ("transformer_blocks.{i}.attn1.to_q", "transformer_blocks.{i}.attn1.to_k",
+      "transformer_blocks.{i}.attn1.to_v")),
+    ("blocks.{i}.self_attn.out", "transformer.layers.{i}.self_attn.to_out",
+     "transformer_blocks.{i}.attn1.to_out.0"),
+    ("blocks.{i}.self_attn.q_norm", "transformer.layers.{i}.self_attn.q_norm",
+     "transformer_blocks.{i}.attn1.norm_q"),
+    ("blocks.{i}.self_attn.k_norm", "transformer.layers.{i}.self_attn.k_norm",
+     "transformer_blocks.{i}.attn1.norm_k"),
+    ("blocks.{i}.cross_norm", "transformer.layers.{i}.cross_attend_norm",
+     "transformer_blocks.{i}.norm2"),
+    ("blocks.{i}.cross_attn.q", "transformer.layers.{i}.cross_attn.to_q",
+     "transformer_blocks.{i}.attn2.to_q"),
+    ("blocks.{i}.cross_attn.kv", "transformer.layers.{i}.cross_attn.to_kv",
+     ("transformer_blocks.{i}.attn2.to_k", "transformer_blocks.{i}.attn2.to_v")),
+    ("blocks.{i}.cross_attn.out", "transformer.layers.{i}.cross_attn.to_out",
+     "transformer_blocks.{i}.attn2.to_out.0"),
+    ("blocks.{i}.cross_attn.q_norm", "transformer.layers.{i}.cross_attn.q_norm",
+     "transformer_blocks.{i}.attn2.norm_q"),
+    ("blocks.{i}.cross_attn.k_norm", "transformer.layers.{i}.cross_attn.k_norm",
+     "transformer_blocks.{i}.attn2.norm_k"),
+    ("blocks.{i}.ff_norm", "transformer.layers.{i}.ff_norm", "transformer_blocks.{i}.norm3"),
+    ("blocks.{i}.ff.proj_in", "transformer.layers.{i}.ff.ff.0.proj",
+     "transformer_blocks.{i}.ff.net.0.proj"),
+    ("blocks.{i}.ff.proj_out", "transformer.layers.{i}.ff.ff.2", "transformer_blocks.{i}.ff.net.2"),
+)
+
+# stable-audio-tools' transformer LayerNorm names its gain and bias gamma and beta.
+SAT_PARAM_RENAMES = {"gamma": "weight", "beta": "bias"}
+
+
+def dit_module_rows(depth: int) -> list[tuple[str, str, str | tuple[str, ...]]]:
+    """The DIT_MODULE_TABLE with "{i}" expanded for blocks 0 .. depth-1."""
+    rows = []
+    for own, sat, diffusers in DIT_MODULE_TABLE:
+        for i in range(depth) if "{i}" in own else (None,):
+            fmt = {} if i is None else {"i": i}
+            split = (tuple(d.format(**fmt) for d in diffusers) if isinstance(diffusers, tuple)
+                     else diffusers.format(**fmt))
+            rows.append((own.format(**fmt), sat.format(**fmt), split))
+    return rows
+
+
+def conditioner_module_rows(text_id: str, timing_ids: tuple[str, ...],
+                            has_text_projection: bool) -> list[tuple[str, str, str]]:
+    """(longplay, stable-audio-tools under "conditioner.conditioners.", diffusers
+    "projection_model/") rows of the conditioner."""
+    diffusers_timing = {"seconds_start": "start_number_conditioner",
+                        "seconds_total": "end_number_conditioner"}
+    rows = []
+    if has_text_projection:
+        rows.append(("text_proj", f"{text_id}.proj_out", "text_projection"))
+    for cid in timing_ids:
+        d = diffusers_timing.get(cid, cid)
+        rows.append((f"timing.{cid}.frequencies", f"{cid}.embedder.embedding.0.weights",
+                     f"{d}.time_positional_embedding.0.weights"))
+        rows.append((f"timing.{cid}.proj", f"{cid}.embedder.embedding.1",
+                     f"{d}.time_positional_embedding.1"))
+    return rows

@@ -2,5 +2,19 @@
 
 from longplay.layers.activations import SnakeBeta
 from longplay.layers.conv import WNConv1d, WNConvTranspose1d
+from longplay.layers.embeddings import (
+    FourierFeatures,
+    apply_rotary,
+    rotary_angles,
+    rotary_inverse_frequencies,
+)
 
-__all__ = ["SnakeBeta", "WNConv1d", "WNConvTranspose1d"]
+__all__ = [
+    "FourierFeatures",
+    "SnakeBeta",
+    "WNConv1d",
+    "WNConvTranspose1d",
+    "apply_rotary",
+    "rotary_angles",
+    "rotary_inverse_frequencies",
+]
