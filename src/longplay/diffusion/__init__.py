@@ -1,0 +1,89 @@
+"""Diffusion machinery for audio latents [B, D, T]: schedules, training objectives,
+denoiser preconditioning, samplers and classifier-free guidance.
+
+Works on any callable network ``model(x [B, D, T], t [B]) -> [B, D, T]``; nothing here depends
+on the transformer, the conditioning or the checkpoints.
+"""
+
+from .denoisers import Denoiser, ModelFn, RFDenoiser, VDenoiser
+from .guidance import CFGModel, cfg_model, guided
+from .objectives import (
+    DiffusionTrainingSample,
+    diffusion_loss,
+    rf_objective_sample,
+    rf_to_denoised,
+    rf_to_noise,
+    sample_training_noise,
+    sample_training_t,
+    v_objective_sample,
+    v_to_denoised,
+    v_to_noise,
+)
+from .samplers import (
+    SAMPLERS,
+    NoiseFn,
+    SamplerFn,
+    SamplerKind,
+    SamplerSpec,
+    SamplerStep,
+    StepCallback,
+    get_sampler,
+    sample_dpmpp_2m,
+    sample_dpmpp_2m_sde,
+    sample_dpmpp_3m_sde,
+    sample_euler,
+    sample_pingpong,
+    sample_rf_dpmpp,
+    sample_rf_euler,
+    sample_v_ddim,
+)
+from .schedules import (
+    alpha_sigma,
+    log_linear_sigmas,
+    logsnr_shift_t_grid,
+    rf_t_grid,
+    sigma_to_t,
+    t_to_sigma,
+)
+
+__all__ = [
+    "SAMPLERS",
+    "CFGModel",
+    "Denoiser",
+    "DiffusionTrainingSample",
+    "ModelFn",
+    "NoiseFn",
+    "RFDenoiser",
+    "SamplerFn",
+    "SamplerKind",
+    "SamplerSpec",
+    "SamplerStep",
+    "StepCallback",
+    "VDenoiser",
+    "alpha_sigma",
+    "cfg_model",
+    "diffusion_loss",
+    "get_sampler",
+    "guided",
+    "log_linear_sigmas",
+    "logsnr_shift_t_grid",
+    "rf_objective_sample",
+    "rf_t_grid",
+    "rf_to_denoised",
+    "rf_to_noise",
+    "sample_dpmpp_2m",
+    "sample_dpmpp_2m_sde",
+    "sample_dpmpp_3m_sde",
+    "sample_euler",
+    "sample_pingpong",
+    "sample_rf_dpmpp",
+    "sample_rf_euler",
+    "sample_training_noise",
+    "sample_training_t",
+    "sample_v_ddim",
+    "sigma_to_t",
+    "t_to_sigma",
+    "v_objective_sample",
+    "v_to_denoised",
+    "v_to_noise",
+]
