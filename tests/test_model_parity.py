@@ -184,3 +184,21 @@ def test_nan_weights_are_an_error(tmp_path: Path) -> None:
     save_file(state, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="NaN"):
         load_diffusion_model(folder, load_text_encoder=False)
+
+
+def test_model_ckpt_loads_with_weights_only(tmp_path: Path, sao1_reference) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model_config.json").write_text((SAO1_TINY / "model_config.json").read_text())
+    torch.save({"state_dict": load_file(str(SAO1_TINY / "model.safetensors"))},
+               folder / "model.ckpt")
+    ckpt = load_diffusion_model(folder, text_encoder_path=SAO1_TINY / "text_encoder")
+    reference = load_diffusion_model(SAO1_TINY)
+    for a, b in ((ckpt.dit, reference.dit), (ckpt.vae, reference.vae)):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                     b.state_dict().values(), strict=True))
+    torch.save({"state_dict": {}, "hook": Path("x")}, folder / "model.ckpt")
+    from longplay.checkpoints import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"weights_only"):
+        load_diffusion_model(folder, load_text_encoder=False)

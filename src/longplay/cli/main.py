@@ -8,13 +8,15 @@ import sys
 from collections.abc import Sequence
 
 from longplay import __version__
+from longplay.cli import generate as generate_cli
 from longplay.cli import vae as vae_cli
+from longplay.pipelines import GenerationError
 
 logger = logging.getLogger("longplay")
 
 # Errors that are the user's to fix: reported in one line, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError,
-                                                IsADirectoryError)
+                                                IsADirectoryError, GenerationError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"longplay {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    generate_cli.add_parsers(sub)
     vae_cli.add_parser(sub)
     return parser
+
+
+def _quiet_transformers() -> None:
+    """The command line shows its own progress; transformers' loading bars are noise there."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s: %(message)s")
+    _quiet_transformers()
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as err:

@@ -1,0 +1,75 @@
+"""``longplay generate`` and ``longplay info`` end to end on the tiny fixture models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import SAO1_TINY, SAOS_TINY
+from longplay.audio import load_audio
+from longplay.cli.main import main
+
+
+def run(*args: str | Path) -> int:
+    return main([str(a) for a in args])
+
+
+def test_generate_writes_audio_and_a_settings_sidecar(tmp_path: Path) -> None:
+    out = tmp_path / "song.wav"
+    assert run("generate", "a calm piano", "--model", SAO1_TINY, "--duration", "1.5",
+               "--steps", "4", "--seed", "7", "-o", out, "--no-progress") == 0
+    wave = load_audio(out)
+    assert wave.sample_rate == 44100 and wave.audio.shape == (2, round(1.5 * 44100))
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["prompt"] == "a calm piano" and sidecar["seed"] == 7
+    assert sidecar["settings"]["num_inference_steps"] == 4
+    assert sidecar["settings"]["sampler"] == "dpmpp-3m-sde"
+    assert sidecar["model"] == str(SAO1_TINY.resolve())
+
+
+def test_generate_several_outputs_with_consecutive_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "take.flac"
+    assert run("generate", "fast drums", "--model", SAOS_TINY, "--duration", "1",
+               "--num-outputs", "2", "--seed", "3", "-o", out, "--no-progress") == 0
+    seeds = [json.loads((tmp_path / f"take_{i}.json").read_text())["seed"] for i in range(2)]
+    assert seeds == [3, 4]
+    assert all((tmp_path / f"take_{i}.flac").is_file() for i in range(2))
+
+
+def test_generate_audio_to_audio(tmp_path: Path) -> None:
+    first = tmp_path / "a.wav"
+    assert run("generate", "a calm piano", "--model", SAO1_TINY, "--steps", "3", "--seed", "1",
+               "-o", first, "--no-progress") == 0
+    second = tmp_path / "b.wav"
+    assert run("generate", "a calm piano", "--model", SAO1_TINY, "--steps", "3", "--seed", "2",
+               "--init-audio", first, "--init-noise-level", "0.5", "-o", second,
+               "--no-progress") == 0
+    sidecar = json.loads(second.with_suffix(".json").read_text())
+    assert sidecar["settings"]["init_noise_level"] == 0.5 and sidecar["init_audio"] == str(first)
+
+
+def test_generate_errors_leave_nothing_behind(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x.wav"
+    assert run("generate", "p", "-o", out) == 2
+    assert "--model PATH" in capsys.readouterr().err
+    assert run("generate", "p", "--model", SAO1_TINY, "--duration", "999", "-o", out) == 2
+    assert "duration_s must be in" in capsys.readouterr().err
+    assert run("generate", "p", "--model", SAO1_TINY, "--steps", "0", "-o", out) == 2
+    assert "num_inference_steps" in capsys.readouterr().err
+    assert run("generate", "p", "--model", SAOS_TINY, "--sampler", "dpmpp-3m-sde", "-o",
+               out) == 2
+    assert "does not fit" in capsys.readouterr().err
+    assert run("generate", "p", "--model", SAO1_TINY, "-o", tmp_path / "x.mp3") == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_describes_the_model(capsys) -> None:
+    assert run("info", SAO1_TINY) == 0
+    text = capsys.readouterr().out
+    assert "64 latent frames = 2.97 s" in text and "rotary 32" in text
+    assert run("info", SAOS_TINY, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["objective"] == "rf_denoiser" and info["dit"]["qk_norm"] is True
+    assert info["parameters_total"] == (info["vae"]["parameters"] + info["dit"]["parameters"]
+                                        + info["conditioning"]["parameters"])
+    assert run("info", "/nonexistent/model") == 2
