@@ -4,7 +4,6 @@ the stable-audio-tools layout, and the diffusers layout of Stable Audio Open 1.0
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +13,9 @@ from torch import nn
 from longplay.autoencoder import AudioVAE
 from longplay.checkpoints.files import CheckpointError, read_json, read_state_dict
 from longplay.checkpoints.keymaps import conditioner_module_rows, dit_module_rows
+from longplay.checkpoints.remap import find_weight_file, list_keys, remap_state
 from longplay.checkpoints.vae import (
     SAT_WEIGHT_NAMES,
-    _find_weight_file,
-    _list_keys,
     _read_diffusers_vae,
     _to_own_names,
     build_vae,
@@ -80,51 +78,6 @@ def build_dit(config: DiTConfig) -> DiffusionTransformer:
 
 def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
-def _remap(foreign: dict[str, torch.Tensor], own_to_foreign: dict[str, str | tuple[str, ...]],
-           shapes: dict[str, tuple[int, ...]], what: str, source: Path) -> dict[str, torch.Tensor]:
-    """Weights under longplay's names from ``foreign`` by an own-key -> foreign-key map;
-    a tuple of foreign keys is concatenated along dim 0. Every own key must be found,
-    every foreign key used, every shape match (singleton dimensions aside)."""
-    own: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
-    missing, wrong = [], []
-    for key, fkeys in own_to_foreign.items():
-        names = fkeys if isinstance(fkeys, tuple) else (fkeys,)
-        absent = [n for n in names if n not in foreign]
-        if absent:
-            missing.extend(absent)
-            continue
-        used.update(names)
-        tensor = torch.cat([foreign[n] for n in names]) if len(names) > 1 else foreign[names[0]]
-        shape = shapes[key]
-        if tuple(tensor.shape) != shape:
-            if tensor.numel() == math.prod(shape) and [d for d in tensor.shape if d != 1] == [
-                    d for d in shape if d != 1]:
-                tensor = tensor.reshape(shape)
-            else:
-                wrong.append(f"{'+'.join(names)} {tuple(tensor.shape)} (expected {shape})")
-                continue
-        own[key] = tensor
-    unexpected = sorted(set(foreign) - used)
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_list_keys(sorted(missing))}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_list_keys(unexpected)}")
-    if wrong:
-        problems.append(f"shape mismatches ({len(wrong)}): {_list_keys(wrong)}")
-    if problems:
-        raise CheckpointError(f"{source}: the {what} weights do not match its config: "
-                              + "; ".join(problems))
-    bad = [own_to_foreign[k] for k, t in own.items()
-           if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise CheckpointError(f"{source}: NaN or infinite values in the {what} weights "
-                              f"{_list_keys([str(b) for b in bad])}; the file is corrupt or "
-                              "the training diverged")
-    return own
 
 
 def _own_to_foreign(module: nn.Module, rows, column: int,
@@ -224,13 +177,13 @@ def _load_sat_folder(folder: Path, text_encoder_path, device, dtype,
         config = diffusion_config_from_sat(read_json(cfg_path))
     except ConfigError as err:
         raise CheckpointError(f"{cfg_path}: {err}") from None
-    weights = _find_weight_file(folder, SAT_WEIGHT_NAMES)
+    weights = find_weight_file(folder, SAT_WEIGHT_NAMES)
     state = read_state_dict(weights)
     known = (SAT_DIT_PREFIX, SAT_CONDITIONER_PREFIX, SAT_VAE_PREFIX)
     stray = sorted(k for k in state if not k.startswith(known))
     if stray:
         raise CheckpointError(f"{weights}: unexpected keys ({len(stray)}) outside "
-                              f"{', '.join(known)}: {_list_keys(stray)}")
+                              f"{', '.join(known)}: {list_keys(stray)}")
     vae_state = _to_own_names(_split(state, SAT_VAE_PREFIX), config.vae, "stable-audio-tools",
                               weights)
     with torch.device("meta"):
@@ -239,12 +192,12 @@ def _load_sat_folder(folder: Path, text_encoder_path, device, dtype,
     text = config.conditioning.text
     cond_rows = conditioner_module_rows(config.conditioning.text_id, conditioner.timing_ids,
                                         conditioner.text_proj is not None)
-    cond_state = _remap(_split(state, SAT_CONDITIONER_PREFIX),
+    cond_state = remap_state(_split(state, SAT_CONDITIONER_PREFIX),
                         _own_to_foreign(conditioner, cond_rows, 1), _shapes(conditioner),
                         "conditioner", weights)
     dit_foreign = _split(state, SAT_DIT_PREFIX)
     inv_freq = dit_foreign.pop("transformer.rotary_pos_emb.inv_freq", None)
-    dit_state = _remap(dit_foreign, _own_to_foreign(dit, dit_module_rows(config.dit.depth), 1,
+    dit_state = remap_state(dit_foreign, _own_to_foreign(dit, dit_module_rows(config.dit.depth), 1,
                                                     {"weight": "gamma", "bias": "beta"}),
                        _shapes(dit), "DiT", weights)
     _check_rotary(inv_freq, dit, weights)
@@ -327,15 +280,15 @@ def _load_diffusers_folder(folder: Path, text_encoder_path, device, dtype,
     with torch.device("meta"):
         conditioner = build_conditioner(config.conditioning)
         dit = build_dit(config.dit)
-    dit_file = _find_weight_file(folder / "transformer", ("diffusion_pytorch_model.safetensors",))
-    proj_file = _find_weight_file(folder / "projection_model",
+    dit_file = find_weight_file(folder / "transformer", ("diffusion_pytorch_model.safetensors",))
+    proj_file = find_weight_file(folder / "projection_model",
                                   ("diffusion_pytorch_model.safetensors",))
-    dit_state = _remap(read_state_dict(dit_file),
+    dit_state = remap_state(read_state_dict(dit_file),
                        _own_to_foreign(dit, dit_module_rows(config.dit.depth), 2), _shapes(dit),
                        "DiT", dit_file)
     cond_rows = conditioner_module_rows("prompt", conditioner.timing_ids,
                                         conditioner.text_proj is not None)
-    cond_state = _remap(read_state_dict(proj_file), _own_to_foreign(conditioner, cond_rows, 2),
+    cond_state = remap_state(read_state_dict(proj_file), _own_to_foreign(conditioner, cond_rows, 2),
                         _shapes(conditioner), "projection model", proj_file)
     text_path = Path(text_encoder_path) if text_encoder_path else folder / TEXT_ENCODER_DIR
     tokenizer = None if text_encoder_path else folder / "tokenizer"

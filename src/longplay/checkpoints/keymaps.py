@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 # (longplay, stable-audio-tools, diffusers)
 VAE_MODULE_TABLE: tuple[tuple[str, str, str], ...] = (
@@ -56,6 +57,10 @@ class KeyMap:
 
     to_own: dict[str, str]  # foreign prefix -> own prefix
 
+    @cached_property
+    def to_foreign(self) -> dict[str, str]:
+        return {own: foreign for foreign, own in self.to_own.items()}
+
     def own_key(self, foreign_key: str) -> str | None:
         """The longplay key for ``foreign_key``, or None when no row covers it."""
         module, _, param = foreign_key.rpartition(".")
@@ -65,10 +70,8 @@ class KeyMap:
     def foreign_key(self, own_key: str) -> str | None:
         """The foreign key for the longplay key ``own_key`` (None when unmapped)."""
         module, _, param = own_key.rpartition(".")
-        for foreign, own in self.to_own.items():
-            if own == module:
-                return f"{foreign}.{param}"
-        return None
+        foreign = self.to_foreign.get(module)
+        return None if foreign is None else f"{foreign}.{param}"
 
 
 def _expand(template: str, num_blocks: int) -> Iterable[tuple[dict[str, int], str]]:

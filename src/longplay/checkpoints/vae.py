@@ -31,6 +31,7 @@ from longplay.checkpoints.files import (
     write_safetensors,
 )
 from longplay.checkpoints.keymaps import vae_key_map
+from longplay.checkpoints.remap import find_weight_file, remap_state
 from longplay.config import (
     ConfigError,
     VAEConfig,
@@ -45,7 +46,6 @@ SAT_DIFFUSION_PREFIXES = ("pretransform.model.", "diffusion.pretransform.model."
 SAT_AUTOENCODER_PREFIXES = ("autoencoder_ema.ema_model.", "autoencoder.", "")
 DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 SAT_WEIGHT_NAMES = ("model.safetensors", "model.ckpt")
-MAX_LISTED_KEYS = 20
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,6 @@ def build_vae(config: VAEConfig) -> AudioVAE:
         latent_dim=config.latent_dim,
         final_tanh=config.final_tanh,
     )
-
-
-def _list_keys(keys: list[str]) -> str:
-    shown = ", ".join(keys[:MAX_LISTED_KEYS])
-    more = len(keys) - MAX_LISTED_KEYS
-    return shown + (f", ... ({more} more)" if more > 0 else "")
 
 
 def _select_prefix(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], source: Path) -> str:
@@ -136,37 +130,9 @@ def _to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: s
                   source: Path) -> dict[str, torch.Tensor]:
     """Rename ``foreign`` weights to longplay's names; every key must be accounted for."""
     key_map = vae_key_map(layout, len(config.strides))
-    reference = build_vae_shapes(config)
-    own: dict[str, torch.Tensor] = {}
-    unexpected = []
-    for key, tensor in foreign.items():
-        name = key_map.own_key(key)
-        if name is None or name not in reference:
-            unexpected.append(key)
-            continue
-        if layout == "diffusers" and name.endswith((".alpha", ".beta")) and tensor.dim() == 3:
-            tensor = tensor.reshape(-1)  # diffusers stores Snake parameters as [1, D, 1]
-        own[name] = tensor
-    missing = [key_map.foreign_key(k) or k for k in reference if k not in own]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_list_keys(sorted(missing))}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_list_keys(sorted(unexpected))}")
-    wrong = [f"{key_map.foreign_key(k)} {tuple(t.shape)} (expected {reference[k]})"
-             for k, t in own.items() if tuple(t.shape) != reference[k]]
-    if wrong:
-        problems.append(f"shape mismatches ({len(wrong)}): {_list_keys(wrong)}")
-    if problems:
-        raise CheckpointError(
-            f"{source} does not match the VAE architecture {config} in the {layout} layout: "
-            + "; ".join(problems)
-        )
-    bad = [key_map.foreign_key(k) for k, t in own.items() if not torch.isfinite(t).all()]
-    if bad:
-        raise CheckpointError(f"{source} has NaN or infinite values in {_list_keys(bad)}; "
-                              "the file is corrupt or the training diverged")
-    return own
+    shapes = build_vae_shapes(config)
+    own_to_foreign = {k: key_map.foreign_key(k) for k in shapes}
+    return remap_state(foreign, own_to_foreign, shapes, f"VAE ({layout} layout)", source)
 
 
 def build_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
@@ -176,20 +142,13 @@ def build_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _find_weight_file(folder: Path, names: tuple[str, ...]) -> Path:
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise CheckpointError(f"{folder} has no weight file: expected one of {', '.join(names)}")
-
-
 def _read_sat_folder(folder: Path) -> VAEWeights:
     cfg_path = folder / "model_config.json"
     try:
         config = vae_config_from_sat_model_config(read_json(cfg_path))
     except ConfigError as err:
         raise CheckpointError(f"{cfg_path}: {err}") from None
-    weights = _find_weight_file(folder, SAT_WEIGHT_NAMES)
+    weights = find_weight_file(folder, SAT_WEIGHT_NAMES)
     return _read_sat_state(read_state_dict(weights), weights, config)
 
 
@@ -217,7 +176,7 @@ def _read_diffusers_vae(folder: Path) -> VAEWeights:
         config = vae_config_from_diffusers(read_json(cfg_path))
     except ConfigError as err:
         raise CheckpointError(f"{cfg_path}: {err}") from None
-    weights = _find_weight_file(folder, DIFFUSERS_WEIGHT_NAMES)
+    weights = find_weight_file(folder, DIFFUSERS_WEIGHT_NAMES)
     state = read_state_dict(weights)
     return VAEWeights(config, _to_own_names(state, config, "diffusers", weights), "diffusers",
                       weights)

@@ -23,72 +23,56 @@ def _weight_norm(weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor
     return weight_v * (weight_g / norm)
 
 
-class WNConv1d(nn.Module):
-    """Conv1d with weight normalisation; same arguments as ``nn.Conv1d``."""
+class _WeightNormed(nn.Module):
+    """Holds ``weight_v`` [A, B, K], ``weight_g`` [A, 1, 1] and an optional ``bias``,
+    initialised like PyTorch's convolutions with ||v|| = g."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        dilation: int = 1,
-        bias: bool = True,
-    ) -> None:
+    def __init__(self, shape: tuple[int, int, int], bias_size: int, fan_in: int,
+                 bias: bool) -> None:
         super().__init__()
-        self.stride = stride
-        self.padding = padding
-        self.dilation = dilation
-        v = torch.empty(out_channels, in_channels, kernel_size)
+        v = torch.empty(shape)
         nn.init.kaiming_uniform_(v, a=math.sqrt(5))
-        self.weight_v = nn.Parameter(v)  # [O, I, K]
-        self.weight_g = nn.Parameter(v.flatten(1).norm(dim=1).view(-1, 1, 1).clone())  # [O, 1, 1]
+        self.weight_v = nn.Parameter(v)
+        self.weight_g = nn.Parameter(v.flatten(1).norm(dim=1).view(-1, 1, 1).clone())
         if bias:
-            bound = 1.0 / math.sqrt(in_channels * kernel_size)
-            self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound))  # [O]
+            bound = 1.0 / math.sqrt(fan_in)
+            self.bias = nn.Parameter(torch.empty(bias_size).uniform_(-bound, bound))
         else:
             self.register_parameter("bias", None)
 
     @property
     def weight(self) -> torch.Tensor:
-        """The effective convolution weight [O, I, K]."""
+        """The effective convolution weight, shaped like ``weight_v``."""
         return _weight_norm(self.weight_g, self.weight_v)
+
+
+class WNConv1d(_WeightNormed):
+    """Conv1d with weight normalisation; same arguments as ``nn.Conv1d``.
+    weight_v: [O, I, K], weight_g: [O, 1, 1]."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, bias: bool = True) -> None:
+        super().__init__((out_channels, in_channels, kernel_size), out_channels,
+                         in_channels * kernel_size, bias)
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, I, N] -> [B, O, N']."""
         return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
 
-class WNConvTranspose1d(nn.Module):
-    """ConvTranspose1d with weight normalisation over dim 0 of its [I, O, K] weight."""
+class WNConvTranspose1d(_WeightNormed):
+    """ConvTranspose1d with weight normalisation over dim 0 of its weight.
+    weight_v: [I, O, K], weight_g: [I, 1, 1]."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        bias: bool = True,
-    ) -> None:
-        super().__init__()
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True) -> None:
+        super().__init__((in_channels, out_channels, kernel_size), out_channels,
+                         out_channels * kernel_size, bias)
         self.stride = stride
         self.padding = padding
-        v = torch.empty(in_channels, out_channels, kernel_size)
-        nn.init.kaiming_uniform_(v, a=math.sqrt(5))
-        self.weight_v = nn.Parameter(v)  # [I, O, K]
-        self.weight_g = nn.Parameter(v.flatten(1).norm(dim=1).view(-1, 1, 1).clone())  # [I, 1, 1]
-        if bias:
-            bound = 1.0 / math.sqrt(out_channels * kernel_size)
-            self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound))  # [O]
-        else:
-            self.register_parameter("bias", None)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The effective transposed-convolution weight [I, O, K]."""
-        return _weight_norm(self.weight_g, self.weight_v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, I, N] -> [B, O, N * stride] (for kernel 2*stride, padding ceil(stride/2))."""
