@@ -479,3 +479,305 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
         dit=dit,
         objective=str(objective),
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Model presets and serialisation back to stable-audio-tools' model_config.json
+
+
+MODEL_PRESETS: dict[str, DiffusionModelConfig] = {
+    "stable-audio-open-1.0": DiffusionModelConfig(),
+    # A DiT and VAE small enough to train in seconds on a CPU; the text encoder is any
+    # local Hugging Face folder whose width is text.feature_dim (768 for the fixtures' T5).
+    "debug": DiffusionModelConfig(
+        sample_size=32 * 2048,
+        vae=VAE_PRESETS["debug"],
+        conditioning=ConditioningConfig(
+            cond_dim=64,
+            text=TextConditionerConfig(kind="t5", name="t5-base", max_length=32, feature_dim=768,
+                                       projection=True),
+        ),
+        dit=DiTConfig(io_channels=8, width=64, depth=2, num_heads=2, cond_token_dim=64,
+                      global_cond_dim=128),
+    ),
+}
+
+
+def model_preset(name: str) -> DiffusionModelConfig:
+    try:
+        return MODEL_PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model preset {name!r}; known presets: "
+                          f"{', '.join(sorted(MODEL_PRESETS))}") from None
+
+
+def diffusion_config_to_sat(config: DiffusionModelConfig,
+                            text_model_path: str | None = None) -> dict[str, Any]:
+    """The stable-audio-tools ``model_config.json`` of ``config`` (inverse of
+    ``diffusion_config_from_sat``)."""
+    cond = config.conditioning
+    configs: list[dict[str, Any]] = []
+    text_id = cond.text_id
+    if cond.text is not None:
+        t = cond.text
+        path = text_model_path if text_model_path is not None else t.model_path
+        if t.kind == "t5":
+            entry = {"t5_model_name": t.name, "max_length": t.max_length}
+            if t.projection and t.feature_dim == cond.cond_dim:
+                entry["project_out"] = True
+            if path:
+                entry["model_path"] = path
+            configs.append({"id": text_id, "type": "t5", "config": entry})
+        else:
+            entry = {"name": t.name, "max_length": t.max_length, "feature_dim": t.feature_dim,
+                     "layer": t.layer}
+            if t.projection and t.feature_dim == cond.cond_dim:
+                entry["project_out"] = True
+            if path:
+                entry["model_path"] = path
+            configs.append({"id": text_id, "type": "hf", "config": entry})
+    for cid, timing in cond.timing:
+        configs.append({"id": cid, "type": "number",
+                        "config": {"min_val": timing.min_seconds, "max_val": timing.max_seconds}})
+
+    def ids(names: tuple[str, ...]) -> list[str]:
+        return [text_id if n == "text" else n for n in names]
+
+    dit = config.dit
+    diffusion: dict[str, Any] = {
+        "cross_attention_cond_ids": ids(cond.cross_attention_ids),
+        "global_cond_ids": ids(cond.global_ids),
+        "type": "dit",
+        "config": {
+            "io_channels": dit.io_channels, "embed_dim": dit.width, "depth": dit.depth,
+            "num_heads": dit.num_heads, "cond_token_dim": dit.cond_token_dim,
+            "global_cond_dim": dit.global_cond_dim,
+            "project_cond_tokens": dit.project_cond_tokens,
+            "transformer_type": "continuous_transformer",
+        },
+    }
+    if dit.qk_norm:
+        diffusion["config"]["attn_kwargs"] = {"qk_norm": "ln"}
+    if config.objective != "v":
+        diffusion["diffusion_objective"] = config.objective
+    return {
+        "model_type": "diffusion_cond",
+        "sample_size": config.sample_size,
+        "sample_rate": config.sample_rate,
+        "audio_channels": config.audio_channels,
+        "model": {
+            "pretransform": {"type": "autoencoder", "iterate_batch": True,
+                             "config": vae_config_to_sat_autoencoder(config.vae)},
+            "conditioning": {"configs": configs, "cond_dim": cond.cond_dim},
+            "diffusion": diffusion,
+            "io_channels": dit.io_channels,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Training configuration
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with the inverse-LR schedule of k-diffusion:
+    lr(step) = lr * (1 - warmup^(step + 1)) * (1 + step / inv_gamma)^-power."""
+
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-3
+    inv_gamma: float = 1e6
+    power: float = 0.5
+    warmup: float = 0.99
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    """EMA with warm-up: decay(step) = min(max_decay, 1 - (1 + step / inv_gamma)^-power)."""
+
+    enabled: bool = True
+    max_decay: float = 0.9999
+    power: float = 0.75
+    inv_gamma: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training examples come from.
+
+    kind: "audio" (a folder of audio files with metadata), "shards" (tar shards, paths or
+    fsspec URLs in ``path`` separated by commas) or "latents" (a folder written by
+    ``longplay data encode``). The window is the model's ``sample_size``.
+    """
+
+    kind: str = "audio"
+    path: str | None = None
+    random_crop: bool = True
+    phase_flip: bool = False
+    min_duration_s: float = 0.0
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """The engine's settings (PyTorch Lightning)."""
+
+    max_steps: int = 100000
+    batch_size: int = 8
+    accumulate_grad_batches: int = 1
+    precision: str = "32-true"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    accelerator: str = "auto"
+    gradient_checkpointing: bool = False
+    gradient_clip_val: float | None = None
+    log_every_n_steps: int = 10
+    checkpoint_every_n_steps: int = 1000
+    demo_every_n_steps: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Periodic demo generations during DiT training."""
+
+    prompts: tuple[str, ...] = ("upbeat electronic dance music, 128 BPM",
+                                "solo piano, slow and calm")
+    guidance_scales: tuple[float, ...] = (1.0, 3.0, 6.0)
+    steps: int = 50
+    duration_s: float | None = None
+    sampler: str | None = None
+
+
+@dataclass(frozen=True)
+class DiTTrainConfig:
+    """Training (or fine-tuning) the diffusion transformer.
+
+    Either ``init_from`` (a model folder to fine-tune: architecture and weights, VAE and
+    conditioning included) or ``preset`` (an architecture from MODEL_PRESETS, trained
+    from scratch, with the VAE from ``vae_path`` or random when it is None).
+    """
+
+    preset: str | None = "debug"
+    init_from: str | None = None
+    vae_path: str | None = None
+    text_encoder_path: str | None = None
+    cfg_dropout: float = 0.1
+    optimizer: OptimizerConfig = OptimizerConfig()
+    ema: EMAConfig = EMAConfig()
+    data: DataConfig = DataConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    demo: DemoConfig = DemoConfig()
+
+    def __post_init__(self) -> None:
+        if (self.preset is None) == (self.init_from is None):
+            raise ConfigError("give exactly one of preset (train from scratch) and init_from "
+                              "(fine-tune a model folder)")
+        if not 0 <= self.cfg_dropout < 1:
+            raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+
+
+def _convert(value: Any, annotation: Any, section: str) -> Any:
+    """Convert a JSON/YAML value to the annotated type (dataclasses strictly)."""
+    import dataclasses
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return dataclass_from_dict(annotation, value, section)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, section)
+            except (ConfigError, TypeError, ValueError):
+                continue
+        raise ConfigError(f"{section}: {value!r} does not fit {annotation}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{section}: expected a list, got {value!r}")
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{section}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{section}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{section}[{i}]") for i, (v, a) in
+                     enumerate(zip(value, args, strict=True)))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{section}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{section}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{section}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{section}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{section}: unsupported type {annotation}")  # pragma: no cover
+
+
+def dataclass_from_dict(cls: type, data: Any, section: str = "config") -> Any:
+    """Build the frozen dataclass ``cls`` from a mapping, strictly: unknown keys are errors
+    that name them, values are type-checked, missing keys take the defaults."""
+    import dataclasses
+    import typing
+
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{section} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(section, data, set(fields))
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _convert(v, hints[k], f"{section}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{section}: {err}") from None
+
+
+def dataclass_to_dict(obj: Any) -> Any:
+    """A JSON-ready dict of a (nested) dataclass; tuples become lists."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj):
+        return {f.name: dataclass_to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [dataclass_to_dict(v) for v in obj]
+    return obj
+
+
+def load_config_file(path: str | Any, cls: type) -> Any:
+    """Read a YAML or JSON config file into ``cls`` strictly."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    return dataclass_from_dict(cls, data, str(path))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from longplay import __version__
 from longplay.cli import generate as generate_cli
+from longplay.cli import train as train_cli
 from longplay.cli import vae as vae_cli
 from longplay.pipelines import GenerationError
 
@@ -16,7 +17,7 @@ logger = logging.getLogger("longplay")
 
 # Errors that are the user's to fix: reported in one line, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError,
-                                                IsADirectoryError, GenerationError)
+                                                IsADirectoryError, FileExistsError, GenerationError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     generate_cli.add_parsers(sub)
     vae_cli.add_parser(sub)
+    train_cli.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,84 @@
+"""Writing model folders in the Stable Audio Open layout (``model_config.json`` +
+``model.safetensors`` with stable-audio-tools key names), so that longplay's own models
+also open in the reference tools."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from longplay.audio import atomic_output_path
+from longplay.checkpoints.diffusion import (
+    SAT_CONDITIONER_PREFIX,
+    SAT_DIT_PREFIX,
+    SAT_VAE_PREFIX,
+    TEXT_ENCODER_DIR,
+    DiffusionModel,
+    _own_to_foreign,
+)
+from longplay.checkpoints.files import CheckpointError, write_safetensors
+from longplay.checkpoints.keymaps import (
+    conditioner_module_rows,
+    dit_module_rows,
+    vae_key_map,
+)
+from longplay.config import diffusion_config_to_sat
+from longplay.layers import rotary_inverse_frequencies
+
+
+def sat_state_dict(model: DiffusionModel) -> dict[str, torch.Tensor]:
+    """All weights of ``model`` under stable-audio-tools names."""
+    config = model.config
+    out: dict[str, torch.Tensor] = {}
+    dit_map = _own_to_foreign(model.dit, dit_module_rows(config.dit.depth), 1,
+                              {"weight": "gamma", "bias": "beta"})
+    for key, tensor in model.dit.state_dict().items():
+        out[SAT_DIT_PREFIX + dit_map[key]] = tensor
+    out[SAT_DIT_PREFIX + "transformer.rotary_pos_emb.inv_freq"] = rotary_inverse_frequencies(
+        model.dit.rotary_dim)
+    conditioner = model.conditioner
+    rows = conditioner_module_rows(config.conditioning.text_id, conditioner.timing_ids,
+                                   conditioner.text_proj is not None)
+    cond_map = _own_to_foreign(conditioner, rows, 1)
+    for key, tensor in conditioner.state_dict().items():
+        out[SAT_CONDITIONER_PREFIX + cond_map[key]] = tensor
+    vae_map = vae_key_map("stable-audio-tools", len(config.vae.strides))
+    for key, tensor in model.vae.state_dict().items():
+        foreign = vae_map.foreign_key(key)
+        if foreign is None:
+            raise CheckpointError(f"no stable-audio-tools name for VAE weight {key}")
+        out[SAT_VAE_PREFIX + foreign] = tensor
+    return {k: v.detach().float().cpu().contiguous() for k, v in out.items()}
+
+
+def save_model_folder(model: DiffusionModel, folder: str | Path, *,
+                      copy_text_encoder: bool = False, dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``model`` as a model folder that ``TextToMusicPipeline.from_pretrained`` and
+    stable-audio-tools load. The text encoder is referenced by path in the config
+    (``model_path``), or copied into ``folder/text_encoder`` with ``copy_text_encoder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = model.config.conditioning.text
+    text_path = None
+    if text is not None:
+        source = model.text_encoder.path if model.text_encoder is not None else (
+            Path(text.model_path) if text.model_path else None)
+        if source is None:
+            raise CheckpointError("the model's text encoder has no known path to reference")
+        if copy_text_encoder:
+            target = folder / TEXT_ENCODER_DIR
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(source, target)
+            text_path = TEXT_ENCODER_DIR
+        else:
+            text_path = str(Path(source).resolve())
+    tensors = {k: v.to(dtype) for k, v in sat_state_dict(model).items()}
+    write_safetensors(folder / "model.safetensors", tensors)
+    with atomic_output_path(folder / "model_config.json") as tmp:
+        tmp.write_text(json.dumps(diffusion_config_to_sat(model.config, text_path), indent=2)
+                       + "\n")
+    return folder

@@ -1,0 +1,75 @@
+"""``longplay train vae|clap|dit CONFIG`` and ``longplay export RUN -o MODEL_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+STAGES = ("vae", "clap", "dit")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train or fine-tune a stage on your audio")
+    train.add_argument("stage", choices=STAGES)
+    train.add_argument("config", type=Path, help="YAML or JSON run config (see docs/training.md)")
+    train.add_argument("--data", metavar="DIR", help="training data (overrides data.path)")
+    train.add_argument("-o", "--run-dir", type=Path, default=None,
+                       help="run folder (default runs/<stage>-<config name>)")
+    train.add_argument("--devices", type=int, default=None, help="devices per node")
+    train.add_argument("--num-nodes", type=int, default=None)
+    train.add_argument("--strategy", choices=("auto", "ddp", "fsdp"), default=None)
+    train.add_argument("--max-steps", type=int, default=None)
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --run-dir from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(run=run_train)
+
+    export = sub.add_parser("export", help="write a training run as a model folder")
+    export.add_argument("run_path", type=Path, metavar="RUN", help="run folder or .ckpt file")
+    export.add_argument("-o", "--output", type=Path, required=True, help="model folder to write")
+    export.add_argument("--no-ema", action="store_true", help="export the raw weights")
+    export.add_argument("--copy-text-encoder", action="store_true",
+                        help="copy the text encoder into the folder instead of referencing it")
+    export.set_defaults(run=run_export)
+
+
+def _override(config, args: argparse.Namespace):
+    data = config.data if args.data is None else replace(config.data, path=args.data)
+    t = config.trainer
+    trainer = replace(
+        t,
+        devices=t.devices if args.devices is None else args.devices,
+        num_nodes=t.num_nodes if args.num_nodes is None else args.num_nodes,
+        strategy=t.strategy if args.strategy is None else args.strategy,
+        max_steps=t.max_steps if args.max_steps is None else args.max_steps)
+    return replace(config, data=data, trainer=trainer)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from longplay.config import load_config_file
+
+    if args.stage == "dit":
+        from longplay.config import DiTTrainConfig as ConfigType
+        from longplay.training.runner import train_dit as train
+    elif args.stage == "vae":
+        from longplay.config import VAETrainConfig as ConfigType
+        from longplay.training.vae import train_vae as train
+    else:
+        from longplay.config import CLAPTrainConfig as ConfigType
+        from longplay.training.clap import train_clap as train
+    config = _override(load_config_file(args.config, ConfigType), args)
+    run_dir = args.run_dir or Path("runs") / f"{args.stage}-{args.config.stem}"
+    last = train(config, run_dir, resume=args.resume, enable_progress_bar=not args.no_progress)
+    print(f"run {run_dir}: last checkpoint {last}; export it with "
+          f"`longplay export {run_dir} -o MODEL_DIR`")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from longplay.training.export import export_run
+
+    folder = export_run(args.run_path, args.output, use_ema=not args.no_ema,
+                        copy_text_encoder=args.copy_text_encoder)
+    print(f"wrote {folder}")
+    return 0

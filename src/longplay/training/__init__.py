@@ -1,0 +1,1 @@
+"""Training the three stages on PyTorch Lightning."""

@@ -1,0 +1,65 @@
+"""``longplay export RUN -o MODEL_DIR``: a training run's averaged weights as a model folder."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from longplay.checkpoints.diffusion import DiffusionModel, build_conditioner, build_dit
+from longplay.checkpoints.export import save_model_folder
+from longplay.checkpoints.files import CheckpointError
+from longplay.checkpoints.vae import build_vae
+from longplay.config import DiffusionModelConfig, dataclass_from_dict
+from longplay.training.runner import last_checkpoint
+
+
+def read_run_checkpoint(run: str | Path) -> tuple[Path, dict]:
+    """The checkpoint of a run folder (its last.ckpt) or a .ckpt path, loaded safely."""
+    run = Path(run)
+    path = run if run.is_file() else last_checkpoint(run)
+    if path is None:
+        raise CheckpointError(f"{run} holds no checkpoint (expected checkpoints/last.ckpt)")
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path} holds objects other than tensors and plain data "
+                              f"(torch.load weights_only=True: {err})") from None
+    if "longplay" not in ckpt:
+        raise CheckpointError(f"{path} is not a longplay training checkpoint")
+    return path, ckpt
+
+
+def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def export_run(run: str | Path, out_dir: str | Path, *, use_ema: bool = True,
+               copy_text_encoder: bool = False) -> Path:
+    path, ckpt = read_run_checkpoint(run)
+    info = ckpt["longplay"]
+    stage = info["stage"]
+    state = ckpt["state_dict"]
+    if stage == "dit":
+        mconfig = dataclass_from_dict(DiffusionModelConfig, info["model_config"], "model_config")
+        prefix = "ema." if use_ema and any(k.startswith("ema.") for k in state) else "net."
+        with torch.device("meta"):
+            vae, conditioner, dit = (build_vae(mconfig.vae),
+                                     build_conditioner(mconfig.conditioning),
+                                     build_dit(mconfig.dit))
+        vae.load_state_dict(_part(state, "vae."), strict=True, assign=True)
+        conditioner.load_state_dict(_part(state, prefix + "conditioner."), strict=True,
+                                    assign=True)
+        dit.load_state_dict(_part(state, prefix + "dit."), strict=True, assign=True)
+        model = DiffusionModel(mconfig, vae, conditioner, dit, None, path)
+        return save_model_folder(model, out_dir, copy_text_encoder=copy_text_encoder)
+    if stage == "vae":
+        from longplay.training.vae import export_vae_checkpoint
+
+        return export_vae_checkpoint(ckpt, out_dir, use_ema=use_ema)
+    if stage == "clap":
+        from longplay.training.clap import export_clap_checkpoint
+
+        return export_clap_checkpoint(ckpt, out_dir)
+    raise CheckpointError(f"{path}: unknown training stage {stage!r}")

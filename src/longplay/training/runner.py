@@ -1,0 +1,175 @@
+"""Building and running a training job: model, data, Lightning Trainer, checkpoints,
+logs and resumption. A run folder holds ``config.json`` (the resolved config),
+``checkpoints/`` (``last.ckpt`` and periodic ``step=N.ckpt``), ``logs/`` (CSV, and
+TensorBoard when installed) and ``demos/``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from longplay.audio import atomic_output_path
+from longplay.checkpoints import load_vae
+from longplay.checkpoints.diffusion import (
+    DiffusionModel,
+    _load_text_encoder,
+    build_conditioner,
+    build_dit,
+    load_diffusion_model,
+)
+from longplay.checkpoints.vae import build_vae
+from longplay.config import (
+    ConfigError,
+    DiffusionModelConfig,
+    DiTTrainConfig,
+    dataclass_to_dict,
+    model_preset,
+)
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
+    """The model to train: a folder to fine-tune, or a preset built from scratch."""
+    if config.init_from is not None:
+        model = load_diffusion_model(config.init_from, text_encoder_path=config.text_encoder_path)
+        if model.text_encoder is None and model.config.conditioning.text is not None:
+            raise ConfigError("the model to fine-tune needs its text encoder")
+        return model
+    mconfig: DiffusionModelConfig = model_preset(config.preset)
+    torch.manual_seed(config.trainer.seed)
+    if config.vae_path is not None:
+        vae = load_vae(config.vae_path)
+        if vae.latent_dim != mconfig.vae.latent_dim:
+            raise ConfigError(f"the VAE at {config.vae_path} has {vae.latent_dim} latent channels; "
+                              f"preset {config.preset!r} expects {mconfig.vae.latent_dim}")
+    else:
+        logger.warning("no vae_path: the DiT learns the latents of an untrained %r VAE",
+                       config.preset)
+        vae = build_vae(mconfig.vae)
+    text = mconfig.conditioning.text
+    text_encoder = None
+    if text is not None:
+        if config.text_encoder_path is None:
+            raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
+                              f"text encoder ({text.kind} '{text.name}')")
+        text = replace(text, model_path=str(Path(config.text_encoder_path).resolve()))
+        mconfig = replace(mconfig, conditioning=replace(mconfig.conditioning, text=text))
+        text_encoder = _load_text_encoder(Path(config.text_encoder_path), text, None, "cpu",
+                                          torch.float32)
+    return DiffusionModel(mconfig, vae.eval(), build_conditioner(mconfig.conditioning),
+                          build_dit(mconfig.dit), text_encoder, Path("."))
+
+
+def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
+    """(dataset with example(index, position), collate function) for the DiT."""
+    from longplay.data import (
+        AudioFolderDataset,
+        LatentDataset,
+        PromptBuilder,
+        collate_audio,
+        collate_latents,
+    )
+
+    data = config.data
+    if data.path is None:
+        raise ConfigError("no training data: set data.path in the config or pass --data DIR")
+    seed = config.trainer.seed
+    if data.kind == "audio":
+        dataset = AudioFolderDataset(
+            data.path, sample_rate=model_config.sample_rate, channels=model_config.audio_channels,
+            num_samples=model_config.sample_size, random_crop=data.random_crop,
+            phase_flip=data.phase_flip, prompt_builder=PromptBuilder(), seed=seed,
+            min_duration_s=data.min_duration_s)
+        collate = collate_audio
+    elif data.kind == "latents":
+        dataset = LatentDataset(data.path, num_frames=model_config.window_frames,
+                                random_crop=data.random_crop, prompt_builder=PromptBuilder(),
+                                seed=seed, latent_rate=model_config.vae.latent_rate)
+        collate = collate_latents
+    else:
+        raise ConfigError(f"data.kind {data.kind!r} is not one of 'audio', 'latents'")
+    if len(dataset) == 0:
+        raise ConfigError(f"no usable training examples in {data.path}")
+    return dataset, collate
+
+
+def _loggers(run_dir: Path) -> list:
+    # A new version folder per start, so that a resumed run keeps the earlier logs.
+    loggers: list = [CSVLogger(str(run_dir), name="logs")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(run_dir), name="tensorboard"))
+    except (ImportError, ModuleNotFoundError):
+        pass
+    return loggers
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_output_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def make_trainer(config, run_dir: Path, callbacks: list | None = None,
+                 enable_progress_bar: bool = True) -> L.Trainer:
+    t = config.trainer
+    checkpoints = ModelCheckpoint(dirpath=str(run_dir / CHECKPOINT_DIR),
+                                  filename="step={step}", auto_insert_metric_name=False,
+                                  every_n_train_steps=t.checkpoint_every_n_steps,
+                                  save_top_k=-1, save_last=True)
+    return L.Trainer(
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
+        callbacks=[checkpoints, *(callbacks or [])], logger=_loggers(run_dir),
+        enable_progress_bar=enable_progress_bar, enable_model_summary=False,
+        default_root_dir=str(run_dir), use_distributed_sampler=False,
+        limit_val_batches=0, num_sanity_val_steps=0)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    path = run_dir / CHECKPOINT_DIR / LAST
+    return path if path.exists() else None
+
+
+def train_dit(config: DiTTrainConfig, run_dir: str | Path, *, resume: bool = False,
+              enable_progress_bar: bool = True) -> Path:
+    """Train (or resume) a DiT run in ``run_dir``; returns the last checkpoint."""
+    from longplay.training.demos import DemoCallback
+    from longplay.training.dit import DiTTrainingModule
+    from longplay.training.ema import EMACallback
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = last_checkpoint(run_dir) if resume else None
+    if resume and ckpt is None:
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT_DIR}/{LAST} in {run_dir}")
+    if not resume and last_checkpoint(run_dir) is not None:
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                              "choose another folder")
+    resolved = dataclass_to_dict(config)
+    logger.info("resolved config:\n%s", json.dumps(resolved, indent=2))
+    write_json(run_dir / "config.json", resolved)
+    model = build_dit_model(config)
+    dataset, collate = build_dataset(config, model.config)
+    module = DiTTrainingModule(config, model, dataset, collate)
+    callbacks: list = [EMACallback(config.ema.max_decay, config.ema.power, config.ema.inv_gamma)]
+    if config.trainer.demo_every_n_steps > 0:
+        callbacks.append(DemoCallback(run_dir / "demos", config.demo,
+                                      config.trainer.demo_every_n_steps))
+    trainer = make_trainer(config, run_dir, callbacks, enable_progress_bar)
+    trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
+    return run_dir / CHECKPOINT_DIR / LAST
