@@ -145,8 +145,17 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
+def _is_first_process() -> bool:
+    """False in the processes Lightning's DDP launcher starts for ranks > 0 (they see the
+    run folder after rank 0 may already have written to it)."""
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK",
+                                                                              "0")) == 0
+
+
 def train_dit(config: DiTTrainConfig, run_dir: str | Path, *, resume: bool = False,
-              enable_progress_bar: bool = True) -> Path:
+              enable_progress_bar: bool = True, extra_callbacks: list | None = None) -> Path:
     """Train (or resume) a DiT run in ``run_dir``; returns the last checkpoint."""
     from longplay.training.demos import DemoCallback
     from longplay.training.dit import DiTTrainingModule
@@ -157,7 +166,7 @@ def train_dit(config: DiTTrainConfig, run_dir: str | Path, *, resume: bool = Fal
     ckpt = last_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         raise FileNotFoundError(f"--resume: no {CHECKPOINT_DIR}/{LAST} in {run_dir}")
-    if not resume and last_checkpoint(run_dir) is not None:
+    if not resume and last_checkpoint(run_dir) is not None and _is_first_process():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another folder")
     resolved = dataclass_to_dict(config)
@@ -170,6 +179,7 @@ def train_dit(config: DiTTrainConfig, run_dir: str | Path, *, resume: bool = Fal
     if config.trainer.demo_every_n_steps > 0:
         callbacks.append(DemoCallback(run_dir / "demos", config.demo,
                                       config.trainer.demo_every_n_steps))
+    callbacks += extra_callbacks or []
     trainer = make_trainer(config, run_dir, callbacks, enable_progress_bar)
     trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
     return run_dir / CHECKPOINT_DIR / LAST
