@@ -1,5 +1,14 @@
 """Conditioning: text encoders, timing embedders and their assembly."""
 
+from longplay.conditioning.clap import (
+    CLAPAudioEncoder,
+    CLAPModel,
+    CLAPOutput,
+    clap_contrastive_loss,
+    clap_text_encoder_for_conditioning,
+    load_clap,
+    save_clap,
+)
 from longplay.conditioning.conditioner import TEXT, Conditioner
 from longplay.conditioning.text import (
     HFTextEncoder,
@@ -13,6 +22,9 @@ from longplay.conditioning.types import Conditioning, ConditioningTokens, TokenB
 
 __all__ = [
     "TEXT",
+    "CLAPAudioEncoder",
+    "CLAPModel",
+    "CLAPOutput",
     "Conditioner",
     "Conditioning",
     "ConditioningTokens",
@@ -21,6 +33,10 @@ __all__ = [
     "TextEncoderError",
     "TimingEmbedder",
     "TokenBatch",
+    "clap_contrastive_loss",
     "clap_text_encoder",
+    "clap_text_encoder_for_conditioning",
+    "load_clap",
+    "save_clap",
     "t5_encoder",
 ]
