@@ -7,7 +7,26 @@ from longplay.autoencoder.blocks import (
     OobleckEncoder,
     ResidualUnit,
 )
+from longplay.autoencoder.discriminators import (
+    DiscriminatorOutput,
+    MultiScaleSTFTDiscriminator,
+    STFTDiscriminator,
+)
 from longplay.autoencoder.distribution import LatentDistribution
+from longplay.autoencoder.losses import (
+    AWeighting,
+    DiscriminatorLosses,
+    GeneratorLosses,
+    MultiResolutionSTFTLoss,
+    ReconstructionLoss,
+    VAELosses,
+    VAELossWeights,
+    VAEReconstructionLoss,
+    a_weighting_fir,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_hinge_loss,
+)
 from longplay.autoencoder.model import (
     DEFAULT_CHUNK_FRAMES,
     DEFAULT_CONTEXT_FRAMES,
@@ -17,11 +36,26 @@ from longplay.autoencoder.model import (
 __all__ = [
     "DEFAULT_CHUNK_FRAMES",
     "DEFAULT_CONTEXT_FRAMES",
+    "AWeighting",
     "AudioVAE",
     "DecoderBlock",
+    "DiscriminatorLosses",
+    "DiscriminatorOutput",
     "EncoderBlock",
+    "GeneratorLosses",
     "LatentDistribution",
+    "MultiResolutionSTFTLoss",
+    "MultiScaleSTFTDiscriminator",
     "OobleckDecoder",
     "OobleckEncoder",
+    "ReconstructionLoss",
     "ResidualUnit",
+    "STFTDiscriminator",
+    "VAELossWeights",
+    "VAELosses",
+    "VAEReconstructionLoss",
+    "a_weighting_fir",
+    "discriminator_hinge_loss",
+    "feature_matching_loss",
+    "generator_hinge_loss",
 ]
