@@ -8,12 +8,8 @@ Shape legend: B batch, C audio channels, N samples, D latent channels, T frames.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from longplay.checkpoints.diffusion import DiffusionModel
 from longplay.conditioning import Conditioning
@@ -25,72 +21,26 @@ from longplay.diffusion import (
     sample_training_t,
     v_objective_sample,
 )
-from longplay.training.ema import make_ema
-from longplay.training.sampler import PositionedDataset, PositionSampler
-from longplay.training.schedules import inverse_lr_factor
+from longplay.training.base import PositionedBatch, TrainingModule
 
 
-@dataclass(frozen=True)
-class PositionedBatch:
-    """A collated batch and the global data positions of its items (they seed the step's
-    randomness, so that a resumed run repeats an uninterrupted one exactly)."""
-
-    positions: torch.Tensor  # [B] int64
-    batch: object
-
-
-class PositionedCollate:
-    def __init__(self, collate) -> None:
-        self.collate = collate
-
-    def __call__(self, items: list) -> PositionedBatch:
-        positions, examples = zip(*items, strict=True)
-        return PositionedBatch(torch.tensor(positions), self.collate(list(examples)))
-
-
-class _WithPosition(PositionedDataset):
-    def __getitem__(self, position: int):
-        return position, super().__getitem__(position)
-
-
-class DiTTrainingModule(L.LightningModule):
+class DiTTrainingModule(TrainingModule):
     """The trainable parts (DiT and the conditioner's learned embeddings), their EMA, and
     the frozen VAE and text encoder that turn a batch into latents and conditioning."""
 
+    stage = "dit"
+
     def __init__(self, config: DiTTrainConfig, model: DiffusionModel, dataset,
                  collate) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config, dataset, collate)
         self.model_config = model.config
         self.net = nn.ModuleDict({"dit": model.dit, "conditioner": model.conditioner})
-        self.ema = make_ema(self.net) if config.ema.enabled else None
+        self.init_ema()
         self.vae = model.vae.requires_grad_(False).eval()
         self.text_encoder = model.text_encoder  # frozen, outside the state dict
-        self.dataset = dataset
-        self.collate = collate
         model.dit.gradient_checkpointing = config.trainer.gradient_checkpointing
 
-    # -- data ---------------------------------------------------------------------------
-
-    def train_dataloader(self) -> DataLoader:
-        trainer = self.trainer
-        accumulate = self.config.trainer.accumulate_grad_batches
-        sampler = PositionSampler(self.config.trainer.batch_size, trainer.global_rank,
-                                  trainer.world_size, start_step=trainer.global_step * accumulate)
-        return DataLoader(_WithPosition(self.dataset, self.config.trainer.seed),
-                          batch_size=self.config.trainer.batch_size, sampler=sampler,
-                          collate_fn=PositionedCollate(self.collate),
-                          num_workers=self.config.data.num_workers)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        """Batches are typed (frozen dataclasses); the step moves what it uses."""
-        return batch
-
     # -- the step -----------------------------------------------------------------------
-
-    def _generator(self, positions: torch.Tensor) -> torch.Generator:
-        seed = self.config.trainer.seed * 1_000_003 + int(positions[0]) * 7919 + 17
-        return torch.Generator().manual_seed(seed)
 
     def _latents(self, batch, generator: torch.Generator) -> torch.Tensor:
         if hasattr(batch, "latents"):
@@ -115,7 +65,7 @@ class DiTTrainingModule(L.LightningModule):
         return Conditioning(cond.cross_attn * keep, cond.cross_attn_mask, cond.global_cond)
 
     def training_step(self, positioned: PositionedBatch, batch_idx: int) -> torch.Tensor:
-        g = self._generator(positioned.positions)
+        g = self.step_generator(positioned.positions)
         batch = positioned.batch
         x0 = self._latents(batch, g)  # [B, D, T]
         cond = self._conditioning(batch, g)
@@ -129,22 +79,5 @@ class DiTTrainingModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 
-    # -- optimisation -------------------------------------------------------------------
-
-    def configure_optimizers(self):
-        o = self.config.optimizer
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas,
-                                      weight_decay=o.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: inverse_lr_factor(step, o.inv_gamma, o.power, o.warmup))
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["longplay"] = {"stage": "dit", "config": dataclass_to_dict(self.config),
-                                  "model_config": dataclass_to_dict(self.model_config)}
-
-    def averaged(self) -> nn.ModuleDict:
-        """The weights to export: the EMA when enabled, else the trained ones."""
-        return self.ema if self.ema is not None else self.net
+    def checkpoint_metadata(self) -> dict:
+        return {"model_config": dataclass_to_dict(self.model_config)}
