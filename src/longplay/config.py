@@ -781,3 +781,61 @@ def load_config_file(path: str | Any, cls: type) -> Any:
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path} is not valid JSON: {err}") from None
     return dataclass_from_dict(cls, data, str(path))
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """Training (or fine-tuning) the VAE (SYSTEM.md section 2).
+
+    ``init_from``: a VAE to start from (any source ``load_vae`` reads); else the
+    ``preset`` architecture from scratch. ``freeze_encoder`` trains the decoder only
+    (as the public model's decoder was fine-tuned). Steps alternate between the
+    generator and the discriminator; ``adversarial_start_step`` delays the GAN terms.
+    """
+
+    preset: str | None = "debug"
+    init_from: str | None = None
+    freeze_encoder: bool = False
+    window_samples: int = 65536
+    loss_weights: tuple[float, float, float, float] = (1.0, 0.1, 5.0, 1e-4)
+    """reconstruction, adversarial, feature matching, KL."""
+    adversarial_start_step: int = 0
+    discriminator_filters: int = 64
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1.5e-4, betas=(0.8, 0.99), weight_decay=1e-3,
+                                                 inv_gamma=2e5, power=0.5, warmup=0.999)
+    discriminator_optimizer: OptimizerConfig = OptimizerConfig(
+        lr=3e-4, betas=(0.8, 0.99), weight_decay=1e-3, inv_gamma=2e5, power=0.5, warmup=0.999)
+    ema: EMAConfig = EMAConfig()
+    data: DataConfig = DataConfig(phase_flip=True)
+    trainer: TrainerConfig = TrainerConfig()
+
+    def __post_init__(self) -> None:
+        if (self.preset is None) == (self.init_from is None):
+            raise ConfigError("give exactly one of preset (train from scratch) and init_from "
+                              "(fine-tune a VAE)")
+
+
+@dataclass(frozen=True)
+class CLAPTrainConfig:
+    """Training the CLAP text-audio model (stage 2): contrastive, with the text tower
+    initialised from the local Hugging Face encoder at ``text_encoder_path``."""
+
+    text_encoder_path: str | None = None
+    text_layer: int = -2
+    train_text: bool = False
+    max_length: int = 77
+    embed_dim: int = 512
+    audio_widths: tuple[int, ...] = (32, 64, 128, 256)
+    n_mels: int = 64
+    sample_rate: int = 44100
+    window_samples: int = 441000
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-2,
+                                                 inv_gamma=1e6, power=0.5, warmup=0.99)
+    ema: EMAConfig = EMAConfig(enabled=False)
+    data: DataConfig = DataConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    def __post_init__(self) -> None:
+        if self.text_encoder_path is None:
+            raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
+                              "text tower to start from (e.g. a sentence-transformer or RoBERTa)")

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from longplay import __version__
+from longplay.cli import data as data_cli
 from longplay.cli import generate as generate_cli
 from longplay.cli import train as train_cli
 from longplay.cli import vae as vae_cli
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate_cli.add_parsers(sub)
     vae_cli.add_parser(sub)
     train_cli.add_parsers(sub)
+    data_cli.add_parser(sub)
     return parser
 
 

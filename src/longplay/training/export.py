@@ -61,5 +61,5 @@ def export_run(run: str | Path, out_dir: str | Path, *, use_ema: bool = True,
     if stage == "clap":
         from longplay.training.clap import export_clap_checkpoint
 
-        return export_clap_checkpoint(ckpt, out_dir)
+        return export_clap_checkpoint(ckpt, out_dir, use_ema=use_ema)
     raise CheckpointError(f"{path}: unknown training stage {stage!r}")

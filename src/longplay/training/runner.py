@@ -44,8 +44,14 @@ def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
     """The model to train: a folder to fine-tune, or a preset built from scratch."""
     if config.init_from is not None:
         model = load_diffusion_model(config.init_from, text_encoder_path=config.text_encoder_path)
-        if model.text_encoder is None and model.config.conditioning.text is not None:
-            raise ConfigError("the model to fine-tune needs its text encoder")
+        text = model.config.conditioning.text
+        if text is not None:
+            if model.text_encoder is None:
+                raise ConfigError("the model to fine-tune needs its text encoder")
+            # Record where the encoder really is: the folder's own path may be relative to it.
+            text = replace(text, model_path=str(model.text_encoder.path.resolve()))
+            model.config = replace(model.config, conditioning=replace(
+                model.config.conditioning, text=text))
         return model
     mconfig: DiffusionModelConfig = model_preset(config.preset)
     torch.manual_seed(config.trainer.seed)
@@ -70,6 +76,25 @@ def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
                                           torch.float32)
     return DiffusionModel(mconfig, vae.eval(), build_conditioner(mconfig.conditioning),
                           build_dit(mconfig.dit), text_encoder, Path("."))
+
+
+def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: int):
+    """An audio-folder dataset of ``num_samples`` windows, and its collate function."""
+    from longplay.data import AudioFolderDataset, PromptBuilder, collate_audio
+
+    data = config.data
+    if data.path is None:
+        raise ConfigError("no training data: set data.path in the config or pass --data DIR")
+    if data.kind != "audio":
+        raise ConfigError(f"this stage trains on audio: data.kind must be 'audio', not "
+                          f"{data.kind!r}")
+    dataset = AudioFolderDataset(data.path, sample_rate=sample_rate, channels=channels,
+                                 num_samples=num_samples, random_crop=data.random_crop,
+                                 phase_flip=data.phase_flip, prompt_builder=PromptBuilder(),
+                                 seed=config.trainer.seed, min_duration_s=data.min_duration_s)
+    if len(dataset) == 0:
+        raise ConfigError(f"no usable training audio in {data.path}")
+    return dataset, collate_audio
 
 
 def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
@@ -154,13 +179,8 @@ def _is_first_process() -> bool:
                                                                               "0")) == 0
 
 
-def train_dit(config: DiTTrainConfig, run_dir: str | Path, *, resume: bool = False,
-              enable_progress_bar: bool = True, extra_callbacks: list | None = None) -> Path:
-    """Train (or resume) a DiT run in ``run_dir``; returns the last checkpoint."""
-    from longplay.training.demos import DemoCallback
-    from longplay.training.dit import DiTTrainingModule
-    from longplay.training.ema import EMACallback
-
+def prepare_run(config, run_dir: str | Path, resume: bool) -> tuple[Path, Path | None]:
+    """Check the run folder, write the resolved config; returns (run_dir, checkpoint)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = last_checkpoint(run_dir) if resume else None
@@ -171,15 +191,35 @@ def train_dit(config: DiTTrainConfig, run_dir: str | Path, *, resume: bool = Fal
                               "choose another folder")
     resolved = dataclass_to_dict(config)
     logger.info("resolved config:\n%s", json.dumps(resolved, indent=2))
-    write_json(run_dir / "config.json", resolved)
-    model = build_dit_model(config)
-    dataset, collate = build_dataset(config, model.config)
-    module = DiTTrainingModule(config, model, dataset, collate)
-    callbacks: list = [EMACallback(config.ema.max_decay, config.ema.power, config.ema.inv_gamma)]
-    if config.trainer.demo_every_n_steps > 0:
-        callbacks.append(DemoCallback(run_dir / "demos", config.demo,
-                                      config.trainer.demo_every_n_steps))
-    callbacks += extra_callbacks or []
+    if _is_first_process():
+        write_json(run_dir / "config.json", resolved)
+    return run_dir, ckpt
+
+
+def fit(module, config, run_dir: Path, ckpt: Path | None, callbacks: list,
+        enable_progress_bar: bool) -> Path:
+    """Train ``module`` with EMA and checkpoints; returns the last checkpoint."""
+    from longplay.training.ema import EMACallback
+
+    e = config.ema
+    callbacks = [EMACallback(e.max_decay, e.power, e.inv_gamma), *callbacks]
     trainer = make_trainer(config, run_dir, callbacks, enable_progress_bar)
     trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
     return run_dir / CHECKPOINT_DIR / LAST
+
+
+def train_dit(config: DiTTrainConfig, run_dir: str | Path, *, resume: bool = False,
+              enable_progress_bar: bool = True, extra_callbacks: list | None = None) -> Path:
+    """Train (or resume) a DiT run in ``run_dir``; returns the last checkpoint."""
+    from longplay.training.demos import DemoCallback
+    from longplay.training.dit import DiTTrainingModule
+
+    run_dir, ckpt = prepare_run(config, run_dir, resume)
+    model = build_dit_model(config)
+    dataset, collate = build_dataset(config, model.config)
+    module = DiTTrainingModule(config, model, dataset, collate)
+    callbacks = list(extra_callbacks or [])
+    if config.trainer.demo_every_n_steps > 0:
+        callbacks.append(DemoCallback(run_dir / "demos", config.demo,
+                                      config.trainer.demo_every_n_steps))
+    return fit(module, config, run_dir, ckpt, callbacks, enable_progress_bar)

@@ -1,0 +1,131 @@
+"""Training the VAE (SYSTEM.md section 2): reconstruction (multi-resolution STFT on
+mid/side and L/R with A-weighting), KL, and from ``adversarial_start_step`` on the
+multi-scale STFT discriminators with hinge and feature-matching losses. Optimiser steps
+alternate: even steps update the autoencoder, odd steps the discriminators.
+
+Shape legend: B batch, C audio channels, N samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from longplay.autoencoder import (
+    AudioVAE,
+    MultiScaleSTFTDiscriminator,
+    VAELosses,
+    VAELossWeights,
+)
+from longplay.checkpoints import build_vae, load_vae, save_vae
+from longplay.config import (
+    ConfigError,
+    VAEConfig,
+    VAETrainConfig,
+    dataclass_from_dict,
+    dataclass_to_dict,
+    vae_preset,
+)
+from longplay.training.base import PositionedBatch, TrainingModule, adamw_inverse_lr
+
+
+class VAETrainingModule(TrainingModule):
+    stage = "vae"
+
+    def __init__(self, config: VAETrainConfig, vae: AudioVAE, vae_config: VAEConfig, dataset,
+                 collate) -> None:
+        super().__init__(config, dataset, collate)
+        self.automatic_optimization = False  # generator and discriminator alternate
+        self.vae_config = vae_config
+        self.net = vae.train()
+        if config.freeze_encoder:
+            self.net.encoder.requires_grad_(False)
+        self.init_ema()
+        self.discriminator = MultiScaleSTFTDiscriminator(vae_config.audio_channels,
+                                                         config.discriminator_filters)
+        self.losses = VAELosses(vae_config.sample_rate)
+        self.weights = VAELossWeights(*config.loss_weights)
+
+    def configure_optimizers(self):
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        g_opt, g_schedule = adamw_inverse_lr(params, self.config.optimizer)
+        d_opt, d_schedule = adamw_inverse_lr(self.discriminator.parameters(),
+                                             self.config.discriminator_optimizer)
+        return ([g_opt, d_opt], [{"scheduler": g_schedule, "interval": "step"},
+                                 {"scheduler": d_schedule, "interval": "step"}])
+
+    def training_step(self, positioned: PositionedBatch, batch_idx: int) -> None:
+        g = self.step_generator(positioned.positions)
+        audio = positioned.batch.audio.to(self.device)  # [B, C, N]
+        adversarial = self.global_step >= self.config.adversarial_start_step
+        train_discriminator = adversarial and self.global_step % 2 == 1
+        (g_opt, d_opt), (g_schedule, d_schedule) = self.optimizers(), self.lr_schedulers()
+        with torch.set_grad_enabled(not train_discriminator):
+            posterior = self.net.encode(audio, chunk_frames=None)
+            noise = torch.randn(posterior.mean.shape, generator=g).to(self.device)
+            reconstruction = self.net.decode(posterior.sample(noise=noise), chunk_frames=None)
+        if train_discriminator:
+            loss = self.losses.discriminator_losses(audio, reconstruction,
+                                                    self.discriminator).total
+            optimizer, schedule, name = d_opt, d_schedule, "train/discriminator"
+        else:
+            losses = self.losses.generator_losses(
+                audio, reconstruction, posterior, self.discriminator if adversarial else None,
+                self.weights)
+            loss, optimizer, schedule, name = losses.total, g_opt, g_schedule, "train/loss"
+            self.log_dict({"train/reconstruction": losses.reconstruction.total,
+                           "train/kl": losses.kl}, batch_size=audio.shape[0])
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        schedule.step()
+        self.log(name, loss, prog_bar=True, batch_size=audio.shape[0])
+
+    def checkpoint_metadata(self) -> dict:
+        return {"vae_config": dataclass_to_dict(self.vae_config)}
+
+
+def build_vae_for_training(config: VAETrainConfig) -> tuple[AudioVAE, VAEConfig]:
+    if config.init_from is not None:
+        from longplay.checkpoints import read_vae_weights
+
+        weights = read_vae_weights(config.init_from)
+        vae = load_vae(config.init_from)
+        return vae, weights.config
+    torch.manual_seed(config.trainer.seed)
+    vae_config = vae_preset(config.preset)
+    return build_vae(vae_config), vae_config
+
+
+def train_vae(config: VAETrainConfig, run_dir, *, resume: bool = False,
+              enable_progress_bar: bool = True) -> Path:
+    from longplay.training.runner import build_audio_dataset, fit, prepare_run
+
+    if config.trainer.accumulate_grad_batches != 1:
+        raise ConfigError("VAE training alternates optimisers and does not accumulate "
+                          "gradients: set trainer.accumulate_grad_batches to 1")
+    run_dir, ckpt = prepare_run(config, run_dir, resume)
+    vae, vae_config = build_vae_for_training(config)
+    if config.window_samples % vae.hop_length:
+        raise ConfigError(f"window_samples {config.window_samples} must be a multiple of the "
+                          f"VAE hop {vae.hop_length}")
+    dataset, collate = build_audio_dataset(config, vae_config.sample_rate,
+                                           vae_config.audio_channels, config.window_samples)
+    module = VAETrainingModule(config, vae, vae_config, dataset, collate)
+    return fit(module, config, run_dir, ckpt, [], enable_progress_bar)
+
+
+def export_vae_checkpoint(ckpt: dict, out_dir, *, use_ema: bool = True) -> Path:
+    """A VAE training checkpoint's (averaged) weights as a stable-audio-tools autoencoder
+    folder."""
+    info = ckpt["longplay"]
+    vae_config = dataclass_from_dict(VAEConfig, info["vae_config"], "vae_config")
+    state = ckpt["state_dict"]
+    prefix = "ema." if use_ema and any(k.startswith("ema.") for k in state) else "net."
+    with torch.device("meta"):
+        vae = build_vae(vae_config)
+    vae.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                        strict=True, assign=True)
+    return save_vae(vae, replace(vae_config), out_dir)

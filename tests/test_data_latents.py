@@ -1,0 +1,215 @@
+"""Pre-encoded latents: encode_folder shards/index/resume, LatentDataset crops and timing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from conftest import SAO1_TINY
+from longplay.audio import load_audio
+from longplay.autoencoder import AudioVAE
+from longplay.checkpoints import load_vae
+from longplay.checkpoints.files import read_safetensors_metadata
+from longplay.data import (
+    LatentDataset,
+    collate_latents,
+    encode_folder,
+    read_latent_index,
+)
+
+RATE = 44100
+DURATIONS = {"a.wav": 0.4, "b.wav": 3.2, "c.wav": 0.7, "d/e.wav": 1.0, "f.wav": 0.5}
+
+
+@pytest.fixture(scope="module")
+def vae() -> AudioVAE:
+    return load_vae(SAO1_TINY)
+
+
+def make_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for name, seconds in DURATIONS.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio = 0.3 * rng.standard_normal((round(seconds * RATE), 2)).astype(np.float32)
+        sf.write(str(path), audio, RATE, subtype="FLOAT")
+    (root / "a.json").write_text(json.dumps({"caption": "a caption"}))
+    (root / "d" / "e.txt").write_text("e caption")
+    return root
+
+
+@pytest.fixture(scope="module")
+def encoded(vae: AudioVAE, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("encoded")
+    root = make_folder(base / "music")
+    out = base / "latents"
+    encode_folder(vae, root, out, shard_size=2, seed=0)
+    return out
+
+
+def latents_by_path(out: Path) -> dict[str, torch.Tensor]:
+    entries = read_latent_index(out)
+    tensors = {}
+    for entry in entries:
+        tensors[entry.path] = load_file(str(out / entry.shard))[entry.item_id]
+    return tensors
+
+
+def test_encode_writes_shards_and_an_index_of_posterior_samples(vae: AudioVAE,
+                                                                encoded: Path) -> None:
+    assert sorted(p.name for p in encoded.iterdir()) == [
+        "index.jsonl", "latents-00000.safetensors", "latents-00001.safetensors",
+        "latents-00002.safetensors"]
+    lines = [json.loads(line) for line in (encoded / "index.jsonl").read_text().splitlines()]
+    assert [line["path"] for line in lines] == ["a.wav", "b.wav", "c.wav", "d/e.wav", "f.wav"]
+    assert [line["id"] for line in lines] == [f"{i:08d}" for i in range(5)]
+    assert [line["shard"] for line in lines] == [
+        "latents-00000.safetensors"] * 2 + ["latents-00001.safetensors"] * 2 + [
+        "latents-00002.safetensors"]
+    assert lines[0]["metadata"] == {"caption": "a caption"}
+    assert lines[3]["metadata"] == {"caption": "e caption"}
+    header = read_safetensors_metadata(encoded / "latents-00001.safetensors")
+    assert header["format"] == "longplay-latents" and header["hop_length"] == "2048"
+    assert [item["path"] for item in json.loads(header["items"])] == ["c.wav", "d/e.wav"]
+    standardized = []
+    for line in lines:
+        num_samples = round(DURATIONS[line["path"]] * RATE)
+        assert line["num_samples"] == num_samples and line["sample_rate"] == RATE
+        assert line["frames"] == math.ceil(num_samples / 2048)
+        assert line["duration_s"] == pytest.approx(DURATIONS[line["path"]])
+        z = load_file(str(encoded / line["shard"]))[line["id"]]
+        assert z.shape == (vae.latent_dim, line["frames"]) and z.dtype == torch.float32
+        audio = load_audio(encoded.parent / "music" / line["path"]).audio
+        with torch.inference_mode():
+            posterior = vae.encode(audio[None])
+        standardized.append(((z - posterior.mean[0]) / posterior.std[0]).flatten())
+    noise = torch.cat(standardized)  # a posterior sample: standard normal around the mean
+    assert abs(float(noise.mean())) < 0.15 and 0.85 < float(noise.std()) < 1.15
+
+
+def test_latents_depend_on_seed_and_path_only(vae: AudioVAE, encoded: Path,
+                                              tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "music")
+    (root / "a.wav").unlink()  # other files do not change a file's sample
+    encode_folder(vae, root, tmp_path / "same", shard_size=3, seed=0)
+    encode_folder(vae, root, tmp_path / "other", shard_size=3, seed=1)
+    reference = latents_by_path(encoded)
+    same = latents_by_path(tmp_path / "same")
+    other = latents_by_path(tmp_path / "other")
+    assert set(same) == set(reference) - {"a.wav"}
+    assert all(torch.equal(same[p], reference[p]) for p in same)
+    assert not any(torch.equal(other[p], reference[p]) for p in other)
+
+
+def test_a_second_run_skips_everything(vae: AudioVAE, tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "music")
+    out = tmp_path / "latents"
+    first = encode_folder(vae, root, out, shard_size=2)
+    index = (out / "index.jsonl").read_bytes()
+    second = encode_folder(vae, root, out, shard_size=2)
+    assert (first.num_encoded, first.num_already_encoded) == (5, 0)
+    assert (second.num_encoded, second.num_already_encoded) == (0, 5)
+    assert second.shards_written == ()
+    assert (out / "index.jsonl").read_bytes() == index
+    with pytest.raises(ValueError, match="seed"):
+        encode_folder(vae, root, out, shard_size=2, seed=7)
+
+
+def test_an_interrupted_run_resumes_without_duplicates(vae: AudioVAE, encoded: Path,
+                                                       tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "music")
+    out = tmp_path / "latents"
+
+    def crash(done: int, total: int) -> None:
+        if done == 3:  # the first shard (2 files) is written, the third file is pending
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_folder(vae, root, out, shard_size=2, progress=crash)
+    assert [e.path for e in read_latent_index(out)] == ["a.wav", "b.wav"]
+    calls = []
+    summary = encode_folder(vae, root, out, shard_size=2,
+                            progress=lambda done, total: calls.append((done, total)))
+    assert (summary.num_encoded, summary.num_already_encoded) == (3, 2)
+    assert calls[-1] == (3, 3)
+    entries = read_latent_index(out)
+    assert [e.path for e in entries] == ["a.wav", "b.wav", "c.wav", "d/e.wav", "f.wav"]
+    assert len({e.item_id for e in entries}) == 5
+    resumed, reference = latents_by_path(out), latents_by_path(encoded)
+    assert all(torch.equal(resumed[p], reference[p]) for p in reference)
+
+
+def test_a_cut_index_append_is_repaired_and_its_shard_redone(vae: AudioVAE, tmp_path: Path,
+                                                             caplog) -> None:
+    root = make_folder(tmp_path / "music")
+    out = tmp_path / "latents"
+    encode_folder(vae, root, out, shard_size=2)
+    index = out / "index.jsonl"
+    lines = index.read_text().splitlines(keepends=True)
+    # A crash while appending the second shard's lines: one whole line and half of the next.
+    index.write_text("".join(lines[:3]) + lines[3][:20])
+    with caplog.at_level(logging.WARNING, logger="longplay.data"):
+        assert [e.path for e in read_latent_index(out)] == ["a.wav", "b.wav"]
+        assert "interrupted" in caplog.text
+        dataset = LatentDataset(out, num_frames=4)
+        assert len(dataset) == 2
+        summary = encode_folder(vae, root, out, shard_size=2)
+    assert summary.num_encoded == 3 and summary.num_already_encoded == 2
+    assert [json.loads(line)["path"] for line in index.read_text().splitlines()] == [
+        "a.wav", "b.wav", "c.wav", "d/e.wav", "f.wav"]
+
+
+def test_bad_files_are_skipped_and_counted(vae: AudioVAE, tmp_path: Path, caplog) -> None:
+    root = make_folder(tmp_path / "music")
+    (root / "notes.wav").write_text("not audio")
+    sf.write(str(root / "silent.wav"), np.zeros((RATE // 2, 2), np.float32), RATE)
+    with caplog.at_level(logging.WARNING, logger="longplay.data"):
+        summary = encode_folder(vae, root, tmp_path / "latents")
+    assert summary.num_encoded == 5 and summary.num_skipped == 2
+    assert summary.reasons == {"unreadable": 1, "silent": 1}
+    assert "notes.wav" in caplog.text and "silent.wav" in caplog.text
+
+
+def test_latent_windows_keep_timing_consistent_with_the_crop(vae: AudioVAE,
+                                                             encoded: Path) -> None:
+    dataset = LatentDataset(encoded, num_frames=10, seed=1, latent_rate=44100 / 2048)
+    assert dataset.latent_rate == 44100 / 2048 and len(dataset) == 5
+    full = latents_by_path(encoded)["b.wav"]  # 3.2 s: 69 frames
+    index = [e.path for e in dataset.entries].index("b.wav")
+    starts = set()
+    for position in range(30):
+        ex = dataset.example(index, position)
+        assert ex.latents.shape == (vae.latent_dim, 10) and ex.num_valid_frames == 10
+        offsets = [o for o in range(full.shape[-1] - 9) if torch.equal(full[:, o:o + 10],
+                                                                         ex.latents)]
+        assert len(offsets) == 1
+        assert ex.seconds_start == math.floor(offsets[0] * 2048 / 44100)
+        assert ex.seconds_total == 4.0 and ex.path == "b.wav"
+        starts.add(ex.seconds_start)
+    assert starts == {0.0, 1.0, 2.0}
+
+
+def test_latent_windows_pad_past_the_end_and_batch(encoded: Path) -> None:
+    dataset = LatentDataset(encoded, num_frames=40, seed=0)
+    short = dataset[0]  # a.wav: 0.4 s, 9 frames
+    assert short.num_valid_frames == 9 and short.seconds_start == 0.0
+    assert short.seconds_total == 1.0 and short.prompt == "a caption"
+    assert torch.count_nonzero(short.latents[:, 9:]) == 0
+    assert torch.count_nonzero(short.latents[:, :9]) > 0
+    again = LatentDataset(encoded, num_frames=40, seed=0)
+    assert all(torch.equal(again.example(i, 11).latents, dataset.example(i, 11).latents)
+               for i in range(5))
+    batch = collate_latents([dataset[i] for i in range(5)])
+    assert batch.latents.shape == (5, 8, 40)
+    assert batch.num_valid_frames.tolist() == [9, 40, 16, 22, 11]
+    assert batch.seconds_total.tolist() == [1.0, 4.0, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="latent_rate"):
+        LatentDataset(encoded, num_frames=4, latent_rate=21.0)
