@@ -147,3 +147,65 @@ def test_dit_trains_on_raw_audio_and_on_pre_encoded_latents(audio_folder: Path,
     assert main(["export", str(tmp_path / "finetune"), "-o", str(tmp_path / "model")]) == 0
     assert main(["generate", "violin", "--model", str(tmp_path / "model"), "--steps", "2",
                  "--duration", "1", "-o", str(tmp_path / "x.wav"), "--no-progress"]) == 0
+
+
+def test_dit_with_a_clap_text_tower_demos_and_checkpointing(audio_folder: Path,
+                                                           tmp_path: Path) -> None:
+    """The CLAP's text tower (next-to-last layer, its own width) conditions a DiT; demos
+    are written during training; gradient checkpointing gives the same step."""
+    from dataclasses import replace
+
+    from longplay.config import DemoConfig
+    from longplay.training.runner import train_dit
+
+    train_clap(clap_config(audio_folder, 1), tmp_path / "clap_run", enable_progress_bar=False)
+    assert main(["export", str(tmp_path / "clap_run"), "-o", str(tmp_path / "clap")]) == 0
+    base = dit_config(audio_folder, "audio", 2, text_layer=-2,
+                      demo=DemoConfig(prompts=("violin",), guidance_scales=(1.0, 3.0),
+                                      steps=2, duration_s=0.5))
+    base = replace(base, text_encoder_path=str(tmp_path / "clap" / "text_encoder"),
+                   trainer=replace(base.trainer, demo_every_n_steps=2))
+    train_dit(base, tmp_path / "plain", enable_progress_bar=False)
+    demos = tmp_path / "plain" / "demos" / "step=2"
+    assert {p.name for p in demos.iterdir()} >= {"prompt0_cfg1.wav", "prompt0_cfg1.png",
+                                                  "prompt0_cfg3.wav", "prompt0_cfg3.png"}
+    assert (demos / "prompt0_cfg1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = torch.load(tmp_path / "plain/checkpoints/last.ckpt", weights_only=True)
+    text = saved["longplay"]["model_config"]["conditioning"]["text"]
+    assert text["layer"] == -2 and text["feature_dim"] == 768  # the tower: the tiny T5
+    checkpointed = replace(base, trainer=replace(base.trainer, gradient_checkpointing=True,
+                                                 demo_every_n_steps=0))
+    train_dit(checkpointed, tmp_path / "ckpt", enable_progress_bar=False)
+    other = torch.load(tmp_path / "ckpt/checkpoints/last.ckpt", weights_only=True)
+    for key, value in saved["state_dict"].items():
+        assert torch.allclose(value, other["state_dict"][key], atol=1e-6), key
+
+
+def test_dit_with_a_sentence_transformer_style_encoder(audio_folder: Path,
+                                                      tmp_path: Path) -> None:
+    """Any Hugging Face encoder of any width: features projected to cond_dim, exported as
+    an 'hf' text conditioner that longplay generate loads again."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    from longplay.training.runner import train_dit
+
+    bert = tmp_path / "bert"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64)).save_pretrained(bert)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SAO1_TINY / "text_encoder" / name, bert / name)
+    config = dit_config(audio_folder, "audio", 2, text_layer=-2)
+    from dataclasses import replace
+
+    train_dit(replace(config, text_encoder_path=str(bert)), tmp_path / "run",
+              enable_progress_bar=False)
+    assert main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "model")]) == 0
+    sat = json.loads((tmp_path / "model" / "model_config.json").read_text())
+    entry = sat["model"]["conditioning"]["configs"][0]
+    assert entry["type"] == "hf" and entry["config"]["feature_dim"] == 32
+    assert entry["config"]["layer"] == -2
+    assert main(["generate", "flute", "--model", str(tmp_path / "model"), "--steps", "2",
+                 "--duration", "0.5", "-o", str(tmp_path / "x.wav"), "--no-progress"]) == 0

@@ -664,6 +664,10 @@ class DiTTrainConfig:
     init_from: str | None = None
     vae_path: str | None = None
     text_encoder_path: str | None = None
+    text_layer: int | None = None
+    """With ``preset``: the encoder layer whose features condition the DiT (default the
+    preset's); the feature width is read from the encoder, so any Hugging Face encoder
+    (a CLAP text tower, a sentence-transformer) can be used."""
     cfg_dropout: float = 0.1
     optimizer: OptimizerConfig = OptimizerConfig()
     ema: EMAConfig = EMAConfig()

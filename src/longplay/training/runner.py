@@ -70,10 +70,18 @@ def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
         if config.text_encoder_path is None:
             raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
                               f"text encoder ({text.kind} '{text.name}')")
-        text = replace(text, model_path=str(Path(config.text_encoder_path).resolve()))
+        from longplay.conditioning import HFTextEncoder
+
+        path = Path(config.text_encoder_path)
+        layer = text.layer if config.text_layer is None else config.text_layer
+        probe = HFTextEncoder(path, max_length=text.max_length, layer=layer)
+        kind = "t5" if probe.model.config.model_type == "t5" else "hf"
+        width = probe.output_dim
+        text = replace(text, kind=kind, name=text.name if kind == "t5" else path.name,
+                       feature_dim=width, layer=layer, model_path=str(path.resolve()),
+                       projection=text.projection or width != mconfig.conditioning.cond_dim)
         mconfig = replace(mconfig, conditioning=replace(mconfig.conditioning, text=text))
-        text_encoder = _load_text_encoder(Path(config.text_encoder_path), text, None, "cpu",
-                                          torch.float32)
+        text_encoder = _load_text_encoder(path, text, None, "cpu", torch.float32)
     return DiffusionModel(mconfig, vae.eval(), build_conditioner(mconfig.conditioning),
                           build_dit(mconfig.dit), text_encoder, Path("."))
 
