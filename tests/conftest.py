@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,22 @@ def sao1_reference() -> dict[str, torch.Tensor]:
 def saos_reference() -> dict[str, torch.Tensor]:
     """Reference tensors of the Stable Audio Open Small fixture."""
     return load_file(str(SAOS_TINY / "reference.safetensors"))
+
+
+def make_tiny_bert(folder: Path, hidden_size: int = 32, num_layers: int = 3) -> Path:
+    """A random BERT saved as a local Hugging Face folder (the T5 fixture's tokenizer
+    stands in for its vocabulary): a stand-in for a sentence-transformer or CLAP tower."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=256, hidden_size=hidden_size, num_hidden_layers=num_layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden_size)
+    BertModel(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SAO1_TINY / "text_encoder" / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("bert"))

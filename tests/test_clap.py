@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import SAO1_TINY
 from longplay.conditioning import (
     CLAPAudioEncoder,
     CLAPModel,
@@ -28,22 +26,6 @@ from longplay.conditioning import (
 SAMPLE_RATE = 16000
 NUM_SAMPLES = 8192  # 17 STFT frames: enough for 4 halving blocks
 CAPTIONS = ["a low hum", "a warm middle tone", "a bright high whistle", "a piercing beep"]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A random 3-layer BERT saved as a local Hugging Face folder (the T5 fixture's
-    tokenizer stands in for its vocabulary)."""
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("bert")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=256, hidden_size=32, num_hidden_layers=3,
-                        num_attention_heads=2, intermediate_size=64)
-    BertModel(config).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(SAO1_TINY / "text_encoder" / name, folder / name)
-    return folder
 
 
 def tiny_audio_encoder() -> CLAPAudioEncoder:

@@ -3,30 +3,12 @@ an optional learned projection, and clear errors for missing weights."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import SAO1_TINY
 from longplay.conditioning import Conditioner, HFTextEncoder, TextEncoderError, clap_text_encoder
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A random 3-layer BERT saved as a local Hugging Face folder (the T5 fixture's
-    tokenizer stands in for its vocabulary)."""
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("bert")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=256, hidden_size=32, num_hidden_layers=3,
-                        num_attention_heads=2, intermediate_size=64)
-    BertModel(config).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(SAO1_TINY / "text_encoder" / name, folder / name)
-    return folder
 
 
 def test_hidden_states_of_a_chosen_layer(tiny_bert: Path) -> None:

@@ -185,18 +185,10 @@ def test_dit_with_a_sentence_transformer_style_encoder(audio_folder: Path,
                                                       tmp_path: Path) -> None:
     """Any Hugging Face encoder of any width: features projected to cond_dim, exported as
     an 'hf' text conditioner that longplay generate loads again."""
-    import shutil
-
-    from transformers import BertConfig, BertModel
-
+    from conftest import make_tiny_bert
     from longplay.training.runner import train_dit
 
-    bert = tmp_path / "bert"
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64)).save_pretrained(bert)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(SAO1_TINY / "text_encoder" / name, bert / name)
+    bert = make_tiny_bert(tmp_path / "bert", num_layers=2)
     config = dit_config(audio_folder, "audio", 2, text_layer=-2)
     from dataclasses import replace
 
