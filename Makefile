@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # with the index of your choice.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format demo bench clean
+.PHONY: install test test-fast lint format demo bench clean browser-deps
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
+
+# Debian's chromium for the browser test (root or sudo; CI runs this).
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -q chromium)
 
 test: install
 	$(PY) -m pytest -q

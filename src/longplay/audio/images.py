@@ -22,7 +22,7 @@ _COLOURS = np.array([[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [
 
 def spectrogram_image(audio: torch.Tensor, sample_rate: int, *, n_mels: int = 128,
                       n_fft: int = 2048, hop_length: int = 512, dynamic_range_db: float = 80.0,
-                      max_width: int = 1200) -> np.ndarray:
+                      min_width: int = 600, max_width: int = 1200) -> np.ndarray:
     """audio [C, S] -> RGB uint8 [n_mels, W]: log-mel magnitude of the channel mean, low
     frequencies at the bottom, the top ``dynamic_range_db`` below the peak."""
     mono = audio.float().mean(dim=0)
@@ -34,6 +34,9 @@ def spectrogram_image(audio: torch.Tensor, sample_rate: int, *, n_mels: int = 12
     if db.shape[1] > max_width:
         db = torch.nn.functional.interpolate(db[None, None], size=(n_mels, max_width),
                                              mode="area")[0, 0]
+    elif db.shape[1] < min_width:  # short clips: stretch so that the picture is readable
+        db = torch.nn.functional.interpolate(db[None, None], size=(n_mels, min_width),
+                                             mode="nearest")[0, 0]
     levels = db.flip(0).numpy()  # low frequencies at the bottom
     pos = levels * (len(_COLOURS) - 1)
     lo = np.clip(np.floor(pos).astype(int), 0, len(_COLOURS) - 2)

@@ -11,6 +11,7 @@ from longplay import __version__
 from longplay.cli import data as data_cli
 from longplay.cli import generate as generate_cli
 from longplay.cli import train as train_cli
+from longplay.cli import ui as ui_cli
 from longplay.cli import vae as vae_cli
 from longplay.pipelines import GenerationError
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     vae_cli.add_parser(sub)
     train_cli.add_parsers(sub)
     data_cli.add_parser(sub)
+    ui_cli.add_parser(sub)
     return parser
 
 

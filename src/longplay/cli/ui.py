@@ -1,0 +1,39 @@
+"""``longplay ui``: the web studio."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    ui = sub.add_parser("ui", help="the web studio in your browser")
+    ui.add_argument("--model", type=Path, metavar="PATH", help="model folder")
+    ui.add_argument("--text-encoder", type=Path, metavar="PATH")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=7860)
+    ui.add_argument("--device", default="cpu")
+    ui.set_defaults(run=run_ui)
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ValueError("the web studio needs Gradio: pip install 'longplay[ui]'") from None
+    from longplay.ui.studio import load_studio
+
+    if args.model is None:
+        raise ValueError("no model given: pass --model PATH (a model folder)")
+    if args.host not in LOOPBACK:
+        logger.warning("listening on %s: anyone who can reach this address can use the "
+                       "studio", args.host)
+    studio = load_studio(args.model, args.text_encoder, args.device)
+    studio.launch(args.host, args.port)
+    return 0

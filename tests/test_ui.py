@@ -1,0 +1,110 @@
+"""The web studio: generation with files for every output, and a real browser test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from conftest import SAO1_TINY
+from longplay.pipelines import TextToMusicPipeline
+from longplay.ui import Studio
+
+CHROMIUM = "/usr/bin/chromium"
+DOCS_SCREENSHOT = Path(__file__).parents[1] / "docs" / "studio.png"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory) -> Studio:
+    return Studio(TextToMusicPipeline.from_pretrained(SAO1_TINY), "sao1_tiny",
+                  tmp_path_factory.mktemp("ui"))
+
+
+def test_generate_writes_playable_and_downloadable_files(studio: Studio) -> None:
+    results, settings = studio.generate("a calm piano", "", 1.5, 4, 3.0, "dpmpp-3m-sde", 7,
+                                        False, 2, None, 1.0)
+    assert [r.settings["seed"] for r in results] == [7, 8] and settings["seeds"] == (7, 8)
+    for r in results:
+        info = sf.info(str(r.audio_path))
+        assert info.samplerate == 44100 and info.frames == round(1.5 * 44100)
+        assert {p.suffix for p in r.downloads} >= {".wav", ".flac"}
+        assert r.spectrogram.ndim == 3 and r.spectrogram.shape[1] >= 600
+
+
+def test_random_seed_is_drawn_and_reported(studio: Studio) -> None:
+    a, _ = studio.generate("x", "", 1.0, 2, 3.0, "dpmpp-2m", 0, True, 1, None, 1.0)
+    b, _ = studio.generate("x", "", 1.0, 2, 3.0, "dpmpp-2m", 0, True, 1, None, 1.0)
+    assert a[0].settings["seed"] != b[0].settings["seed"]
+
+
+def test_bad_input_is_refused(studio: Studio) -> None:
+    with pytest.raises(ValueError, match="write a prompt"):
+        studio.generate("  ", "", 1.0, 2, 3.0, "dpmpp-2m", 0, False, 1, None, 1.0)
+    with pytest.raises(ValueError, match="duration_s"):
+        studio.generate("x", "", 99.0, 2, 3.0, "dpmpp-2m", 0, False, 1, None, 1.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_studio_in_a_real_browser(tmp_path: Path) -> None:
+    """Headless Debian Chromium driven by Playwright: fill the prompt, generate, and find
+    an audio element with a source and a spectrogram picture. The screenshot goes to
+    docs/studio.png when LONGPLAY_UPDATE_SCREENSHOT=1, else to a temporary folder."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    exe = shutil.which("longplay", path=str(Path(sys.executable).parent))
+    server = subprocess.Popen([exe, "ui", "--model", str(SAO1_TINY), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(url, timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stdout.read().decode()[-2000:]
+            assert time.time() < deadline, "the studio did not start within 90 s"
+            time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                      "--disable-background-networking", "--disable-component-update",
+                      "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url, timeout=60000)
+            page.locator("#prompt textarea").fill("a calm piano")
+            page.locator("#generate").click()
+            page.wait_for_selector("#audio0 audio[src]", state="attached", timeout=90000)
+            assert page.locator("#audio0 audio[src]").first.get_attribute("src")
+            image = page.wait_for_selector("#spectrogram0 img[src]", timeout=60000)
+            assert image.get_attribute("src")
+            assert "Done: seed" in page.locator("#status").inner_text()
+            shot = (DOCS_SCREENSHOT if os.environ.get("LONGPLAY_UPDATE_SCREENSHOT")
+                    else tmp_path / "studio.png")
+            page.screenshot(path=str(shot), full_page=True)
+            browser.close()
+        assert shot.stat().st_size > 10_000
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
