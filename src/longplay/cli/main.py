@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from longplay import __version__
 from longplay.cli import data as data_cli
 from longplay.cli import generate as generate_cli
+from longplay.cli import serve as serve_cli
 from longplay.cli import train as train_cli
 from longplay.cli import ui as ui_cli
 from longplay.cli import vae as vae_cli
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_parsers(sub)
     data_cli.add_parser(sub)
     ui_cli.add_parser(sub)
+    serve_cli.add_parser(sub)
     return parser
 
 

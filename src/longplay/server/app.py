@@ -1,0 +1,330 @@
+"""The HTTP API over text-to-music pipelines: ``create_app(pipeline, settings)``.
+
+Endpoints (all JSON unless stated; errors are ``{"detail": "...", "errors": [...]}``):
+
+- ``POST /v1/generations``: queue a generation -> 202 with its status. 422 names the bad
+  field; 413 for a body over ``max_body_bytes``; 429 (with ``Retry-After``) when the queue
+  is full.
+- ``GET /v1/generations/{id}``: status, progress, settings (seed included), error, times.
+- ``GET /v1/generations/{id}/audio?format=wav|flac&index=i``: the audio (16-bit) once the
+  job succeeded; 409 before that.
+- ``GET /v1/health``: model, queue, workers and limits; never needs the API key.
+
+With an API key set, the ``/v1/generations`` endpoints need ``Authorization: Bearer KEY``
+or ``X-API-Key: KEY`` (401 otherwise). ``/v1/health``, ``/openapi.json`` and ``/docs``
+stay open: they describe the service and hold no generations.
+
+Everything the app needs lives on ``app.state.server`` (a :class:`ServerState`). The
+worker threads start and stop with the app's lifespan (``with TestClient(app)`` in tests,
+uvicorn when served).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from longplay import __version__
+from longplay.diffusion import SAMPLERS
+from longplay.server.audio import MEDIA_TYPES, AudioFormat, decode_audio_b64, encode_audio
+from longplay.server.jobs import (
+    GenerationPipeline,
+    GenerationQueue,
+    JobSettings,
+    JobView,
+    PipelineFactory,
+    QueueClosedError,
+    QueueFullError,
+)
+from longplay.server.middleware import BodySizeLimit
+from longplay.server.schemas import (
+    ErrorResponse,
+    FieldError,
+    GenerationRequest,
+    GenerationStatus,
+    Health,
+    ModelInfo,
+    QueueInfo,
+    RequestLimits,
+    limit_errors,
+)
+from longplay.server.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+RANDOM_SEED_BOUND = 2**31 - 1  # drawn seeds stay in the range the CLI and the UI draw from
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the endpoints share: settings, the queue, and what is known about the model."""
+
+    settings: ServerSettings
+    queue: GenerationQueue
+    model: ModelInfo
+    limits: RequestLimits
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+State = Annotated[ServerState, Depends(_state)]
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def require_api_key(
+    state: State,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> None:
+    """401 unless the request carries the server's key (compared in constant time)."""
+    expected = state.settings.api_key
+    if expected is None:
+        return
+    offered = [key for key in (bearer.credentials if bearer else None, api_key) if key]
+    if not any(secrets.compare_digest(key.encode(), expected.encode()) for key in offered):
+        raise HTTPException(
+            401, "missing or wrong API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            headers={"WWW-Authenticate": "Bearer"})
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _resolve(request: GenerationRequest, state: ServerState) -> JobSettings:
+    """The request with every default filled in, the seed drawn when not given."""
+    model = state.model
+    duration_s = state.limits.max_duration_s if request.duration_s is None else request.duration_s
+    seed = secrets.randbelow(RANDOM_SEED_BOUND) if request.seed is None else request.seed
+    return JobSettings(
+        prompt=request.prompt, negative_prompt=request.negative_prompt, duration_s=duration_s,
+        seconds_start=request.seconds_start, seconds_total=duration_s,
+        num_inference_steps=(model.default_steps if request.num_inference_steps is None
+                             else request.num_inference_steps),
+        guidance_scale=(model.default_guidance_scale if request.guidance_scale is None
+                        else request.guidance_scale),
+        sampler=model.default_sampler if request.sampler is None else request.sampler,
+        sigma_min=request.sigma_min, sigma_max=request.sigma_max,
+        num_outputs=request.num_outputs,
+        seeds=tuple(seed + i for i in range(request.num_outputs)),
+        has_init_audio=request.init_audio_b64 is not None,
+        init_noise_level=request.init_noise_level)
+
+
+def _status(view: JobView) -> GenerationStatus:
+    done = view.status == "succeeded" and view.audio is not None
+    return GenerationStatus(
+        id=view.id, status=view.status, progress=view.progress,
+        queue_position=view.queue_position, settings=view.settings, error=view.error,
+        created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
+        sample_rate=view.sample_rate,
+        num_samples=int(view.audio.shape[-1]) if done else None,
+        audio_url=f"/v1/generations/{view.id}/audio" if done else None)
+
+
+def _find(state: ServerState, job_id: str) -> JobView:
+    view = state.queue.get(job_id)
+    if view is None:
+        raise HTTPException(404, f"no generation with id {job_id!r} (finished jobs are kept "
+                                 f"for the {state.settings.max_finished_jobs} most recent only)")
+    return view
+
+
+def _readable(error: dict[str, Any]) -> FieldError:
+    """One pydantic/FastAPI error as ``field: message``."""
+    loc = [str(part) for part in error.get("loc", ())]
+    location = loc[0] if loc else "body"
+    field = ".".join(loc[1:]) or location
+    message = str(error.get("msg", "is invalid"))
+    kind = error.get("type")
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif kind == "json_invalid":
+        field = "body"
+        message = f"is not valid JSON ({error.get('ctx', {}).get('error', 'decode error')})"
+    return FieldError(field=field, location=location, message=message)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [_readable(e) for e in exc.errors()]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
+    return JSONResponse(status_code=422,
+                        content=ErrorResponse(detail=detail, errors=errors).model_dump())
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Every other error in the same shape as the validation errors."""
+    return JSONResponse(status_code=exc.status_code, headers=exc.headers,
+                        content=ErrorResponse(detail=str(exc.detail)).model_dump())
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in ((401, "missing or wrong API key"),
+                       (404, "no such generation (or evicted)"),
+                       (422, "invalid request; the message names the field"))
+}
+
+# -- endpoints -----------------------------------------------------------------------------
+
+generations = APIRouter(prefix="/v1/generations", tags=["generations"], responses=_ERRORS)
+health = APIRouter(prefix="/v1", tags=["health"])
+
+
+@generations.post(
+    "", status_code=202, response_model=GenerationStatus,
+    responses={413: {"model": ErrorResponse, "description": "request body too large"},
+               429: {"model": ErrorResponse, "description": "queue full; see Retry-After"},
+               503: {"model": ErrorResponse, "description": "shutting down"}})
+def create_generation(body: GenerationRequest, response: Response,
+                      state: State) -> GenerationStatus:
+    """Queue a generation; poll ``GET /v1/generations/{id}`` for its progress."""
+    errors = limit_errors(body, state.limits, tuple(state.model.samplers))
+    init_audio = None
+    if not errors and body.init_audio_b64 is not None:
+        try:
+            init_audio = decode_audio_b64(
+                body.init_audio_b64, sample_rate=state.model.sample_rate,
+                channels=state.model.audio_channels, max_duration_s=state.model.window_s)
+        except ValueError as error:
+            errors.append({"type": "value_error", "loc": ("body", "init_audio_b64"),
+                           "msg": str(error), "input": None})
+    if errors:
+        raise RequestValidationError(errors)
+    try:
+        view = state.queue.submit(_resolve(body, state), init_audio)
+    except QueueFullError as error:
+        wait_s = state.settings.retry_after_s
+        raise HTTPException(429, f"{error}; try again in {wait_s} s",
+                            headers={"Retry-After": str(wait_s)}) from None
+    except QueueClosedError as error:
+        raise HTTPException(503, str(error)) from None
+    response.headers["Location"] = f"/v1/generations/{view.id}"
+    return _status(view)
+
+
+@generations.get("/{job_id}", response_model=GenerationStatus)
+def get_generation(job_id: str, state: State) -> GenerationStatus:
+    """A generation's status, progress, settings and (once failed) error."""
+    return _status(_find(state, job_id))
+
+
+@generations.get(
+    "/{job_id}/audio", response_class=Response,
+    responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()},
+                     "description": "a 16-bit audio file"},
+               409: {"model": ErrorResponse, "description": "not finished, or failed"}})
+def get_generation_audio(
+    job_id: str, state: State,
+    audio_format: Annotated[AudioFormat, Query(alias="format")] = "wav",
+    index: Annotated[int, Query(ge=0, description="which output")] = 0,
+) -> Response:
+    """Output ``index`` of a succeeded generation as a WAV or FLAC file."""
+    view = _find(state, job_id)
+    if view.status == "failed":
+        raise HTTPException(409, f"generation {job_id} failed: {view.error}")
+    if view.status != "succeeded" or view.audio is None:
+        raise HTTPException(409, f"generation {job_id} is {view.status} "
+                                 f"({view.progress.fraction:.0%}); its audio is not ready")
+    if index >= view.audio.shape[0]:
+        raise RequestValidationError([{
+            "type": "value_error", "loc": ("query", "index"), "input": index,
+            "msg": f"must be below num_outputs ({view.audio.shape[0]}), got {index}"}])
+    data = encode_audio(view.audio[index], view.sample_rate, audio_format)
+    filename = f"{job_id}_{index}.{audio_format}"
+    return Response(data, media_type=MEDIA_TYPES[audio_format],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@health.get("/health", response_model=Health)
+def get_health(state: State) -> Health:
+    """Liveness, the model, the queue and the limits (open without the API key)."""
+    stats = state.queue.stats()
+    return Health(status="ok", version=__version__, model=state.model,
+                  queue=QueueInfo(length=stats.length, capacity=stats.capacity,
+                                  running=stats.running),
+                  workers=stats.workers, limits=state.limits,
+                  auth_required=state.settings.api_key is not None,
+                  max_finished_jobs=state.settings.max_finished_jobs)
+
+
+# -- the app -------------------------------------------------------------------------------
+
+
+def _pipelines(source: GenerationPipeline | PipelineFactory,
+               workers: int) -> list[GenerationPipeline]:
+    if isinstance(source, GenerationPipeline):
+        if workers != 1:
+            raise ValueError(f"workers={workers} needs a pipeline factory: each worker runs its "
+                             "own copy of the model, one generation at a time")
+        return [source]
+    pipelines = [source() for _ in range(workers)]
+    for pipeline in pipelines:
+        if not isinstance(pipeline, GenerationPipeline):
+            raise TypeError(f"the pipeline factory returned {type(pipeline).__name__}, not a "
+                            "pipeline")
+    return pipelines
+
+
+def create_app(pipeline: GenerationPipeline | PipelineFactory,
+               settings: ServerSettings | None = None) -> FastAPI:
+    """The FastAPI app serving ``pipeline``.
+
+    Args:
+        pipeline: a loaded :class:`~longplay.pipelines.TextToMusicPipeline` (one worker), or
+            a zero-argument factory called once per worker here, so each worker owns a model.
+        settings: limits and behaviour (default :class:`ServerSettings`).
+    """
+    settings = ServerSettings() if settings is None else settings
+    pipelines = _pipelines(pipeline, settings.workers)
+    first = pipelines[0]
+    window_s = float(first.max_duration_s)
+    max_duration_s = window_s if settings.max_duration_s is None else min(
+        settings.max_duration_s, window_s)
+    is_rf = first.config.objective != "v"
+    samplers = sorted(name for name, spec in SAMPLERS.items() if (spec.kind == "rf") == is_rf)
+    model = ModelInfo(
+        name=settings.model_name, objective=first.config.objective,
+        sample_rate=first.sample_rate, audio_channels=first.config.audio_channels,
+        window_s=window_s, samplers=samplers, default_sampler=first.defaults.sampler,
+        default_steps=min(first.defaults.num_inference_steps, settings.max_steps),
+        default_guidance_scale=first.defaults.guidance_scale)
+    limits = RequestLimits(max_duration_s=max_duration_s, max_steps=settings.max_steps,
+                           max_outputs=settings.max_outputs,
+                           max_prompt_chars=settings.max_prompt_chars,
+                           max_body_bytes=settings.max_body_bytes)
+    queue = GenerationQueue(pipelines, settings.queue_size, settings.max_finished_jobs)
+    state = ServerState(settings=settings, queue=queue, model=model, limits=limits)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        queue.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(queue.stop)
+
+    app = FastAPI(title="longplay", version=__version__, lifespan=lifespan,
+                  description="Text-to-music generation: queue a job, poll it, fetch the audio.")
+    app.state.server = state
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    auth = [Depends(require_api_key)] if settings.api_key is not None else []
+    app.include_router(generations, dependencies=auth)
+    app.include_router(health)
+    return app

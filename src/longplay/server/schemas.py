@@ -1,0 +1,161 @@
+"""Request and response bodies of the HTTP API (pydantic models, shown in /openapi.json).
+
+The request model carries the checks that hold for every server (types, signs, known
+sampler names, no unknown fields); the limits of one server and model (duration within
+the window, step and output caps, samplers that fit the model) are checked by
+:func:`limit_errors` before a job is queued, so a bad request never enters the queue.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from longplay.diffusion import SAMPLERS
+from longplay.pipelines.text_to_music import MAX_SEED
+from longplay.server.jobs import SAMPLING_SHARE, JobProgress, JobSettings, JobStatus
+
+SamplerName = Literal[tuple(sorted(SAMPLERS))]  # type: ignore[valid-type]
+
+
+class GenerationRequest(BaseModel):
+    """``POST /v1/generations``: the pipeline call's arguments; omitted ones take the
+    model's defaults (see ``GET /v1/health``)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    prompt: str = Field(min_length=1, description="what the music should be")
+    negative_prompt: str | None = Field(
+        None, description="prompt for the unconditional branch of guidance")
+    duration_s: float | None = Field(
+        None, gt=0, description="seconds of audio; default and maximum: limits.max_duration_s")
+    seconds_start: float = Field(0.0, ge=0, description="timing conditioning: start of the piece")
+    num_inference_steps: int | None = Field(None, ge=1, description="sampler steps")
+    guidance_scale: float | None = Field(None, gt=0, description="1 = no guidance")
+    sampler: SamplerName | None = Field(  # type: ignore[valid-type]
+        None, description="one of the model's samplers (GET /v1/health: model.samplers)")
+    sigma_min: float = Field(0.03, gt=0, description="lowest noise level (v models)")
+    sigma_max: float = Field(500.0, gt=0, description="highest noise level (v models)")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED,
+        description="seed of output 0; output i uses seed + i; default: drawn and reported")
+    num_outputs: int = Field(1, ge=1, description="outputs generated from the prompt")
+    init_audio_b64: str | None = Field(
+        None, description="audio-to-audio: a base64 WAV or FLAC file to start from (resampled "
+                          "to the model's rate; only the model's window is used)")
+    init_noise_level: float | None = Field(
+        None, gt=0, description="how much of init_audio to change: a sigma for v models "
+                                "(default 1.0), a time in (0, 1] for rectified flow (0.5)")
+
+
+class RequestLimits(BaseModel):
+    """The limits of this server and model that a request must respect."""
+
+    max_duration_s: float
+    max_steps: int
+    max_outputs: int
+    max_prompt_chars: int
+    max_body_bytes: int
+
+
+def limit_errors(request: GenerationRequest, limits: RequestLimits,
+                 samplers: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The request's violations of ``limits`` and of cross-field rules, as pydantic-style
+    error dicts located in the body (empty when it is fine)."""
+    errors: list[dict[str, Any]] = []
+
+    def bad(field: str, message: str) -> None:
+        errors.append({"type": "value_error", "loc": ("body", field), "msg": message,
+                       "input": getattr(request, field)})
+
+    for field in ("prompt", "negative_prompt"):
+        text = getattr(request, field)
+        if text is not None and not text.strip():
+            bad(field, "must not be blank")
+        elif text is not None and len(text) > limits.max_prompt_chars:
+            bad(field, f"must be at most {limits.max_prompt_chars} characters, got {len(text)}")
+    if request.duration_s is not None and request.duration_s > limits.max_duration_s:
+        bad("duration_s", f"must be at most {limits.max_duration_s:.3f} s (this server's limit "
+                          f"within the model's window), got {request.duration_s:g}")
+    if request.num_inference_steps is not None and request.num_inference_steps > limits.max_steps:
+        bad("num_inference_steps", f"must be at most {limits.max_steps}, got "
+                                   f"{request.num_inference_steps}")
+    if request.num_outputs > limits.max_outputs:
+        bad("num_outputs", f"must be at most {limits.max_outputs}, got {request.num_outputs}")
+    if request.sampler is not None and request.sampler not in samplers:
+        bad("sampler", f"{request.sampler!r} does not fit this model; use one of "
+                       f"{', '.join(samplers)}")
+    if request.sigma_min >= request.sigma_max:
+        bad("sigma_max", f"must be greater than sigma_min ({request.sigma_min:g}), got "
+                         f"{request.sigma_max:g}")
+    if request.seed is not None and request.seed + request.num_outputs - 1 > MAX_SEED:
+        bad("seed", f"seed + num_outputs - 1 must be at most 2**63 - 1, got {request.seed}")
+    if request.init_noise_level is not None and request.init_audio_b64 is None:
+        bad("init_noise_level", "needs init_audio_b64")
+    return errors
+
+
+class GenerationStatus(BaseModel):
+    """A job as ``POST /v1/generations`` (202) and ``GET /v1/generations/{id}`` show it."""
+
+    id: str
+    status: JobStatus
+    progress: JobProgress = Field(
+        description=f"fraction in [0, 1] (sampling counts for {SAMPLING_SHARE:.0%}, decoding for "
+                    "the rest) and the pipeline's current stage")
+    queue_position: int | None = Field(description="1 = runs next; null unless queued")
+    settings: JobSettings = Field(
+        description="the settings the job runs with, defaults and seed resolved; once it "
+                    "succeeds, the pipeline's own record")
+    error: str | None = Field(description="why the job failed; null otherwise")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    sample_rate: int
+    num_samples: int | None = Field(description="samples per output channel once succeeded")
+    audio_url: str | None = Field(
+        description="GET it with ?format=wav|flac&index=i once succeeded")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    objective: str
+    sample_rate: int
+    audio_channels: int
+    window_s: float
+    samplers: list[str]
+    default_sampler: str
+    default_steps: int
+    default_guidance_scale: float
+
+
+class QueueInfo(BaseModel):
+    length: int = Field(description="jobs waiting")
+    capacity: int = Field(description="jobs that may wait; one more is refused with 429")
+    running: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    model: ModelInfo
+    queue: QueueInfo
+    workers: int
+    limits: RequestLimits
+    auth_required: bool
+    max_finished_jobs: int = Field(description="finished jobs kept; older ones answer 404")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the offending field, e.g. 'duration_s' or 'format'")
+    location: str = Field(description="body, query, path or header")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer: ``detail`` is one readable line."""
+
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)

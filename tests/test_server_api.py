@@ -1,0 +1,467 @@
+"""The HTTP API end to end with FastAPI's TestClient and the tiny random-weight model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from fastapi.testclient import TestClient
+
+from conftest import SAO1_TINY
+from longplay.pipelines import GenerationError, TextToMusicPipeline
+from longplay.server import ServerSettings, create_app
+
+# Small and fast: 2 deterministic steps over half a second.
+JOB = {"prompt": "warm lo-fi piano", "duration_s": 0.5, "num_inference_steps": 2,
+       "sampler": "dpmpp-2m", "seed": 3}
+FINISHED = ("succeeded", "failed")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TextToMusicPipeline:
+    return TextToMusicPipeline.from_pretrained(SAO1_TINY)
+
+
+class Wrapped:
+    """A pipeline stand-in that delegates everything to a real pipeline."""
+
+    def __init__(self, inner: TextToMusicPipeline) -> None:
+        self.inner = inner
+        self.calls: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __call__(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any):
+        self.calls.append({"prompt": prompt, **kwargs})
+        return self.inner(prompt, negative_prompt, **kwargs)
+
+
+class Gated(Wrapped):
+    """Every call waits until ``gate`` is set, so tests can hold a job in 'running'."""
+
+    def __init__(self, inner: TextToMusicPipeline) -> None:
+        super().__init__(inner)
+        self.gate = threading.Event()
+
+    def __call__(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any):
+        if not self.gate.wait(timeout=30):
+            raise TimeoutError("the test never opened the gate")
+        return super().__call__(prompt, negative_prompt, **kwargs)
+
+
+class FailOn(Wrapped):
+    """Raises a chosen exception for chosen prompts."""
+
+    def __init__(self, inner: TextToMusicPipeline, errors: dict[str, Exception]) -> None:
+        super().__init__(inner)
+        self.errors = errors
+
+    def __call__(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any):
+        if prompt in self.errors:
+            raise self.errors[prompt]
+        return super().__call__(prompt, negative_prompt, **kwargs)
+
+
+@contextmanager
+def serve(pipeline, **settings: Any) -> Iterator[TestClient]:
+    with TestClient(create_app(pipeline, ServerSettings(**settings))) as client:
+        yield client
+
+
+def wait_for(client: TestClient, job_id: str, statuses: tuple[str, ...] = FINISHED,
+             timeout_s: float = 30.0, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = client.get(f"/v1/generations/{job_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["status"] in statuses:
+            return body
+        assert time.monotonic() < deadline, f"job stuck in {body['status']}"
+        time.sleep(0.02)
+
+
+def submit(client: TestClient, **overrides: Any) -> dict[str, Any]:
+    response = client.post("/v1/generations", json={**JOB, **overrides})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def fields(response) -> list[str]:
+    return [error["field"] for error in response.json()["errors"]]
+
+
+def wav_b64(audio: np.ndarray, sample_rate: int, file_format: str = "WAV") -> str:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, sample_rate, format=file_format, subtype="PCM_16")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+# -- the happy path -------------------------------------------------------------------------
+
+
+def test_generation_is_queued_then_succeeds_with_decodable_audio(tiny):
+    with serve(tiny, model_name="tiny") as client:
+        response = client.post("/v1/generations", json={**JOB, "num_outputs": 2})
+        assert response.status_code == 202
+        accepted = response.json()
+        assert accepted["status"] == "queued" and accepted["queue_position"] == 1
+        assert response.headers["location"] == f"/v1/generations/{accepted['id']}"
+        assert accepted["settings"]["seeds"] == [3, 4]
+        assert accepted["audio_url"] is None
+
+        done = wait_for(client, accepted["id"])
+        assert done["status"] == "succeeded", done["error"]
+        assert done["progress"] == {"fraction": 1.0, "stage": "decoding", "done": 1, "total": 1}
+        assert done["created_at"] <= done["started_at"] <= done["finished_at"]
+        assert done["num_samples"] == 22050 and done["sample_rate"] == 44100
+        assert done["settings"]["num_inference_steps"] == 2
+        assert done["settings"]["sampler"] == "dpmpp-2m"
+
+        decoded = {}
+        for audio_format, media in (("wav", "audio/wav"), ("flac", "audio/flac")):
+            for index in (0, 1):
+                got = client.get(f"{done['audio_url']}?format={audio_format}&index={index}")
+                assert got.status_code == 200
+                assert got.headers["content-type"] == media
+                data, rate = sf.read(io.BytesIO(got.content), dtype="float32", always_2d=True)
+                assert rate == 44100 and data.shape == (22050, 2)
+                decoded[audio_format, index] = data
+        assert np.array_equal(decoded["wav", 1], decoded["flac", 1])  # both lossless 16-bit
+        assert not np.array_equal(decoded["wav", 0], decoded["wav", 1])  # seeds 3 and 4
+
+    # The reported settings reproduce the audio (up to 16-bit rounding).
+    s = done["settings"]
+    again = tiny(s["prompt"], duration_s=s["duration_s"], num_inference_steps=2,
+                 sampler=s["sampler"], guidance_scale=s["guidance_scale"], seed=s["seeds"][0],
+                 num_outputs=s["num_outputs"])
+    expected = again.audio[1].clamp(-1, 1).T.numpy()
+    assert np.abs(decoded["wav", 1] - expected).max() <= 2 / 32768
+
+
+def test_seed_is_drawn_and_reported_when_not_given(tiny):
+    with serve(tiny) as client:
+        accepted = submit(client, seed=None)
+        seed = accepted["settings"]["seeds"][0]
+        assert isinstance(seed, int) and seed >= 0
+        assert wait_for(client, accepted["id"])["settings"]["seeds"] == [seed]
+
+
+def test_defaults_come_from_the_model_and_the_limits(tiny):
+    with serve(tiny, max_duration_s=0.25, max_steps=3) as client:
+        accepted = client.post("/v1/generations", json={"prompt": "drums"}).json()
+        s = accepted["settings"]
+        assert s["duration_s"] == 0.25 and s["seconds_total"] == 0.25
+        assert s["num_inference_steps"] == 3  # the model's 100, capped by max_steps
+        assert s["sampler"] == "dpmpp-3m-sde" and s["guidance_scale"] == 7.0
+        assert wait_for(client, accepted["id"])["num_samples"] == round(0.25 * 44100)
+
+
+def test_audio_to_audio_from_base64_wav_and_flac(tiny):
+    t = np.arange(11025) / 22050
+    mono = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)  # 0.5 s at 22.05 kHz, mono
+    with serve(tiny) as client:
+        for file_format in ("WAV", "FLAC"):
+            accepted = submit(client, init_audio_b64=wav_b64(mono, 22050, file_format),
+                              init_noise_level=2.0)
+            done = wait_for(client, accepted["id"])
+            assert done["status"] == "succeeded", done["error"]
+            assert done["settings"]["has_init_audio"] is True
+            assert done["settings"]["init_noise_level"] == 2.0
+        # A setting the pipeline itself refuses (no audio-to-audio with v-ddim) fails the job
+        # with the pipeline's reason instead of taking the server down.
+        failed = wait_for(client, submit(client, sampler="v-ddim",
+                                         init_audio_b64=wav_b64(mono, 22050))["id"])
+        assert failed["status"] == "failed" and "v-ddim" in failed["error"]
+        assert wait_for(client, submit(client)["id"])["status"] == "succeeded"
+
+
+def test_init_audio_is_decoded_to_the_models_rate_and_channels(tiny):
+    wrapped = Wrapped(tiny)
+    mono = np.full(2205, 0.25, dtype=np.float32)  # 0.1 s at 22.05 kHz
+    wrapped_b64 = "\n".join(textwrap.wrap(wav_b64(mono, 22050), 76))  # as `base64` prints it
+    with serve(wrapped) as client:
+        assert wait_for(client, submit(client, init_audio_b64=wrapped_b64)["id"])["error"] is None
+    init_audio = wrapped.calls[0]["init_audio"]
+    assert init_audio.shape == (2, 4410)
+    assert torch.allclose(init_audio[:, 500:-500], torch.tensor(0.25), atol=2e-3)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_unknown_id_is_404(tiny):
+    with serve(tiny) as client:
+        for path in ("/v1/generations/nope", "/v1/generations/nope/audio"):
+            response = client.get(path)
+            assert response.status_code == 404
+            assert "nope" in response.json()["detail"] and response.json()["errors"] == []
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({**JOB, "duration_s": 5.0}, "duration_s"),  # beyond the 2.97 s window
+    ({**JOB, "duration_s": 1.5}, "duration_s"),  # beyond this server's max_duration_s
+    ({**JOB, "duration_s": 0}, "duration_s"),
+    ({**JOB, "num_inference_steps": -1}, "num_inference_steps"),
+    ({**JOB, "num_inference_steps": 51}, "num_inference_steps"),
+    ({**JOB, "sampler": "nope"}, "sampler"),
+    ({**JOB, "sampler": "pingpong"}, "sampler"),  # a rectified-flow sampler, a v model
+    ({**JOB, "num_outputs": 0}, "num_outputs"),
+    ({**JOB, "num_outputs": 3}, "num_outputs"),
+    ({**JOB, "guidance_scale": 0}, "guidance_scale"),
+    ({**JOB, "seconds_start": -1}, "seconds_start"),
+    ({**JOB, "sigma_min": 600.0}, "sigma_max"),
+    ({**JOB, "seed": -1}, "seed"),
+    ({**JOB, "seed": 2**63 - 1, "num_outputs": 2}, "seed"),
+    ({**JOB, "init_noise_level": 0.5}, "init_noise_level"),
+    ({**JOB, "init_audio_b64": "not base64!"}, "init_audio_b64"),
+    ({**JOB, "init_audio_b64": base64.b64encode(b"RIFF but not audio").decode()},
+     "init_audio_b64"),
+    ({**JOB, "prompt": "   "}, "prompt"),
+    ({**JOB, "prompt": "x" * 101}, "prompt"),
+    ({**JOB, "negative_prompt": "x" * 101}, "negative_prompt"),
+    ({k: v for k, v in JOB.items() if k != "prompt"}, "prompt"),
+    ({**JOB, "steps": 4}, "steps"),  # unknown fields are refused, not ignored
+])
+def test_invalid_requests_are_422_naming_the_field_and_never_queued(tiny, body, field):
+    wrapped = Wrapped(tiny)
+    with serve(wrapped, max_duration_s=1.0, max_steps=50, max_outputs=2,
+               max_prompt_chars=100) as client:
+        response = client.post("/v1/generations", json=body)
+        assert response.status_code == 422, response.text
+        assert field in fields(response)
+        assert response.json()["detail"].startswith(f"{field}: ")
+        assert client.get("/v1/health").json()["queue"] == {"length": 0, "capacity": 16,
+                                                             "running": 0}
+    assert wrapped.calls == []
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    ('{"prompt": "x", "duration_s": NaN}', "duration_s"),
+    ('{"prompt": "x", ', "body"),
+    ("[1, 2]", "body"),
+])
+def test_malformed_json_is_422(tiny, content, field):
+    with serve(tiny) as client:
+        response = client.post("/v1/generations", content=content,
+                               headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert field in fields(response)
+
+
+def test_audio_format_and_index_are_validated(tiny):
+    with serve(tiny) as client:
+        done = wait_for(client, submit(client)["id"])
+        response = client.get(f"{done['audio_url']}?format=mp3")
+        assert response.status_code == 422
+        assert fields(response) == ["format"] and "wav" in response.json()["detail"]
+        response = client.get(f"{done['audio_url']}?index=1")
+        assert response.status_code == 422 and fields(response) == ["index"]
+        assert client.get(f"{done['audio_url']}?index=-1").status_code == 422
+
+
+def test_body_over_the_limit_is_413_with_or_without_content_length(tiny):
+    limit = 4096
+    with serve(tiny, max_body_bytes=limit) as client:
+        big = {**JOB, "init_audio_b64": "A" * limit}
+        response = client.post("/v1/generations", json=big)
+        assert response.status_code == 413
+        assert str(limit) in response.json()["detail"]
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"prompt": "x", "init_audio_b64": "'
+            for _ in range(8):
+                yield b"A" * 1024
+            yield b'"}'
+
+        response = client.post("/v1/generations", content=chunks(),
+                               headers={"content-type": "application/json"})
+        assert "content-length" not in response.request.headers
+        assert response.status_code == 413 and "limit" in response.json()["detail"]
+        # Just under the limit is read (and then judged on its content).
+        response = client.post("/v1/generations", json={**JOB, "init_audio_b64": "A" * 3000})
+        assert response.status_code == 422 and fields(response) == ["init_audio_b64"]
+
+
+def test_full_queue_is_429_and_unfinished_audio_is_409(tiny):
+    gated = Gated(tiny)
+    with serve(gated, queue_size=2, retry_after_s=7) as client:
+        running = submit(client)
+        wait_for(client, running["id"], statuses=("running",))
+        queued = [submit(client) for _ in range(2)]
+        assert [q["queue_position"] for q in queued] == [1, 2]
+        assert client.get(f"/v1/generations/{queued[1]['id']}").json()["queue_position"] == 2
+
+        refused = client.post("/v1/generations", json=JOB)
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "7"
+        assert "full" in refused.json()["detail"]
+        assert client.get("/v1/health").json()["queue"] == {"length": 2, "capacity": 2,
+                                                             "running": 1}
+        for job in (running, queued[0]):
+            response = client.get(f"/v1/generations/{job['id']}/audio")
+            assert response.status_code == 409
+            assert "not ready" in response.json()["detail"]
+
+        gated.gate.set()
+        for job in (running, *queued):
+            assert wait_for(client, job["id"])["status"] == "succeeded"
+        assert client.post("/v1/generations", json=JOB).status_code == 202
+    assert len(gated.calls) == 4
+
+
+def test_failing_generations_are_reported_and_the_server_keeps_serving(tiny):
+    failing = FailOn(tiny, {
+        "silence": GenerationError("output(s) [0] are silent (peak below 1e-06)"),
+        "bad": ValueError("guidance_scale must be > 0"),
+        "crash": RuntimeError("CUDA out of memory"),
+    })
+    with serve(failing) as client:
+        for prompt, reason in (("silence", "output(s) [0] are silent"),
+                               ("bad", "guidance_scale must be > 0"),
+                               ("crash", "internal error (RuntimeError): CUDA out of memory")):
+            failed = wait_for(client, submit(client, prompt=prompt)["id"])
+            assert failed["status"] == "failed"
+            assert failed["error"].startswith(reason)
+            assert failed["finished_at"] is not None and failed["audio_url"] is None
+            audio = client.get(f"/v1/generations/{failed['id']}/audio")
+            assert audio.status_code == 409 and reason in audio.json()["detail"]
+        ok = wait_for(client, submit(client)["id"])
+        assert ok["status"] == "succeeded" and ok["error"] is None
+        assert client.get("/v1/health").json()["status"] == "ok"
+
+
+def test_api_key_guards_everything_but_health(tiny):
+    key = "s3cret-key"
+    with serve(tiny, api_key=key) as client:
+        health = client.get("/v1/health")
+        assert health.status_code == 200 and health.json()["auth_required"] is True
+
+        refused = client.post("/v1/generations", json=JOB)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "API key" in refused.json()["detail"]
+        for headers in ({"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"},
+                        {"Authorization": f"Basic {key}"}):
+            assert client.post("/v1/generations", json=JOB, headers=headers).status_code == 401
+
+        accepted = client.post("/v1/generations", json=JOB,
+                               headers={"Authorization": f"Bearer {key}"})
+        assert accepted.status_code == 202
+        job_id = accepted.json()["id"]
+        for path in (f"/v1/generations/{job_id}", f"/v1/generations/{job_id}/audio",
+                     "/v1/generations/nope"):
+            assert client.get(path).status_code == 401
+        done = wait_for(client, job_id, headers={"X-API-Key": key})
+        assert done["status"] == "succeeded"
+        audio = client.get(done["audio_url"], headers={"X-API-Key": key})
+        assert audio.status_code == 200
+
+        schema = client.get("/openapi.json").json()
+        assert {"HTTPBearer", "APIKeyHeader"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_health_describes_model_queue_and_limits(tiny):
+    with serve(tiny, model_name="tiny", queue_size=5, max_outputs=3, max_duration_s=60) as client:
+        health = client.get("/v1/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "ok" and body["auth_required"] is False
+    assert body["model"]["name"] == "tiny" and body["model"]["objective"] == "v"
+    assert body["model"]["window_s"] == pytest.approx(2.9722, abs=1e-4)
+    assert "pingpong" not in body["model"]["samplers"] and "dpmpp-2m" in body["model"]["samplers"]
+    assert body["queue"] == {"length": 0, "capacity": 5, "running": 0}
+    assert body["workers"] == 1
+    # max_duration_s above the window is capped by it.
+    assert body["limits"]["max_duration_s"] == body["model"]["window_s"]
+    assert body["limits"]["max_outputs"] == 3
+
+
+def test_openapi_lists_the_paths_with_typed_bodies(tiny):
+    with serve(tiny) as client:
+        schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    assert {"/v1/generations", "/v1/generations/{job_id}", "/v1/generations/{job_id}/audio",
+            "/v1/health"} <= set(paths)
+    post = paths["/v1/generations"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/GenerationRequest")
+    assert post["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/GenerationStatus")
+    assert {"413", "422", "429"} <= set(post["responses"])
+    audio = paths["/v1/generations/{job_id}/audio"]["get"]
+    assert {"audio/wav", "audio/flac"} <= set(audio["responses"]["200"]["content"])
+    assert paths["/v1/health"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"]["$ref"].endswith("/Health")
+    assert "securitySchemes" not in schema.get("components", {})  # no key, no auth
+
+
+def test_oldest_finished_jobs_are_evicted(tiny):
+    with serve(tiny, max_finished_jobs=2) as client:
+        ids = [wait_for(client, submit(client)["id"])["id"] for _ in range(3)]
+        assert client.get(f"/v1/generations/{ids[0]}").status_code == 404
+        assert "2 most recent" in client.get(f"/v1/generations/{ids[0]}").json()["detail"]
+        for job_id in ids[1:]:
+            assert client.get(f"/v1/generations/{job_id}/audio").status_code == 200
+
+
+def test_each_worker_owns_a_pipeline_and_they_run_concurrently(tiny):
+    made: list[Gated] = []
+
+    def factory() -> Gated:
+        made.append(Gated(TextToMusicPipeline.from_pretrained(SAO1_TINY)))
+        return made[-1]
+
+    with serve(factory, workers=2) as client:
+        assert len(made) == 2 and made[0].inner is not made[1].inner
+        jobs = [submit(client, seed=i) for i in range(2)]
+        for job in jobs:
+            wait_for(client, job["id"], statuses=("running",))
+        assert client.get("/v1/health").json()["queue"]["running"] == 2
+        for pipeline in made:
+            pipeline.gate.set()
+        assert all(wait_for(client, job["id"])["status"] == "succeeded" for job in jobs)
+    assert [len(p.calls) for p in made] == [1, 1]
+
+
+def test_shutdown_fails_queued_and_aborts_running_jobs(tiny):
+    gated = Gated(tiny)
+    app = create_app(gated, ServerSettings())
+    with TestClient(app) as client:
+        running = submit(client)
+        wait_for(client, running["id"], statuses=("running",))
+        queued = submit(client)
+
+        def open_gate_once_stopping() -> None:
+            deadline = time.monotonic() + 30
+            while not app.state.server.queue.stopping and time.monotonic() < deadline:
+                time.sleep(0.01)
+            gated.gate.set()
+
+        threading.Thread(target=open_gate_once_stopping, daemon=True).start()
+    queue = app.state.server.queue
+    assert queue.get(queued["id"]).error == "the server shut down before this job ran"
+    assert queue.get(running["id"]).error == "the server shut down while this job ran"
+
+
+def test_settings_and_app_arguments_are_checked(tiny):
+    with pytest.raises(ValueError, match="queue_size"):
+        ServerSettings(queue_size=0)
+    with pytest.raises(ValueError, match="api_key"):
+        ServerSettings(api_key=" ")
+    with pytest.raises(ValueError, match="max_duration_s"):
+        ServerSettings(max_duration_s=float("nan"))
+    with pytest.raises(ValueError, match="factory"):
+        create_app(tiny, ServerSettings(workers=2))
+    assert "s3cret" not in repr(ServerSettings(api_key="s3cret"))

@@ -1,0 +1,80 @@
+"""``longplay serve``: arguments, the missing-model error, and what reaches uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pytest
+import uvicorn
+
+from conftest import SAO1_TINY
+from longplay.cli import serve as serve_cli
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="longplay")
+    serve_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["serve", *argv])
+
+
+@pytest.fixture
+def served(monkeypatch) -> dict:
+    """Stands in for uvicorn.run: records what would be served."""
+    seen: dict = {}
+
+    def fake_run(app, host, port, **kwargs):
+        seen.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    return seen
+
+
+def test_missing_model_is_a_clear_error(served):
+    args = parse()
+    with pytest.raises(ValueError, match="--model PATH"):
+        args.run(args)
+    assert served == {}
+
+
+def test_serve_builds_the_app_from_the_flags(served, monkeypatch, caplog):
+    monkeypatch.delenv(serve_cli.API_KEY_ENV, raising=False)
+    args = parse("--model", str(SAO1_TINY), "--port", "8123", "--queue-size", "3",
+                 "--max-steps", "20", "--max-outputs", "2", "--max-duration", "1.5",
+                 "--keep-finished", "5")
+    assert args.host == "127.0.0.1"
+    with caplog.at_level(logging.WARNING):
+        assert args.run(args) == 0
+    assert not caplog.records  # loopback: no warning
+    assert (served["host"], served["port"]) == ("127.0.0.1", 8123)
+    state = served["app"].state.server
+    assert state.settings.queue_size == 3 and state.settings.max_finished_jobs == 5
+    assert state.settings.api_key is None
+    assert state.model.name == "sao1_tiny"
+    assert state.limits.max_steps == 20 and state.limits.max_outputs == 2
+    assert state.limits.max_duration_s == 1.5
+
+
+def test_public_address_without_key_warns_and_key_comes_from_env(served, monkeypatch, caplog):
+    monkeypatch.delenv(serve_cli.API_KEY_ENV, raising=False)
+    args = parse("--model", str(SAO1_TINY), "--host", "0.0.0.0")
+    with caplog.at_level(logging.WARNING):
+        args.run(args)
+    assert "without --api-key" in caplog.text
+
+    caplog.clear()
+    monkeypatch.setenv(serve_cli.API_KEY_ENV, "from-env")
+    args = parse("--model", str(SAO1_TINY), "--host", "0.0.0.0", "--workers", "2")
+    with caplog.at_level(logging.WARNING):
+        args.run(args)
+    assert not caplog.records
+    state = served["app"].state.server
+    assert state.settings.api_key == "from-env" and state.queue.workers == 2
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True),
+    ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False),
+])
+def test_is_loopback(host, loopback):
+    assert serve_cli.is_loopback(host) is loopback
