@@ -17,3 +17,38 @@ __all__ = [
     "si_sdr",
     "stft_distance",
 ]
+
+from longplay.evaluation.distribution_metrics import (
+    CLAPScore,
+    FrechetDistance,
+    KLDivergence,
+    clap_embedders,
+    frechet_distance,
+)
+from longplay.evaluation.prompts import PromptItem, read_prompts
+from longplay.evaluation.structure import (
+    StructureScore,
+    chroma_features,
+    mfcc_features,
+    novelty_curve,
+    save_ssm_png,
+    self_similarity,
+    structure_score,
+)
+
+__all__ += [
+    "CLAPScore",
+    "FrechetDistance",
+    "KLDivergence",
+    "PromptItem",
+    "StructureScore",
+    "chroma_features",
+    "clap_embedders",
+    "frechet_distance",
+    "mfcc_features",
+    "novelty_curve",
+    "read_prompts",
+    "save_ssm_png",
+    "self_similarity",
+    "structure_score",
+]
