@@ -48,3 +48,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
+
+# Debian packages that `longplay data build-corpus` runs (as root: sudo make corpus-deps).
+.PHONY: corpus-deps
+corpus-deps:
+	apt-get update -qq
+	apt-get install -y -q fluidsynth fluid-soundfont-gm timgm6mb-soundfont abcmidi mma

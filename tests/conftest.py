@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -44,3 +45,19 @@ def make_tiny_bert(folder: Path, hidden_size: int = 32, num_layers: int = 3) -> 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+INSTALL_HINTS = ("apt-get install", "pip install", "corpus-deps", "browser-deps")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (CI set), a test skipped because a tool is not installed is a failure:
+    .ci/run installs every tool, so such a skip means an install step is missing."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if any(hint in reason for hint in INSTALL_HINTS):
+            report.outcome = "failed"
+            report.longrepr = f"skipped in CI for a missing install: {reason}"

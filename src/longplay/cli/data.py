@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES
 from longplay.checkpoints import load_vae
+from longplay.cli.corpus import add_build_corpus
 from longplay.data import encode_folder, write_tar_shards
 from longplay.data.shards import DEFAULT_SHARD_SIZE as DEFAULT_TAR_SHARD_SIZE
 
@@ -54,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--min-duration", type=float, default=0.0, metavar="SECONDS",
                       help="skip files shorter than this (default 0)")
     pack.set_defaults(run=run_pack)
+    add_build_corpus(data_sub)
 
 
 def _check_common(args: argparse.Namespace) -> None:
