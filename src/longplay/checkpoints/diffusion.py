@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from longplay.autoencoder import AudioVAE
-from longplay.checkpoints.files import CheckpointError, read_json, read_state_dict
+from longplay.checkpoints.files import (
+    CheckpointError,
+    read_config,
+    read_json,
+    read_state_dict,
+)
 from longplay.checkpoints.keymaps import conditioner_module_rows, dit_module_rows
 from longplay.checkpoints.remap import find_weight_file, list_keys, remap_state
 from longplay.checkpoints.vae import (
@@ -173,10 +178,7 @@ def _assemble(config: DiffusionModelConfig, vae_state, cond_state, dit_state, *,
 def _load_sat_folder(folder: Path, text_encoder_path, device, dtype,
                      load_text_encoder: bool) -> DiffusionModel:
     cfg_path = folder / "model_config.json"
-    try:
-        config = diffusion_config_from_sat(read_json(cfg_path))
-    except ConfigError as err:
-        raise CheckpointError(f"{cfg_path}: {err}") from None
+    config = read_config(cfg_path, diffusion_config_from_sat)
     weights = find_weight_file(folder, SAT_WEIGHT_NAMES)
     state = read_state_dict(weights)
     known = (SAT_DIT_PREFIX, SAT_CONDITIONER_PREFIX, SAT_VAE_PREFIX)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from longplay.audio.io import atomic_output_path
+
+T = TypeVar("T")
 
 TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 WEIGHT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
@@ -37,6 +39,17 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data
+
+
+def read_config(path: Path, parse: Callable[[dict[str, Any]], T]) -> T:
+    """``parse`` applied to the JSON object in ``path``; a ConfigError becomes a
+    CheckpointError that names the file."""
+    from longplay.config import ConfigError
+
+    try:
+        return parse(read_json(path))
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

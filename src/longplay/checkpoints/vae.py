@@ -26,14 +26,13 @@ from longplay.audio.io import atomic_output_path
 from longplay.autoencoder import AudioVAE
 from longplay.checkpoints.files import (
     CheckpointError,
-    read_json,
+    read_config,
     read_state_dict,
     write_safetensors,
 )
 from longplay.checkpoints.keymaps import vae_key_map
 from longplay.checkpoints.remap import find_weight_file, remap_state
 from longplay.config import (
-    ConfigError,
     VAEConfig,
     vae_config_from_diffusers,
     vae_config_from_sat_model_config,
@@ -144,10 +143,7 @@ def build_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
 
 def _read_sat_folder(folder: Path) -> VAEWeights:
     cfg_path = folder / "model_config.json"
-    try:
-        config = vae_config_from_sat_model_config(read_json(cfg_path))
-    except ConfigError as err:
-        raise CheckpointError(f"{cfg_path}: {err}") from None
+    config = read_config(cfg_path, vae_config_from_sat_model_config)
     weights = find_weight_file(folder, SAT_WEIGHT_NAMES)
     return _read_sat_state(read_state_dict(weights), weights, config)
 
@@ -172,10 +168,7 @@ def _read_sat_state(state: dict[str, torch.Tensor], source: Path,
 
 def _read_diffusers_vae(folder: Path) -> VAEWeights:
     cfg_path = folder / "config.json"
-    try:
-        config = vae_config_from_diffusers(read_json(cfg_path))
-    except ConfigError as err:
-        raise CheckpointError(f"{cfg_path}: {err}") from None
+    config = read_config(cfg_path, vae_config_from_diffusers)
     weights = find_weight_file(folder, DIFFUSERS_WEIGHT_NAMES)
     state = read_state_dict(weights)
     return VAEWeights(config, _to_own_names(state, config, "diffusers", weights), "diffusers",
@@ -208,10 +201,7 @@ def read_vae_weights(path: str | Path) -> VAEWeights:
     config = None
     sibling = path.with_name("model_config.json")
     if sibling.is_file():
-        try:
-            config = vae_config_from_sat_model_config(read_json(sibling))
-        except ConfigError as err:
-            raise CheckpointError(f"{sibling}: {err}") from None
+        config = read_config(sibling, vae_config_from_sat_model_config)
     return _read_sat_state(read_state_dict(path), path, config)
 
 

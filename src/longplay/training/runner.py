@@ -25,6 +25,7 @@ from longplay.checkpoints.diffusion import (
     build_dit,
     load_diffusion_model,
 )
+from longplay.checkpoints.files import read_json
 from longplay.checkpoints.vae import build_vae
 from longplay.config import (
     ConfigError,
@@ -70,13 +71,15 @@ def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
         if config.text_encoder_path is None:
             raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
                               f"text encoder ({text.kind} '{text.name}')")
-        from longplay.conditioning import HFTextEncoder
-
         path = Path(config.text_encoder_path)
         layer = text.layer if config.text_layer is None else config.text_layer
-        probe = HFTextEncoder(path, max_length=text.max_length, layer=layer)
-        kind = "t5" if probe.model.config.model_type == "t5" else "hf"
-        width = probe.output_dim
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"text_encoder_path {path} holds no config.json: give a local "
+                              "Hugging Face folder of the text encoder")
+        # Kind and width from the encoder's config.json, without loading its weights.
+        encoder_config = read_json(path / "config.json")
+        kind = "t5" if encoder_config.get("model_type") == "t5" else "hf"
+        width = int(encoder_config.get("d_model") or encoder_config["hidden_size"])
         text = replace(text, kind=kind, name=text.name if kind == "t5" else path.name,
                        feature_dim=width, layer=layer, model_path=str(path.resolve()),
                        projection=text.projection or width != mconfig.conditioning.cond_dim)
