@@ -372,3 +372,19 @@ def test_mel_of_silence_is_zero() -> None:
     mel = fb @ stft_magnitude(torch.zeros(1, 2000), 512, 128)
     assert mel.shape == (1, 40, 2000 // 128 + 1)
     assert math.isclose(float(mel.abs().sum()), 0.0)
+
+
+def test_save_ogg_vorbis_is_small_and_close(tmp_path: Path) -> None:
+    t = torch.arange(44100 * 2) / 44100
+    audio = torch.stack([0.5 * torch.sin(2 * math.pi * 440 * t),
+                         0.3 * torch.sin(2 * math.pi * 660 * t)])
+    path = save_audio(tmp_path / "x.ogg", audio, 44100)
+    assert path.stat().st_size < 0.1 * audio.numel() * 2  # far below 16-bit PCM
+    back = load_audio(path, sample_rate=44100, channels=2).audio
+    n = min(back.shape[-1], audio.shape[-1])
+    # Lossy, but the same signal: high correlation per channel.
+    for c in range(2):
+        corr = torch.corrcoef(torch.stack([back[c, :n], audio[c, :n]]))[0, 1]
+        assert corr > 0.95
+    with pytest.raises(ValueError, match=r"subtype 'PCM_16' is not supported for \.ogg"):
+        save_audio(tmp_path / "y.ogg", audio, 44100, subtype="PCM_16")

@@ -48,10 +48,15 @@ def test_generate_audio_to_audio(tmp_path: Path) -> None:
     assert sidecar["settings"]["init_noise_level"] == 0.5 and sidecar["init_audio"] == str(first)
 
 
-def test_generate_errors_leave_nothing_behind(tmp_path: Path, capsys) -> None:
+def test_generate_errors_leave_nothing_behind(tmp_path: Path, capsys, monkeypatch) -> None:
+    import longplay.assets
+
     out = tmp_path / "x.wav"
+    # No --model and no bundled model (an install without package data).
+    monkeypatch.setattr(longplay.assets, "DEMO_DIR", tmp_path / "missing")
     assert run("generate", "p", "-o", out) == 2
     assert "--model PATH" in capsys.readouterr().err
+    monkeypatch.undo()
     assert run("generate", "p", "--model", SAO1_TINY, "--duration", "999", "-o", out) == 2
     assert "duration_s must be in" in capsys.readouterr().err
     assert run("generate", "p", "--model", SAO1_TINY, "--steps", "0", "-o", out) == 2

@@ -387,3 +387,34 @@ def test_clap_embedders_adapt_longplays_clap(tiny_bert) -> None:
     resampled = CLAPScore(*clap_embedders(model))
     resampled.update(audio[..., ::2].contiguous(), prompts, 8000)  # resampled to 16 kHz
     assert resampled.num_items == 2
+
+
+# -- timing adherence ----------------------------------------------------------------------
+
+
+def test_timing_adherence_measures_the_level_after_the_end() -> None:
+    from longplay.evaluation import TimingAdherence, timing_adherence
+
+    sr = 1000
+    g = torch.Generator().manual_seed(0)
+    ends_on_time = torch.randn(2, 10 * sr, generator=g) * 0.5
+    ends_on_time[:, 4 * sr:] *= 0.001  # -60 dB after 4 s
+    ignores_timing = torch.randn(2, 10 * sr, generator=g) * 0.5
+    good = timing_adherence(ends_on_time, sr, 4.0)
+    bad = timing_adherence(ignores_timing, sr, 4.0)
+    assert good.relative_db == pytest.approx(-60, abs=1)
+    assert abs(bad.relative_db) < 1
+    assert good.content_db == pytest.approx(20 * math.log10(0.5), abs=0.2)
+    # The guard skips the release right after the end.
+    ringing = ends_on_time.clone()
+    ringing[:, 4 * sr: 4 * sr + sr // 2] = 0.5
+    assert timing_adherence(ringing, sr, 4.0, guard_s=1.0).relative_db < -50
+    metric, other = TimingAdherence(), TimingAdherence()
+    metric.update(torch.stack([ends_on_time]), sr, [4.0])
+    other.update(torch.stack([ignores_timing]), sr, [4.0])
+    metric.merge(other)
+    assert metric.compute() == pytest.approx((good.relative_db + bad.relative_db) / 2)
+    with pytest.raises(ValueError, match="must end inside the window"):
+        timing_adherence(ends_on_time, sr, 9.5)
+    with pytest.raises(ValueError, match="no generations"):
+        TimingAdherence().compute()

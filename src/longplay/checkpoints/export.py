@@ -25,6 +25,7 @@ from longplay.checkpoints.keymaps import (
     dit_module_rows,
     vae_key_map,
 )
+from longplay.conditioning import packaged_encoder_name
 from longplay.config import diffusion_config_to_sat
 from longplay.layers import rotary_inverse_frequencies
 
@@ -58,7 +59,8 @@ def save_model_folder(model: DiffusionModel, folder: str | Path, *,
                       copy_text_encoder: bool = False, dtype: torch.dtype = torch.float32) -> Path:
     """Write ``model`` as a model folder that ``TextToMusicPipeline.from_pretrained`` and
     stable-audio-tools load. The text encoder is referenced by path in the config
-    (``model_path``), or copied into ``folder/text_encoder`` with ``copy_text_encoder``."""
+    (``model_path``; by name for an encoder installed as a package), or copied into
+    ``folder/text_encoder`` with ``copy_text_encoder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     text = model.config.conditioning.text
@@ -75,7 +77,9 @@ def save_model_folder(model: DiffusionModel, folder: str | Path, *,
             shutil.copytree(source, target)
             text_path = TEXT_ENCODER_DIR
         else:
-            text_path = str(Path(source).resolve())
+            # An encoder installed as a package is referenced by its name, which stays
+            # valid on other machines.
+            text_path = packaged_encoder_name(source) or str(Path(source).resolve())
     tensors = {k: v.to(dtype) for k, v in sat_state_dict(model).items()}
     write_safetensors(folder / "model.safetensors", tensors)
     with atomic_output_path(folder / "model_config.json") as tmp:

@@ -11,15 +11,15 @@ import torch
 from tqdm import tqdm
 
 from longplay import __version__
+from longplay.assets import model_or_demo
 from longplay.audio import atomic_output_path, load_audio, save_audio
 from longplay.checkpoints.diffusion import load_diffusion_model
+from longplay.config import WINDOWS
 from longplay.diffusion import SAMPLERS
 from longplay.pipelines import TextToMusicPipeline
 
 logger = logging.getLogger(__name__)
 
-NO_MODEL = ("no model given: pass --model PATH, a Stable Audio Open model folder "
-            "(model_config.json + model.safetensors) or a diffusers folder")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("prompt", help="what the music should be")
     gen.add_argument("-o", "--output", type=Path, required=True,
                      help="output .wav or .flac; several outputs get _0, _1, ... suffixes")
-    gen.add_argument("--model", type=Path, metavar="PATH", help="model folder")
+    gen.add_argument("--model", type=Path, metavar="PATH",
+                     help="model folder: Stable Audio Open / stable-audio-tools layout or "
+                          "diffusers (default: the bundled demo model)")
     gen.add_argument("--text-encoder", type=Path, metavar="PATH",
                      help="local folder of the model's text encoder (default: inside the model "
                           "folder)")
@@ -54,12 +56,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help="audio-to-audio: start from this file")
     gen.add_argument("--init-noise-level", type=float, default=None,
                      help="how much of --init-audio to change (a noise sigma; default 1.0)")
+    gen.add_argument("--window", choices=WINDOWS, default=None,
+                     help="full: sample the model's whole window, then trim (the paper's way); "
+                          "fit: sample the shortest window that holds --duration (faster). "
+                          "Default: the model's setting (full, except models trained for fit "
+                          "such as the demo model)")
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(run=run_generate)
 
     info = sub.add_parser("info", help="describe a model folder")
-    info.add_argument("model", type=Path, metavar="PATH")
+    info.add_argument("model", type=Path, metavar="PATH", nargs="?", default=None,
+                      help="model folder (default: the bundled demo model)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=run_info)
 
@@ -93,8 +101,7 @@ class _Progress:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    if args.model is None:
-        raise ValueError(NO_MODEL)
+    args.model = model_or_demo(args.model)
     if args.num_outputs < 1:
         raise ValueError("--num-outputs must be >= 1")
     paths = _output_paths(args.output, args.num_outputs)
@@ -111,7 +118,7 @@ def run_generate(args: argparse.Namespace) -> int:
                    guidance_scale=args.cfg, sampler=args.sampler, sigma_min=args.sigma_min,
                    sigma_max=args.sigma_max, seed=args.seed, num_outputs=args.num_outputs,
                    init_audio=init_audio, init_noise_level=args.init_noise_level,
-                   progress=progress)
+                   window=args.window, progress=progress)
     finally:
         progress.close()
     settings = out.settings.as_dict()
@@ -139,6 +146,7 @@ def _count(module: torch.nn.Module) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    args.model = model_or_demo(args.model)
     model = load_diffusion_model(args.model, load_text_encoder=False)
     cfg = model.config
     text = cfg.conditioning.text

@@ -9,12 +9,11 @@ import logging
 import os
 from pathlib import Path
 
+from longplay.assets import model_or_demo
 from longplay.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
-NO_MODEL = ("no model given: pass --model PATH, a Stable Audio Open model folder "
-            "(model_config.json + model.safetensors) or a diffusers folder")
 MISSING_DEPENDENCIES = ("longplay serve needs FastAPI and uvicorn, which are not installed: "
                         "pip install 'longplay[server]'")
 API_KEY_ENV = "LONGPLAY_API_KEY"
@@ -27,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Serve text-to-music generation over HTTP: POST /v1/generations queues a "
                     "job, GET /v1/generations/{id} reports it, .../audio returns the file. "
                     "The schema is at /openapi.json, an interactive page at /docs.")
-    serve.add_argument("--model", type=Path, metavar="PATH", help="model folder (required)")
+    serve.add_argument("--model", type=Path, metavar="PATH",
+                       help="model folder (default: the bundled demo model)")
     serve.add_argument("--text-encoder", type=Path, metavar="PATH",
                        help="local folder of the model's text encoder (default: inside the "
                             "model folder)")
@@ -67,8 +67,7 @@ def is_loopback(host: str) -> bool:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    if args.model is None:
-        raise ValueError(NO_MODEL)
+    args.model = model_or_demo(args.model)
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
     try:

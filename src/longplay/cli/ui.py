@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from longplay.assets import model_or_demo
+
 logger = logging.getLogger(__name__)
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -13,7 +15,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     ui = sub.add_parser("ui", help="the web studio in your browser")
-    ui.add_argument("--model", type=Path, metavar="PATH", help="model folder")
+    ui.add_argument("--model", type=Path, metavar="PATH",
+                    help="model folder (default: the bundled demo model)")
     ui.add_argument("--text-encoder", type=Path, metavar="PATH")
     ui.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")
@@ -29,8 +32,7 @@ def run_ui(args: argparse.Namespace) -> int:
         raise ValueError("the web studio needs Gradio: pip install 'longplay[ui]'") from None
     from longplay.ui.studio import load_studio
 
-    if args.model is None:
-        raise ValueError("no model given: pass --model PATH (a model folder)")
+    args.model = model_or_demo(args.model)
     if args.host not in LOOPBACK:
         logger.warning("listening on %s: anyone who can reach this address can use the "
                        "studio", args.host)

@@ -10,6 +10,12 @@ from longplay.conditioning.clap import (
     save_clap,
 )
 from longplay.conditioning.conditioner import TEXT, Conditioner
+from longplay.conditioning.packaged import (
+    PACKAGED_TEXT_ENCODERS,
+    packaged_encoder_name,
+    packaged_text_encoder_path,
+    resolve_text_encoder_path,
+)
 from longplay.conditioning.text import (
     HFTextEncoder,
     TextEncoder,
@@ -21,6 +27,7 @@ from longplay.conditioning.timing import TimingEmbedder
 from longplay.conditioning.types import Conditioning, ConditioningTokens, TokenBatch
 
 __all__ = [
+    "PACKAGED_TEXT_ENCODERS",
     "TEXT",
     "CLAPAudioEncoder",
     "CLAPModel",
@@ -37,6 +44,9 @@ __all__ = [
     "clap_text_encoder",
     "clap_text_encoder_for_conditioning",
     "load_clap",
+    "packaged_encoder_name",
+    "packaged_text_encoder_path",
+    "resolve_text_encoder_path",
     "save_clap",
     "t5_encoder",
 ]

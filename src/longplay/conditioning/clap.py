@@ -24,7 +24,10 @@ CLAP model folder (format version 1), written by :func:`save_clap`::
       text_encoder/       the text tower as a Hugging Face folder (save_pretrained of the
                           transformers model and of its tokenizer)
 
-Every field of ``clap_config.json`` is required and no other is allowed. The text
+Every field of ``clap_config.json`` shown above is required and no other is allowed,
+except the optional ``"text_encoder": NAME``: a frozen text tower that installs as a
+package (``PACKAGED_TEXT_ENCODERS``, e.g. "all-MiniLM-L6-v2") is then referenced by
+name and the folder has no ``text_encoder/`` copy. The text
 tower folder is what the DiT reads as its text conditioner:
 ``HFTextEncoder(folder / "text_encoder", layer=text_layer, max_length=...)``, or
 :func:`clap_text_encoder_for_conditioning`. ``train_text`` is a training choice, not
@@ -48,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from longplay.audio.spectral import mel_filterbank, stft_magnitude
+from longplay.conditioning.packaged import PACKAGED_TEXT_ENCODERS, packaged_text_encoder_path
 from longplay.conditioning.text import HFTextEncoder, _tokenize
 from longplay.conditioning.types import TokenBatch
 
@@ -337,9 +341,11 @@ _CONFIG_FIELDS = ("format_version", "sample_rate", "embed_dim", "text_layer", "m
 _AUDIO_FIELDS = ("n_fft", "hop_length", "n_mels", "widths", "norm_groups", "embed_dim")
 
 
-def _config_of(model: CLAPModel) -> dict[str, Any]:
+def _config_of(model: CLAPModel, text_encoder: str | None = None) -> dict[str, Any]:
     audio = model.audio_encoder
+    extra = {} if text_encoder is None else {"text_encoder": text_encoder}
     return {
+        **extra,
         "format_version": CLAP_FORMAT_VERSION,
         "sample_rate": audio.sample_rate,
         "embed_dim": model.embed_dim,
@@ -397,39 +403,57 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder} is not a CLAP model folder: {CLAP_CONFIG_NAME} is "
                               "missing (save_clap writes it)")
     config = read_json(path)
+    packaged = config.pop("text_encoder", None) if isinstance(config, dict) else None
     _check_fields(str(path), config, _CONFIG_FIELDS)
     if config["format_version"] != CLAP_FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {config['format_version']} is not "
                               f"supported (this longplay reads version {CLAP_FORMAT_VERSION})")
     _check_fields(f"{path} (audio_encoder)", config["audio_encoder"], _AUDIO_FIELDS)
     text_dir = folder / CLAP_TEXT_ENCODER_DIR
-    if not (text_dir / "config.json").is_file():
+    if packaged is not None:
+        if not isinstance(packaged, str) or packaged_text_encoder_path(packaged) is None:
+            raise CheckpointError(f"{path}: text_encoder {packaged!r} is not a packaged encoder "
+                                  f"({', '.join(PACKAGED_TEXT_ENCODERS)})")
+        config["text_path"] = packaged
+    elif not (text_dir / "config.json").is_file():
         raise CheckpointError(f"{folder} has no text tower: {text_dir}/config.json is missing "
                               "(save_clap writes the text tower there)")
+    else:
+        config["text_path"] = str(text_dir)
     return config
 
 
-def save_clap(model: CLAPModel, folder: str | Path) -> Path:
+def save_clap(model: CLAPModel, folder: str | Path, *, text_encoder: str | None = None) -> Path:
     """Write ``model`` as a CLAP model folder (see the module docstring); returns it.
 
-    The text tower is written first and ``clap_config.json`` last, each weight and
-    config file atomically, so a folder with a config is complete.
+    ``text_encoder``: the name of the packaged encoder the (frozen) text tower came
+    from; it is then referenced instead of copied. The text tower is written first and
+    ``clap_config.json`` last, each weight and config file atomically, so a folder with
+    a config is complete.
     """
     from longplay.audio.io import atomic_output_path
     from longplay.checkpoints.files import write_safetensors
 
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
-    text_dir = folder / CLAP_TEXT_ENCODER_DIR
-    model.text_model.save_pretrained(text_dir)
-    model.tokenizer.save_pretrained(text_dir)
+    if text_encoder is not None:
+        if model.train_text:
+            raise ValueError("a trained text tower must be saved with the model: leave "
+                             "text_encoder unset")
+        if packaged_text_encoder_path(text_encoder) is None:
+            raise ValueError(f"text_encoder {text_encoder!r} is not a packaged encoder "
+                             f"({', '.join(PACKAGED_TEXT_ENCODERS)})")
+    else:
+        text_dir = folder / CLAP_TEXT_ENCODER_DIR
+        model.text_model.save_pretrained(text_dir)
+        model.tokenizer.save_pretrained(text_dir)
     tensors = {name: tensor for name, tensor in model.state_dict().items()
                if not name.startswith(_TEXT_PREFIX)}
     write_safetensors(folder / CLAP_WEIGHTS_NAME, tensors,
                       metadata={"format": "longplay-clap",
                                 "format_version": str(CLAP_FORMAT_VERSION)})
     with atomic_output_path(folder / CLAP_CONFIG_NAME) as tmp:
-        tmp.write_text(json.dumps(_config_of(model), indent=2) + "\n")
+        tmp.write_text(json.dumps(_config_of(model, text_encoder), indent=2) + "\n")
     return folder
 
 
@@ -448,8 +472,8 @@ def load_clap(folder: str | Path, device: torch.device | str = "cpu", *,
     weights_path = folder / CLAP_WEIGHTS_NAME
     state = read_state_dict(weights_path)
     audio = config["audio_encoder"]
-    text_encoder = HFTextEncoder(folder / CLAP_TEXT_ENCODER_DIR,
-                                 max_length=config["max_length"], layer=config["text_layer"])
+    text_encoder = HFTextEncoder(config["text_path"], max_length=config["max_length"],
+                                 layer=config["text_layer"])
     # The fresh initialisation is overwritten below; fork_rng keeps it from consuming
     # the caller's random stream.
     with torch.random.fork_rng(devices=[]):
@@ -492,6 +516,6 @@ def clap_text_encoder_for_conditioning(folder: str | Path, max_length: int | Non
     padding zeroed. ``max_length`` defaults to the CLAP's (77 in the paper)."""
     folder = Path(folder).expanduser()
     config = _read_config(folder)
-    return HFTextEncoder(folder / CLAP_TEXT_ENCODER_DIR,
+    return HFTextEncoder(config["text_path"],
                          max_length=config["max_length"] if max_length is None else max_length,
                          layer=config["text_layer"], dtype=dtype, device=device)

@@ -76,6 +76,8 @@ class HFTextEncoder:
     """Any Hugging Face encoder (T5 encoder, RoBERTa, BERT/sentence-transformer, the
     text tower of a CLAP model), giving the hidden states of one layer.
 
+    ``path`` is a local folder, or the name of an encoder installed with its weights
+    from the package registry (``PACKAGED_TEXT_ENCODERS``, e.g. ``all-MiniLM-L6-v2``).
     ``layer`` indexes ``hidden_states`` as transformers returns them: -1 is the last
     hidden state, -2 the next-to-last layer (the Stable Audio 2.0 paper's CLAP
     features). ``dtype`` is the precision the encoder runs in; features are returned
@@ -85,8 +87,13 @@ class HFTextEncoder:
     def __init__(self, path: str | Path, *, max_length: int, layer: int = -1,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
                  tokenizer_path: str | Path | None = None) -> None:
+        from longplay.conditioning.packaged import packaged_text_encoder_path
+
         transformers = _import_transformers()
-        self.path = _check_folder(Path(path), "text encoder")
+        path = Path(path)
+        if not path.exists():  # the name of an encoder installed as a package
+            path = packaged_text_encoder_path(str(path)) or path
+        self.path = _check_folder(path, "text encoder")
         tokenizer_path = self.path if tokenizer_path is None else Path(tokenizer_path)
         self.max_length = int(max_length)
         self.layer = int(layer)

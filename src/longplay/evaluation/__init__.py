@@ -35,6 +35,7 @@ from longplay.evaluation.structure import (
     self_similarity,
     structure_score,
 )
+from longplay.evaluation.timing import TimingAdherence, TimingResult, timing_adherence
 
 __all__ += [
     "CLAPScore",
@@ -42,6 +43,8 @@ __all__ += [
     "KLDivergence",
     "PromptItem",
     "StructureScore",
+    "TimingAdherence",
+    "TimingResult",
     "chroma_features",
     "clap_embedders",
     "frechet_distance",
@@ -51,4 +54,5 @@ __all__ += [
     "save_ssm_png",
     "self_similarity",
     "structure_score",
+    "timing_adherence",
 ]

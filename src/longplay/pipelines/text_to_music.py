@@ -18,6 +18,7 @@ import torch
 
 from longplay.checkpoints.diffusion import DiffusionModel, load_diffusion_model
 from longplay.conditioning import Conditioning, ConditioningTokens
+from longplay.config import WINDOWS
 from longplay.diffusion import (
     SAMPLERS,
     RFDenoiser,
@@ -35,6 +36,8 @@ ProgressFn = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` with stage "sampling" or "decoding"."""
 
 SILENCE_PEAK = 1e-6
+WINDOW_QUANTUM_FRAMES = 64
+"""A "fit" window is the request rounded up to a multiple of this many latent frames."""
 MAX_SEED = 2**63 - 1
 
 
@@ -80,6 +83,7 @@ class GenerationSettings:
     init_noise_level: float | None
     has_init_audio: bool
     has_initial_latents: bool
+    window_frames: int  # latent frames sampled (then decoded and trimmed to duration_s)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,6 +184,7 @@ class TextToMusicPipeline:
         latents: torch.Tensor | None = None,
         init_audio: torch.Tensor | None = None,
         init_noise_level: float | None = None,
+        window: str | None = None,
         noise_fn: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
         progress: ProgressFn | None = None,
     ) -> TextToMusicOutput:
@@ -205,6 +210,13 @@ class TextToMusicPipeline:
             init_audio: audio-to-audio: [C, S] or [B, C, S] at the model's sample rate, encoded
                 and noised to ``init_noise_level`` (a VE sigma for v models, default 1.0; an RF
                 time in (0, 1] for rectified-flow models, default 0.5) before sampling.
+            window: "full" samples the model's whole training window and trims it (the
+                paper's and diffusers' behaviour; the model learns to end the piece and
+                leave the rest silent); "fit" samples the shortest window of a multiple of
+                64 latent frames (3 s at 21.5 Hz) that holds ``duration_s``: much faster
+                for short requests, for models also trained on shorter windows. Default:
+                the model's ``window`` setting ("full" unless its config says otherwise).
+                Ignored when ``latents`` are given (their T is the window).
             noise_fn: replaces the stochastic samplers' per-step noise (tests).
             progress: ``progress(stage, done, total)``.
         """
@@ -215,21 +227,27 @@ class TextToMusicPipeline:
         sampler_name = d.sampler if sampler is None else sampler
         hop, sr = self.config.vae.hop_length, self.config.sample_rate
         batch = len(prompts) * num_outputs if isinstance(num_outputs, int) else 0
-        window = self.config.window_frames if latents is None else latents.shape[-1]
-        window_s = window * hop / sr
+        window_mode = self.config.window if window is None else window
+        frames = self.config.window_frames if latents is None else latents.shape[-1]
+        window_s = frames * hop / sr
         duration = window_s if duration_s is None else duration_s
         total = duration if seconds_total is None else seconds_total
         spec = self._check_inputs(
             prompts, negative_prompt, duration, seconds_start, total, steps, scale, sampler_name,
             sigma_min, sigma_max, generator, seed, num_outputs, latents, init_audio,
             init_noise_level, window_s, batch)
+        if window_mode not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {window_mode!r}")
+        if latents is None and window_mode == "fit":
+            frames = min(frames, WINDOW_QUANTUM_FRAMES * math.ceil(
+                duration * sr / hop / WINDOW_QUANTUM_FRAMES))
 
         if seed is None:
             seed = (int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
                     if generator is not None else secrets.randbelow(2**31 - 1))
         seeds = tuple(seed + i for i in range(batch))
         generators = [torch.Generator().manual_seed(s) for s in seeds]
-        latent_shape = (self.config.vae.latent_dim, window)
+        latent_shape = (self.config.vae.latent_dim, frames)
         if latents is None:
             noise = torch.cat([torch.randn((1, *latent_shape), generator=g) for g in generators])
         else:
@@ -250,7 +268,7 @@ class TextToMusicPipeline:
             model_fn = self._model_fn(cond, negative_prompt, scale, batch, seconds_start, total)
             init_latents = None
             if init_audio is not None:
-                init_latents = self._encode_init(init_audio, batch, window)
+                init_latents = self._encode_init(init_audio, batch, frames)
             x, grid, level = self._start(spec.kind, noise, init_latents, init_noise_level, steps,
                                          sigma_min, sigma_max)
             denoiser = VDenoiser(model_fn) if spec.kind != "rf" else RFDenoiser(model_fn)
@@ -275,7 +293,7 @@ class TextToMusicPipeline:
             num_inference_steps=int(steps), guidance_scale=float(scale), sampler=sampler_name,
             sigma_min=float(sigma_min), sigma_max=float(sigma_max), num_outputs=num_outputs,
             seeds=seeds, init_noise_level=level, has_init_audio=init_audio is not None,
-            has_initial_latents=latents is not None)
+            has_initial_latents=latents is not None, window_frames=int(frames))
         return TextToMusicOutput(audio.float().cpu(), sampled.float().cpu(), sr, settings)
 
     # -- pieces of the call -------------------------------------------------------------

@@ -12,6 +12,7 @@ from longplay.conditioning import (
     CLAPModel,
     HFTextEncoder,
     clap_contrastive_loss,
+    packaged_text_encoder_path,
     save_clap,
 )
 from longplay.config import CLAPTrainConfig, dataclass_from_dict
@@ -64,4 +65,8 @@ def export_clap_checkpoint(ckpt: dict, out_dir, *, use_ema: bool = True) -> Path
     prefix = "ema." if use_ema and any(k.startswith("ema.") for k in state) else "net."
     model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
                           strict=True)
-    return save_clap(model, out_dir)
+    # A frozen tower from a packaged encoder is referenced by name instead of copied.
+    spec = config.text_encoder_path
+    packaged = (not config.train_text and not Path(spec).exists()
+                and packaged_text_encoder_path(spec) is not None)
+    return save_clap(model, out_dir, text_encoder=spec if packaged else None)

@@ -27,6 +27,7 @@ from longplay.checkpoints.diffusion import (
 )
 from longplay.checkpoints.files import read_json
 from longplay.checkpoints.vae import build_vae
+from longplay.conditioning import PACKAGED_TEXT_ENCODERS, packaged_text_encoder_path
 from longplay.config import (
     ConfigError,
     DiffusionModelConfig,
@@ -71,17 +72,24 @@ def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
         if config.text_encoder_path is None:
             raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
                               f"text encoder ({text.kind} '{text.name}')")
-        path = Path(config.text_encoder_path)
+        # A local folder, or the name of an encoder installed as a package; a packaged
+        # encoder is recorded by name so that the exported model stays portable.
+        packaged = None if Path(config.text_encoder_path).exists() else \
+            packaged_text_encoder_path(config.text_encoder_path)
+        path = packaged or Path(config.text_encoder_path)
         layer = text.layer if config.text_layer is None else config.text_layer
         if not (path / "config.json").is_file():
             raise ConfigError(f"text_encoder_path {path} holds no config.json: give a local "
-                              "Hugging Face folder of the text encoder")
+                              "Hugging Face folder of the text encoder or the name of a "
+                              f"packaged one ({', '.join(PACKAGED_TEXT_ENCODERS)})")
         # Kind and width from the encoder's config.json, without loading its weights.
         encoder_config = read_json(path / "config.json")
         kind = "t5" if encoder_config.get("model_type") == "t5" else "hf"
         width = int(encoder_config.get("d_model") or encoder_config["hidden_size"])
-        text = replace(text, kind=kind, name=text.name if kind == "t5" else path.name,
-                       feature_dim=width, layer=layer, model_path=str(path.resolve()),
+        name = (text.name if kind == "t5" else
+                Path(config.text_encoder_path).name if packaged else path.name)
+        text = replace(text, kind=kind, name=name, feature_dim=width, layer=layer,
+                       model_path=name if packaged else str(path.resolve()),
                        projection=text.projection or width != mconfig.conditioning.cond_dim)
         mconfig = replace(mconfig, conditioning=replace(mconfig.conditioning, text=text))
         text_encoder = _load_text_encoder(path, text, None, "cpu", torch.float32)
@@ -122,15 +130,21 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
     if data.path is None:
         raise ConfigError("no training data: set data.path in the config or pass --data DIR")
     seed = config.trainer.seed
+    frames = model_config.window_frames
+    if config.window_frames is not None:
+        if config.window_frames > frames:
+            raise ConfigError(f"window_frames {config.window_frames} exceeds the model's window "
+                              f"of {frames} latent frames")
+        frames = config.window_frames
     if data.kind == "audio":
         dataset = AudioFolderDataset(
             data.path, sample_rate=model_config.sample_rate, channels=model_config.audio_channels,
-            num_samples=model_config.sample_size, random_crop=data.random_crop,
+            num_samples=frames * model_config.vae.hop_length, random_crop=data.random_crop,
             phase_flip=data.phase_flip, prompt_builder=PromptBuilder(), seed=seed,
             min_duration_s=data.min_duration_s)
         collate = collate_audio
     elif data.kind == "latents":
-        dataset = LatentDataset(data.path, num_frames=model_config.window_frames,
+        dataset = LatentDataset(data.path, num_frames=frames,
                                 random_crop=data.random_crop, prompt_builder=PromptBuilder(),
                                 seed=seed, latent_rate=model_config.vae.latent_rate)
         collate = collate_latents

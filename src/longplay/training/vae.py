@@ -19,6 +19,7 @@ from longplay.autoencoder import (
     VAELosses,
     VAELossWeights,
 )
+from longplay.autoencoder.init import init_vae_for_training
 from longplay.checkpoints import build_vae, load_vae, save_vae
 from longplay.config import (
     ConfigError,
@@ -96,7 +97,10 @@ def build_vae_for_training(config: VAETrainConfig) -> tuple[AudioVAE, VAEConfig]
         return vae, weights.config
     torch.manual_seed(config.trainer.seed)
     vae_config = vae_preset(config.preset)
-    return build_vae(vae_config), vae_config
+    vae = build_vae(vae_config)
+    if config.init == "variance_preserving":
+        init_vae_for_training(vae)
+    return vae, vae_config
 
 
 def train_vae(config: VAETrainConfig, run_dir, *, resume: bool = False,

