@@ -33,15 +33,14 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
 
-# The main job for now: round-trip an example through the VAE. With no published
-# weights on this machine it uses an untrained debug VAE (the output is noise);
-# pass MODEL=/path/to/stable-audio-open-1.0 to use real weights.
+# The main job: 45 s of music from a prompt with the bundled demo model, offline.
+# MODEL=/path/to/a/model/folder uses another model (e.g. Stable Audio Open 1.0).
 MODEL ?=
+PROMPT ?= bossa nova, latin, nylon guitar and flute, 120 BPM
 demo: install
 	mkdir -p outputs
-	$(PY) scripts/example_audio.py -o outputs/example.wav
-	$(VENV)/bin/longplay vae reconstruct outputs/example.wav -o outputs/reconstruction.wav \
-		$(if $(MODEL),--model $(MODEL),--random-weights debug)
+	$(VENV)/bin/longplay generate "$(PROMPT)" --duration 45 --seed 0 -o outputs/demo.wav \
+		$(if $(MODEL),--model $(MODEL),)
 
 bench: install
 	$(PY) benchmarks/vae_decode.py

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from longplay.assets import demo_clap_path, demo_model_path
-from longplay.audio import atomic_output_path, load_audio, save_audio, save_spectrogram_png
+from longplay.audio import atomic_output_path, load_audio, save_audio
+from longplay.audio.images import save_spectrogram_png
 from longplay.conditioning import load_clap
 from longplay.data import PromptBuilder
 from longplay.evaluation import (
@@ -63,17 +64,25 @@ EXAMPLES = (
 )
 
 
-def _prompts_of(folder: Path, seed: int) -> list[tuple[Path, str]]:
-    """(audio, prompt) for the tracks of a corpus split; prompts as in training."""
+def _prompts_of(folder: Path) -> list[tuple[Path, str]]:
+    """(audio, prompt) for the tracks of a corpus split: every descriptive field of the
+    track's metadata, in a fixed order (the training prompts are random subsets of
+    these fields)."""
     builder = PromptBuilder()
-    g = torch.Generator().manual_seed(seed)
     items = []
     for sidecar in sorted(folder.glob("*.json")):
         audio = sidecar.with_suffix(".flac")
         if audio.exists():
-            prompt = builder.build(json.loads(sidecar.read_text()), g)
-            items.append((audio, prompt or "music"))
+            fields = builder.available_fields(json.loads(sidecar.read_text()))
+            items.append((audio, ", ".join(value for _, value in fields) or "music"))
     return items
+
+
+def write_prompt_file(path: Path, items: list[tuple[Path, str]]) -> None:
+    """The held-out prompts as a JSONL prompt file for ``longplay evaluate``."""
+    with atomic_output_path(path) as tmp:
+        tmp.write_text("".join(json.dumps({"id": audio.stem, "prompt": prompt}) + "\n"
+                               for audio, prompt in items))
 
 
 def _derangement(n: int) -> list[int]:
@@ -114,26 +123,37 @@ def vae_reconstruction(pipe: TextToMusicPipeline, tracks: list[Path],
 
 
 def text_adherence(pipe: TextToMusicPipeline, clap, items: list[tuple[Path, str]], steps: int,
-                   seed: int, duration_s: float) -> dict:
+                   seed: int, duration_s: float, per_prompt: int) -> dict:
+    """CLAP score of ``per_prompt`` generations per prompt (and of the real track) against
+    its prompt and against the next item's prompt (a derangement: chance level)."""
     embed_audio, embed_text = clap_embedders(clap)
     prompts = [p for _, p in items]
-    shuffled = [prompts[j] for j in _derangement(len(prompts))]
-    generated, real = [], []
+    n = len(prompts)
+    sets: dict[str, tuple[list[torch.Tensor], list[str], list[str]]] = {
+        "generated": ([], [], []), "real": ([], [], [])}
     for i, (path, prompt) in enumerate(items):
-        out = pipe(prompt, duration_s=duration_s, num_inference_steps=steps, seed=seed + i)
-        generated.append(out.audio[0])
+        other = prompts[(i + 1) % n]
+        out = pipe(prompt, duration_s=duration_s, num_inference_steps=steps,
+                   seed=seed + i * per_prompt, num_outputs=per_prompt)
+        for clip in out.audio:
+            sets["generated"][0].append(clip)
+            sets["generated"][1].append(prompt)
+            sets["generated"][2].append(other)
         track = load_audio(path, sample_rate=pipe.sample_rate, channels=2).audio
-        real.append(track[:, : round(duration_s * pipe.sample_rate)])
-    result = {}
-    for name, clips in (("generated", generated), ("real", real)):
+        sets["real"][0].append(track[:, : round(duration_s * pipe.sample_rate)])
+        sets["real"][1].append(prompt)
+        sets["real"][2].append(other)
+    result: dict = {}
+    for name, (clips, matched_prompts, shuffled_prompts) in sets.items():
         length = min(c.shape[-1] for c in clips)
-        batch = torch.stack([c[:, :length] for c in clips])
-        audio_emb = embed_audio(batch, pipe.sample_rate)
+        audio_emb = embed_audio(torch.stack([c[:, :length] for c in clips]), pipe.sample_rate)
         matched, mismatched = CLAPScore(), CLAPScore()
-        matched.update_embeddings(audio_emb, embed_text(prompts))
-        mismatched.update_embeddings(audio_emb, embed_text(shuffled))
-        result[name] = {"prompts": matched.compute(), "shuffled": mismatched.compute()}
-    result["items"] = len(items)
+        matched.update_embeddings(audio_emb, embed_text(matched_prompts))
+        mismatched.update_embeddings(audio_emb, embed_text(shuffled_prompts))
+        result[name] = {"prompts": matched.compute(), "shuffled": mismatched.compute(),
+                        "clips": len(clips)}
+    result["items"] = n
+    result["per_prompt"] = per_prompt
     result["prompts"] = prompts
     return result
 
@@ -203,19 +223,19 @@ def write_markdown(path: Path, results: dict) -> None:
         "",
         "## Text adherence (the demo CLAP)",
         "",
-        f"{text['items']} prompts built from the held-out tracks' metadata as in training; "
-        "one generation each "
-        f"({results['text_duration_s']:g} s). CLAP score = mean cosine between the audio "
+        f"{text['items']} prompts built from the held-out tracks' metadata (every field, "
+        f"`demo/prompts.jsonl`), {text['per_prompt']} generations of "
+        f"{results['text_duration_s']:g} s each. CLAP score = mean cosine between the audio "
         "embedding and the prompt's text embedding; \"shuffled\" pairs each clip with another "
         "clip's prompt (chance level). The real tracks show what the CLAP itself can "
         "separate.",
         "",
-        "| audio | CLAP score vs prompts | vs shuffled prompts | difference |",
-        "|---|---|---|---|",
+        "| audio | clips | CLAP score vs prompts | vs shuffled prompts | difference |",
+        "|---|---|---|---|---|",
     ]
     for name in ("generated", "real"):
         t = text[name]
-        lines.append(f"| {name} | {_f(t['prompts'], 3)} | {_f(t['shuffled'], 3)} | "
+        lines.append(f"| {name} | {t['clips']} | {_f(t['prompts'], 3)} | {_f(t['shuffled'], 3)} | "
                      f"{_f(t['prompts'] - t['shuffled'], 3)} |")
     lines += [
         "",
@@ -266,7 +286,10 @@ def main() -> int:
     parser.add_argument("--clap", type=Path, default=None, help="default: the bundled CLAP")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--text-items", type=int, default=16)
+    parser.add_argument("--per-prompt", type=int, default=3,
+                        help="generations per held-out prompt for text adherence")
+    parser.add_argument("--timing-steps", type=int, default=25,
+                        help="steps of the three full-window (4m45s) timing generations")
     parser.add_argument("--text-duration", type=float, default=10.0)
     parser.add_argument("--vae-seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -290,17 +313,12 @@ def main() -> int:
         results["examples"] = json.loads(previous.read_text())["examples"]
     else:
         results["examples"] = examples(pipe, assets, args.steps, args.seed)
-    held_out = _prompts_of(test, args.seed)
+    held_out = _prompts_of(test)
+    write_prompt_file(assets / "prompts.jsonl", held_out)
     results["vae"] = vae_reconstruction(pipe, [a for a, _ in held_out], args.vae_seconds)
-    # Prompts for text adherence: held-out tracks first, then training tracks' metadata
-    # if the test split is small (the audio is never used for training the CLAP score).
-    items = held_out[: args.text_items]
-    if len(items) < args.text_items:
-        extra = _prompts_of(args.corpus / "train", args.seed + 1)
-        items += extra[: args.text_items - len(items)]
-    results["text"] = text_adherence(pipe, clap, items, args.steps, args.seed + 100,
-                                     args.text_duration)
-    results["timing"] = timing(pipe, args.steps, args.seed + 200)
+    results["text"] = text_adherence(pipe, clap, held_out, args.steps, args.seed + 100,
+                                     args.text_duration, args.per_prompt)
+    results["timing"] = timing(pipe, args.timing_steps, args.seed + 200)
     with atomic_output_path(previous) as tmp:
         tmp.write_text(json.dumps({k: v for k, v in results.items() if k != "recipe"},
                                   indent=2) + "\n")

@@ -104,8 +104,9 @@ def test_window_setting_round_trips_through_model_config_json() -> None:
     demo = model_preset("demo")
     assert demo.window == "fit"
     sat = diffusion_config_to_sat(demo)
-    assert sat["inference"] == {"window": "fit"}
-    assert diffusion_config_from_sat(json.loads(json.dumps(sat))).window == "fit"
+    assert sat["inference"] == {"window": "fit", "steps": 50}
+    parsed = diffusion_config_from_sat(json.loads(json.dumps(sat)))
+    assert parsed.window == "fit" and parsed.steps == 50
     # The default stays out of the file, so configs for the reference are unchanged.
     assert "inference" not in diffusion_config_to_sat(model_preset("debug"))
     bad = dict(sat, inference={"window": "fit", "extra": 1})
@@ -113,6 +114,17 @@ def test_window_setting_round_trips_through_model_config_json() -> None:
         diffusion_config_from_sat(bad)
     with pytest.raises(ConfigError, match="window 'half'"):
         replace(demo, window="half")
+    with pytest.raises(ConfigError, match="steps must be a positive"):
+        replace(demo, steps=0)
+
+
+def test_model_default_steps_reach_the_pipeline() -> None:
+    from longplay.checkpoints.diffusion import load_diffusion_model
+
+    model = load_diffusion_model(SAO1_TINY)
+    model.config = replace(model.config, steps=3)
+    out = TextToMusicPipeline(model)("a song", duration_s=0.5, sampler="dpmpp-2m", seed=0)
+    assert out.settings.num_inference_steps == 3
 
 
 def test_demo_preset_spans_four_minutes_45() -> None:

@@ -86,6 +86,21 @@ def test_vae_adversarial_resume_and_export(audio_folder: Path, tmp_path: Path) -
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in ema.items())
 
 
+def test_resume_with_another_checkpoint_interval_keeps_one_last(audio_folder: Path,
+                                                                 tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    config = vae_config(audio_folder, 2, adversarial_start=10**6)
+    train_vae(config, tmp_path / "run", enable_progress_bar=False)
+    longer = replace(config, trainer=replace(config.trainer, max_steps=3,
+                                             checkpoint_every_n_steps=3))
+    train_vae(longer, tmp_path / "run", resume=True, enable_progress_bar=False)
+    names = sorted(p.name for p in (tmp_path / "run/checkpoints").glob("last*"))
+    assert names == ["last.ckpt"]
+    assert torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)[
+        "global_step"] == 3
+
+
 def clap_config(data: Path, steps: int) -> CLAPTrainConfig:
     return CLAPTrainConfig(
         text_encoder_path=str(SAO1_TINY / "text_encoder"), max_length=16, embed_dim=32,

@@ -339,8 +339,13 @@ class DiffusionModelConfig:
     then trim, as the paper and diffusers do) or "fit" (the shortest window that holds the
     request, for models trained on shorter windows too). Stored in model_config.json as
     ``inference.window``, a key stable-audio-tools ignores."""
+    steps: int | None = None
+    """The pipeline's default number of sampler steps for this model (None: the
+    objective's default, 100 for v models); ``inference.steps`` in model_config.json."""
 
     def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be a positive integer, got {self.steps}")
         if self.window not in WINDOWS:
             raise ConfigError(f"window {self.window!r} is not one of {', '.join(WINDOWS)}")
         if self.objective not in OBJECTIVES:
@@ -461,7 +466,7 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
     _expect("model.diffusion.config.attn_kwargs", "qk_norm", qk, ("none", "ln"))
     objective = diff.get("diffusion_objective", dc.get("diffusion_objective", "v"))
     inference = cfg.get("inference", {})
-    _check_keys("model_config.inference", inference, {"window"})
+    _check_keys("model_config.inference", inference, {"window", "steps"})
 
     def ids(key: str) -> tuple[str, ...]:
         return tuple("text" if i == text_id else i for i in diff.get(key, []))
@@ -494,6 +499,7 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
         dit=dit,
         objective=str(objective),
         window=str(inference.get("window", "full")),
+        steps=None if inference.get("steps") is None else int(inference["steps"]),
     )
 
 
@@ -531,6 +537,7 @@ MODEL_PRESETS: dict[str, DiffusionModelConfig] = {
         dit=DiTConfig(io_channels=32, width=256, depth=4, num_heads=4, cond_token_dim=256,
                       global_cond_dim=512),
         window="fit",
+        steps=50,
     ),
 }
 
@@ -592,7 +599,12 @@ def diffusion_config_to_sat(config: DiffusionModelConfig,
         diffusion["config"]["attn_kwargs"] = {"qk_norm": "ln"}
     if config.objective != "v":
         diffusion["diffusion_objective"] = config.objective
-    extra = {} if config.window == "full" else {"inference": {"window": config.window}}
+    inference: dict[str, Any] = {}
+    if config.window != "full":
+        inference["window"] = config.window
+    if config.steps is not None:
+        inference["steps"] = config.steps
+    extra = {"inference": inference} if inference else {}
     return {
         **extra,
         "model_type": "diffusion_cond",

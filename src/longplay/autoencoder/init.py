@@ -8,9 +8,12 @@ below the posterior noise (std softplus(0) = 0.69): the decoder sees no informat
 its input, learns the average spectrum, and training stalls in that collapsed state for
 thousands of steps. This initialisation keeps the input in the latent from step 0:
 
-- every weight-normalised convolution gets Gaussian directions and a gain g with
-  effective weights of variance 1 / fan_in (fan_in = in_channels * kernel for a
-  convolution, in_channels * kernel / stride for a transposed one), and zero bias;
+- every weight-normalised convolution gets Gaussian directions v of variance 1 / fan_in
+  and g = ||v||, so effective weights of variance 1 / fan_in (fan_in = in_channels *
+  kernel for a convolution, in_channels * kernel / stride for a transposed one), and
+  zero bias. (The size of v matters for training: Adam moves each element by about the
+  learning rate, so directions with elements of size 1 instead of 1 / sqrt(fan_in)
+  would learn tens of times more slowly.)
 - the last convolution of each residual unit is scaled by ``residual_scale`` (0.1), so
   that the units start close to the identity and the depth does not grow the variance;
 - the encoder head's scale channels start at ``initial_scale_bias`` (-3, posterior std
@@ -43,9 +46,11 @@ def init_vae_for_training(vae: AudioVAE, *, residual_scale: float = 0.1,
                 fan_in = v.shape[0] * v.shape[2] / module.stride
             else:
                 fan_in = v.shape[1] * v.shape[2]
-            v.copy_(torch.randn(v.shape, generator=generator))
-            norms = v.flatten(1).norm(dim=1).view(-1, 1, 1)
-            module.weight_g.copy_(norms / math.sqrt(fan_in))
+            # Directions with elements of the default's size (so that Adam's steps move
+            # them as fast as with the default), and g = ||v||: effective weights of
+            # variance 1 / fan_in.
+            v.copy_(torch.randn(v.shape, generator=generator) / math.sqrt(fan_in))
+            module.weight_g.copy_(v.flatten(1).norm(dim=1).view(-1, 1, 1))
             if module.bias is not None:
                 module.bias.zero_()
     for module in vae.modules():

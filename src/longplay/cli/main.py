@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from longplay import __version__
 from longplay.cli import data as data_cli
+from longplay.cli import evaluate as evaluate_cli
 from longplay.cli import generate as generate_cli
 from longplay.cli import serve as serve_cli
 from longplay.cli import train as train_cli
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.add_parser(sub)
     ui_cli.add_parser(sub)
     serve_cli.add_parser(sub)
+    evaluate_cli.add_parser(sub)
     return parser
 
 

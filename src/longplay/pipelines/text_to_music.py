@@ -10,7 +10,7 @@ import logging
 import math
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,8 @@ class TextToMusicPipeline:
         self.model = model
         self.config = model.config
         self.defaults = DEFAULTS[model.config.objective]
+        if model.config.steps is not None:  # the model's own default
+            self.defaults = replace(self.defaults, num_inference_steps=model.config.steps)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, text_encoder_path: str | Path | None = None,
@@ -200,7 +202,9 @@ class TextToMusicPipeline:
                 duration_s): the position and length of the piece the window belongs to.
             num_inference_steps, guidance_scale, sampler: default per objective (v models:
                 100 steps of "dpmpp-3m-sde" with guidance 7; rectified flow: 8 "pingpong"
-                steps without guidance). Guidance 1 runs no unconditional pass.
+                steps without guidance); a model config may set its own number of
+                steps (``inference.steps``; the demo model: 50). Guidance 1 runs no
+                unconditional pass.
             sigma_min, sigma_max: the log-linear noise levels of the VE samplers.
             generator / seed: item i uses seed + i, so item i of a batch equals a single
                 generation with seed + i. A generator gives the base seed from its state;

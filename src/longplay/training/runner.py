@@ -178,7 +178,10 @@ def make_trainer(config, run_dir: Path, callbacks: list | None = None,
     checkpoints = ModelCheckpoint(dirpath=str(run_dir / CHECKPOINT_DIR),
                                   filename="step={step}", auto_insert_metric_name=False,
                                   every_n_train_steps=t.checkpoint_every_n_steps,
-                                  save_top_k=-1, save_last=True)
+                                  save_top_k=-1, save_last=True,
+                                  # Always checkpoints/last.ckpt, also when a resumed run
+                                  # changes the checkpoint interval (no last-v1.ckpt).
+                                  enable_version_counter=False)
     return L.Trainer(
         max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,

@@ -1,0 +1,454 @@
+"""``longplay evaluate``: generate for a prompt file (resumably) or take a folder of
+generated audio, compute the chosen metrics and write ``report.json`` + ``report.md``.
+
+Layout of the report folder::
+
+    REPORT_DIR/
+      audio/<id>.wav, audio/<id>.json    generations (sidecar: prompt, seed, settings)
+      timing/<seconds>.wav               full-window generations for timing adherence
+      structure/<id>_chroma.png, ...     self-similarity matrices
+      report.json, report.md
+
+A generation whose sidecar matches (prompt, seed, duration, steps, guidance) is kept
+on a rerun, so an interrupted evaluation continues where it stopped. Item i of the
+prompt file uses seed ``seed + i``.
+
+Metrics (``--metrics``; see each one's definition in its module):
+
+- ``clap``: CLAP score of generations vs their prompts and vs shuffled prompts (each
+  clip with the next item's prompt: chance level), with longplay's own CLAP (offline);
+- ``fd_clap``: Fréchet distance between own-CLAP window embeddings of the generated
+  and the reference audio (needs ``--reference``);
+- ``timing``: timing adherence of requests generated in the full window;
+- ``structure``: chroma and MFCC self-similarity matrices (PNG) and the structure
+  score (novelty peaks per minute, block contrast) of generated and reference audio;
+- ``autoencoder``: STFT/MEL distance and SI-SDR of the model's VAE on the reference
+  audio (needs ``--reference``);
+- ``clap_laion``, ``fd_openl3``, ``kl_passt``: the paper's metrics with pretrained
+  embedders from local paths (``--laion-clap``, ``--openl3``, ``--passt``; see
+  :mod:`longplay.evaluation.embedders`). ``kl_passt`` pairs items with reference files
+  of the same id.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from longplay.audio import atomic_output_path, load_audio, save_audio
+from longplay.audio.images import save_spectrogram_png
+from longplay.evaluation.prompts import PromptItem, read_prompts
+
+METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "clap_laion", "fd_openl3",
+           "kl_passt")
+OFFLINE_METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    prompts: Path
+    model: Path | None = None  # None: the bundled demo model (when generating)
+    audio: Path | None = None  # already generated audio, <id>.<ext>, instead of generating
+    reference: Path | None = None  # real audio, <id>.<ext> (any names for FD)
+    metrics: tuple[str, ...] = ("clap", "timing", "structure")
+    clap: Path | None = None  # own CLAP folder; default: the demo model's
+    duration_s: float = 10.0  # for prompts without a duration
+    steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int = 0
+    window: str | None = None
+    timing_durations: tuple[float, ...] = (10.0, 60.0, 285.0)
+    timing_prompt: str | None = None  # default: the first prompt
+    laion_clap: Path | None = None
+    openl3: Path | None = None
+    passt: Path | None = None
+    max_items: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(METRICS)}")
+        if not self.metrics:
+            raise ValueError("choose at least one metric")
+        needs_reference = [m for m in self.metrics if m in ("fd_clap", "autoencoder",
+                                                            "fd_openl3", "kl_passt")]
+        if needs_reference and self.reference is None:
+            raise ValueError(f"{', '.join(needs_reference)} compare with real audio: pass "
+                             "--reference DIR")
+        if self.duration_s <= 0:
+            raise ValueError(f"duration must be positive, got {self.duration_s}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {self.max_items}")
+
+
+@dataclass
+class Report:
+    config: dict[str, Any]
+    items: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _audio_files(folder: Path) -> dict[str, Path]:
+    """id (file stem) -> audio file."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of audio files")
+    return {p.stem: p for p in sorted(folder.rglob("*"))
+            if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
+
+
+def _safe_id(item_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
+
+
+class Evaluation:
+    """One evaluation run into ``out_dir`` (see the module docstring)."""
+
+    def __init__(self, config: EvaluationConfig, out_dir: str | Path, *,
+                 progress: bool = True) -> None:
+        self.config = config
+        self.out = Path(out_dir)
+        self.progress = progress
+        self._pipe = None
+        items = read_prompts(config.prompts)
+        self.items: list[PromptItem] = items[: config.max_items] if config.max_items else items
+        if not self.items:
+            raise ValueError(f"{config.prompts} holds no prompts")
+
+    # -- models ---------------------------------------------------------------------------
+
+    @property
+    def pipe(self):
+        if self._pipe is None:
+            from longplay.assets import model_or_demo
+            from longplay.pipelines import TextToMusicPipeline
+
+            self._pipe = TextToMusicPipeline.from_pretrained(model_or_demo(self.config.model))
+        return self._pipe
+
+    def _own_clap(self):
+        from longplay.evaluation.embedders import own_clap
+
+        folder = self.config.clap
+        if folder is None:
+            if self.config.model is not None:
+                raise ValueError("the clap and fd_clap metrics need longplay's CLAP: pass --clap "
+                                 "FOLDER (a CLAP exported by longplay export)")
+            from longplay.assets import demo_clap_path
+
+            folder = demo_clap_path()
+        return own_clap(folder)
+
+    # -- generation -----------------------------------------------------------------------
+
+    def _settings_of(self, index: int, item: PromptItem) -> dict[str, Any]:
+        c = self.config
+        return {"prompt": item.prompt, "seed": c.seed + index,
+                "duration_s": float(item.duration_s or c.duration_s), "steps": c.steps,
+                "guidance_scale": c.guidance_scale, "window": c.window}
+
+    def generated_files(self) -> dict[str, Path]:
+        """id -> generated audio file, generating what is missing."""
+        if self.config.audio is not None:
+            files = _audio_files(self.config.audio)
+            missing = [i.id for i in self.items if i.id not in files]
+            if missing:
+                raise FileNotFoundError(
+                    f"{self.config.audio} has no audio for {len(missing)} prompt id(s), e.g. "
+                    f"{', '.join(missing[:5])}: name the files <id>.wav (or .flac)")
+            return {i.id: files[i.id] for i in self.items}
+        folder = self.out / "audio"
+        folder.mkdir(parents=True, exist_ok=True)
+        result = {}
+        bar = tqdm(self.items, desc="generating", unit="item", disable=not self.progress)
+        for index, item in enumerate(bar):
+            settings = self._settings_of(index, item)
+            path = folder / f"{_safe_id(item.id)}.wav"
+            sidecar = path.with_suffix(".json")
+            if path.exists() and sidecar.exists():
+                done = json.loads(sidecar.read_text())
+                if done.get("request") == settings:
+                    result[item.id] = path
+                    continue
+            pipe = self.pipe
+            duration = min(settings["duration_s"], pipe.max_duration_s)
+            out = pipe(item.prompt, duration_s=duration, num_inference_steps=settings["steps"],
+                       guidance_scale=settings["guidance_scale"], seed=settings["seed"],
+                       window=settings["window"])
+            save_audio(path, out.audio[0], out.sample_rate)
+            with atomic_output_path(sidecar) as tmp:
+                tmp.write_text(json.dumps({"id": item.id, "request": settings,
+                                           "settings": out.settings.as_dict()}, indent=2) + "\n")
+            result[item.id] = path
+        return result
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def _load(self, path: Path, sample_rate: int = 44100) -> torch.Tensor:
+        return load_audio(path, sample_rate=sample_rate, channels=2).audio
+
+    def _clap(self, generated: dict[str, Path], report: Report) -> None:
+        from longplay.evaluation.distribution_metrics import CLAPScore
+
+        embedder = self._own_clap()
+        ids = [i.id for i in self.items]
+        prompts = [i.prompt for i in self.items]
+        audio_emb = torch.cat([embedder.embed_audio(self._load(generated[i])[None], 44100)
+                               for i in ids])
+        matched, shuffled = CLAPScore(), CLAPScore()
+        matched.update_embeddings(audio_emb, embedder.embed_text(prompts))
+        if len(ids) > 1:
+            rolled = prompts[1:] + prompts[:1]
+            shuffled.update_embeddings(audio_emb, embedder.embed_text(rolled))
+        per_item = CLAPScore.per_item(audio_emb, embedder.embed_text(prompts))
+        for row, score in zip(report.items, per_item.tolist(), strict=True):
+            row["clap"] = score
+        report.metrics["clap"] = {"embedder": embedder.name, "vs_prompts": matched.compute(),
+                                  "vs_shuffled": shuffled.compute() if len(ids) > 1 else None}
+
+    def _fd_clap(self, generated: dict[str, Path], report: Report) -> None:
+        from longplay.evaluation.distribution_metrics import FrechetDistance
+
+        embedder = self._own_clap()
+        fd = FrechetDistance()
+        for path in generated.values():
+            fd.update_generated(embedder.embed_windows(self._load(path)[None], 44100)[0])
+        for path in _audio_files(self.config.reference).values():
+            fd.update_reference(embedder.embed_windows(self._load(path)[None], 44100)[0])
+        report.metrics["fd_clap"] = {"embedder": embedder.name, "value": fd.compute(),
+                                     "generated_vectors": fd.num_generated,
+                                     "reference_vectors": fd.num_reference}
+
+    def _timing(self, report: Report) -> None:
+        from longplay.evaluation.timing import timing_adherence
+
+        pipe = self.pipe
+        folder = self.out / "timing"
+        folder.mkdir(parents=True, exist_ok=True)
+        prompt = self.config.timing_prompt or self.items[0].prompt
+        window_s = pipe.max_duration_s
+        rows = []
+        for i, duration in enumerate(self.config.timing_durations):
+            if duration >= window_s:
+                duration = math.floor((window_s - 0.2) * 10) / 10  # the longest that fits
+            guard = min(1.0, (window_s - duration) / 2)
+            path = folder / f"{duration:g}.wav"
+            if not path.exists():
+                out = pipe(prompt, duration_s=duration, num_inference_steps=self.config.steps,
+                           guidance_scale=self.config.guidance_scale,
+                           seed=self.config.seed + 10_000 + i, window="full")
+                with torch.inference_mode():
+                    full = pipe.model.vae.decode(out.latents.to(pipe.device))[0].float().cpu()
+                save_audio(path, full, pipe.sample_rate, subtype="FLOAT")
+            full = load_audio(path).audio
+            r = timing_adherence(full, pipe.sample_rate, duration, guard_s=guard)
+            rows.append({"duration_s": duration, "window_s": r.window_s,
+                         "content_db": r.content_db, "tail_db": r.tail_db,
+                         "relative_db": r.relative_db, "guard_s": guard,
+                         "spectrogram": f"timing/{duration:g}.png"})
+            save_spectrogram_png(folder / f"{duration:g}.png", full, pipe.sample_rate)
+        report.metrics["timing"] = {"prompt": prompt, "items": rows,
+                                    "mean_relative_db": sum(r["relative_db"] for r in rows)
+                                    / len(rows)}
+
+    def _structure(self, generated: dict[str, Path], report: Report) -> None:
+        from longplay.evaluation.structure import (
+            chroma_features,
+            mfcc_features,
+            save_ssm_png,
+            self_similarity,
+            structure_score,
+        )
+
+        folder = self.out / "structure"
+        folder.mkdir(parents=True, exist_ok=True)
+        sets = {"generated": generated}
+        if self.config.reference is not None:
+            sets["reference"] = _audio_files(self.config.reference)
+        summary = {}
+        for name, files in sets.items():
+            peaks, contrast = [], []
+            for item_id, path in files.items():
+                audio = self._load(path)
+                minutes = audio.shape[-1] / 44100 / 60
+                for kind, features in (("chroma", chroma_features(audio, 44100)),
+                                       ("mfcc", mfcc_features(audio, 44100))):
+                    ssm = self_similarity(features, standardize=kind == "mfcc")
+                    save_ssm_png(folder / f"{name}_{_safe_id(item_id)}_{kind}.png", ssm)
+                    if kind == "chroma" and ssm.shape[0] >= 3:
+                        score = structure_score(ssm)
+                        peaks.append(score.num_boundaries / max(minutes, 1e-9))
+                        contrast.append(score.block_contrast)
+            summary[name] = {"items": len(files),
+                             "boundaries_per_minute": sum(peaks) / max(len(peaks), 1),
+                             "block_contrast": sum(contrast) / max(len(contrast), 1)}
+        report.metrics["structure"] = summary
+
+    def _autoencoder(self, report: Report) -> None:
+        from longplay.evaluation.autoencoder_metrics import mel_distance, si_sdr, stft_distance
+
+        vae = self.pipe.model.vae
+        rows = []
+        for path in _audio_files(self.config.reference).values():
+            audio = self._load(path)
+            with torch.inference_mode():
+                rec = vae.reconstruct(audio[None].to(self.pipe.device))[0, :, : audio.shape[-1]]
+            rec = rec.float().cpu()
+            rows.append((stft_distance(audio, rec), mel_distance(audio, rec, 44100),
+                         si_sdr(audio, rec)))
+        n = len(rows)
+        report.metrics["autoencoder"] = {
+            "items": n, "stft_distance": sum(r[0] for r in rows) / n,
+            "mel_distance": sum(r[1] for r in rows) / n, "si_sdr": sum(r[2] for r in rows) / n}
+
+    def _pretrained(self, name: str, generated: dict[str, Path], report: Report) -> None:
+        from longplay.evaluation import embedders
+        from longplay.evaluation.distribution_metrics import (
+            CLAPScore,
+            FrechetDistance,
+            KLDivergence,
+        )
+
+        c = self.config
+        if name == "clap_laion":
+            if c.laion_clap is None:
+                raise ValueError("clap_laion needs --laion-clap FOLDER (a local LAION-CLAP "
+                                 "Hugging Face folder)")
+            embedder = embedders.laion_clap(c.laion_clap)
+            score = CLAPScore()
+            for item in self.items:
+                score.update_embeddings(
+                    embedder.embed_audio(self._load(generated[item.id])[None], 44100),
+                    embedder.embed_text([item.prompt]))
+            report.metrics[name] = {"value": score.compute(), "items": score.num_items}
+        elif name == "fd_openl3":
+            embed = embedders.openl3(c.openl3)
+            fd = FrechetDistance(embed)
+            for path in generated.values():
+                fd.update(self._load(path)[None], 44100, generated=True)
+            for path in _audio_files(c.reference).values():
+                fd.update(self._load(path)[None], 44100, generated=False)
+            report.metrics[name] = {"value": fd.compute()}
+        else:
+            logits = embedders.passt(c.passt)
+            kl = KLDivergence()
+            reference = _audio_files(c.reference)
+            paired = [i.id for i in self.items if i.id in reference]
+            if not paired:
+                raise ValueError("kl_passt pairs generations with reference files of the same id; "
+                                 f"none of the prompt ids has a file in {c.reference}")
+            for item_id in paired:
+                kl.update(logits(self._load(generated[item_id])[None], 44100),
+                          logits(self._load(reference[item_id])[None], 44100))
+            report.metrics[name] = {"value": kl.compute(), "items": kl.num_items}
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        self.out.mkdir(parents=True, exist_ok=True)
+        config = {k: (str(v) if isinstance(v, Path) else v)
+                  for k, v in asdict(self.config).items()}
+        report = Report(config=config)
+        needs_items = any(m != "timing" for m in self.config.metrics)
+        generated: dict[str, Path] = {}
+        if needs_items:
+            start = time.perf_counter()
+            generated = self.generated_files()
+            report.seconds["generation"] = time.perf_counter() - start
+            report.items = [{"id": i.id, "prompt": i.prompt, "seed": self.config.seed + n,
+                             "audio": str(generated[i.id].resolve())}
+                            for n, i in enumerate(self.items)]
+        for metric in self.config.metrics:
+            start = time.perf_counter()
+            if metric == "clap":
+                self._clap(generated, report)
+            elif metric == "fd_clap":
+                self._fd_clap(generated, report)
+            elif metric == "timing":
+                self._timing(report)
+            elif metric == "structure":
+                self._structure(generated, report)
+            elif metric == "autoencoder":
+                self._autoencoder(report)
+            else:
+                self._pretrained(metric, generated, report)
+            report.seconds[metric] = time.perf_counter() - start
+        write_report(self.out, report)
+        return report
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def report_markdown(report: Report) -> str:
+    c, m = report.config, report.metrics
+    lines = ["# Evaluation report", "",
+             f"Model: `{c['model'] or 'bundled demo model'}`; prompts: `{c['prompts']}` "
+             f"({len(report.items) or 'no'} items); seeds from {c['seed']}; metrics: "
+             f"{', '.join(c['metrics'])}.", ""]
+    if "clap" in m:
+        x = m["clap"]
+        diff = None if x["vs_shuffled"] is None else x["vs_prompts"] - x["vs_shuffled"]
+        lines += ["## Text adherence (CLAP score)", "",
+                  f"Embedder: {x['embedder']}. Mean cosine between each generation and its "
+                  "prompt, and with shuffled prompts (chance level).", "",
+                  "| vs prompts | vs shuffled prompts | difference |", "|---|---|---|",
+                  f"| {_fmt(x['vs_prompts'])} | {_fmt(x['vs_shuffled'])} | {_fmt(diff)} |", ""]
+    for key, title in (("fd_clap", "Fréchet distance (own CLAP windows)"),
+                       ("fd_openl3", "FD_openl3"), ("kl_passt", "KL_passt"),
+                       ("clap_laion", "CLAP score (LAION-CLAP)")):
+        if key in m:
+            lines += [f"## {title}", "", f"{_fmt(m[key]['value'])}", ""]
+    if "autoencoder" in m:
+        x = m["autoencoder"]
+        lines += ["## Autoencoder on the reference audio", "",
+                  "| items | STFT distance | MEL distance | SI-SDR (dB) |", "|---|---|---|---|",
+                  f"| {x['items']} | {_fmt(x['stft_distance'])} | {_fmt(x['mel_distance'])} | "
+                  f"{_fmt(x['si_sdr'], 2)} |", ""]
+    if "timing" in m:
+        lines += ["## Timing adherence (full window)", "",
+                  f"Prompt: \"{m['timing']['prompt']}\". Relative level = tail - content (dB).",
+                  "", "| requested | content (dB) | tail (dB) | relative (dB) | spectrogram |",
+                  "|---|---|---|---|---|"]
+        for r in m["timing"]["items"]:
+            lines.append(f"| {r['duration_s']:g} s | {_fmt(r['content_db'], 1)} | "
+                         f"{_fmt(r['tail_db'], 1)} | {_fmt(r['relative_db'], 1)} | "
+                         f"![{r['duration_s']:g} s]({r['spectrogram']}) |")
+        lines.append("")
+    if "structure" in m:
+        lines += ["## Structure (chroma self-similarity)", "",
+                  "| set | items | boundaries per minute | block contrast |", "|---|---|---|---|"]
+        for name, x in m["structure"].items():
+            lines.append(f"| {name} | {x['items']} | {_fmt(x['boundaries_per_minute'], 2)} | "
+                         f"{_fmt(x['block_contrast'])} |")
+        lines += ["", "Matrices: `structure/<set>_<id>_<chroma|mfcc>.png`.", ""]
+    if report.items:
+        has_clap = "clap" in report.items[0]
+        lines += ["## Items", "", "| id | seed | prompt |" + (" CLAP |" if has_clap else ""),
+                  "|---|---|---|" + ("---|" if has_clap else "")]
+        for row in report.items:
+            lines.append(f"| {row['id']} | {row['seed']} | {row['prompt']} |"
+                         + (f" {_fmt(row['clap'])} |" if has_clap else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, report: Report) -> None:
+    with atomic_output_path(out_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    with atomic_output_path(out_dir / "report.md") as tmp:
+        tmp.write_text(report_markdown(report))

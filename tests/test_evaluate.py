@@ -1,0 +1,127 @@
+"""``longplay evaluate``: the runner end to end on the tiny fixture model, and its parts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SAO1_TINY
+from longplay.audio import save_audio
+from longplay.cli.main import main
+from longplay.config import CLAPTrainConfig, TrainerConfig
+from longplay.evaluation.embedders import own_clap, peak_normalise, windows
+from longplay.evaluation.runner import Evaluation, EvaluationConfig
+
+
+@pytest.fixture(scope="module")
+def clap_folder(tmp_path_factory, tiny_bert) -> Path:
+    from longplay.conditioning import save_clap
+    from longplay.training.clap import build_clap
+
+    config = CLAPTrainConfig(text_encoder_path=str(tiny_bert), max_length=16, embed_dim=16,
+                             audio_widths=(8, 16), n_mels=16, window_samples=8192,
+                             trainer=TrainerConfig(seed=0))
+    return save_clap(build_clap(config).eval(), tmp_path_factory.mktemp("clap") / "clap")
+
+
+@pytest.fixture
+def prompts(tmp_path) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"id": "a", "prompt": "calm piano"}, {"id": "b", "prompt": "fast drums"},
+            {"id": "c", "prompt": "string quartet", "duration_s": 0.5}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def reference(tmp_path) -> Path:
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(44100) / 44100
+    for i, freq in enumerate((220.0, 330.0)):
+        tone = torch.sin(2 * math.pi * freq * t) * 0.3 + 0.01 * torch.randn(44100, generator=g)
+        save_audio(folder / f"{'ab'[i]}.wav", torch.stack([tone, tone]), 44100)
+    return folder
+
+
+def test_evaluate_end_to_end_and_resumes(tmp_path, prompts, reference, clap_folder) -> None:
+    out = tmp_path / "report"
+    args = ["evaluate", "--model", SAO1_TINY, "--prompts", prompts, "--reference", reference,
+            "--clap", clap_folder, "--metrics", "clap,fd_clap,timing,structure,autoencoder",
+            "--duration", "1", "--steps", "2", "--timing-durations", "1", "-o", out,
+            "--no-progress"]
+    assert main([str(a) for a in args]) == 0
+    report = json.loads((out / "report.json").read_text())
+    m = report["metrics"]
+    assert set(m) == {"clap", "fd_clap", "timing", "structure", "autoencoder"}
+    assert -1 <= m["clap"]["vs_prompts"] <= 1 and m["clap"]["vs_shuffled"] is not None
+    assert m["fd_clap"]["value"] >= 0
+    assert m["timing"]["items"][0]["duration_s"] == 1.0
+    assert m["structure"]["generated"]["items"] == 3
+    assert m["structure"]["reference"]["items"] == 2
+    assert m["autoencoder"]["items"] == 2
+    assert [row["seed"] for row in report["items"]] == [0, 1, 2]
+    sidecar = json.loads((out / "audio" / "c.json").read_text())
+    assert sidecar["request"]["duration_s"] == 0.5  # the prompt file's duration wins
+    assert (out / "structure" / "generated_a_chroma.png").is_file()
+    markdown = (out / "report.md").read_text()
+    for title in ("Text adherence", "Timing adherence", "Structure", "Autoencoder", "Items"):
+        assert title in markdown
+    # A rerun keeps finished generations.
+    stamp = (out / "audio" / "a.wav").stat().st_mtime_ns
+    assert main([str(a) for a in args]) == 0
+    assert (out / "audio" / "a.wav").stat().st_mtime_ns == stamp
+    # A changed request regenerates.
+    assert main([str(a) for a in [*args[:-3], "--seed", "5", "-o", out, "--no-progress"]]) == 0
+    assert json.loads((out / "audio" / "a.json").read_text())["request"]["seed"] == 5
+
+
+def test_evaluate_takes_generated_audio(tmp_path, prompts, reference, clap_folder) -> None:
+    audio = tmp_path / "generated"
+    audio.mkdir()
+    for item_id in "abc":
+        save_audio(audio / f"{item_id}.wav", torch.randn(2, 44100) * 0.1, 44100)
+    config = EvaluationConfig(prompts=prompts, audio=audio, clap=clap_folder, model=SAO1_TINY,
+                              metrics=("clap",))
+    report = Evaluation(config, tmp_path / "r", progress=False).run()
+    assert len(report.items) == 3 and not (tmp_path / "r" / "audio").exists()
+    (audio / "c.wav").unlink()
+    with pytest.raises(FileNotFoundError, match="no audio for 1 prompt id"):
+        Evaluation(config, tmp_path / "r", progress=False).run()
+
+
+def test_evaluate_config_errors(prompts) -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        EvaluationConfig(prompts=prompts, metrics=("fad",))
+    with pytest.raises(ValueError, match="--reference"):
+        EvaluationConfig(prompts=prompts, metrics=("fd_clap",))
+
+
+def test_pretrained_embedders_name_what_to_install(tmp_path) -> None:
+    from longplay.evaluation import embedders
+
+    with pytest.raises(ImportError, match="pip install torchopenl3"):
+        embedders.openl3()
+    with pytest.raises(ImportError, match="pip install hear21passt"):
+        embedders.passt()
+    with pytest.raises(FileNotFoundError, match="no LAION-CLAP model"):
+        embedders.laion_clap(tmp_path)
+
+
+def test_peak_normalisation_and_windows(clap_folder) -> None:
+    audio = torch.tensor([[[0.1, -0.5, 0.2]], [[0.0, 0.0, 0.0]]])
+    out = peak_normalise(audio)
+    assert out[0].abs().max().item() == pytest.approx(10 ** (-1 / 20))
+    assert torch.equal(out[1], audio[1])
+    parts = windows(torch.arange(10.0).view(1, 1, 10), 4, 3)
+    assert parts.shape == (1, 3, 1, 4) and parts[0, 2, 0].tolist() == [6, 7, 8, 9]
+    assert windows(torch.ones(1, 1, 2), 4, 2).shape == (1, 1, 1, 4)
+    # Own-CLAP window embeddings: one per 10 s window, 5 s hop.
+    embedder = own_clap(clap_folder)
+    emb = embedder.embed_windows(torch.randn(2, 2, 44100 * 20) * 0.1, 44100)
+    assert emb.shape == (2, 3, 16)
