@@ -125,3 +125,62 @@ def test_peak_normalisation_and_windows(clap_folder) -> None:
     embedder = own_clap(clap_folder)
     emb = embedder.embed_windows(torch.randn(2, 2, 44100 * 20) * 0.1, 44100)
     assert emb.shape == (2, 3, 16)
+
+
+def make_tiny_laion_clap(folder: Path) -> Path:
+    """A random LAION-CLAP (transformers' ClapModel, HTSAT audio tower) with a
+    character-level RoBERTa tokenizer, saved as a local Hugging Face folder."""
+    from transformers import (
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        RobertaTokenizerFast,
+    )
+    from transformers.models.clap.configuration_clap import ClapAudioConfig, ClapTextConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>",
+                                          *"abcdefghijklmnopqrstuvwxyz", "Ġ"])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = RobertaTokenizerFast(vocab_file=str(folder / "vocab.json"),
+                                     merges_file=str(folder / "merges.txt"))
+    processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"),
+                              tokenizer=tokenizer)
+    text = ClapTextConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=64,
+                          max_position_embeddings=80)
+    audio = ClapAudioConfig(depths=[1, 1], num_attention_heads=[2, 2], hidden_size=32,
+                            patch_embeds_hidden_size=16, window_size=8, spec_size=256,
+                            num_mel_bins=64, enable_fusion=False, num_classes=10,
+                            patch_stride=(4, 4), patch_size=4)
+    torch.manual_seed(0)
+    ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(),
+                         projection_dim=16)).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_laion_clap_through_transformers(tmp_path, prompts) -> None:
+    from longplay.evaluation import embedders
+
+    folder = make_tiny_laion_clap(tmp_path / "laion")
+    clap = embedders.laion_clap(folder)
+    assert clap.sample_rate == 48000
+    audio = torch.randn(2, 2, 44100, generator=torch.Generator().manual_seed(0)) * 0.1
+    emb = clap.embed_audio(audio, 44100)
+    text = clap.embed_text(["a cat", "a dog"])
+    assert emb.shape == text.shape == (2, 16) and torch.isfinite(emb).all()
+    # Each item is embedded on its own: batching does not change it.
+    torch.testing.assert_close(clap.embed_audio(audio[:1], 44100), emb[:1], atol=1e-5,
+                               rtol=1e-4)
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    for item_id in "abc":
+        save_audio(generated / f"{item_id}.wav", torch.randn(2, 44100) * 0.1, 44100)
+    config = EvaluationConfig(prompts=prompts, audio=generated, metrics=("clap_laion",),
+                              laion_clap=folder, model=SAO1_TINY)
+    report = Evaluation(config, tmp_path / "r", progress=False).run()
+    assert -1 <= report.metrics["clap_laion"]["value"] <= 1
+    assert report.metrics["clap_laion"]["items"] == 3

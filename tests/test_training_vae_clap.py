@@ -16,6 +16,7 @@ from longplay.audio import save_audio
 from longplay.cli.main import main
 from longplay.config import (
     CLAPTrainConfig,
+    ConfigError,
     DataConfig,
     EMAConfig,
     OptimizerConfig,
@@ -216,3 +217,36 @@ def test_dit_with_a_sentence_transformer_style_encoder(audio_folder: Path,
     assert entry["config"]["layer"] == -2
     assert main(["generate", "flute", "--model", str(tmp_path / "model"), "--steps", "2",
                  "--duration", "0.5", "-o", str(tmp_path / "x.wav"), "--no-progress"]) == 0
+
+
+def test_posterior_warmup_decodes_the_mean(audio_folder: Path, tmp_path: Path,
+                                           monkeypatch) -> None:
+    from dataclasses import replace
+
+    from longplay.autoencoder import AudioVAE
+
+    decoded: list[bool] = []
+    original = AudioVAE.decode
+
+    def spy(self, latents, **kwargs):
+        decoded.append(True)
+        return original(self, latents, **kwargs)
+
+    seen_means: list[bool] = []
+    from longplay.autoencoder.distribution import LatentDistribution
+
+    sample = LatentDistribution.sample
+
+    def spy_sample(self, *args, **kwargs):
+        seen_means.append(False)
+        return sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(LatentDistribution, "sample", spy_sample)
+    monkeypatch.setattr(AudioVAE, "decode", spy)
+    config = replace(vae_config(audio_folder, 4, adversarial_start=10**6),
+                     posterior_warmup_steps=3)
+    train_vae(config, tmp_path / "run", enable_progress_bar=False)
+    assert len(decoded) == 4
+    assert len(seen_means) == 1  # only step 3 sampled; steps 0-2 decoded the mean
+    with pytest.raises(ConfigError, match="posterior_warmup_steps"):
+        VAETrainConfig(preset="debug", posterior_warmup_steps=-1)

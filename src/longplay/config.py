@@ -857,6 +857,10 @@ class VAETrainConfig:
     loss_weights: tuple[float, float, float, float] = (1.0, 0.1, 5.0, 1e-4)
     """reconstruction, adversarial, feature matching, KL."""
     adversarial_start_step: int = 0
+    posterior_warmup_steps: int = 0
+    """For the first N steps the decoder gets the posterior mean instead of a sample: a
+    warm-up in which it learns to follow its input before the latent noise is added
+    (with the noise from the start, a small VAE settles on the average spectrum)."""
     init: str = "variance_preserving"
     """From scratch: "variance_preserving" (``init_vae_for_training``: the input reaches
     the latent from the first step) or "pytorch" (the default initialisation of the
@@ -874,6 +878,9 @@ class VAETrainConfig:
         if (self.preset is None) == (self.init_from is None):
             raise ConfigError("give exactly one of preset (train from scratch) and init_from "
                               "(fine-tune a VAE)")
+        if self.posterior_warmup_steps < 0:
+            raise ConfigError(f"posterior_warmup_steps must be >= 0, got "
+                              f"{self.posterior_warmup_steps}")
         if self.init not in ("variance_preserving", "pytorch"):
             raise ConfigError(f"init must be 'variance_preserving' or 'pytorch', got "
                               f"{self.init!r}")

@@ -114,17 +114,22 @@ def laion_clap(folder: str | Path) -> ClapEmbedder:
     processor = ClapProcessor.from_pretrained(str(folder))
     rate = int(processor.feature_extractor.sampling_rate)
 
+    def features(out: Any) -> torch.Tensor:
+        # transformers 4 returns the projected embedding, 5 an output whose
+        # pooler_output is that embedding.
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
     def audio_fn(audio: torch.Tensor) -> torch.Tensor:
         mono = audio.mean(dim=1)  # [N, S]
         inputs = processor(audio=[m.numpy() for m in mono], sampling_rate=rate,
                            return_tensors="pt")
-        return model.get_audio_features(**{k: v for k, v in inputs.items()
-                                           if k in ("input_features", "is_longer")})
+        return features(model.get_audio_features(**{k: v for k, v in inputs.items()
+                                                    if k in ("input_features", "is_longer")}))
 
     def text_fn(prompts: list[str]) -> torch.Tensor:
         inputs = processor(text=prompts, return_tensors="pt", padding=True)
-        return model.get_text_features(input_ids=inputs["input_ids"],
-                                       attention_mask=inputs["attention_mask"])
+        return features(model.get_text_features(input_ids=inputs["input_ids"],
+                                                attention_mask=inputs["attention_mask"]))
 
     return ClapEmbedder("LAION-CLAP", rate, audio_fn, text_fn)
 

@@ -66,7 +66,9 @@ class VAETrainingModule(TrainingModule):
         with torch.set_grad_enabled(not train_discriminator):
             posterior = self.net.encode(audio, chunk_frames=None)
             noise = torch.randn(posterior.mean.shape, generator=g).to(self.device)
-            reconstruction = self.net.decode(posterior.sample(noise=noise), chunk_frames=None)
+            latents = (posterior.mean if self.global_step < self.config.posterior_warmup_steps
+                       else posterior.sample(noise=noise))
+            reconstruction = self.net.decode(latents, chunk_frames=None)
         if train_discriminator:
             loss = self.losses.discriminator_losses(audio, reconstruction,
                                                     self.discriminator).total
