@@ -53,6 +53,8 @@ else
 endif
 
 bench: install
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/dit_step.py
 	$(PY) benchmarks/vae_decode.py
 
 clean:

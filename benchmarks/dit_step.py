@@ -1,0 +1,163 @@
+"""One diffusion-transformer step of the full-size Stable Audio Open 1.0 architecture
+(random weights, batch 2 as with guidance): longplay against diffusers'
+StableAudioDiTModel on the same weights, in one run.
+
+    python benchmarks/dit_step.py [--latents 256,1024] [--repeats 3]
+
+Prints and writes benchmarks/results/dit_step.md: median seconds per step, the ratio
+to the reference, the largest output difference from the reference's fp32 output, and
+the utilisation of the machine's measured peak matmul rate. Needs the ``bench`` extra
+(diffusers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results" / "dit_step.md"
+BATCH = 2
+TEXT_TOKENS = 128 + 2  # T5 tokens, then the two timing tokens
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an n x n matmul in ``dtype`` (median of ``repeats``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def step_flops(width: int, depth: int, frames: int, context: int, ff_mult: int = 4) -> float:
+    """Multiply-add FLOPs of one forward at batch 1: projections, attention, MLP."""
+    n = frames + 1  # the prepended global token
+    self_attn = 2 * n * width * 4 * width + 2 * 2 * n * n * width
+    cross = 2 * n * width * 2 * width + 2 * context * width * 2 * width + 2 * 2 * n * context * width
+    mlp = 2 * n * width * ff_mult * width * 3 // 2  # GLU: in-projection twice the width
+    return depth * (self_attn + cross + mlp)
+
+
+def build_models(depth: int):
+    from diffusers import StableAudioDiTModel
+
+    from longplay.checkpoints.diffusion import _own_to_foreign, _shapes, build_dit
+    from longplay.checkpoints.keymaps import dit_module_rows
+    from longplay.checkpoints.remap import remap_state
+    from longplay.config import DiTConfig
+
+    torch.manual_seed(0)
+    reference = StableAudioDiTModel(
+        sample_size=1024, in_channels=64, num_layers=depth, attention_head_dim=64,
+        num_attention_heads=24, num_key_value_attention_heads=12, out_channels=64,
+        cross_attention_dim=768, time_proj_dim=256, global_states_input_dim=1536,
+        cross_attention_input_dim=768).eval()
+    config = DiTConfig(depth=depth)
+    with torch.device("meta"):
+        dit = build_dit(config)
+    state = remap_state(reference.state_dict(), _own_to_foreign(dit, dit_module_rows(depth), 2),
+                        _shapes(dit), "DiT", Path("diffusers"))
+    dit.load_state_dict(state, strict=True, assign=True)
+    dit._rope_cache = {}
+    return reference, dit.eval(), config
+
+
+def inputs(frames: int):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(BATCH, 64, frames, generator=g)
+    t = torch.rand(BATCH, generator=g)
+    context = torch.randn(BATCH, TEXT_TOKENS, 768, generator=g)
+    global_cond = torch.randn(BATCH, 1536, generator=g)
+    return x, t, context, global_cond
+
+
+def time_it(fn, repeats: int) -> tuple[float, torch.Tensor]:
+    out = fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latents", default="256,1024")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--depth", type=int, default=24)
+    args = parser.parse_args()
+    from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+    from longplay.conditioning import Conditioning
+
+    reference, dit, config = build_models(args.depth)
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    rows = []
+    for frames in (int(f) for f in args.latents.split(",")):
+        x, t, context, global_cond = inputs(frames)
+        rotary = get_1d_rotary_pos_embed(max(64 // 2, 32), frames + 1, use_real=True,
+                                          repeat_interleave_real=False)
+
+        def run_reference():
+            with torch.inference_mode():
+                return reference(x, t, encoder_hidden_states=context,
+                                 global_hidden_states=global_cond[:, None],
+                                 rotary_embedding=rotary, return_dict=False)[0]
+
+        ref_s, ref_out = time_it(run_reference, args.repeats)
+        cond = Conditioning(context, torch.ones(BATCH, TEXT_TOKENS, dtype=torch.bool),
+                            global_cond)
+        flops = BATCH * step_flops(config.width, config.depth, frames, TEXT_TOKENS)
+        rows.append(("diffusers (reference)", "fp32", frames, ref_s, 1.0, 0.0,
+                     flops / ref_s / peak["fp32"]))
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            model = dit.to(dtype)
+            ctx = model.prepare_context(Conditioning(cond.cross_attn.to(dtype),
+                                                     cond.cross_attn_mask,
+                                                     cond.global_cond.to(dtype)))
+
+            def run_ours(model=model, ctx=ctx, dtype=dtype):
+                with torch.inference_mode():
+                    return model(x.to(dtype), t, ctx)
+
+            ours_s, ours_out = time_it(run_ours, args.repeats)
+            err = (ours_out.float() - ref_out).abs().max().item()
+            rows.append(("longplay", name, frames, ours_s, ref_s / ours_s, err,
+                         flops / ours_s / peak[name]))
+        dit.to(torch.float32)
+        print(f"{frames} latents done", flush=True)
+
+    lines = [
+        "# DiT step, full-size Stable Audio Open 1.0 architecture, batch 2",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}. Median of {args.repeats} runs after a warm-up. "
+        f"Measured peak matmul (2048^2): fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+        f"{peak['bf16'] / 1e9:.0f} GFLOP/s. Utilisation = model FLOPs / time / peak of the "
+        "precision. Max |diff| is against the reference's fp32 output.",
+        "",
+        "| implementation | precision | latents | s / step | vs reference | max abs diff | "
+        "utilisation |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for impl, precision, frames, seconds, ratio, err, util in rows:
+        lines.append(f"| {impl} | {precision} | {frames} | {seconds:.2f} | {ratio:.2f}x | "
+                     f"{err:.2e} | {util:.0%} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
