@@ -61,6 +61,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "fit: sample the shortest window that holds --duration (faster). "
                           "Default: the model's setting (full, except models trained for fit "
                           "such as the demo model)")
+    gen.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                     help="bf16 runs the diffusion transformer in bfloat16 where the device "
+                          "supports it (about 2x faster on CPUs with AVX512-BF16; the VAE "
+                          "stays in fp32); default fp32")
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(run=run_generate)
@@ -106,7 +110,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise ValueError("--num-outputs must be >= 1")
     paths = _output_paths(args.output, args.num_outputs)
     pipe = TextToMusicPipeline.from_pretrained(args.model, text_encoder_path=args.text_encoder,
-                                               device=args.device)
+                                               device=args.device, precision=args.precision)
     init_audio = None
     if args.init_audio is not None:
         init_audio = load_audio(args.init_audio, sample_rate=pipe.sample_rate,

@@ -36,6 +36,21 @@ ProgressFn = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` with stage "sampling" or "decoding"."""
 
 SILENCE_PEAK = 1e-6
+PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls are fast here: CUDA with bf16, or a CPU whose oneDNN
+    has native bf16 (AVX512-BF16 / AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 WINDOW_QUANTUM_FRAMES = 64
 """A "fit" window is the request rounded up to a multiple of this many latent frames."""
 MAX_SEED = 2**63 - 1
@@ -119,20 +134,39 @@ class TextToMusicPipeline:
     >>> out.audio.shape  # [1, 2, 1323000]
     """
 
-    def __init__(self, model: DiffusionModel) -> None:
+    def __init__(self, model: DiffusionModel, *, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                             f"{precision!r}")
         self.model = model
         self.config = model.config
+        self.precision = precision
+        self.dit_dtype = torch.float32
+        if precision == "bf16":
+            if not bf16_supported(model.dit.project_in.weight.device):
+                logger.warning("bf16 is not supported on this device (no AVX512-BF16/AMX "
+                               "through oneDNN): running in fp32")
+                self.precision = "fp32"
+            else:
+                # The DiT in bf16; the sampler's state, the text encoder, the conditioner
+                # and the VAE stay as loaded (fp32).
+                self.dit_dtype = torch.bfloat16
+                model.dit.to(torch.bfloat16)
         self.defaults = DEFAULTS[model.config.objective]
         if model.config.steps is not None:  # the model's own default
             self.defaults = replace(self.defaults, num_inference_steps=model.config.steps)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, text_encoder_path: str | Path | None = None,
-                        device: torch.device | str = "cpu",
-                        dtype: torch.dtype = torch.float32) -> TextToMusicPipeline:
-        """Load a Stable Audio Open 1.0 / Open Small folder, or a diffusers folder."""
+                        device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                        precision: str = "fp32") -> TextToMusicPipeline:
+        """Load a Stable Audio Open 1.0 / Open Small folder, or a diffusers folder.
+
+        ``precision="bf16"`` runs the diffusion transformer in bfloat16 (where the device
+        supports it, else fp32 with a warning) and keeps the sampler, the text encoder and
+        the VAE in fp32: about 2x faster on CPUs with AVX512-BF16 (benchmarks/)."""
         return cls(load_diffusion_model(path, text_encoder_path=text_encoder_path, device=device,
-                                        dtype=dtype))
+                                        dtype=dtype), precision=precision)
 
     @property
     def device(self) -> torch.device:
@@ -256,7 +290,7 @@ class TextToMusicPipeline:
             noise = torch.cat([torch.randn((1, *latent_shape), generator=g) for g in generators])
         else:
             noise = latents.float().cpu()
-        noise = noise.to(self.device, self.model.dit.project_in.weight.dtype)
+        noise = noise.to(self.device, self.model.vae.decoder.head.weight_v.dtype)
 
         if noise_fn is None and spec.stochastic:
             def noise_fn(i: int, x: torch.Tensor) -> torch.Tensor:
@@ -305,11 +339,12 @@ class TextToMusicPipeline:
     def _model_fn(self, cond: Conditioning, negative_prompt: str | None, scale: float,
                   batch: int, seconds_start: float, seconds_total: float):
         """The network function the sampler calls, with the conditioning projected once."""
-        dit = self.model.dit
-        cond_context = dit.prepare_context(cond)
+        dit, dtype = self.model.dit, self.dit_dtype
+        cond_context = dit.prepare_context(cond.to(self.device, dtype))
 
+        # The sampler works in the latents' dtype; the network in the pipeline's.
         def model_cond(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return dit(x, t, cond_context)
+            return dit(x.to(dtype), t, cond_context).to(x.dtype)
 
         if scale == 1:
             return model_cond
@@ -318,10 +353,10 @@ class TextToMusicPipeline:
             uncond = self._conditioning(features, batch, seconds_start, seconds_total)
         else:
             uncond = cond.without_context()
-        both: DiTContext = dit.prepare_context(cond.cat(uncond))
+        both: DiTContext = dit.prepare_context(cond.cat(uncond).to(self.device, dtype))
 
         def model_both(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return dit(x, t, both)
+            return dit(x.to(dtype), t, both).to(x.dtype)
 
         return guided(model_cond, model_both, scale)
 
