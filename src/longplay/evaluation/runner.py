@@ -119,6 +119,7 @@ class Evaluation:
         self.out = Path(out_dir)
         self.progress = progress
         self._pipe = None
+        self._clap_embedder = None
         items = read_prompts(config.prompts)
         self.items: list[PromptItem] = items[: config.max_items] if config.max_items else items
         if not self.items:
@@ -136,6 +137,12 @@ class Evaluation:
         return self._pipe
 
     def _own_clap(self):
+        """longplay's CLAP, loaded once for all the metrics that use it."""
+        if self._clap_embedder is None:
+            self._clap_embedder = self._load_own_clap()
+        return self._clap_embedder
+
+    def _load_own_clap(self):
         from longplay.evaluation.embedders import own_clap
 
         folder = self.config.clap
@@ -204,12 +211,12 @@ class Evaluation:
         prompts = [i.prompt for i in self.items]
         audio_emb = torch.cat([embedder.embed_audio(self._load(generated[i])[None], 44100)
                                for i in ids])
+        text_emb = embedder.embed_text(prompts)
         matched, shuffled = CLAPScore(), CLAPScore()
-        matched.update_embeddings(audio_emb, embedder.embed_text(prompts))
-        if len(ids) > 1:
-            rolled = prompts[1:] + prompts[:1]
-            shuffled.update_embeddings(audio_emb, embedder.embed_text(rolled))
-        per_item = CLAPScore.per_item(audio_emb, embedder.embed_text(prompts))
+        matched.update_embeddings(audio_emb, text_emb)
+        if len(ids) > 1:  # each clip with the next item's prompt
+            shuffled.update_embeddings(audio_emb, text_emb.roll(-1, dims=0))
+        per_item = CLAPScore.per_item(audio_emb, text_emb)
         for row, score in zip(report.items, per_item.tolist(), strict=True):
             row["clap"] = score
         report.metrics["clap"] = {"embedder": embedder.name, "vs_prompts": matched.compute(),

@@ -37,6 +37,9 @@ ProgressFn = Callable[[str, int, int], None]
 
 SILENCE_PEAK = 1e-6
 PRECISIONS = ("fp32", "bf16")
+WINDOW_QUANTUM_FRAMES = 64
+"""A "fit" window is the request rounded up to a multiple of this many latent frames."""
+MAX_SEED = 2**63 - 1
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -51,9 +54,6 @@ def bf16_supported(device: torch.device) -> bool:
                     and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-WINDOW_QUANTUM_FRAMES = 64
-"""A "fit" window is the request rounded up to a multiple of this many latent frames."""
-MAX_SEED = 2**63 - 1
 
 
 class GenerationError(RuntimeError):
@@ -173,6 +173,11 @@ class TextToMusicPipeline:
         return self.model.dit.project_in.weight.device
 
     @property
+    def vae_dtype(self) -> torch.dtype:
+        """The VAE's dtype, which is also the sampler's (the DiT may run in bf16)."""
+        return next(self.model.vae.parameters()).dtype
+
+    @property
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
@@ -290,7 +295,7 @@ class TextToMusicPipeline:
             noise = torch.cat([torch.randn((1, *latent_shape), generator=g) for g in generators])
         else:
             noise = latents.float().cpu()
-        noise = noise.to(self.device, self.model.vae.decoder.head.weight_v.dtype)
+        noise = noise.to(self.device, self.vae_dtype)
 
         if noise_fn is None and spec.stochastic:
             def noise_fn(i: int, x: torch.Tensor) -> torch.Tensor:
@@ -363,7 +368,7 @@ class TextToMusicPipeline:
     def _encode_init(self, init_audio: torch.Tensor, batch: int, window: int) -> torch.Tensor:
         audio = init_audio if init_audio.dim() == 3 else init_audio[None].expand(batch, -1, -1)
         num_samples = window * self.config.vae.hop_length
-        audio = audio[..., :num_samples].to(self.device, next(self.model.vae.parameters()).dtype)
+        audio = audio[..., :num_samples].to(self.device, self.vae_dtype)
         if audio.shape[-1] < num_samples:
             audio = torch.nn.functional.pad(audio, (0, num_samples - audio.shape[-1]))
         return self.model.vae.encode(audio).mode()  # [B, D, T]
