@@ -250,3 +250,27 @@ def test_posterior_warmup_decodes_the_mean(audio_folder: Path, tmp_path: Path,
     assert len(seen_means) == 1  # only step 3 sampled; steps 0-2 decoded the mean
     with pytest.raises(ConfigError, match="posterior_warmup_steps"):
         VAETrainConfig(preset="debug", posterior_warmup_steps=-1)
+
+
+def test_vae_training_adds_the_configured_mel_loss(audio_folder: Path, tmp_path: Path,
+                                                   monkeypatch) -> None:
+    from dataclasses import replace
+
+    from longplay.autoencoder import MultiScaleMelLoss
+
+    calls: list[float] = []
+    original = MultiScaleMelLoss.forward
+
+    def spy(self, prediction, target):
+        value = original(self, prediction, target)
+        calls.append(float(value))
+        return value
+
+    monkeypatch.setattr(MultiScaleMelLoss, "forward", spy)
+    config = replace(vae_config(audio_folder, 2, adversarial_start=10**6), mel_loss_weight=0.5)
+    run = train_vae(config, tmp_path / "run", enable_progress_bar=False)
+    assert len(calls) == 2 and all(c > 0 for c in calls)  # one term per generator step
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["mel_loss_weight"] == 0.5
+    assert run.exists()
+    with pytest.raises(ConfigError, match="mel_loss_weight"):
+        VAETrainConfig(preset="debug", mel_loss_weight=-1.0)

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from longplay.audio import mel_filterbank, stft_magnitude
 from longplay.autoencoder import (
     AWeighting,
     LatentDistribution,
     MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
     MultiScaleSTFTDiscriminator,
     VAELosses,
     VAELossWeights,
@@ -302,6 +304,48 @@ def test_a_few_steps_reduce_the_discriminator_hinge_loss() -> None:
     assert hinge().item() < 0.5 * initial
 
 
+# --- Multi-scale mel loss -------------------------------------------------------------------
+
+
+def test_mel_loss_matches_its_definition_at_one_scale() -> None:
+    loss = MultiScaleMelLoss(SAMPLE_RATE, scales=((256, 20),))
+    x, y = _stereo(0), _stereo(1)
+    fb = mel_filterbank(SAMPLE_RATE, 256, 20).float()
+    mx, my = fb @ stft_magnitude(x, 256, 64), fb @ stft_magnitude(y, 256, 64)
+    expected = ((mx.clamp(min=1e-5).log10() - my.clamp(min=1e-5).log10()).abs().mean()
+                + (mx - my).abs().mean())
+    torch.testing.assert_close(loss(x, y), expected)
+    assert loss(x, x).item() == 0.0
+
+
+def test_mel_loss_grows_as_a_tone_moves_away_from_the_target() -> None:
+    target = _sine(1000.0).expand(1, 2, -1).contiguous()
+    mel = MultiScaleMelLoss(SAMPLE_RATE)
+    losses = [mel(_sine(f).expand(1, 2, -1).contiguous(), target).item()
+              for f in (1120.0, 1500.0, 3000.0)]
+    assert losses == sorted(losses) and losses[0] > 0
+
+
+def test_mel_loss_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="scales"):
+        MultiScaleMelLoss(SAMPLE_RATE, scales=())
+    with pytest.raises(ValueError, match=r"\[B, C, S\]"):
+        MultiScaleMelLoss(SAMPLE_RATE)(_stereo(0), _stereo(1, batch=1))
+
+
+def test_generator_losses_add_the_weighted_mel_term() -> None:
+    losses = VAELosses(SAMPLE_RATE, fft_sizes=SMALL_FFTS)
+    audio = _stereo(0)
+    reconstruction = audio + 0.1 * _stereo(1)
+    latents = _latents(2)
+    result = losses.generator_losses(audio, reconstruction, latents,
+                                     weights=VAELossWeights(mel=2.0))
+    torch.testing.assert_close(result.mel, losses.mel_loss(reconstruction, audio))
+    assert result.mel > 0
+    torch.testing.assert_close(
+        result.total, result.reconstruction.total + 1e-4 * result.kl + 2.0 * result.mel)
+
+
 # --- The training objective ----------------------------------------------------------------
 
 
@@ -320,6 +364,7 @@ def test_generator_losses_without_a_discriminator_are_reconstruction_and_kl() ->
     torch.testing.assert_close(result.kl, latents.kl())
     torch.testing.assert_close(result.total, result.reconstruction.total + 1e-4 * result.kl)
     assert result.adversarial.item() == 0.0 and result.feature_matching.item() == 0.0
+    assert result.mel.item() == 0.0  # off by default: the objective of SYSTEM.md
 
 
 def test_generator_losses_weigh_the_adversarial_terms() -> None:
@@ -357,6 +402,8 @@ def test_discriminator_losses_do_not_reach_the_generator() -> None:
 
 def test_loss_weights_default_to_the_system_values_and_reject_negatives() -> None:
     assert VAELossWeights() == VAELossWeights(reconstruction=1.0, adversarial=0.1,
-                                              feature_matching=5.0, kl=1e-4)
+                                              feature_matching=5.0, kl=1e-4, mel=0.0)
     with pytest.raises(ValueError, match="kl"):
         VAELossWeights(kl=-1.0)
+    with pytest.raises(ValueError, match="mel"):
+        VAELossWeights(mel=float("nan"))

@@ -7,6 +7,7 @@ and so is a known field with a value longplay does not implement.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -856,6 +857,9 @@ class VAETrainConfig:
     window_samples: int = 65536
     loss_weights: tuple[float, float, float, float] = (1.0, 0.1, 5.0, 1e-4)
     """reconstruction, adversarial, feature matching, KL."""
+    mel_loss_weight: float = 0.0
+    """Weight of an extra multi-scale mel loss (``autoencoder.MultiScaleMelLoss``, the
+    Descript Audio Codec's); 0 keeps the objective of SYSTEM.md."""
     adversarial_start_step: int = 0
     posterior_warmup_steps: int = 0
     """For the first N steps the decoder gets the posterior mean instead of a sample: a
@@ -878,6 +882,9 @@ class VAETrainConfig:
         if (self.preset is None) == (self.init_from is None):
             raise ConfigError("give exactly one of preset (train from scratch) and init_from "
                               "(fine-tune a VAE)")
+        if not (math.isfinite(self.mel_loss_weight) and self.mel_loss_weight >= 0):
+            raise ConfigError(f"mel_loss_weight must be finite and >= 0, got "
+                              f"{self.mel_loss_weight}")
         if self.posterior_warmup_steps < 0:
             raise ConfigError(f"posterior_warmup_steps must be >= 0, got "
                               f"{self.posterior_warmup_steps}")

@@ -17,16 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longplay.audio.spectral import stft_magnitude
+from longplay.audio.spectral import mel_filterbank, stft_magnitude
 from longplay.autoencoder.discriminators import MultiScaleSTFTDiscriminator
 from longplay.autoencoder.distribution import LatentDistribution
 
 __all__ = [
+    "DEFAULT_MEL_SCALES",
     "DEFAULT_STFT_FFT_SIZES",
     "AWeighting",
     "DiscriminatorLosses",
     "GeneratorLosses",
     "MultiResolutionSTFTLoss",
+    "MultiScaleMelLoss",
     "ReconstructionLoss",
     "VAELossWeights",
     "VAELosses",
@@ -38,6 +40,11 @@ __all__ = [
 ]
 
 DEFAULT_STFT_FFT_SIZES = (2048, 1024, 512, 256, 128, 64, 32)
+
+# (window length, mel bands) of the multi-scale mel loss, the scales of the Descript
+# Audio Codec's mel reconstruction loss.
+DEFAULT_MEL_SCALES = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160),
+                      (2048, 320))
 
 # Pole frequencies (Hz) and the 1 kHz gain correction (dB) of the analog A-weighting
 # filter of IEC 61672 (IEC/CD 1672), as auraloss and stable-audio-tools use them.
@@ -180,6 +187,50 @@ class MultiResolutionSTFTLoss(nn.Module):
         return total / len(self.fft_sizes)
 
 
+class MultiScaleMelLoss(nn.Module):
+    """Multi-scale mel loss (as in the Descript Audio Codec), an optional extra
+    reconstruction term: not part of the Stable Audio objective (its weight defaults to 0).
+
+    Every channel of every item is one signal. For each (window N, bands M) scale, with
+    hop N / 4, a centred Hann STFT and mel magnitudes X = filterbank_M @ |STFT(x)| (Slaney
+    scale, area-normalised, f_min 0, f_max Nyquist):
+
+        L_N = mean | log10 max(X, eps) - log10 max(Y, eps) | + mean | X - Y |,  eps = 1e-5
+
+    and the loss is the sum of L_N over the scales. A mel band pools neighbouring STFT
+    bins, so it weighs the spectral envelope more and the exact placement of harmonics
+    less than the linear-frequency MR-STFT loss.
+    """
+
+    def __init__(self, sample_rate: int,
+                 scales: tuple[tuple[int, int], ...] = DEFAULT_MEL_SCALES,
+                 eps: float = 1e-5) -> None:
+        super().__init__()
+        if not scales or any(n < 4 or m < 1 for n, m in scales):
+            raise ValueError(f"scales must be non-empty (window >= 4, bands >= 1), got {scales}")
+        self.scales = tuple(scales)
+        self.eps = eps
+        for n, m in self.scales:
+            self.register_buffer(f"filterbank_{n}_{m}",
+                                 mel_filterbank(sample_rate, n, m).float(), persistent=False)
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """prediction, target: [B, C, S] -> scalar."""
+        if prediction.shape != target.shape or prediction.dim() != 3:
+            raise ValueError("prediction and target must both be [B, C, S], got "
+                             f"{tuple(prediction.shape)} and {tuple(target.shape)}")
+        dtype = torch.promote_types(prediction.dtype, torch.float32)
+        prediction, target = prediction.to(dtype), target.to(dtype)
+        total = prediction.new_zeros(())
+        for n, m in self.scales:
+            fb = getattr(self, f"filterbank_{n}_{m}").to(dtype)  # [M, F]
+            x = fb @ stft_magnitude(prediction, n, n // 4)  # [B, C, M, T]
+            y = fb @ stft_magnitude(target, n, n // 4)
+            total = (total + F.l1_loss(x.clamp(min=self.eps).log10(), y.clamp(min=self.eps).log10())
+                     + F.l1_loss(x, y))
+        return total
+
+
 @dataclass(frozen=True)
 class ReconstructionLoss:
     """The terms of :class:`VAEReconstructionLoss`, weighted as they enter ``total``.
@@ -303,9 +354,11 @@ class VAELossWeights:
     adversarial: float = 0.1
     feature_matching: float = 5.0
     kl: float = 1e-4
+    mel: float = 0.0
+    """Weight of the optional :class:`MultiScaleMelLoss` (not in SYSTEM.md; 0 = off)."""
 
     def __post_init__(self) -> None:
-        for name in ("reconstruction", "adversarial", "feature_matching", "kl"):
+        for name in ("reconstruction", "adversarial", "feature_matching", "kl", "mel"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"loss weight {name} must be finite and >= 0, got {value}")
@@ -321,6 +374,7 @@ class GeneratorLosses:
         adversarial: scalar generator hinge loss; 0 without a discriminator.
         feature_matching: scalar relative feature L1; 0 without a discriminator.
         kl: scalar KL of the latent posterior to N(0, I).
+        mel: scalar multi-scale mel loss; 0 when its weight is 0 (not computed).
     """
 
     total: torch.Tensor
@@ -328,6 +382,7 @@ class GeneratorLosses:
     adversarial: torch.Tensor
     feature_matching: torch.Tensor
     kl: torch.Tensor
+    mel: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -365,6 +420,7 @@ class VAELosses(nn.Module):
                  a_weighting: bool = True) -> None:
         super().__init__()
         self.reconstruction_loss = VAEReconstructionLoss(sample_rate, fft_sizes, a_weighting)
+        self.mel_loss = MultiScaleMelLoss(sample_rate)
 
     def generator_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor,
                          latent_dist: LatentDistribution,
@@ -372,10 +428,11 @@ class VAELosses(nn.Module):
                          weights: VAELossWeights | None = None) -> GeneratorLosses:
         """Objective of the encoder and decoder.
 
-        total = w_rec * reconstruction.total + w_kl * KL
+        total = w_rec * reconstruction.total + w_kl * KL + w_mel * mel
                 + w_adv * generator_hinge + w_fm * feature_matching,
 
-        the last two only with a discriminator (None during warm-up).
+        the last two only with a discriminator (None during warm-up), the mel term only
+        when its weight is positive.
 
         Args:
             audio: [B, 2, S] the real audio.
@@ -389,6 +446,10 @@ class VAELosses(nn.Module):
         rec = self.reconstruction_loss(reconstruction, audio)
         kl = latent_dist.kl()
         total = weights.reconstruction * rec.total + weights.kl * kl
+        mel = rec.total.new_zeros(())
+        if weights.mel > 0:
+            mel = self.mel_loss(reconstruction, audio)
+            total = total + weights.mel * mel
         if discriminator is None:
             adversarial = feature_matching = rec.total.new_zeros(())
         else:
@@ -401,7 +462,7 @@ class VAELosses(nn.Module):
             total = (total + weights.adversarial * adversarial
                      + weights.feature_matching * feature_matching)
         return GeneratorLosses(total=total, reconstruction=rec, adversarial=adversarial,
-                               feature_matching=feature_matching, kl=kl)
+                               feature_matching=feature_matching, kl=kl, mel=mel)
 
     def discriminator_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor,
                              discriminator: MultiScaleSTFTDiscriminator) -> DiscriminatorLosses:

@@ -1,7 +1,8 @@
 """Training the VAE (SYSTEM.md section 2): reconstruction (multi-resolution STFT on
-mid/side and L/R with A-weighting), KL, and from ``adversarial_start_step`` on the
-multi-scale STFT discriminators with hinge and feature-matching losses. Optimiser steps
-alternate: even steps update the autoencoder, odd steps the discriminators.
+mid/side and L/R with A-weighting, plus an optional multi-scale mel loss), KL, and from
+``adversarial_start_step`` on the multi-scale STFT discriminators with hinge and
+feature-matching losses. Optimiser steps alternate: even steps update the autoencoder,
+odd steps the discriminators.
 
 Shape legend: B batch, C audio channels, N samples.
 """
@@ -47,7 +48,7 @@ class VAETrainingModule(TrainingModule):
         self.discriminator = MultiScaleSTFTDiscriminator(vae_config.audio_channels,
                                                          config.discriminator_filters)
         self.losses = VAELosses(vae_config.sample_rate)
-        self.weights = VAELossWeights(*config.loss_weights)
+        self.weights = VAELossWeights(*config.loss_weights, mel=config.mel_loss_weight)
 
     def configure_optimizers(self):
         params = [p for p in self.net.parameters() if p.requires_grad]
@@ -79,7 +80,8 @@ class VAETrainingModule(TrainingModule):
                 self.weights)
             loss, optimizer, schedule, name = losses.total, g_opt, g_schedule, "train/loss"
             self.log_dict({"train/reconstruction": losses.reconstruction.total,
-                           "train/kl": losses.kl}, batch_size=audio.shape[0])
+                           "train/kl": losses.kl, "train/mel": losses.mel},
+                          batch_size=audio.shape[0])
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()
