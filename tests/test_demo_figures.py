@@ -1,0 +1,199 @@
+"""scripts/demo_figures.py end to end on the tiny fixture model, a tiny CLAP and a tiny
+corpus: the docs pages, their assets and links, and a resumed second run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SAO1_TINY
+from longplay.audio import load_audio, save_audio
+from longplay.config import CLAPTrainConfig, TrainerConfig
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "demo_figures.py"
+SR = 44100
+
+
+def load_script():
+    """The script as a module (registered in sys.modules, which its dataclass needs)."""
+    if "demo_figures" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("demo_figures", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["demo_figures"] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules["demo_figures"]
+            raise
+    return sys.modules["demo_figures"]
+
+
+@pytest.fixture(scope="module")
+def clap_folder(tmp_path_factory, tiny_bert) -> Path:
+    from longplay.conditioning import save_clap
+    from longplay.training.clap import build_clap
+
+    config = CLAPTrainConfig(text_encoder_path=str(tiny_bert), max_length=16, embed_dim=16,
+                             audio_widths=(8, 16), n_mels=16, window_samples=8192,
+                             trainer=TrainerConfig(seed=0))
+    return save_clap(build_clap(config).eval(), tmp_path_factory.mktemp("clap") / "clap")
+
+
+TRACKS = {
+    "t000": {"title": "Reel in D", "composer": None, "genre": "folk", "style": "Irish reel",
+             "instruments": ["fiddle", "guitar"], "bpm": 110, "key": "D major", "meter": "4/4"},
+    "t001": {"title": "Chorale", "composer": "J. S. Bach", "genre": "classical",
+             "style": "baroque chorale", "instruments": ["strings"], "bpm": 72.0,
+             "key": "G minor", "meter": "4/4"},
+    "t002": {"title": "Shuffle", "composer": "", "genre": "jazz", "style": "swing",
+             "instruments": ["piano", "double bass", "drum kit"], "bpm": 160, "key": None,
+             "meter": "4/4"},
+}
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """A corpus folder as ``longplay data build-corpus`` writes it, held-out split only:
+    test/<id>.flac (2 s, stereo, 44.1 kHz) with its metadata sidecar."""
+    test = tmp_path / "corpus" / "test"
+    test.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(2 * SR) / SR
+    for i, (track, fields) in enumerate(TRACKS.items()):
+        tone = 0.3 * torch.sin(2 * math.pi * 110 * (i + 2) * t)
+        audio = torch.stack([tone, tone]) + 0.02 * torch.randn(2, t.numel(), generator=g)
+        save_audio(test / f"{track}.flac", audio, SR)
+        metadata = {**fields, "duration_s": 2.0, "num_samples": t.numel(), "sample_rate": SR,
+                    "split": "test", "id": track, "licence": "CC0-1.0", "seed": i}
+        (test / f"{track}.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return test.parent
+
+
+def run_script(module, argv: list[str]) -> int:
+    return module.main([str(a) for a in argv])
+
+
+def image_links(markdown: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+
+
+@pytest.mark.slow
+def test_demo_figures_end_to_end_and_resumes(tmp_path, corpus, clap_folder) -> None:
+    module = load_script()
+    docs, work = tmp_path / "docs", tmp_path / "work"
+    argv = ["--corpus", corpus, "--model", SAO1_TINY, "--clap", clap_folder, "--out", docs,
+            "--work", work, "--steps", 2, "--per-prompt", 2, "--text-duration", 1,
+            "--timing-durations", "1,2,285"]
+    assert run_script(module, argv) == 0
+
+    # The committed prompt set: every held-out track, --per-prompt times, ids <track>_<k>.
+    rows = [json.loads(line) for line in
+            (docs / "evaluation" / "prompts.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"{t}_{k}" for t in TRACKS for k in range(2)]
+    assert all(r["duration_s"] == 1.0 for r in rows)
+    assert rows[0]["prompt"] == "Reel in D, folk, Irish reel, fiddle, guitar, 110 BPM, " \
+                                "D major, 4/4"
+    assert rows[2]["prompt"].startswith("Chorale, J. S. Bach, classical")
+
+    # Examples: every one clamped to the model's window, with its PNG and Ogg excerpt.
+    results = json.loads((docs / "demo" / "results.json").read_text())
+    window_s = results["window_s"]
+    assert 2.5 < window_s < 3.5  # the fixture model's window
+    assert [e["name"] for e in results["examples"]] == [e.name for e in module.EXAMPLES]
+    for example, row in zip(module.EXAMPLES, results["examples"], strict=True):
+        assert row["requested_s"] == example.duration_s
+        # Clipped to the longest tenth of a second that the window holds.
+        assert row["duration_s"] == min(example.duration_s, math.floor(window_s * 10) / 10)
+        assert (docs / "demo" / f"{row['name']}.png").stat().st_size > 0
+        ogg = load_audio(docs / "demo" / f"{row['name']}.ogg")
+        assert ogg.audio.shape[-1] == pytest.approx(row["duration_s"] * SR, abs=2)
+    assert {p.name for p in (docs / "demo").glob("*.ogg")} == \
+        {f"{e.name}.ogg" for e in module.EXAMPLES}
+
+    # The evaluation: generated and real CLAP scores, FD, VAE, timing, structure.
+    gen, real = results["generated"], results["real"]
+    assert gen["autoencoder"]["items"] == len(TRACKS)
+    assert gen["fd_clap"]["value"] >= 0
+    assert -1 <= gen["clap"]["vs_prompts"] <= 1 and gen["clap"]["vs_shuffled"] is not None
+    assert -1 <= real["clap"]["vs_prompts"] <= 1 and real["clap"]["vs_shuffled"] is not None
+    timing = gen["timing"]["items"]
+    assert [r["duration_s"] for r in timing][:2] == [1.0, 2.0]
+    assert timing[2]["duration_s"] < window_s  # 285 s is clipped to the window
+    assert results["timing_durations"] == [1.0, 2.0, 285.0]
+
+    demo = (docs / "demo.md").read_text()
+    evaluation = (docs / "evaluation.md").read_text()
+    assert "| paper (Stable Audio 2.0 VAE, 156M) | 1.19 | 0.71 | 7.14 |" in demo
+    vae_row = next(line for line in demo.splitlines() if line.startswith("| demo VAE ("))
+    assert "n/a" not in vae_row and len(vae_row.split("|")) == 6
+    assert re.search(r"^\| generated \| 6 \| -?\d\.\d{3} \| -?\d\.\d{3} \| -?\d\.\d{3} \|$",
+                     demo, re.M)
+    assert re.search(r"^\| real held-out tracks \| 3 \| -?\d\.\d{3} \| -?\d\.\d{3} \| "
+                     r"-?\d\.\d{3} \|$", demo, re.M)
+    for row in timing:
+        assert f"| {row['duration_s']:g} s |" in demo
+    for name in ("285", "4m45s"):
+        assert name not in demo.split("## Timing adherence")[1].split("## How")[0]
+    for row in results["examples"]:
+        asked = f" (asked {row['requested_s']:g} s)" if row["requested_s"] > window_s else ""
+        assert f"| {row['name']} | {row['prompt']} | {row['duration_s']:g} s{asked} |" in demo
+
+    # Every image and audio link of both pages points to a file next to them.
+    links = image_links(demo) + image_links(evaluation)
+    links += re.findall(r"\]\((demo/[^)]+\.ogg)\)", demo)
+    assert len(image_links(demo)) == len(module.EXAMPLES)
+    for link in links:
+        assert (docs / link).is_file(), link
+    timing_pngs = sorted((docs / "evaluation" / "timing").glob("*.png"))
+    structure_pngs = sorted((docs / "evaluation" / "structure").glob("*.png"))
+    assert len(timing_pngs) == 3 and structure_pngs
+    assert {f"evaluation/timing/{p.name}" for p in timing_pngs} <= set(links)
+    assert {f"evaluation/structure/{p.name}" for p in structure_pngs} <= set(links)
+    assert any("generated_" in link for link in links)
+    assert any("reference_" in link for link in links)
+    assert "# Evaluation of the bundled demo model" in evaluation
+    assert "--steps 2" in evaluation
+
+    # A second run keeps the examples and resumes the evaluation: nothing is regenerated.
+    audio = sorted((work / "generated" / "audio").glob("*.wav"))
+    timing_wavs = sorted((work / "generated" / "timing").glob("*.wav"))
+    assert len(audio) == 6 and len(timing_wavs) == 3
+    stamps = {p: p.stat().st_mtime_ns for p in
+              [*audio, *timing_wavs, *(docs / "demo").glob("*.ogg")]}
+    assert run_script(module, [*argv, "--skip-examples"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    again = json.loads((docs / "demo" / "results.json").read_text())
+    assert again["examples"] == results["examples"]
+    assert again["generated"]["clap"] == results["generated"]["clap"]
+    assert (docs / "demo.md").read_text() == demo
+
+
+def test_demo_figures_needs_a_corpus_test_split(tmp_path) -> None:
+    module = load_script()
+    with pytest.raises(SystemExit, match="does not exist"):
+        module.main(["--corpus", str(tmp_path), "--out", str(tmp_path / "docs")])
+
+
+def test_timing_durations_option() -> None:
+    module = load_script()
+    args = module.parse_args(["--corpus", "c", "--timing-durations", "10, 60,285"])
+    assert args.timing_durations == (10.0, 60.0, 285.0)
+    assert module.parse_args(["--corpus", "c"]).timing_durations == (10.0, 60.0, 285.0)
+    with pytest.raises(SystemExit):
+        module.parse_args(["--corpus", "c", "--timing-durations", "ten"])
+
+
+def test_durations_beyond_the_window_are_shortened() -> None:
+    module = load_script()
+    assert module.fitting_duration(20.0, 2.972) == 2.9
+    assert module.fitting_duration(2.0, 2.972) == 2.0
+    assert module.fitting_duration(285.0, 6144 * 2048 / 44100) == 285.0  # the demo window
+    assert module._minutes(6144 * 2048 / 44100) == "4m45s"
+    assert module._minutes(2.972) == "2.97 s"
