@@ -217,7 +217,8 @@ def test_silent_output_is_an_error() -> None:
                                                       (SAOS_TINY, "pingpong", 20.0)],
                          ids=["sao1-cfg7", "saos"])
 def test_bf16_stays_close_to_fp32(model: Path, sampler: str, min_si_sdr: float) -> None:
-    """The DiT in bf16, everything else in fp32: same generation within a stated bound
+    """The DiT and the VAE's convolutions in bf16, everything else in fp32: same generation
+    within a stated bound
     (measured on these random tiny models, where guidance 7 amplifies rounding: 12 dB
     and 27 dB SI-SDR of the decoded audio)."""
     from longplay.evaluation import si_sdr
@@ -230,6 +231,7 @@ def test_bf16_stays_close_to_fp32(model: Path, sampler: str, min_si_sdr: float) 
         return
     assert bf16.precision == "bf16" and bf16.model.dit.project_in.weight.dtype == torch.bfloat16
     assert next(bf16.model.vae.parameters()).dtype == torch.float32
+    assert bf16.model.vae.conv_dtype == torch.bfloat16 and fp32.model.vae.conv_dtype is None
     kwargs = dict(duration_s=1.0, num_inference_steps=8, sampler=sampler, seed=0)
     a, b = fp32("a calm piano", **kwargs), bf16("a calm piano", **kwargs)
     assert a.latents.dtype == b.latents.dtype == torch.float32
@@ -246,3 +248,28 @@ def test_bf16_falls_back_where_unsupported(monkeypatch, caplog) -> None:
     assert "running in fp32" in caplog.text
     with pytest.raises(ValueError, match="precision must be one of"):
         TextToMusicPipeline.from_pretrained(SAO1_TINY, precision="fp8")
+
+
+def test_decode_chunks_follow_the_memory_budget(monkeypatch) -> None:
+    """A tiny budget forces many decode chunks; the audio is the same as unchunked."""
+    from longplay.autoencoder import AudioVAE, model
+
+    pipe = TextToMusicPipeline.from_pretrained(SAO1_TINY)
+    whole = quick(pipe)
+    chunks: list[int | None] = []
+    original = AudioVAE.decode
+
+    def spy(self, latents, **kwargs):
+        chunks.append(kwargs.get("chunk_frames"))
+        return original(self, latents, **kwargs)
+
+    monkeypatch.setattr(AudioVAE, "decode", spy)
+    frames = whole.latents.shape[-1]
+    context = model.DEFAULT_CONTEXT_FRAMES
+    budget_frames = frames - 1  # just too little for the whole window
+    chunk = max(2 * context, budget_frames - 2 * context)
+    monkeypatch.setattr(model, "DECODE_MEMORY_BUDGET",
+                        budget_frames * pipe.model.vae.decode_bytes_per_frame())
+    chunked = quick(pipe)
+    assert frames > chunk and chunks == [chunk]
+    torch.testing.assert_close(chunked.audio, whole.audio, rtol=0, atol=1e-4)

@@ -153,3 +153,114 @@ def test_chunking_is_on_by_default_for_long_inputs() -> None:
     with torch.inference_mode():
         vae.decode(torch.randn(1, 8, 400))
     assert len(seen) > 1 and max(seen) < 400
+
+
+# -- Inference: folded weight norm and bf16 convolutions ---------------------------------
+
+
+def _conv_modules(vae: AudioVAE) -> list:
+    """The decoder's weight-normalised convolutions (decode does not use the encoder)."""
+    from longplay.layers import WeightNormedConv
+
+    return [m for m in vae.decoder.modules() if isinstance(m, WeightNormedConv)]
+
+
+def test_inference_folds_the_weight_norm_once_and_matches_the_training_path() -> None:
+    vae = debug_vae()
+    latents = torch.randn(1, 8, 12)
+    assert all(m._folded is None for m in _conv_modules(vae))
+    with torch.enable_grad():
+        reference = vae.decode(latents, chunk_frames=None).detach()
+    assert all(m._folded is None for m in _conv_modules(vae))  # gradients: no cache
+    with torch.inference_mode():
+        first = vae.decode(latents, chunk_frames=None)
+        folded = [m._folded[1] for m in _conv_modules(vae)]
+        second = vae.decode(latents, chunk_frames=None)
+    torch.testing.assert_close(first, reference, rtol=0, atol=1e-6)
+    assert torch.equal(first, second)
+    assert all(m._folded[1] is w for m, w in zip(_conv_modules(vae), folded, strict=True))
+
+
+def test_folded_weights_follow_optimiser_steps_and_loaded_weights() -> None:
+    vae = debug_vae()
+    latents = torch.randn(1, 8, 12)
+    with torch.no_grad():
+        before = vae.decode(latents, chunk_frames=None)
+    optimizer = torch.optim.SGD(vae.parameters(), lr=0.1)
+    vae.decode(latents, chunk_frames=None).square().mean().backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = vae.decode(latents, chunk_frames=None)
+    with torch.enable_grad():
+        expected = vae.decode(latents, chunk_frames=None).detach()
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected, rtol=0, atol=1e-6)
+
+    other = debug_vae(seed=1)
+    vae.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(vae.decode(latents, chunk_frames=None),
+                                   other.decode(latents, chunk_frames=None), rtol=0, atol=1e-6)
+
+
+def test_bf16_convolutions_stay_close_to_fp32_and_leave_training_alone() -> None:
+    from longplay.evaluation import si_sdr
+
+    vae = debug_vae()
+    latents = torch.randn(1, 8, 24)
+    with torch.inference_mode():
+        fp32 = vae.decode(latents, chunk_frames=None)
+    assert vae.set_conv_dtype(torch.bfloat16) is vae and vae.conv_dtype == torch.bfloat16
+    with torch.inference_mode():
+        bf16 = vae.decode(latents, chunk_frames=None)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    assert si_sdr(fp32[0], bf16[0]) > 30.0  # measured: about 45 dB on this random VAE
+    assert all(m._folded[1].dtype == torch.bfloat16 for m in _conv_modules(vae))
+    with torch.enable_grad():  # gradients: the fp32 weight-norm path, whatever the setting
+        torch.testing.assert_close(vae.decode(latents, chunk_frames=None).detach(), fp32,
+                                   rtol=0, atol=1e-6)
+    vae.set_conv_dtype(None)
+    with torch.inference_mode():
+        assert torch.equal(vae.decode(latents, chunk_frames=None), fp32)
+
+
+def test_auto_chunk_fits_the_memory_budget() -> None:
+    vae = debug_vae()
+    per_frame = vae.decode_bytes_per_frame()
+    assert vae.auto_chunk_frames(100, budget_bytes=200 * per_frame) is None  # fits whole
+    chunk = vae.auto_chunk_frames(1000, budget_bytes=200 * per_frame, context_frames=16)
+    assert chunk == 200 - 32  # the chunk and its two contexts fit the budget
+    assert vae.auto_chunk_frames(1000, batch=2, budget_bytes=200 * per_frame,
+                                 context_frames=16) == 100 - 32
+    assert vae.auto_chunk_frames(1000, budget_bytes=per_frame, context_frames=16) == 32
+    assert vae.decode_bytes_per_frame(dtype=torch.bfloat16) == per_frame / 2
+
+
+def test_auto_chunk_uses_at_most_half_the_available_memory(monkeypatch) -> None:
+    from longplay.autoencoder import model
+
+    vae = debug_vae()
+    per_frame = vae.decode_bytes_per_frame()
+    monkeypatch.setattr(model, "available_memory_bytes", lambda: int(2 * 300 * per_frame))
+    monkeypatch.setattr(model, "DECODE_MEMORY_BUDGET", 10**15)
+    assert vae.auto_chunk_frames(10**4, context_frames=16) == 300 - 32
+    monkeypatch.setattr(model, "DECODE_MEMORY_BUDGET", 100 * per_frame)
+    assert vae.auto_chunk_frames(10**4, context_frames=16) == 100 - 32
+    monkeypatch.setattr(model, "available_memory_bytes", lambda: None)
+    assert vae.auto_chunk_frames(10**4, context_frames=16) == 100 - 32
+
+
+def test_full_size_decode_estimate_keeps_a_4m45s_decode_under_3_gib() -> None:
+    with torch.device("meta"):
+        vae = build_vae(vae_preset("stable-audio-open-1.0"))
+    weights = sum(p.numel() for p in vae.decoder.parameters()) * 4
+    chunk = vae.auto_chunk_frames(6144, budget_bytes=model_budget())
+    activations = (chunk + 32) * vae.decode_bytes_per_frame()
+    # weights + folded copy + activations of one chunk + the 4m45s output buffer
+    assert 2 * weights + activations + 285 * 44100 * 2 * 4 < 3 * 2**30
+
+
+def model_budget() -> float:
+    from longplay.autoencoder.model import DECODE_MEMORY_BUDGET
+
+    return DECODE_MEMORY_BUDGET

@@ -31,7 +31,7 @@ import torch
 
 from longplay.autoencoder.blocks import ResidualUnit
 from longplay.autoencoder.model import AudioVAE
-from longplay.layers.conv import WNConvTranspose1d, _WeightNormed
+from longplay.layers import WeightNormedConv, WNConvTranspose1d
 
 
 @torch.no_grad()
@@ -40,7 +40,7 @@ def init_vae_for_training(vae: AudioVAE, *, residual_scale: float = 0.1,
                           generator: torch.Generator | None = None) -> AudioVAE:
     """Re-initialise ``vae`` in place (see the module docstring); returns it."""
     for module in vae.modules():
-        if isinstance(module, _WeightNormed):
+        if isinstance(module, WeightNormedConv):
             v = module.weight_v  # [O, I, K] (conv) or [I, O, K] (transposed)
             if isinstance(module, WNConvTranspose1d):
                 fan_in = v.shape[0] * v.shape[2] / module.stride

@@ -14,6 +14,7 @@ from torch import nn
 
 from longplay.autoencoder.blocks import OobleckDecoder, OobleckEncoder
 from longplay.autoencoder.distribution import LatentDistribution
+from longplay.layers import WeightNormedConv
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(chunks_done, chunks_total)`` after each chunk."""
@@ -28,6 +29,28 @@ DEFAULT_CONTEXT_FRAMES = 16
 The decoder's receptive field is about 9 latent frames on each side and the
 encoder's about 8, so 16 frames make chunked processing equal to whole-signal
 processing up to float rounding (SYSTEM.md: about 16 latents are needed)."""
+
+
+DECODE_MEMORY_BUDGET = 1.5 * 2**30
+"""Bytes of activations a decode may use by default (``auto_chunk_frames``): with the
+full-size VAE's weights this keeps a 4m45s decode under 3 GiB of peak RSS."""
+
+DECODE_BYTES_PER_SAMPLE_CHANNEL = 5.5
+"""Peak decoder activation memory per output sample, per channel of the decoder's
+last (full-rate) stage, per byte of the activation dtype: measured on the full-size
+VAE (benchmarks/vae_decode.py; about 5.5 MiB per latent frame in fp32)."""
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _chunk_spans(num_frames: int, chunk_frames: int | None,
@@ -81,6 +104,48 @@ class AudioVAE(nn.Module):
     def latent_rate(self) -> float:
         """Latent frames per second."""
         return self.sample_rate / self.hop_length
+
+    def set_conv_dtype(self, dtype: torch.dtype | None) -> AudioVAE:
+        """Run the convolutions of inference (no gradients) in ``dtype``, e.g.
+        ``torch.bfloat16`` on CPUs with AVX512-BF16 (about 1.5-2x faster decodes,
+        benchmarks/vae_decode.py); activations, the Snake nonlinearities and the output
+        keep the weights' dtype. None (the default) runs them in the input's dtype.
+        Training (gradients on) is not affected."""
+        for module in self.modules():
+            if isinstance(module, WeightNormedConv):
+                module.compute_dtype = dtype
+        return self
+
+    def decode_bytes_per_frame(self, batch: int = 1,
+                               dtype: torch.dtype = torch.float32) -> float:
+        """Estimated peak activation bytes of decoding one latent frame."""
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        channels = self.decoder.head.weight_v.shape[1]  # the full-rate stage's width
+        return DECODE_BYTES_PER_SAMPLE_CHANNEL * channels * self.hop_length * itemsize * batch
+
+    def auto_chunk_frames(self, num_frames: int, *, batch: int = 1,
+                          dtype: torch.dtype = torch.float32,
+                          budget_bytes: float | None = None,
+                          context_frames: int = DEFAULT_CONTEXT_FRAMES) -> int | None:
+        """The largest decode chunk (in latent frames) whose activations fit in
+        ``budget_bytes``: by default the smaller of ``DECODE_MEMORY_BUDGET`` and half the
+        memory available now. None (no chunking) when the whole input fits. Larger
+        chunks are faster (less context decoded twice); smaller ones use less memory.
+        Never below 2 * ``context_frames``, where the overlap would dominate."""
+        if budget_bytes is None:
+            available = available_memory_bytes()
+            budget_bytes = DECODE_MEMORY_BUDGET if available is None else min(
+                DECODE_MEMORY_BUDGET, 0.5 * available)
+        frames = int(budget_bytes // self.decode_bytes_per_frame(batch, dtype))
+        if frames >= num_frames:
+            return None
+        return max(2 * context_frames, frames - 2 * context_frames)
+
+    @property
+    def conv_dtype(self) -> torch.dtype | None:
+        """The dtype set by :meth:`set_conv_dtype` (None: the input's)."""
+        return next((m.compute_dtype for m in self.modules() if isinstance(m, WeightNormedConv)),
+                    None)
 
     def encode(self, audio: torch.Tensor, *, pad: bool = True,
                chunk_frames: int | None = DEFAULT_CHUNK_FRAMES,

@@ -1,7 +1,7 @@
 """Shared neural building blocks with no knowledge of any model."""
 
 from longplay.layers.activations import SnakeBeta
-from longplay.layers.conv import WNConv1d, WNConvTranspose1d
+from longplay.layers.conv import WeightNormedConv, WNConv1d, WNConvTranspose1d
 from longplay.layers.embeddings import (
     FourierFeatures,
     apply_rotary,
@@ -14,6 +14,7 @@ __all__ = [
     "SnakeBeta",
     "WNConv1d",
     "WNConvTranspose1d",
+    "WeightNormedConv",
     "apply_rotary",
     "rotary_angles",
     "rotary_inverse_frequencies",

@@ -2,8 +2,16 @@
 
 The weight is ``g * v / ||v||`` with the norm taken over every dimension but the
 first (PyTorch's ``weight_norm(dim=0)``). Parameters are named ``weight_g``,
-``weight_v`` and ``bias`` as in the public checkpoints, and the direction is
-recomputed on each call so that training and inference share one module.
+``weight_v`` and ``bias`` as in the public checkpoints, so that training and
+inference share one module. When gradients are on, the weight is recomputed on each
+call. Without gradients (``torch.inference_mode`` / ``torch.no_grad``) the folded
+weight is computed once and cached, as a plain convolution weight, until a parameter
+changes (an optimiser step or ``load_state_dict`` bumps its version counter).
+
+``compute_dtype`` (default None: the input's dtype) runs the convolution itself in
+another precision without gradients, e.g. bfloat16 through oneDNN on CPUs with
+AVX512-BF16: the input is cast, the weight and bias are cached in that dtype, and the
+output is cast back, so the activations between convolutions keep their dtype.
 
 Shape legend: B batch, D channels, N positions along time.
 """
@@ -23,7 +31,7 @@ def _weight_norm(weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor
     return weight_v * (weight_g / norm)
 
 
-class _WeightNormed(nn.Module):
+class WeightNormedConv(nn.Module):
     """Holds ``weight_v`` [A, B, K], ``weight_g`` [A, 1, 1] and an optional ``bias``,
     initialised like PyTorch's convolutions with ||v|| = g."""
 
@@ -39,14 +47,43 @@ class _WeightNormed(nn.Module):
             self.bias = nn.Parameter(torch.empty(bias_size).uniform_(-bound, bound))
         else:
             self.register_parameter("bias", None)
+        self.compute_dtype: torch.dtype | None = None
+        self._folded: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
 
     @property
     def weight(self) -> torch.Tensor:
         """The effective convolution weight, shaped like ``weight_v``."""
         return _weight_norm(self.weight_g, self.weight_v)
 
+    def _folded_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The folded weight and the bias in ``dtype``, cached while no parameter changes."""
+        params = [self.weight_g, self.weight_v] + ([] if self.bias is None else [self.bias])
+        # Inference tensors (parameters made under inference_mode) have no version
+        # counter; they cannot change outside inference_mode, so their identity is the key.
+        key = (dtype, self.weight_v.device, *(-1 if p.is_inference() else p._version
+                                              for p in params), *(id(p) for p in params))
+        if self._folded is None or self._folded[0] != key:
+            with torch.no_grad():
+                weight = self.weight.to(dtype)
+                bias = None if self.bias is None else self.bias.to(dtype)
+            self._folded = (key, weight, bias)
+        return self._folded[1], self._folded[2]
 
-class WNConv1d(_WeightNormed):
+    def _apply_conv(self, x: torch.Tensor, conv) -> torch.Tensor:
+        """``conv(x, weight, bias)``: through the weight norm with gradients, else with the
+        cached folded weight in ``compute_dtype``."""
+        if torch.is_grad_enabled():
+            return conv(x, self.weight, self.bias)
+        dtype = self.compute_dtype or x.dtype
+        weight, bias = self._folded_params(dtype)
+        return conv(x.to(dtype), weight, bias).to(x.dtype)
+
+    def _apply(self, fn, recurse: bool = True):
+        self._folded = None  # .to(), .half(), ...: fold again from the moved parameters
+        return super()._apply(fn, recurse)
+
+
+class WNConv1d(WeightNormedConv):
     """Conv1d with weight normalisation; same arguments as ``nn.Conv1d``.
     weight_v: [O, I, K], weight_g: [O, 1, 1]."""
 
@@ -60,10 +97,11 @@ class WNConv1d(_WeightNormed):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, I, N] -> [B, O, N']."""
-        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return self._apply_conv(x, lambda x, w, b: F.conv1d(x, w, b, self.stride, self.padding,
+                                                            self.dilation))
 
 
-class WNConvTranspose1d(_WeightNormed):
+class WNConvTranspose1d(WeightNormedConv):
     """ConvTranspose1d with weight normalisation over dim 0 of its weight.
     weight_v: [I, O, K], weight_g: [I, 1, 1]."""
 
@@ -76,4 +114,5 @@ class WNConvTranspose1d(_WeightNormed):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, I, N] -> [B, O, N * stride] (for kernel 2*stride, padding ceil(stride/2))."""
-        return F.conv_transpose1d(x, self.weight, self.bias, self.stride, self.padding)
+        return self._apply_conv(x, lambda x, w, b: F.conv_transpose1d(x, w, b, self.stride,
+                                                                      self.padding))
