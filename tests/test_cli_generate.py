@@ -78,3 +78,32 @@ def test_info_describes_the_model(capsys) -> None:
     assert info["parameters_total"] == (info["vae"]["parameters"] + info["dit"]["parameters"]
                                         + info["conditioning"]["parameters"])
     assert run("info", "/nonexistent/model") == 2
+
+
+def test_threads_option_sets_torch_threads_only_when_given(capsys) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert run("info", SAO1_TINY) == 0
+        assert torch.get_num_threads() == before  # no option: torch's own choice
+        assert run("--threads", "1", "info", SAO1_TINY) == 0
+        assert torch.get_num_threads() == 1
+        assert run("--threads", "0", "info", SAO1_TINY) == 2
+        assert "--threads must be >= 1" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_importing_longplay_leaves_torch_settings_alone() -> None:
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1); "
+            "state = (torch.get_num_threads(), torch.get_default_dtype(), "
+            "torch.are_deterministic_algorithms_enabled(), torch.is_grad_enabled()); "
+            "import longplay, longplay.pipelines, longplay.cli.main, longplay.training.runner; "
+            "assert state == (torch.get_num_threads(), torch.get_default_dtype(), "
+            "torch.are_deterministic_algorithms_enabled(), torch.is_grad_enabled()), state")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

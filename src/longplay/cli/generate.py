@@ -63,8 +63,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "such as the demo model)")
     gen.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                      help="bf16 runs the diffusion transformer in bfloat16 where the device "
-                          "supports it (about 2x faster on CPUs with AVX512-BF16; the VAE "
-                          "stays in fp32); default fp32")
+                          "supports it (about 2x faster on CPUs with AVX512-BF16), and on a "
+                          "CPU the VAE's convolutions too (activations stay fp32); default "
+                          "fp32")
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(run=run_generate)

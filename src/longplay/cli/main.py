@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"longplay {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch's operators (default: torch's own choice, "
+                             "one per physical core, or OMP_NUM_THREADS when set)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     generate_cli.add_parsers(sub)
     vae_cli.add_parser(sub)
@@ -40,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
     return parser
+
+
+def _set_threads(threads: int | None) -> None:
+    """The command's thread count. Only the command line sets it: importing longplay
+    never changes torch's global settings."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _quiet_transformers() -> None:
@@ -59,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s: %(message)s")
     _quiet_transformers()
     try:
+        _set_threads(args.threads)
         return int(args.run(args) or 0)
     except USER_ERRORS as err:
         if args.verbose:
