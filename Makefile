@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # with the index of your choice.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format demo bench clean browser-deps
+.PHONY: install eval-deps test test-fast lint format demo bench clean browser-deps
 
 install: $(VENV)/.installed
 
@@ -15,7 +15,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(MAKE) eval-deps
 	touch $@
+
+# The pretrained models of FD_openl3 and KL_passt (longplay evaluate): PyTorch ports
+# installed without their declared dependencies, which (torchaudio; timm, which needs
+# torchvision) would replace the CPU build of torch; the dependencies their code needs
+# are the eval extra (pyproject.toml). The weights are local files (README, "Evaluate").
+EVAL_PORTS := torchopenl3==1.0.1 hear21passt==0.0.26
+eval-deps:
+	$(PY) -m pip install --quiet -e ".[eval]"
+	$(PY) -m pip install --quiet --no-deps $(EVAL_PORTS)
 
 # Debian's chromium for the browser test (root or sudo; CI runs this).
 browser-deps:
