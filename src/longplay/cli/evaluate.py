@@ -48,8 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "duration beyond the window is clipped to it)")
     ev.add_argument("--max-items", type=int, default=None)
     ev.add_argument("--laion-clap", type=Path, help="local LAION-CLAP Hugging Face folder")
-    ev.add_argument("--openl3", type=Path, help="torchopenl3 weights (optional)")
-    ev.add_argument("--passt", type=Path, help="PaSST checkpoint")
+    ev.add_argument("--openl3", type=Path,
+                    help="for fd_openl3: torchopenl3_mel256_music_512.pth.tar (or its folder)")
+    ev.add_argument("--passt", type=Path,
+                    help="for kl_passt: passt-s-f128-p16-s10-ap.476-swa.pt (or its folder)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(run=run_evaluate)
 

@@ -347,7 +347,7 @@ class Evaluation:
             report.metrics[name] = {"value": fd.compute()}
         else:
             logits = embedders.passt(c.passt)
-            kl = KLDivergence()
+            kl = KLDivergence(eps=1e-6)  # as stable-audio-metrics' passt_kld
             reference = _audio_files(c.reference)
             paired = [i.id for i in self.items if i.id in reference]
             if not paired:
