@@ -383,3 +383,30 @@ def test_registry_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match="dpmpp-3m-sde") as info:
         get_sampler("dpm++")
     assert "'dpm++'" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["euler", "dpmpp-2m", "dpmpp-2m-sde", "dpmpp-3m-sde",
+                                  "rf-euler", "rf-dpmpp", "pingpong"])
+def test_sampling_loops_read_no_tensor_values_on_the_host(name: str, monkeypatch) -> None:
+    """On a GPU, reading a tensor's value (bool, float, item) in the loop would stall the
+    device once per step: the loops branch on a host copy of the grid made up front."""
+    from longplay.diffusion import samplers
+
+    spec = get_sampler(name)
+    if spec.kind == "rf":
+        sigmas, denoiser = rf_t_grid(6).to(F64), RFDenoiser(rf_velocity)
+        denoiser = rf_flow_map if name == "pingpong" else denoiser
+    else:
+        sigmas, denoiser = log_linear_sigmas(6, 0.1, SIGMA_MAX).to(F64), ve_denoiser
+    x = _randn(2, 3, 4, seed=0) * float(sigmas[0])
+    generator = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(samplers, "_check_grid", lambda *a, **k: None)  # validation may read
+
+    def refuse(self, *args):
+        raise AssertionError("a tensor value was read on the host inside the sampling loop")
+
+    for method in ("__bool__", "__float__", "__int__", "item"):
+        monkeypatch.setattr(torch.Tensor, method, refuse)
+    out = spec.fn(denoiser, x, sigmas, generator=generator)
+    monkeypatch.undo()
+    assert out.shape == x.shape and torch.isfinite(out).all()

@@ -213,12 +213,13 @@ def sample_dpmpp_2m(
         return sigma.log().neg()
 
     old_denoised = None
+    levels = sigmas.tolist()  # host copy: no device sync per step
     for i in range(len(sigmas) - 1):
         denoised = denoiser(x, sigmas[i] * s_in)
         _report(callback, i, x, sigmas[i], denoised)
         t, t_next = t_fn(sigmas[i]), t_fn(sigmas[i + 1])
         h = t_next - t
-        if old_denoised is None or sigmas[i + 1] == 0:
+        if old_denoised is None or levels[i + 1] == 0:
             x = (sigma_fn(t_next) / sigma_fn(t)) * x - (-h).expm1() * denoised
         else:
             h_last = t - t_fn(sigmas[i - 1])
@@ -262,10 +263,11 @@ def sample_dpmpp_2m_sde(
     s_in = x.new_ones([x.shape[0]])
     old_denoised = None
     h_last = None
+    levels = sigmas.tolist()  # host copy: no device sync per step
     for i in range(len(sigmas) - 1):
         denoised = denoiser(x, sigmas[i] * s_in)
         _report(callback, i, x, sigmas[i], denoised)
-        if sigmas[i + 1] == 0:
+        if levels[i + 1] == 0:
             x = denoised  # denoising step
         else:
             t, s = -sigmas[i].log(), -sigmas[i + 1].log()
@@ -313,10 +315,11 @@ def sample_dpmpp_3m_sde(
     s_in = x.new_ones([x.shape[0]])
     denoised_1 = denoised_2 = None
     h = h_1 = h_2 = None
+    levels = sigmas.tolist()  # host copy: no device sync per step
     for i in range(len(sigmas) - 1):
         denoised = denoiser(x, sigmas[i] * s_in)
         _report(callback, i, x, sigmas[i], denoised)
-        if sigmas[i + 1] == 0:
+        if levels[i + 1] == 0:
             x = denoised  # denoising step
         else:
             t, s = -sigmas[i].log(), -sigmas[i + 1].log()
@@ -410,11 +413,12 @@ def sample_rf_dpmpp(
         return (1 - t).clamp(min=RF_DPMPP_MIN_ALPHA).log() - t.log()
 
     old_denoised = None
+    levels = sigmas.tolist()  # host copy: no device sync per step
     for i in range(len(sigmas) - 1):
         t_curr, t_next = sigmas[i], sigmas[i + 1]
         denoised = denoiser(x, t_curr * s_in)
         _report(callback, i, x, t_curr, denoised)
-        if t_next == 0:
+        if levels[i + 1] == 0:
             x = denoised
         else:
             alpha_next = 1 - t_next
