@@ -66,6 +66,8 @@ bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/dit_step.py
 	$(PY) benchmarks/vae_decode.py
+	$(PY) benchmarks/end_to_end.py
+	$(PY) benchmarks/profiles.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -12,11 +12,15 @@ Rows:
   memory-aware chunk size the pipeline uses (``AudioVAE.auto_chunk_frames``);
 - for 10 s also longplay fp32 unchunked, the same computation as the reference.
 
-Decode times are medians of ``--repeats`` decodes after a warm-up (10 s only; longer
-ones are timed once). The ratio compares seconds per audio-second with the reference's
-10 s decode. Outputs of 10 s decodes are compared with the reference (SI-SDR, max
-difference). The reference is not run beyond 60 s: it needs about 9 GB for 60 s and
-does not fit 4m45s in 24 GiB.
+Speed (the ratios): one process holds the reference and longplay and decodes 10 s
+with each in turn, ``--repeats`` rounds after a warm-up round; a round's ratio is the
+reference's time over longplay's, and the table gives the median ratio. Interleaving
+matters on shared machines, whose speed drifts by 2x within minutes. Outputs are
+compared with the reference's (SI-SDR, max difference).
+
+Memory (peak RSS) and the long decodes: each row a fresh process with one decode
+(its time is shown too, but compare those across rows with care). The reference is
+not run beyond 60 s: it needs about 9 GB for 60 s and does not fit 4m45s in 24 GiB.
 
     pip install -e ".[bench]"
     python benchmarks/vae_decode.py                 # 10 s, 60 s, 285 s
@@ -91,14 +95,10 @@ def worker(args) -> dict:
         runs = args.repeats + 1 if args.repeats > 1 else 1
         for _ in range(runs):
             start = time.perf_counter()
-            audio = decode()
+            decode()
             times.append(time.perf_counter() - start)
     if args.repeats > 1:
         times = times[1:]  # the first run warms up allocators and oneDNN kernels
-    if args.save:
-        import numpy as np
-
-        np.save(args.save, audio[0].float().numpy())
     seconds = statistics.median(times)
     return {"impl": args.impl, "precision": args.precision, "seconds": args.seconds,
             "chunk_frames": chunk, "decode_s": seconds, "runs": len(times),
@@ -107,31 +107,58 @@ def worker(args) -> dict:
             "rss_after_model_bytes": rss_model, "threads": torch.get_num_threads()}
 
 
+def interleaved(args) -> dict:
+    """Rounds of (reference, longplay fp32, longplay bf16) 10 s decodes in one process."""
+    import torch
+    from diffusers import AutoencoderOobleck
+
+    from longplay.checkpoints import load_vae
+    from longplay.evaluation import si_sdr
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    latents = _latents(args.seconds)
+    reference = AutoencoderOobleck.from_pretrained(args.weights).eval()
+    fp32 = load_vae(args.weights).eval()
+    bf16 = load_vae(args.weights).eval().set_conv_dtype(torch.bfloat16)
+    runs = {"reference": lambda: reference.decode(latents).sample,
+            "fp32": lambda: fp32.decode(latents, chunk_frames=fp32.auto_chunk_frames(
+                latents.shape[-1])),
+            "bf16": lambda: bf16.decode(latents, chunk_frames=bf16.auto_chunk_frames(
+                latents.shape[-1]))}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    outputs = {}
+    with torch.inference_mode():
+        for round_ in range(args.repeats + 1):
+            for name, fn in runs.items():
+                start = time.perf_counter()
+                outputs[name] = fn()
+                if round_:  # round 0 warms up
+                    times[name].append(time.perf_counter() - start)
+    result = {"seconds": args.seconds, "rounds": args.repeats, "times": times}
+    for name in ("fp32", "bf16"):
+        ratios = [r / t for r, t in zip(times["reference"], times[name], strict=True)]
+        result[name] = {"median_ratio": statistics.median(ratios), "ratios": ratios,
+                        "median_s": statistics.median(times[name]),
+                        "si_sdr_db": si_sdr(outputs["reference"][0], outputs[name][0]),
+                        "max_abs_diff": float((outputs["reference"] - outputs[name]).abs().max())}
+    result["reference_median_s"] = statistics.median(times["reference"])
+    return result
+
+
 def run_one(weights: Path, impl: str, precision: str, seconds: float, chunk: str,
-            repeats: int, threads: int | None, save: Path | None) -> dict:
+            repeats: int, threads: int | None) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--weights", str(weights), "--impl", impl,
            "--precision", precision, "--seconds", str(seconds), "--chunk", chunk,
            "--repeats", str(repeats)]
     if threads:
         cmd += ["--threads", str(threads)]
-    if save is not None:
-        cmd += ["--save", str(save)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         lines = out.stderr.strip().splitlines()
         return {"impl": impl, "precision": precision, "seconds": seconds, "chunk": chunk,
                 "error": lines[-1] if lines else f"exit code {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def compare(reference: Path, other: Path) -> dict:
-    import numpy as np
-    import torch
-
-    from longplay.evaluation import si_sdr
-
-    a, b = torch.from_numpy(np.load(reference)), torch.from_numpy(np.load(other))
-    return {"si_sdr_db": si_sdr(a, b), "max_abs_diff": float((a - b).abs().max())}
 
 
 def gib(n: float) -> str:
@@ -145,82 +172,89 @@ def _mode(r: dict) -> str:
     return "whole" if chunk in (None, "none") else f"chunks of {chunk}"
 
 
-def table(rows: list[dict]) -> str:
+def speed_table(result: dict) -> str:
+    seconds = result["seconds"]
+    lines = [f"| implementation | precision | median {seconds:g} s decode (s) | s per audio-s "
+             "| speed vs reference (median of rounds) | SI-SDR vs reference (dB) "
+             "| max abs diff |", "|---|---|---:|---:|---:|---:|---:|",
+             f"| diffusers (reference) | fp32 | {result['reference_median_s']:.1f} | "
+             f"{result['reference_median_s'] / seconds:.2f} | 1.00x | | |"]
+    for name in ("fp32", "bf16"):
+        r = result[name]
+        lines.append(f"| longplay | {name} | {r['median_s']:.1f} | {r['median_s'] / seconds:.2f} "
+                     f"| {r['median_ratio']:.2f}x ({', '.join(f'{x:.2f}' for x in r['ratios'])})"
+                     f" | {r['si_sdr_db']:.1f} | {r['max_abs_diff']:.1e} |")
+    return "\n".join(lines)
+
+
+def memory_table(rows: list[dict]) -> str:
     lines = ["| audio | implementation | precision | mode | decode (s) | s per audio-s "
-             "| vs reference 10 s | peak RSS (GiB) | SI-SDR vs reference (dB) |",
-             "|---:|---|---|---|---:|---:|---:|---:|---:|"]
-    base = next((r for r in rows if r["impl"] == "reference" and r["seconds"] == 10
-                 and "error" not in r), None)
+             "| peak RSS (GiB) |", "|---:|---|---|---|---:|---:|---:|"]
     for r in rows:
         name = "diffusers (reference)" if r["impl"] == "reference" else "longplay"
         head = f"| {r['seconds']:.0f} s | {name} | {r['precision']} | {_mode(r)} |"
         if "error" in r:
-            lines.append(f"{head} failed: {r['error']} | | | | |")
+            lines.append(f"{head} failed: {r['error']} | | |")
             continue
-        ratio = f"{base['s_per_audio_s'] / r['s_per_audio_s']:.2f}x" if base else "-"
-        quality = f"{r['si_sdr_db']:.1f}" if "si_sdr_db" in r else ""
-        lines.append(f"{head} {r['decode_s']:.1f} | {r['s_per_audio_s']:.2f} | {ratio} | "
-                     f"{gib(r['peak_rss_bytes'])} | {quality} |")
+        lines.append(f"{head} {r['decode_s']:.1f} | {r['s_per_audio_s']:.2f} | "
+                     f"{gib(r['peak_rss_bytes'])} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="*", default=[10.0, 60.0, 285.0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed decodes of 10 s")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved rounds of 10 s decodes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="longplay", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--chunk", default="auto", help=argparse.SUPPRESS)
-    parser.add_argument("--save", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         args.seconds = args.seconds[0]
-        print(json.dumps(worker(args)))
+        print(json.dumps(interleaved(args) if args.impl == "interleaved" else worker(args)))
         return 0
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "vae"
         save_reference(weights)
+        speed = run_one(weights, "interleaved", "fp32", 10.0, "auto", args.repeats,
+                        args.threads)
+        if "error" in speed:
+            raise SystemExit(f"the interleaved 10 s decodes failed: {speed['error']}")
+        print(speed_table(speed), flush=True)
         for seconds in args.seconds:
-            short = seconds <= 10
-            repeats = args.repeats if short else 1
-            plan = []
-            if seconds <= REFERENCE_MAX_SECONDS:
-                plan.append(("reference", "fp32", "none"))
-            if short:
-                plan.append(("longplay", "fp32", "none"))
+            plan = [("reference", "fp32", "none")] if seconds <= REFERENCE_MAX_SECONDS else []
             plan += [("longplay", "fp32", "auto"), ("longplay", "bf16", "auto")]
-            outputs = {}
             for impl, precision, chunk in plan:
-                save = Path(tmp) / f"{impl}-{precision}-{chunk}.npy" if short else None
-                row = run_one(weights, impl, precision, seconds, chunk, repeats, args.threads,
-                              save)
-                if save is not None and "error" not in row:
-                    outputs[(impl, precision, chunk)] = save
-                    if impl != "reference" and ("reference", "fp32", "none") in outputs:
-                        row |= compare(outputs[("reference", "fp32", "none")], save)
+                row = run_one(weights, impl, precision, seconds, chunk, 1, args.threads)
                 rows.append(row)
-                print(table([row]).splitlines()[-1], flush=True)
+                print(memory_table([row]).splitlines()[-1], flush=True)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     text = (f"# VAE decode, full-size Stable Audio Open 1.0 VAE (random weights)\n\n"
-            f"Machine: {machine}. Each row a fresh process; 10 s rows are medians of "
-            f"{args.repeats} decodes after a warm-up, longer rows one decode. The reference "
-            f"is diffusers' AutoencoderOobleck on the same weights, whole-signal fp32 (not "
-            f"run beyond {REFERENCE_MAX_SECONDS:.0f} s: it does not fit 4m45s in 24 GiB). "
-            f"longplay's chunks are the memory-aware default (`auto_chunk_frames`); bf16 = "
-            f"the convolutions in bfloat16 through oneDNN, activations in fp32.\n\n"
-            f"{table(rows)}\n")
+            f"Machine: {machine}. The reference is diffusers' AutoencoderOobleck on the same "
+            f"weights, whole-signal fp32. longplay's chunks are the memory-aware default "
+            f"(`auto_chunk_frames`; a 10 s decode fits whole); bf16 = the convolutions in "
+            f"bfloat16 through oneDNN, activations in fp32.\n\n"
+            f"## Speed: 10 s, interleaved in one process ({speed['rounds']} rounds after a "
+            f"warm-up)\n\n{speed_table(speed)}\n\n"
+            f"## Peak memory and long decodes: one decode per fresh process\n\n"
+            f"Times in this table come from different moments of a shared machine; use the "
+            f"table above for speed. The reference is not run beyond "
+            f"{REFERENCE_MAX_SECONDS:.0f} s (it does not fit 4m45s in 24 GiB).\n\n"
+            f"{memory_table(rows)}\n")
     print()
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "vae_decode.md").write_text(text)
-    (RESULTS / "vae_decode.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (RESULTS / "vae_decode.json").write_text(json.dumps({"speed": speed, "memory": rows},
+                                                        indent=2) + "\n")
     return 0
 
 
