@@ -50,6 +50,20 @@ def tiny_bert(tmp_path_factory) -> Path:
 INSTALL_HINTS = ("apt-get install", "pip install", "corpus-deps", "browser-deps")
 
 
+@pytest.fixture(scope="module")
+def clap_folder(tmp_path_factory, tiny_bert) -> Path:
+    """A random tiny CLAP (audio tower and projections, the tiny BERT as text tower)
+    saved as a CLAP folder."""
+    from longplay.conditioning import save_clap
+    from longplay.config import CLAPTrainConfig, TrainerConfig
+    from longplay.training.clap import build_clap
+
+    config = CLAPTrainConfig(text_encoder_path=str(tiny_bert), max_length=16, embed_dim=16,
+                             audio_widths=(8, 16), n_mels=16, window_samples=8192,
+                             trainer=TrainerConfig(seed=0))
+    return save_clap(build_clap(config).eval(), tmp_path_factory.mktemp("clap") / "clap")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """In CI (CI set), a test skipped because a tool is not installed is a failure:

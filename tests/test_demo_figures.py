@@ -15,7 +15,6 @@ import torch
 
 from conftest import SAO1_TINY
 from longplay.audio import load_audio, save_audio
-from longplay.config import CLAPTrainConfig, TrainerConfig
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "demo_figures.py"
 SR = 44100
@@ -33,17 +32,6 @@ def load_script():
             del sys.modules["demo_figures"]
             raise
     return sys.modules["demo_figures"]
-
-
-@pytest.fixture(scope="module")
-def clap_folder(tmp_path_factory, tiny_bert) -> Path:
-    from longplay.conditioning import save_clap
-    from longplay.training.clap import build_clap
-
-    config = CLAPTrainConfig(text_encoder_path=str(tiny_bert), max_length=16, embed_dim=16,
-                             audio_widths=(8, 16), n_mels=16, window_samples=8192,
-                             trainer=TrainerConfig(seed=0))
-    return save_clap(build_clap(config).eval(), tmp_path_factory.mktemp("clap") / "clap")
 
 
 TRACKS = {

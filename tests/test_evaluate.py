@@ -12,20 +12,8 @@ import torch
 from conftest import SAO1_TINY
 from longplay.audio import save_audio
 from longplay.cli.main import main
-from longplay.config import CLAPTrainConfig, TrainerConfig
 from longplay.evaluation.embedders import own_clap, peak_normalise, windows
 from longplay.evaluation.runner import Evaluation, EvaluationConfig
-
-
-@pytest.fixture(scope="module")
-def clap_folder(tmp_path_factory, tiny_bert) -> Path:
-    from longplay.conditioning import save_clap
-    from longplay.training.clap import build_clap
-
-    config = CLAPTrainConfig(text_encoder_path=str(tiny_bert), max_length=16, embed_dim=16,
-                             audio_widths=(8, 16), n_mels=16, window_samples=8192,
-                             trainer=TrainerConfig(seed=0))
-    return save_clap(build_clap(config).eval(), tmp_path_factory.mktemp("clap") / "clap")
 
 
 @pytest.fixture

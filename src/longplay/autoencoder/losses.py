@@ -137,6 +137,17 @@ class AWeighting(nn.Module):
 # --- Reconstruction ------------------------------------------------------------------------
 
 
+def _float_pair(prediction: torch.Tensor,
+                target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checks two [B, C, S] signals of one shape and promotes them to at least float32, so
+    that STFTs and logs stay accurate under half-precision autocast."""
+    if prediction.shape != target.shape or prediction.dim() != 3:
+        raise ValueError("prediction and target must both be [B, C, S], got "
+                         f"{tuple(prediction.shape)} and {tuple(target.shape)}")
+    dtype = torch.promote_types(prediction.dtype, torch.float32)
+    return prediction.to(dtype), target.to(dtype)
+
+
 class MultiResolutionSTFTLoss(nn.Module):
     """Multi-resolution STFT loss (Parallel WaveGAN, Yamamoto et al. 2020), as auraloss's
     ``MultiResolutionSTFTLoss`` with ``perceptual_weighting=True`` in stable-audio-tools.
@@ -167,12 +178,7 @@ class MultiResolutionSTFTLoss(nn.Module):
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """prediction, target: [B, C, S] with S > max(fft_sizes) / 2 -> scalar."""
-        if prediction.shape != target.shape or prediction.dim() != 3:
-            raise ValueError("prediction and target must both be [B, C, S], got "
-                             f"{tuple(prediction.shape)} and {tuple(target.shape)}")
-        # STFTs and logs in at least float32, also under half-precision autocast.
-        dtype = torch.promote_types(prediction.dtype, torch.float32)
-        prediction, target = prediction.to(dtype), target.to(dtype)
+        prediction, target = _float_pair(prediction, target)
         if self.weighting is not None:
             prediction, target = self.weighting(prediction), self.weighting(target)
         total = prediction.new_zeros(())
@@ -216,11 +222,8 @@ class MultiScaleMelLoss(nn.Module):
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """prediction, target: [B, C, S] -> scalar."""
-        if prediction.shape != target.shape or prediction.dim() != 3:
-            raise ValueError("prediction and target must both be [B, C, S], got "
-                             f"{tuple(prediction.shape)} and {tuple(target.shape)}")
-        dtype = torch.promote_types(prediction.dtype, torch.float32)
-        prediction, target = prediction.to(dtype), target.to(dtype)
+        prediction, target = _float_pair(prediction, target)
+        dtype = prediction.dtype
         total = prediction.new_zeros(())
         for n, m in self.scales:
             fb = getattr(self, f"filterbank_{n}_{m}").to(dtype)  # [M, F]
