@@ -62,11 +62,14 @@ def test_evaluate_end_to_end_and_resumes(tmp_path, prompts, reference, clap_fold
         assert title in markdown
     # A rerun keeps finished generations.
     stamp = (out / "audio" / "a.wav").stat().st_mtime_ns
+    timing_stamp = (out / "timing" / "1.wav").stat().st_mtime_ns
     assert main([str(a) for a in args]) == 0
     assert (out / "audio" / "a.wav").stat().st_mtime_ns == stamp
-    # A changed request regenerates.
+    assert (out / "timing" / "1.wav").stat().st_mtime_ns == timing_stamp
+    # A changed request regenerates, the timing generations included.
     assert main([str(a) for a in [*args[:-3], "--seed", "5", "-o", out, "--no-progress"]]) == 0
     assert json.loads((out / "audio" / "a.json").read_text())["request"]["seed"] == 5
+    assert json.loads((out / "timing" / "1.json").read_text())["request"]["seed"] == 10_005
 
 
 def test_evaluate_takes_generated_audio(tmp_path, prompts, reference, clap_folder) -> None:

@@ -249,13 +249,21 @@ class Evaluation:
                 duration = math.floor((window_s - 0.2) * 10) / 10  # the longest that fits
             guard = min(1.0, (window_s - duration) / 2)
             path = folder / f"{duration:g}.wav"
-            if not path.exists():
-                out = pipe(prompt, duration_s=duration, num_inference_steps=self.config.steps,
-                           guidance_scale=self.config.guidance_scale,
-                           seed=self.config.seed + 10_000 + i, window="full")
+            request = {"prompt": prompt, "duration_s": duration, "steps": self.config.steps,
+                       "guidance_scale": self.config.guidance_scale,
+                       "seed": self.config.seed + 10_000 + i, "window": "full"}
+            sidecar = path.with_suffix(".json")
+            done = (path.exists() and sidecar.exists()
+                    and json.loads(sidecar.read_text()).get("request") == request)
+            if not done:  # missing, or made with other settings: generate
+                out = pipe(prompt, duration_s=duration, num_inference_steps=request["steps"],
+                           guidance_scale=request["guidance_scale"], seed=request["seed"],
+                           window="full")
                 with torch.inference_mode():
                     full = pipe.model.vae.decode(out.latents.to(pipe.device))[0].float().cpu()
                 save_audio(path, full, pipe.sample_rate, subtype="FLOAT")
+                with atomic_output_path(sidecar) as tmp:
+                    tmp.write_text(json.dumps({"request": request}, indent=2) + "\n")
             full = load_audio(path).audio
             r = timing_adherence(full, pipe.sample_rate, duration, guard_s=guard)
             rows.append({"duration_s": duration, "window_s": r.window_s,
