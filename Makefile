@@ -66,7 +66,7 @@ bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/dit_step.py
 	$(PY) benchmarks/vae_decode.py
-	$(PY) benchmarks/end_to_end.py
+	$(PY) benchmarks/end_to_end.py --open-small
 	$(PY) benchmarks/profiles.py
 
 clean:
