@@ -139,36 +139,32 @@ def main() -> int:
                         help="also the Open Small architecture, 11.9 s in 8 steps")
     args = parser.parse_args()
     rows = []
+
+    def measure(model: str, pipe, duration: float, window: str, repeats: int) -> None:
+        """The median of ``repeats`` generations (with its stage times) as a row."""
+        runs = [generate(pipe, duration, window) for _ in range(repeats)]
+        total = statistics.median(r["total_s"] for r in runs)
+        median_run = min(runs, key=lambda r: abs(r["total_s"] - total))
+        row = {"model": model, "precision": pipe.precision, "duration_s": round(duration, 2),
+               "window": window, "runs": repeats, **median_run, "total_s": total,
+               "realtime_factor": duration / total}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
     if args.open_small:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             for precision in args.precisions:
                 pipe = open_small_pipeline(precision, Path(tmp))
-                runs = [generate(pipe, pipe.max_duration_s, "full") for _ in range(args.repeats)]
-                total = statistics.median(r["total_s"] for r in runs)
-                best = min(runs, key=lambda r: abs(r["total_s"] - total))
-                row = {"model": "Open Small (architecture)", "precision": pipe.precision,
-                       "duration_s": round(pipe.max_duration_s, 2), "window": "full",
-                       "runs": args.repeats, **best,
-                       "total_s": total, "realtime_factor": pipe.max_duration_s / total,
-                       "sampler": pipe.defaults.sampler}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                measure("Open Small (architecture)", pipe, pipe.max_duration_s, "full",
+                        args.repeats)
     for precision in args.precisions:
         pipe = demo_architecture_pipeline(precision)
         for duration in args.durations:
-            window = "fit" if duration < 60 else "full"
-            repeats = args.repeats if duration < 60 else 1
-            runs = [generate(pipe, duration, window) for _ in range(repeats)]
-            total = statistics.median(r["total_s"] for r in runs)
-            best = min(runs, key=lambda r: abs(r["total_s"] - total))
-            row = {"model": "demo (architecture)", "precision": pipe.precision,
-                   "duration_s": duration, "window": window,
-                   "runs": repeats, **best, "total_s": total,
-                   "realtime_factor": duration / total}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            short = duration < 60
+            measure("demo (architecture)", pipe, duration, "fit" if short else "full",
+                    args.repeats if short else 1)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     lines = ["# End to end: whole generations (random weights)", "",

@@ -106,6 +106,20 @@ def _audio_files(folder: Path) -> dict[str, Path]:
             if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
 
 
+def _made_with(path: Path, request: dict[str, Any]) -> bool:
+    """Whether ``path`` exists and its sidecar (``path`` with .json) records ``request``:
+    a finished generation that a resumed run keeps."""
+    sidecar = path.with_suffix(".json")
+    return (path.exists() and sidecar.exists()
+            and json.loads(sidecar.read_text()).get("request") == request)
+
+
+def _record(path: Path, payload: dict[str, Any]) -> None:
+    """Write the sidecar of ``path`` (its request and settings), atomically."""
+    with atomic_output_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def _safe_id(item_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
 
@@ -180,21 +194,17 @@ class Evaluation:
         for index, item in enumerate(bar):
             settings = self._settings_of(index, item)
             path = folder / f"{_safe_id(item.id)}.wav"
-            sidecar = path.with_suffix(".json")
-            if path.exists() and sidecar.exists():
-                done = json.loads(sidecar.read_text())
-                if done.get("request") == settings:
-                    result[item.id] = path
-                    continue
+            if _made_with(path, settings):
+                result[item.id] = path
+                continue
             pipe = self.pipe
             duration = min(settings["duration_s"], pipe.max_duration_s)
             out = pipe(item.prompt, duration_s=duration, num_inference_steps=settings["steps"],
                        guidance_scale=settings["guidance_scale"], seed=settings["seed"],
                        window=settings["window"])
             save_audio(path, out.audio[0], out.sample_rate)
-            with atomic_output_path(sidecar) as tmp:
-                tmp.write_text(json.dumps({"id": item.id, "request": settings,
-                                           "settings": out.settings.as_dict()}, indent=2) + "\n")
+            _record(path, {"id": item.id, "request": settings,
+                           "settings": out.settings.as_dict()})
             result[item.id] = path
         return result
 
@@ -252,18 +262,14 @@ class Evaluation:
             request = {"prompt": prompt, "duration_s": duration, "steps": self.config.steps,
                        "guidance_scale": self.config.guidance_scale,
                        "seed": self.config.seed + 10_000 + i, "window": "full"}
-            sidecar = path.with_suffix(".json")
-            done = (path.exists() and sidecar.exists()
-                    and json.loads(sidecar.read_text()).get("request") == request)
-            if not done:  # missing, or made with other settings: generate
+            if not _made_with(path, request):  # missing, or made with other settings
                 out = pipe(prompt, duration_s=duration, num_inference_steps=request["steps"],
                            guidance_scale=request["guidance_scale"], seed=request["seed"],
                            window="full")
                 with torch.inference_mode():
                     full = pipe.model.vae.decode(out.latents.to(pipe.device))[0].float().cpu()
                 save_audio(path, full, pipe.sample_rate, subtype="FLOAT")
-                with atomic_output_path(sidecar) as tmp:
-                    tmp.write_text(json.dumps({"request": request}, indent=2) + "\n")
+                _record(path, {"request": request})
             full = load_audio(path).audio
             r = timing_adherence(full, pipe.sample_rate, duration, guard_s=guard)
             rows.append({"duration_s": duration, "window_s": r.window_s,

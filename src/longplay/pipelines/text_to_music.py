@@ -143,7 +143,7 @@ class TextToMusicPipeline:
         self.precision = precision
         self.dit_dtype = torch.float32
         if precision == "bf16":
-            if not bf16_supported(model.dit.project_in.weight.device):
+            if not bf16_supported(self.device):
                 logger.warning("bf16 is not supported on this device (no AVX512-BF16/AMX "
                                "through oneDNN): running in fp32")
                 self.precision = "fp32"
@@ -155,7 +155,7 @@ class TextToMusicPipeline:
                 # half-precision VAE decodes are reported to add audible noise.
                 self.dit_dtype = torch.bfloat16
                 model.dit.to(torch.bfloat16)
-                if model.dit.project_in.weight.device.type == "cpu":
+                if self.device.type == "cpu":
                     model.vae.set_conv_dtype(torch.bfloat16)
         self.defaults = DEFAULTS[model.config.objective]
         if model.config.steps is not None:  # the model's own default
