@@ -40,7 +40,7 @@ def test_the_input_reaches_the_latent_at_initialisation() -> None:
 
 
 def test_convolutions_get_unit_gain_and_zero_bias() -> None:
-    vae = init_vae_for_training(build_vae(vae_preset("debug")),
+    vae = init_vae_for_training(build_vae(vae_preset("debug")), input_gain=1.0,
                                 generator=torch.Generator().manual_seed(0))
     stem = vae.encoder.stem  # a plain convolution: variance 1 / fan_in
     fan_in = stem.weight_v.shape[1] * stem.weight_v.shape[2]
@@ -55,3 +55,23 @@ def test_training_config_chooses_the_initialisation() -> None:
     pytorch, _ = build_vae_for_training(VAETrainConfig(preset="debug", init="pytorch"))
     assert torch.count_nonzero(vp.encoder.stem.bias) == 0
     assert torch.count_nonzero(pytorch.encoder.stem.bias) > 0
+
+
+def test_music_level_audio_gives_activations_of_order_one() -> None:
+    """With the input gain, audio at music's RMS (0.1) gives a latent of order 1, where
+    the Snake nonlinearity is far from the identity, and output at the input's level."""
+    audio = 0.1 * torch.randn(2, 2, 8 * 2048, generator=torch.Generator().manual_seed(2))
+
+    def levels(vae) -> tuple[float, float]:
+        with torch.no_grad():
+            latent = vae.encode(audio, chunk_frames=None).mean
+            return float(latent.std()), float(vae.decode(latent, chunk_frames=None).std())
+
+    torch.manual_seed(0)
+    latent, out = levels(init_vae_for_training(build_vae(vae_preset("demo"))))
+    torch.manual_seed(0)
+    latent_unit, _ = levels(init_vae_for_training(build_vae(vae_preset("demo")),
+                                                  input_gain=1.0, output_gain=1.0))
+    assert 0.3 < latent < 5
+    assert latent > 4 * latent_unit
+    assert 0.01 < out < 1

@@ -112,21 +112,37 @@ def test_stft_loss_matches_its_definition_at_one_resolution() -> None:
         return spec.abs().clamp(min=1e-4)  # [B*C, F, T]
 
     x, y = magnitude(prediction), magnitude(target)
-    convergence = torch.stack(
-        [(yi - xi).norm() / yi.norm() for xi, yi in zip(x, y, strict=True)]
-    ).mean()
+    convergence = (y - x).norm() / y.norm()  # one ratio over the whole batch, as auraloss
     expected = convergence + (x.log() - y.log()).abs().mean()
     torch.testing.assert_close(loss(prediction, target), expected)
 
 
-def test_stft_loss_treats_each_channel_as_a_signal() -> None:
+def test_stft_loss_log_term_treats_each_channel_as_a_signal() -> None:
     loss = MultiResolutionSTFTLoss(SAMPLE_RATE, fft_sizes=SMALL_FFTS)
     target = _stereo(0)
     prediction = target + 0.05 * _stereo(1)
-    per_channel = [loss(prediction[:, c:c + 1], target[:, c:c + 1]) for c in range(2)]
-    torch.testing.assert_close(loss(prediction, target), sum(per_channel) / 2)
+    # Swapping the channels of both sides changes nothing: the loss pools over signals.
+    torch.testing.assert_close(loss(prediction.flip(1), target.flip(1)),
+                               loss(prediction, target))
     only_right_wrong = torch.stack([target[:, 0], prediction[:, 1]], dim=1)
-    torch.testing.assert_close(loss(only_right_wrong, target), per_channel[1] / 2)
+    assert 0 < loss(only_right_wrong, target) < loss(prediction, target)
+
+
+def test_a_near_silent_window_does_not_dominate_the_batch() -> None:
+    """The spectral convergence is pooled over the batch (auraloss): one quiet target
+    window with an ordinary error must not outweigh the loud rest of the batch."""
+    loss = MultiResolutionSTFTLoss(SAMPLE_RATE, fft_sizes=SMALL_FFTS)
+    target = _stereo(0, batch=4)
+    target[3] *= 1e-4  # a rest: RMS about 1e-4 of the others
+    prediction = target + 0.05 * _stereo(1, batch=4)
+    loud = loss(prediction[:3], target[:3])
+    quiet_alone = loss(prediction[3:], target[3:])  # its convergence ratio is in the hundreds
+    pooled = loss(prediction, target)
+    assert quiet_alone > 100 * loud
+    # A mean of per-window losses would be about quiet_alone / 4. Pooled, the quiet
+    # window adds its (bounded) log-magnitude error, a quarter of the signals, and next
+    # to nothing to the convergence.
+    assert pooled < 0.05 * quiet_alone
 
 
 def test_stft_loss_passes_gradients_to_the_prediction() -> None:

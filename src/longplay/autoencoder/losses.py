@@ -154,14 +154,22 @@ class MultiResolutionSTFTLoss(nn.Module):
 
     Every channel of every item is one signal x (prediction) with target y. Both are
     A-weighted (optional), then for each FFT size N (hop N / 4, Hann window of N, centred
-    frames) with magnitudes |X| = max(|STFT(x)|, min_magnitude):
+    frames) with magnitudes |X| = max(|STFT(x)|, min_magnitude), stacked over all the
+    signals of the call into one [B*C, F, T] tensor:
 
-        L_N = mean over signals of || |Y| - |X| ||_F / || |Y| ||_F      (spectral convergence)
+        L_N = || |Y| - |X| ||_F / || |Y| ||_F       (spectral convergence, whole batch)
             + mean over signals, bins and frames of | log|Y| - log|X| |  (log magnitude L1)
 
     and the loss is the mean of L_N over the resolutions. ``min_magnitude`` = 1e-4 is
     auraloss's clamp of the power at 1e-8; it also keeps a silent target (the side of a
     mono recording) from dividing by zero.
+
+    The spectral convergence is one ratio of norms over the whole batch, as auraloss
+    computes it, not a mean of per-signal ratios: a per-signal ratio explodes on a
+    near-silent window (a rest, a fade, the side of a centred instrument), where any
+    output divided by a norm of about ``min_magnitude`` costs hundreds, and a few such
+    windows then outweigh the rest of the batch and drive the autoencoder to quiet,
+    input-independent output.
     """
 
     def __init__(self, sample_rate: int, fft_sizes: tuple[int, ...] = DEFAULT_STFT_FFT_SIZES,
@@ -186,8 +194,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             x = stft_magnitude(prediction, fft_size, fft_size // 4).clamp(min=self.min_magnitude)
             y = stft_magnitude(target, fft_size, fft_size // 4).clamp(min=self.min_magnitude)
             # x, y: [B, C, F, T]
-            convergence = (torch.linalg.vector_norm(y - x, dim=(-2, -1))
-                           / torch.linalg.vector_norm(y, dim=(-2, -1))).mean()
+            convergence = torch.linalg.vector_norm(y - x) / torch.linalg.vector_norm(y)
             log_magnitude = F.l1_loss(x.log(), y.log())
             total = total + convergence + log_magnitude
         return total / len(self.fft_sizes)
@@ -255,8 +262,9 @@ class VAEReconstructionLoss(nn.Module):
 
         1.0 * [MRSTFT(L + R) + MRSTFT(L - R)] / 2 + 0.5 * MRSTFT(L) + 0.5 * MRSTFT(R).
 
-    Since the multi-resolution loss averages over signals, each bracket is one call on a
-    two-signal tensor: [L + R, L - R] and [L, R].
+    Each of the four signals (L + R, L - R, L, R) is its own call, as in stable-audio-tools,
+    so that each term's spectral convergence is normalised by that signal's own energy
+    over the batch (a quiet side channel is not swamped by the mid).
     """
 
     def __init__(self, sample_rate: int, fft_sizes: tuple[int, ...] = DEFAULT_STFT_FFT_SIZES,
@@ -269,11 +277,19 @@ class VAEReconstructionLoss(nn.Module):
         if audio.dim() != 3 or audio.shape[1] != 2 or reconstruction.shape != audio.shape:
             raise ValueError("reconstruction and audio must both be stereo [B, 2, S], got "
                              f"{tuple(reconstruction.shape)} and {tuple(audio.shape)}")
-        mid_side = self.stft_loss(_sum_and_difference(reconstruction),
-                                  _sum_and_difference(audio))
-        left_right = self.stft_loss(reconstruction, audio)
+        pred_ms, target_ms = _sum_and_difference(reconstruction), _sum_and_difference(audio)
+        mid_side = 0.5 * (self._term(pred_ms, target_ms, 0) + self._term(pred_ms, target_ms, 1))
+        left_right = 0.5 * (self._term(reconstruction, audio, 0)
+                            + self._term(reconstruction, audio, 1))
         return ReconstructionLoss(total=mid_side + left_right, mid_side=mid_side,
                                   left_right=left_right)
+
+
+    def _term(self, prediction: torch.Tensor, target: torch.Tensor,
+              channel: int) -> torch.Tensor:
+        """The multi-resolution loss of one channel of [B, 2, S] signals."""
+        return self.stft_loss(prediction[:, channel:channel + 1],
+                              target[:, channel:channel + 1])
 
 
 def _sum_and_difference(audio: torch.Tensor) -> torch.Tensor:
