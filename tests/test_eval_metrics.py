@@ -326,6 +326,9 @@ def test_save_ssm_png_writes_a_square_image(tmp_path) -> None:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (3, 3)
+    # A long matrix is pooled down to at most max_pixels a side.
+    big = save_ssm_png(tmp_path / "big.png", torch.eye(10), max_pixels=4)
+    assert struct.unpack(">II", big.read_bytes()[16:24]) == (4, 4)
 
 
 # ---------------------------------------------------------------- prompt lists

@@ -202,3 +202,24 @@ def test_model_ckpt_loads_with_weights_only(tmp_path: Path, sao1_reference) -> N
 
     with pytest.raises(CheckpointError, match=r"weights_only"):
         load_diffusion_model(folder, load_text_encoder=False)
+
+
+def test_half_precision_checkpoint_keeps_the_rotary_check(tmp_path: Path) -> None:
+    """A float16 checkpoint stores its RoPE frequencies rounded: they still pass the rule,
+    and frequencies that break it are still refused."""
+    from safetensors.torch import save_file
+
+    from longplay.checkpoints import CheckpointError
+
+    folder = copy_model(SAO1_TINY, tmp_path / "half")
+    state = load_file(str(folder / "model.safetensors"))
+    save_file({k: v.half() for k, v in state.items()}, str(folder / "model.safetensors"))
+    model = load_diffusion_model(folder, load_text_encoder=False)
+    assert next(model.dit.parameters()).dtype == torch.float32
+
+    key = next(k for k in state if k.endswith("inv_freq"))
+    state = {k: v.half() for k, v in state.items()}
+    state[key] = state[key] * 1.5
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="rotary frequencies"):
+        load_diffusion_model(folder, load_text_encoder=False)

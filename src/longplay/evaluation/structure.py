@@ -204,15 +204,28 @@ def structure_score(ssm: torch.Tensor, kernel_size: int | None = None) -> Struct
     return StructureScore(len(boundaries), contrast, boundaries)
 
 
+MAX_SSM_PIXELS = 512
+"""Side of the largest SSM image: longer matrices are average-pooled down to it, so that
+a long track's plot stays a few hundred KB."""
+
+
 def save_ssm_png(path: str | Path, ssm: torch.Tensor,
-                 value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
-    """Write an SSM [T, T] as a grayscale PNG (T x T pixels, frame 0 at the top left):
+                 value_range: tuple[float, float] = (-1.0, 1.0),
+                 max_pixels: int = MAX_SSM_PIXELS) -> Path:
+    """Write an SSM [T, T] as a grayscale PNG (frame 0 at the top left): T x T pixels, or
+    for T > ``max_pixels`` the matrix average-pooled by ceil(T / max_pixels) frames.
     ``value_range[0]`` and below is black, ``value_range[1]`` and above white, linear between."""
     if ssm.dim() != 2 or ssm.shape[0] != ssm.shape[1] or ssm.shape[0] == 0:
         raise ValueError(f"ssm must be square [T, T], got shape {tuple(ssm.shape)}.")
     low, high = value_range
     if not high > low:
         raise ValueError(f"value_range must be increasing, got {value_range}.")
-    levels = ((ssm.detach().to("cpu", torch.float64).numpy() - low) / (high - low)).clip(0, 1)
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}.")
+    matrix = ssm.detach().to("cpu", torch.float64)
+    factor = -(-matrix.shape[0] // max_pixels)
+    if factor > 1:
+        matrix = torch.nn.functional.avg_pool2d(matrix[None, None], factor, ceil_mode=True)[0, 0]
+    levels = ((matrix.numpy() - low) / (high - low)).clip(0, 1)
     gray = np.round(levels * 255).astype(np.uint8)
     return write_png(path, np.repeat(gray[:, :, None], 3, axis=2))
