@@ -44,23 +44,13 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
 
 # The main job: 45 s of music from a prompt with the bundled demo model, offline.
-# MODEL=/path/to/a/model/folder uses another model (e.g. Stable Audio Open 1.0). While
-# the demo model's weights are not in the package yet (src/longplay/assets/demo), and no
-# MODEL is given, it round-trips a synthetic example through an untrained debug VAE.
+# MODEL=/path/to/a/model/folder uses another model (e.g. Stable Audio Open 1.0).
 MODEL ?=
 PROMPT ?= bossa nova, latin, nylon guitar and flute, 120 BPM
-DEMO_WEIGHTS := src/longplay/assets/demo/model_config.json
 demo: install
 	mkdir -p outputs
-ifneq ($(or $(MODEL),$(wildcard $(DEMO_WEIGHTS))),)
 	$(VENV)/bin/longplay generate "$(PROMPT)" --duration 45 --seed 0 -o outputs/demo.wav \
 		$(if $(MODEL),--model $(MODEL),)
-else
-	@echo "the demo model is not bundled yet: round-tripping an example through an untrained VAE"
-	$(PY) scripts/example_audio.py -o outputs/example.wav
-	$(VENV)/bin/longplay vae reconstruct outputs/example.wav -o outputs/reconstruction.wav \
-		--random-weights debug
-endif
 
 bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"

@@ -1,0 +1,106 @@
+"""The bundled demo model: present, within its size budget, and used by default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from longplay.assets import DEMO_DIR, demo_clap_path, demo_model_path
+from longplay.audio import load_audio
+from longplay.checkpoints.diffusion import load_diffusion_model
+from longplay.cli.main import main
+from longplay.conditioning import load_clap
+
+BUDGET_BYTES = 40 * 1000 * 1000
+
+
+def run(*args: str | Path) -> int:
+    return main([str(a) for a in args])
+
+
+def test_bundle_is_within_budget_and_half_precision() -> None:
+    files = [p for p in DEMO_DIR.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= BUDGET_BYTES
+    weights = [p for p in files if p.suffix == ".safetensors"]
+    assert len(weights) == 2  # the model and its CLAP
+    for path in weights:
+        with safe_open(str(path), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 (safe_open) == {"F16"}
+
+
+def test_bundled_model_runs_offline_over_the_full_window() -> None:
+    model = load_diffusion_model(demo_model_path(), load_text_encoder=False)
+    config = model.config
+    assert config.window_frames == 6144 and config.max_duration_s > 285
+    assert config.sample_rate == 44100 and config.audio_channels == 2
+    assert config.vae.hop_length == 2048
+    assert config.window == "fit"
+    # The text encoder is referenced by name and installs from the registry.
+    raw = json.loads((DEMO_DIR / "model_config.json").read_text())
+    text = next(c for c in raw["model"]["conditioning"]["configs"] if c["type"] != "number")
+    assert text["config"]["model_path"] == "all-MiniLM-L6-v2"
+    assert text["config"]["layer"] == -2
+
+
+def test_generate_uses_the_bundled_model_by_default(tmp_path: Path) -> None:
+    out = tmp_path / "demo.wav"
+    assert run("generate", "solo piano, calm", "--duration", "2", "--steps", "4", "--seed", "0",
+               "-o", out, "--no-progress") == 0
+    wave = load_audio(out)
+    assert wave.sample_rate == 44100 and wave.audio.shape == (2, 2 * 44100)
+    assert wave.audio.abs().max() > 1e-3
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["model"] == str(DEMO_DIR)
+    assert sidecar["settings"]["window_frames"] == 64  # 2 s (44 frames) fit in one 64-frame quantum
+
+
+def test_info_describes_the_bundled_model(capsys) -> None:
+    assert run("info") == 0
+    assert "6144 latent frames" in capsys.readouterr().out
+
+
+def test_demo_clap_embeds_audio_and_text() -> None:
+    clap = load_clap(demo_clap_path())
+    g = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        audio = clap.embed_audio(torch.randn(2, 2, 44100 * 2, generator=g) * 0.1)
+        text = clap.embed_text(clap.tokenize(["solo piano", "rock band with drums"]))
+    assert audio.shape == text.shape == (2, clap.embed_dim)
+    assert not torch.allclose(text[0], text[1])
+
+
+@pytest.mark.slow
+def test_readme_main_command_makes_45_seconds(tmp_path: Path) -> None:
+    """What `make demo` runs: 45 s with the default settings."""
+    out = tmp_path / "demo.wav"
+    assert run("generate", "bossa nova, nylon guitar and flute, 120 BPM", "--duration", "45",
+               "-o", out, "--no-progress") == 0
+    wave = load_audio(out)
+    assert wave.sample_rate == 44100 and wave.audio.shape == (2, 45 * 44100)
+    assert wave.audio.abs().max() > 1e-3 and wave.audio.std() > 1e-4
+
+
+def test_evaluate_runs_offline_on_the_demo_model(tmp_path: Path) -> None:
+    """`longplay evaluate` with its defaults (the bundled model and CLAP) on a few of the
+    committed held-out prompts, with the offline metrics."""
+    prompts = Path(__file__).resolve().parents[1] / "docs" / "evaluation" / "prompts.jsonl"
+    out = tmp_path / "report"
+    assert run("evaluate", "--prompts", prompts, "--max-items", "4", "--duration", "2",
+               "--steps", "4", "--timing-durations", "3", "--metrics",
+               "clap,timing,structure", "-o", out, "--no-progress") == 0
+    report = json.loads((out / "report.json").read_text())
+    metrics = report["metrics"]
+    assert set(metrics) == {"clap", "timing", "structure"}
+    assert -1 <= metrics["clap"]["vs_prompts"] <= 1
+    assert metrics["clap"]["vs_shuffled"] is not None
+    assert metrics["timing"]["items"][0]["duration_s"] == 3.0
+    assert len(report["items"]) == 4
+    for row in report["items"]:
+        wave = load_audio(out / "audio" / f"{row['id']}.wav")
+        assert wave.sample_rate == 44100 and wave.audio.shape[0] == 2
+        assert wave.audio.abs().max() > 1e-3
+    assert "Text adherence" in (out / "report.md").read_text()
