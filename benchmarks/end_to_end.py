@@ -70,12 +70,18 @@ def demo_architecture_pipeline(precision: str):
 
 def demo_pipeline(precision: str, random_weights: bool):
     """The bundled demo model, or its architecture with random weights: (label, pipeline)."""
-    from longplay.assets import DEMO_DIR
+    from longplay.assets import demo_model_path
     from longplay.pipelines import TextToMusicPipeline
 
-    if random_weights or not (DEMO_DIR / "model_config.json").is_file():
-        return "demo (architecture)", demo_architecture_pipeline(precision)
-    return "demo (bundled)", TextToMusicPipeline.from_pretrained(DEMO_DIR, precision=precision)
+    if not random_weights:
+        try:
+            path = demo_model_path()
+        except FileNotFoundError:
+            pass
+        else:
+            return "demo (bundled)", TextToMusicPipeline.from_pretrained(path,
+                                                                          precision=precision)
+    return "demo (architecture)", demo_architecture_pipeline(precision)
 
 
 def open_small_pipeline(precision: str, folder: Path):
