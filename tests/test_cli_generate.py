@@ -27,6 +27,15 @@ def test_generate_writes_audio_and_a_settings_sidecar(tmp_path: Path) -> None:
     assert sidecar["model"] == str(SAO1_TINY.resolve())
 
 
+def test_generate_with_compile_writes_the_same_audio(tmp_path: Path) -> None:
+    plain, compiled = tmp_path / "plain.wav", tmp_path / "compiled.wav"
+    for out, extra in ((plain, ()), (compiled, ("--compile",))):
+        assert run("generate", "a calm piano", "--model", SAO1_TINY, "--duration", "1",
+                   "--steps", "3", "--seed", "7", "-o", out, "--no-progress", *extra) == 0
+    a, b = load_audio(plain).audio, load_audio(compiled).audio
+    assert a.shape == b.shape and (a - b).abs().max() < 1e-3  # 16-bit WAV steps: 3e-5
+
+
 def test_generate_several_outputs_with_consecutive_seeds(tmp_path: Path) -> None:
     out = tmp_path / "take.flac"
     assert run("generate", "fast drums", "--model", SAOS_TINY, "--duration", "1",

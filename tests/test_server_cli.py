@@ -82,3 +82,23 @@ def test_public_address_without_key_warns_and_key_comes_from_env(served, monkeyp
 ])
 def test_is_loopback(host, loopback):
     assert serve_cli.is_loopback(host) is loopback
+
+
+def test_precision_and_compile_reach_the_pipeline(served, monkeypatch):
+    from longplay.pipelines import TextToMusicPipeline
+
+    monkeypatch.delenv(serve_cli.API_KEY_ENV, raising=False)
+    seen: list[dict] = []
+    original = TextToMusicPipeline.from_pretrained.__func__
+
+    def spy(cls, path, **kwargs):
+        seen.append(kwargs)
+        return original(cls, path, **{**kwargs, "compile": False})  # no compiling here
+
+    monkeypatch.setattr(TextToMusicPipeline, "from_pretrained", classmethod(spy))
+    args = parse("--model", str(SAO1_TINY), "--precision", "bf16", "--compile")
+    assert args.run(args) == 0
+    assert seen and seen[0]["precision"] == "bf16" and seen[0]["compile"] is True
+    args = parse("--model", str(SAO1_TINY))
+    assert args.run(args) == 0
+    assert seen[-1]["precision"] == "fp32" and seen[-1]["compile"] is False

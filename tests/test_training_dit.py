@@ -179,3 +179,20 @@ def test_two_process_ddp_sees_different_data_and_ends_identical(tmp_path: Path) 
     assert seen[0] | seen[1] == set(range(12))  # together, the first 12 positions
     assert ranks[0]["checksum"] == ranks[1]["checksum"]
     assert ranks[0]["sum_squares"] == ranks[1]["sum_squares"]
+
+
+def test_training_step_after_inference_at_the_same_length() -> None:
+    """Demos run under inference_mode between training steps; the rotary tables they
+    cache must not reach the next backward pass (inference tensors can't be saved)."""
+    from longplay.conditioning import Conditioning
+    from longplay.transformer import DiffusionTransformer
+
+    dit = DiffusionTransformer(io_channels=8, width=64, depth=2, num_heads=2, cond_token_dim=32,
+                               global_cond_dim=8)
+    cond = Conditioning(torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.bool),
+                        torch.randn(2, 8))
+    x, t = torch.randn(2, 8, 12), torch.rand(2)
+    with torch.inference_mode():
+        dit(x, t, cond)
+    dit(x, t, cond).square().mean().backward()
+    assert dit.project_in.weight.grad is not None

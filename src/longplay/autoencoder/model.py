@@ -14,7 +14,7 @@ from torch import nn
 
 from longplay.autoencoder.blocks import OobleckDecoder, OobleckEncoder
 from longplay.autoencoder.distribution import LatentDistribution
-from longplay.layers import WeightNormedConv
+from longplay.layers import Compiler, WeightNormedConv
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(chunks_done, chunks_total)`` after each chunk."""
@@ -99,6 +99,7 @@ class AudioVAE(nn.Module):
                                       latent_dim)
         self.decoder = OobleckDecoder(audio_channels, decoder_channels, channel_mults, strides,
                                       latent_dim, final_tanh)
+        self._compiled_decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def latent_rate(self) -> float:
@@ -115,6 +116,33 @@ class AudioVAE(nn.Module):
             if isinstance(module, WeightNormedConv):
                 module.compute_dtype = dtype
         return self
+
+    def compile_decoder(self, compiler: Compiler | None) -> AudioVAE:
+        """Run the decoder of inference (no gradients) through ``compiler`` (a
+        :class:`~longplay.layers.Compiler`, e.g. ``Compiler("the VAE decoder", "cpu")``;
+        the time axis is marked dynamic, so one compilation serves every chunk length
+        of a batch size); None runs it
+        eagerly again. The folded convolution weights are fixed for each call, so a
+        change of the weights between calls is seen. Gradients always run eagerly."""
+        self._compiled_decoder = None if compiler is None else compiler.wrap(self.decoder)
+        return self
+
+    def _decode_piece(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents [B, D, T'] -> audio [B, C, T' * hop], compiled when set up."""
+        if self._compiled_decoder is None or torch.is_grad_enabled():
+            return self.decoder(latents)
+        convs = [m for m in self.decoder.modules() if isinstance(m, WeightNormedConv)]
+        for conv in convs:
+            conv.pin_folded(latents.dtype)
+        # One compiled graph for every chunk: contiguous whatever the chunk's offset, and
+        # the length dynamic (a dynamic batch size trips the CPU backend's shape solver).
+        latents = latents.contiguous()
+        torch._dynamo.maybe_mark_dynamic(latents, 2)
+        try:
+            return self._compiled_decoder(latents)
+        finally:
+            for conv in convs:
+                conv.unpin_folded()
 
     def decode_bytes_per_frame(self, batch: int = 1,
                                dtype: torch.dtype = torch.float32) -> float:
@@ -200,13 +228,13 @@ class AudioVAE(nn.Module):
                              f"{num_frames} latent frames")
         spans = _chunk_spans(num_frames, chunk_frames, context_frames)
         if len(spans) == 1:
-            audio = self.decoder(latents)
+            audio = self._decode_piece(latents)
             if progress is not None:
                 progress(1, 1)
         else:
             audio = latents.new_empty(latents.shape[0], self.audio_channels, num_frames * hop)
             for i, (start, end, ctx_start, ctx_end) in enumerate(spans):
-                piece = self.decoder(latents[..., ctx_start:ctx_end])  # [B, C, (ce-cs)*hop]
+                piece = self._decode_piece(latents[..., ctx_start:ctx_end])  # [B, C, (ce-cs)*hop]
                 audio[..., start * hop: end * hop] = piece[
                     ..., (start - ctx_start) * hop: (end - ctx_start) * hop]
                 del piece

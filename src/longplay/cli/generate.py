@@ -66,6 +66,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "supports it (about 2x faster on CPUs with AVX512-BF16), and on a "
                           "CPU the VAE's convolutions too (activations stay fp32); default "
                           "fp32")
+    gen.add_argument("--compile", action="store_true",
+                     help="run what gains from torch.compile on this device through it (on a "
+                          "CPU the VAE decoder: 1.1x fp32, 1.5x bf16 faster decodes after a "
+                          "one-off compilation of about 40 s, cached on disk for later runs); "
+                          "off where no compiler is installed")
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(run=run_generate)
@@ -111,7 +116,8 @@ def run_generate(args: argparse.Namespace) -> int:
         raise ValueError("--num-outputs must be >= 1")
     paths = _output_paths(args.output, args.num_outputs)
     pipe = TextToMusicPipeline.from_pretrained(args.model, text_encoder_path=args.text_encoder,
-                                               device=args.device, precision=args.precision)
+                                               device=args.device, precision=args.precision,
+                                               compile=args.compile)
     init_audio = None
     if args.init_audio is not None:
         init_audio = load_audio(args.init_audio, sample_rate=pipe.sample_rate,

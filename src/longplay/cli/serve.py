@@ -32,6 +32,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="local folder of the model's text encoder (default: inside the "
                             "model folder)")
     serve.add_argument("--device", default="cpu")
+    serve.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                       help="bf16 runs the diffusion transformer (and on a CPU the VAE's "
+                            "convolutions) in bfloat16 where the device supports it")
+    serve.add_argument("--compile", action="store_true",
+                       help="run what gains from torch.compile on this device through it "
+                            "(on a CPU the VAE decoder; the first job compiles, later ones "
+                            "are faster); off where no compiler is installed")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
@@ -87,7 +94,8 @@ def run_serve(args: argparse.Namespace) -> int:
         logger.warning("listening on %s without --api-key: anyone who can reach this address "
                        "can run generations", args.host)
     factory = functools.partial(TextToMusicPipeline.from_pretrained, args.model,
-                                text_encoder_path=args.text_encoder, device=args.device)
+                                text_encoder_path=args.text_encoder, device=args.device,
+                                precision=args.precision, compile=args.compile)
     app = create_app(factory, settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

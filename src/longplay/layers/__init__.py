@@ -1,6 +1,7 @@
 """Shared neural building blocks with no knowledge of any model."""
 
 from longplay.layers.activations import SnakeBeta
+from longplay.layers.compiling import Compiler, compile_unavailable_reason
 from longplay.layers.conv import WeightNormedConv, WNConv1d, WNConvTranspose1d
 from longplay.layers.embeddings import (
     FourierFeatures,
@@ -10,12 +11,14 @@ from longplay.layers.embeddings import (
 )
 
 __all__ = [
+    "Compiler",
     "FourierFeatures",
     "SnakeBeta",
     "WNConv1d",
     "WNConvTranspose1d",
     "WeightNormedConv",
     "apply_rotary",
+    "compile_unavailable_reason",
     "rotary_angles",
     "rotary_inverse_frequencies",
 ]

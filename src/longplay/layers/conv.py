@@ -49,6 +49,8 @@ class WeightNormedConv(nn.Module):
             self.register_parameter("bias", None)
         self.compute_dtype: torch.dtype | None = None
         self._folded: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+        # Set by ``pin_folded`` for compiled inference: used as they are, no cache check.
+        self._pinned: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -69,17 +71,29 @@ class WeightNormedConv(nn.Module):
             self._folded = (key, weight, bias)
         return self._folded[1], self._folded[2]
 
+    def pin_folded(self, dtype: torch.dtype) -> None:
+        """Fix the folded weight and bias in ``dtype`` for the next inference calls,
+        without the cache check (whose version counters ``torch.compile`` cannot trace).
+        The caller pins again after the parameters change; ``unpin_folded`` undoes it."""
+        self._pinned = self._folded_params(self.compute_dtype or dtype)
+
+    def unpin_folded(self) -> None:
+        self._pinned = None
+
     def _apply_conv(self, x: torch.Tensor, conv) -> torch.Tensor:
         """``conv(x, weight, bias)``: through the weight norm with gradients, else with the
-        cached folded weight in ``compute_dtype``."""
+        cached (or pinned) folded weight in ``compute_dtype``."""
         if torch.is_grad_enabled():
             return conv(x, self.weight, self.bias)
-        dtype = self.compute_dtype or x.dtype
-        weight, bias = self._folded_params(dtype)
-        return conv(x.to(dtype), weight, bias).to(x.dtype)
+        if self._pinned is not None:
+            weight, bias = self._pinned
+        else:
+            weight, bias = self._folded_params(self.compute_dtype or x.dtype)
+        return conv(x.to(weight.dtype), weight, bias).to(x.dtype)
 
     def _apply(self, fn, recurse: bool = True):
-        self._folded = None  # .to(), .half(), ...: fold again from the moved parameters
+        # .to(), .half(), ...: fold again from the moved parameters
+        self._folded = self._pinned = None
         return super()._apply(fn, recurse)
 
 

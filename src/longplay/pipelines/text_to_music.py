@@ -28,6 +28,7 @@ from longplay.diffusion import (
     log_linear_sigmas,
     logsnr_shift_t_grid,
 )
+from longplay.layers import Compiler
 from longplay.transformer import DiTContext
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ PRECISIONS = ("fp32", "bf16")
 WINDOW_QUANTUM_FRAMES = 64
 """A "fit" window is the request rounded up to a multiple of this many latent frames."""
 MAX_SEED = 2**63 - 1
+COMPILABLE = ("dit", "vae")
+"""Components ``compile=`` can name: the DiT's blocks and the VAE's decoder."""
+
+
+def default_compile_parts(device: torch.device) -> tuple[str, ...]:
+    """What ``compile=True`` compiles: on a GPU the DiT's blocks and the VAE decoder; on a
+    CPU the VAE decoder only, where fusing the Snake activations with the casts around
+    the convolutions gains 1.1x (fp32) to 1.5x (bf16), while the DiT's step is bound by
+    its matrix products and gains nothing (benchmarks/compile.py)."""
+    return COMPILABLE if device.type == "cuda" else ("vae",)
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -134,10 +145,12 @@ class TextToMusicPipeline:
     >>> out.audio.shape  # [1, 2, 1323000]
     """
 
-    def __init__(self, model: DiffusionModel, *, precision: str = "fp32") -> None:
+    def __init__(self, model: DiffusionModel, *, precision: str = "fp32",
+                 compile: bool | Sequence[str] = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
                              f"{precision!r}")
+        parts = self._compile_parts(compile, model.dit.project_in.weight.device)
         self.model = model
         self.config = model.config
         self.precision = precision
@@ -157,6 +170,17 @@ class TextToMusicPipeline:
                 model.dit.to(torch.bfloat16)
                 if self.device.type == "cpu":
                     model.vae.set_conv_dtype(torch.bfloat16)
+        # Compiled on first use (tens of seconds per component on a CPU; torch caches the
+        # result on disk for later processes); eager with one warning where the compiler
+        # is missing or fails.
+        self._compilers: dict[str, Compiler] = {}
+        if "dit" in parts:
+            self._compilers["dit"] = Compiler("the diffusion transformer's blocks",
+                                              self.device)
+            model.dit.compile_blocks(self._compilers["dit"])
+        if "vae" in parts:
+            self._compilers["vae"] = Compiler("the VAE decoder", self.device)
+            model.vae.compile_decoder(self._compilers["vae"])
         self.defaults = DEFAULTS[model.config.objective]
         if model.config.steps is not None:  # the model's own default
             self.defaults = replace(self.defaults, num_inference_steps=model.config.steps)
@@ -164,16 +188,39 @@ class TextToMusicPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, text_encoder_path: str | Path | None = None,
                         device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                        precision: str = "fp32") -> TextToMusicPipeline:
+                        precision: str = "fp32",
+                        compile: bool | Sequence[str] = False) -> TextToMusicPipeline:
         """Load a Stable Audio Open 1.0 / Open Small folder, or a diffusers folder.
 
         ``precision="bf16"`` runs the diffusion transformer in bfloat16 (where the device
         supports it, else fp32 with a warning) and keeps the sampler, the text encoder and
         the VAE's weights in fp32; on a CPU the VAE's convolutions run in bf16 too. About
         2x faster DiT steps and 1.5-2x faster decodes on CPUs with AVX512-BF16
-        (benchmarks/)."""
+        (benchmarks/).
+
+        ``compile=True`` runs what gains from ``torch.compile`` on the device through it
+        (:func:`default_compile_parts`), or name the parts: ``compile=("dit", "vae")``."""
         return cls(load_diffusion_model(path, text_encoder_path=text_encoder_path, device=device,
-                                        dtype=dtype), precision=precision)
+                                        dtype=dtype), precision=precision, compile=compile)
+
+    @staticmethod
+    def _compile_parts(compile: bool | Sequence[str], device: torch.device) -> tuple[str, ...]:
+        if compile is True:
+            return default_compile_parts(device)
+        if compile is False or compile is None:
+            return ()
+        parts = (compile,) if isinstance(compile, str) else tuple(compile)
+        unknown = [p for p in parts if p not in COMPILABLE]
+        if unknown:
+            raise ValueError(f"compile must be True, False or a list of {', '.join(COMPILABLE)}; "
+                             f"got {unknown!r}")
+        return parts
+
+    @property
+    def compiled(self) -> tuple[str, ...]:
+        """The components running through ``torch.compile`` now (a component falls back
+        to eager, with a warning, where the compiler is missing or fails)."""
+        return tuple(name for name, c in self._compilers.items() if c.active)
 
     @property
     def device(self) -> torch.device:

@@ -10,6 +10,7 @@ E head width.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from longplay.conditioning.types import Conditioning
-from longplay.layers import FourierFeatures, apply_rotary, rotary_angles
+from longplay.layers import Compiler, FourierFeatures, apply_rotary, rotary_angles
 
 TIMESTEP_FEATURES = 256
 QK_NORM_EPS = 1e-6
@@ -232,7 +233,9 @@ class DiffusionTransformer(nn.Module):
             DiTBlock(width, num_heads, context_dim, qk_norm) for _ in range(depth))
         self.project_out = nn.Linear(width, io_channels, bias=False)
         self.post_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
-        self._rope_cache: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rope_cache: dict[tuple[int, torch.device, bool],
+                               tuple[torch.Tensor, torch.Tensor]] = {}
+        self._compiled_blocks: list[Callable[..., torch.Tensor]] | None = None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -249,8 +252,18 @@ class DiffusionTransformer(nn.Module):
             for p in self.parameters():
                 p.mul_(0.5)
 
+    def compile_blocks(self, compiler: Compiler | None) -> DiffusionTransformer:
+        """Run each block of inference (no gradients) through ``compiler`` (a
+        :class:`~longplay.layers.Compiler`; the blocks share one compiled graph); None
+        runs them eagerly again. Training always runs eagerly."""
+        self._compiled_blocks = (None if compiler is None
+                                 else [compiler.wrap(block) for block in self.blocks])
+        return self
+
     def _rope(self, num_positions: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (num_positions, device)
+        # Tables made under inference_mode can't be saved for a backward pass: training
+        # after inference gets its own.
+        key = (num_positions, device, torch.is_inference_mode_enabled())
         if key not in self._rope_cache:
             angles = rotary_angles(num_positions, self.rotary_dim, self.rope_base, device)
             self._rope_cache = {key: (angles.cos(), angles.sin())}  # keep the latest length only
@@ -287,7 +300,9 @@ class DiffusionTransformer(nn.Module):
         h = self.project_in(h.transpose(1, 2))  # [B, T, W]
         h = torch.cat([g[:, None].to(dtype), h], dim=1)  # [B, N, W]
         cos, sin = self._rope(h.shape[1], h.device)
-        for block, kv in zip(self.blocks, context.kv, strict=True):
+        blocks = (self._compiled_blocks if self._compiled_blocks is not None
+                  and not torch.is_grad_enabled() else self.blocks)
+        for block, kv in zip(blocks, context.kv, strict=True):
             if self.gradient_checkpointing and self.training:
                 h = torch.utils.checkpoint.checkpoint(block, h, cos, sin, kv, context.mask,
                                                       use_reentrant=False)
