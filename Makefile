@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # with the index of your choice.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install eval-deps test test-fast lint format demo bench clean browser-deps
+.PHONY: install eval-deps test test-fast lint format demo bench clean browser-deps compiler-deps
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ EVAL_PORTS := torchopenl3==1.0.1 hear21passt==0.0.26
 eval-deps:
 	$(PY) -m pip install --quiet -e ".[eval]"
 	$(PY) -m pip install --quiet --no-deps $(EVAL_PORTS)
+
+# A C++ compiler for torch.compile on a CPU (`--compile` and its tests; root or sudo; CI
+# runs this). Without it, --compile runs eagerly with a warning.
+compiler-deps:
+	command -v g++ >/dev/null || (apt-get update -qq && apt-get install -y -q g++)
 
 # Debian's chromium for the browser test (root or sudo; CI runs this).
 browser-deps:
@@ -56,7 +61,8 @@ bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/dit_step.py
 	$(PY) benchmarks/vae_decode.py
-	$(PY) benchmarks/end_to_end.py --open-small
+	$(PY) benchmarks/end_to_end.py --open-small --compile
+	$(PY) benchmarks/compile.py
 	$(PY) benchmarks/profiles.py
 
 clean:

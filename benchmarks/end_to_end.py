@@ -12,17 +12,26 @@ the weight values. Rows:
 - 4m45s (285 s) in the full 6144-frame window, 50 steps.
 
 With ``--open-small``, also the Stable Audio Open Small architecture at full size
-(random weights: DiT width 1024, depth 16; the full-size VAE; a T5-base-sized random
+(DiT width 1024, depth 16, q/k LayerNorms; the full-size VAE; a T5-base-sized random
 encoder with the fixtures' tokenizer): 11.9 s of audio in its 256-frame window, 8
-ping-pong steps without guidance. diffusers has no Open Small pipeline and
-stable-audio-tools is not installed here, so these rows have no reference.
+ping-pong steps without guidance, against a reference on the same random weights.
+diffusers has no Open Small pipeline, so the reference is assembled from diffusers'
+networks: its ``StableAudioDiTModel`` at Open Small's size with the q/k LayerNorms
+added (its attention processor applies them), its ``AutoencoderOobleck`` (whole-signal
+decode), and the same sampler loop and noise; the text encoding and conditioning (one
+T5 forward, a fraction of a second) are shared. The SI-SDR column checks that both
+produce the same audio.
+
+With ``--compile [PRECISION ...]``, also rows with ``compile=True`` (default bf16);
+their first generation compiles and is reported apart.
 
 Each row reports the median over ``--repeats`` generations (285 s: one), the time of
 each stage, and the real-time factor (audio seconds per second of computing; > 1 is
 faster than real time).
 
-    python benchmarks/end_to_end.py
+    python benchmarks/end_to_end.py --open-small --compile
     python benchmarks/end_to_end.py --durations 45 --repeats 1
+    python benchmarks/end_to_end.py --open-small --durations   # Open Small only
 
 Prints a table and writes benchmarks/results/end_to_end.{md,json}.
 """
@@ -42,9 +51,10 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+PROMPT = "bossa nova, nylon guitar and flute, 120 BPM"
 
 
-def demo_architecture_pipeline(precision: str):
+def demo_architecture_pipeline(precision: str, compile: bool = False):
     from longplay.checkpoints.diffusion import (
         DiffusionModel,
         _load_text_encoder,
@@ -65,10 +75,10 @@ def demo_architecture_pipeline(precision: str):
     model = DiffusionModel(config, build_vae(config.vae).eval(),
                            build_conditioner(config.conditioning).eval(),
                            build_dit(config.dit).eval(), encoder, Path("."))
-    return TextToMusicPipeline(model, precision=precision)
+    return TextToMusicPipeline(model, precision=precision, compile=compile)
 
 
-def demo_pipeline(precision: str, random_weights: bool):
+def demo_pipeline(precision: str, random_weights: bool, compile: bool = False):
     """The bundled demo model, or its architecture with random weights: (label, pipeline)."""
     from longplay.assets import demo_model_path
     from longplay.pipelines import TextToMusicPipeline
@@ -79,24 +89,57 @@ def demo_pipeline(precision: str, random_weights: bool):
         except FileNotFoundError:
             pass
         else:
-            return "demo (bundled)", TextToMusicPipeline.from_pretrained(path,
-                                                                          precision=precision)
-    return "demo (architecture)", demo_architecture_pipeline(precision)
+            return "demo (bundled)", TextToMusicPipeline.from_pretrained(
+                path, precision=precision, compile=compile)
+    return "demo (architecture)", demo_architecture_pipeline(precision, compile)
 
 
-def open_small_pipeline(precision: str, folder: Path):
-    """The Open Small architecture at full size with random weights (see the docstring)."""
+OPEN_SMALL_HEAD_DIM = 128  # width 1024 / 8 heads
+
+
+def open_small_reference():
+    """The reference networks at Open Small's size, random weights (seed 0): diffusers'
+    StableAudioDiTModel with Open Small's LayerNorms on q and k (diffusers' Stable Audio
+    attention processor applies ``norm_q``/``norm_k`` where set; its DiT block does not
+    create them) and diffusers' AutoencoderOobleck. Returns (dit, vae)."""
+    from diffusers import AutoencoderOobleck, StableAudioDiTModel
+    from torch import nn
+
+    torch.manual_seed(0)
+    dit = StableAudioDiTModel(
+        sample_size=256, in_channels=64, num_layers=16, attention_head_dim=OPEN_SMALL_HEAD_DIM,
+        num_attention_heads=8, num_key_value_attention_heads=8, out_channels=64,
+        cross_attention_dim=1024, time_proj_dim=256, global_states_input_dim=768,
+        cross_attention_input_dim=768)
+    with torch.no_grad():
+        for block in dit.transformer_blocks:
+            for attn in (block.attn1, block.attn2):
+                for name in ("norm_q", "norm_k"):
+                    norm = nn.LayerNorm(OPEN_SMALL_HEAD_DIM, eps=1e-6)
+                    norm.weight.normal_(1.0, 0.1)
+                    norm.bias.normal_(0.0, 0.1)
+                    setattr(attn, name, norm)
+    return dit.eval(), AutoencoderOobleck().eval()
+
+
+def open_small_pipeline(precision: str, folder: Path, reference, compile: bool = False):
+    """The Open Small architecture at full size with the reference's weights (see the
+    docstring); the conditioner and the T5-base-sized text encoder are random."""
     import shutil
 
     from transformers import T5Config, T5EncoderModel
 
+    from longplay.checkpoints import load_vae
     from longplay.checkpoints.diffusion import (
         DiffusionModel,
         _load_text_encoder,
+        _own_to_foreign,
+        _shapes,
         build_conditioner,
         build_dit,
     )
-    from longplay.checkpoints.vae import build_vae
+    from longplay.checkpoints.keymaps import dit_module_rows
+    from longplay.checkpoints.remap import remap_state
     from longplay.config import diffusion_config_from_sat
     from longplay.pipelines import TextToMusicPipeline
 
@@ -113,21 +156,181 @@ def open_small_pipeline(precision: str, folder: Path):
                                         cond_token_dim=768, global_cond_dim=768)
     model["io_channels"] = 64
     encoder_dir = folder / "text_encoder"
-    encoder_dir.mkdir(parents=True, exist_ok=True)
-    t5 = json.loads((fixture / "text_encoder" / "config.json").read_text())
-    t5.update(d_ff=3072, d_kv=64, num_heads=12, num_layers=12, dtype="float32")
-    torch.manual_seed(0)
-    T5EncoderModel(T5Config(**{k: v for k, v in t5.items() if k != "architectures"})) \
-        .save_pretrained(encoder_dir)
-    shutil.copy(fixture / "text_encoder" / "tokenizer.json", encoder_dir)
+    if not encoder_dir.exists():
+        encoder_dir.mkdir(parents=True)
+        t5 = json.loads((fixture / "text_encoder" / "config.json").read_text())
+        t5.update(d_ff=3072, d_kv=64, num_heads=12, num_layers=12, dtype="float32")
+        torch.manual_seed(0)
+        T5EncoderModel(T5Config(**{k: v for k, v in t5.items() if k != "architectures"})) \
+            .save_pretrained(encoder_dir)
+        shutil.copy(fixture / "text_encoder" / "tokenizer.json", encoder_dir)
+    ref_dit, ref_vae = reference
+    vae_dir = folder / "vae"
+    if not vae_dir.exists():
+        ref_vae.save_pretrained(vae_dir)
     config = diffusion_config_from_sat(cfg)
     text = replace(config.conditioning.text, model_path=str(encoder_dir))
     config = replace(config, conditioning=replace(config.conditioning, text=text))
     encoder = _load_text_encoder(encoder_dir, text, None, "cpu", torch.float32)
-    dm = DiffusionModel(config, build_vae(config.vae).eval(),
-                        build_conditioner(config.conditioning).eval(),
-                        build_dit(config.dit).eval(), encoder, folder)
-    return TextToMusicPipeline(dm, precision=precision)
+    with torch.device("meta"):
+        dit = build_dit(config.dit)
+    rows = dit_module_rows(config.dit.depth)
+    state = remap_state(ref_dit.state_dict(), _own_to_foreign(dit, rows, 2), _shapes(dit),
+                        "DiT", Path("diffusers"))
+    dit.load_state_dict(state, strict=True, assign=True)
+    dit._rope_cache = {}
+    torch.manual_seed(0)
+    dm = DiffusionModel(config, load_vae(vae_dir).eval(),
+                        build_conditioner(config.conditioning).eval(), dit.eval(), encoder,
+                        folder)
+    return TextToMusicPipeline(dm, precision=precision, compile=compile)
+
+
+def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
+    """An Open Small generation through the reference networks, with the noise the
+    pipeline draws for ``seed`` and its 8-step ping-pong sampler. The text encoding and
+    the conditioning (one T5 forward, shared with longplay) come from the pipeline."""
+    from longplay.diffusion import RFDenoiser, get_sampler, logsnr_shift_t_grid
+
+    ref_dit, ref_vae = reference
+    frames = pipe.config.window_frames
+    steps = pipe.defaults.num_inference_steps
+    start = time.perf_counter()
+    with torch.inference_mode():
+        features = pipe.encode_prompt([PROMPT])
+        cond = pipe._conditioning(features, 1, 0.0, duration)
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn((1, pipe.config.vae.latent_dim, frames), generator=generator)
+        rotary = _reference_rotary(OPEN_SMALL_HEAD_DIM, frames + 1)
+
+        def model_fn(x, t):
+            return ref_dit(x, t, encoder_hidden_states=cond.cross_attn,
+                           global_hidden_states=cond.global_cond[:, None],
+                           rotary_embedding=rotary, return_dict=False)[0]
+
+        def noise_fn(i, x):
+            return torch.randn((1, *x.shape[1:]), generator=generator)
+
+        grid = logsnr_shift_t_grid(steps, include_endpoint=True)
+        sampled = get_sampler("pingpong").fn(RFDenoiser(model_fn), noise, grid,
+                                             noise_fn=noise_fn)
+        sampled_at = time.perf_counter()
+        audio = ref_vae.decode(sampled).sample[..., :round(duration * pipe.sample_rate)]
+    end = time.perf_counter()
+    return {"total_s": end - start, "sampling_s": sampled_at - start,
+            "decoding_s": end - sampled_at, "window_frames": frames, "steps": steps,
+            "samples": audio.shape[-1], "audio": audio}
+
+
+def _to_foreign_state(own: dict[str, torch.Tensor], own_to_foreign: dict,
+                      target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """longplay weights under the reference's names (fused tensors split, singleton
+    dimensions as the reference holds them)."""
+    out = {}
+    for key, tensor in own.items():
+        names = own_to_foreign[key]
+        parts = tensor.chunk(len(names)) if isinstance(names, tuple) else (tensor,)
+        for name, part in zip(names if isinstance(names, tuple) else (names,), parts,
+                              strict=True):
+            out[name] = part.reshape(target[name].shape).clone()
+    return out
+
+
+def reference_from_pipeline(pipe):
+    """The pipeline's DiT and VAE as diffusers networks (StableAudioDiTModel with q/k
+    LayerNorms where the model has them, AutoencoderOobleck) with its weights."""
+    from diffusers import AutoencoderOobleck, StableAudioDiTModel
+    from torch import nn
+
+    from longplay.checkpoints.diffusion import _own_to_foreign
+    from longplay.checkpoints.keymaps import dit_module_rows, vae_key_map
+
+    cfg, vcfg = pipe.config.dit, pipe.config.vae
+    head = cfg.width // cfg.num_heads
+    context = cfg.width if cfg.project_cond_tokens else cfg.cond_token_dim
+    dit = StableAudioDiTModel(
+        sample_size=pipe.config.window_frames, in_channels=cfg.io_channels,
+        num_layers=cfg.depth, attention_head_dim=head, num_attention_heads=cfg.num_heads,
+        num_key_value_attention_heads=context // head, out_channels=cfg.io_channels,
+        cross_attention_dim=context, time_proj_dim=256,
+        global_states_input_dim=cfg.global_cond_dim, cross_attention_input_dim=cfg.cond_token_dim)
+    if cfg.qk_norm:
+        for block in dit.transformer_blocks:
+            for attn in (block.attn1, block.attn2):
+                attn.norm_q = nn.LayerNorm(head, eps=1e-6)
+                attn.norm_k = nn.LayerNorm(head, eps=1e-6)
+    own = {k: v.float() for k, v in pipe.model.dit.state_dict().items()}
+    dit.load_state_dict(_to_foreign_state(own, _own_to_foreign(pipe.model.dit, dit_module_rows(
+        cfg.depth), 2), dit.state_dict()), strict=True)
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=vcfg.encoder_channels, downsampling_ratios=list(vcfg.strides),
+        channel_multiples=list(vcfg.channel_mults), decoder_channels=vcfg.decoder_channels,
+        decoder_input_channels=vcfg.latent_dim, audio_channels=vcfg.audio_channels,
+        sampling_rate=vcfg.sample_rate)
+    # Only the decoder runs here (diffusers ties the encoder's output width to its base
+    # width, which the demo VAE does not share).
+    to_foreign = vae_key_map("diffusers", len(vcfg.strides)).to_foreign
+    own_vae = {k: v.float() for k, v in pipe.model.vae.state_dict().items()
+               if k.startswith("decoder.")}
+    mapping = {}
+    for key in own_vae:
+        module, _, param = key.rpartition(".")
+        mapping[key] = f"{to_foreign[module]}.{param}".removeprefix("decoder.")
+    vae.decoder.load_state_dict(_to_foreign_state(own_vae, mapping, vae.decoder.state_dict()),
+                                strict=True)
+    return dit.eval(), vae.eval()
+
+
+def reference_generate_v(reference, pipe, duration: float, seed: int = 0) -> dict:
+    """A v-objective generation the way the reference implementations run one: the whole
+    window (they have no fitted window), the pipeline's sampler, guidance batched with
+    the prompt, a whole-signal decode, then the cut to ``duration``. Same noise as the
+    pipeline's full-window generation for ``seed``; text encoding and conditioning (a
+    small share of the time) come from the pipeline."""
+    from longplay.diffusion import VDenoiser, get_sampler, guided, log_linear_sigmas
+
+    ref_dit, ref_vae = reference
+    cfg = pipe.config
+    frames, head = cfg.window_frames, cfg.dit.width // cfg.dit.num_heads
+    d = pipe.defaults
+    start = time.perf_counter()
+    with torch.inference_mode():
+        cond = pipe._conditioning(pipe.encode_prompt([PROMPT]), 1, 0.0, duration)
+        both = cond.cat(cond.without_context())
+        generators = [torch.Generator().manual_seed(seed)]
+        noise = torch.randn((1, cfg.vae.latent_dim, frames), generator=generators[0])
+        rotary = _reference_rotary(head, frames + 1)
+
+        def net(c):
+            def fn(x, t):
+                return ref_dit(x, t, encoder_hidden_states=c.cross_attn,
+                               global_hidden_states=c.global_cond[:, None],
+                               rotary_embedding=rotary, return_dict=False)[0]
+            return fn
+
+        model_fn = guided(net(cond), net(both), d.guidance_scale)
+
+        def noise_fn(i, x):
+            return torch.randn((1, *x.shape[1:]), generator=generators[0])
+
+        sigmas = log_linear_sigmas(d.num_inference_steps, 0.03, 500.0)
+        sampled = get_sampler(d.sampler).fn(VDenoiser(model_fn), noise * sigmas[0], sigmas,
+                                            noise_fn=noise_fn)
+        sampled_at = time.perf_counter()
+        audio = ref_vae.decode(sampled).sample[..., :round(duration * pipe.sample_rate)]
+    end = time.perf_counter()
+    return {"total_s": end - start, "sampling_s": sampled_at - start,
+            "decoding_s": end - sampled_at, "window_frames": frames,
+            "steps": d.num_inference_steps, "samples": audio.shape[-1], "audio": audio}
+
+
+def _reference_rotary(head_dim: int, positions: int):
+    """The rotary table handed to diffusers' DiT, with the reference models' rule
+    (max(head_dim / 2, 32) channels; longplay.transformer.dit.rotary_dim_for)."""
+    from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+    return get_1d_rotary_pos_embed(max(head_dim // 2, 32), positions, use_real=True,
+                                   repeat_interleave_real=False)
 
 
 def generate(pipe, duration: float, window: str) -> dict:
@@ -137,77 +340,143 @@ def generate(pipe, duration: float, window: str) -> dict:
         last[stage] = time.perf_counter()
 
     start = time.perf_counter()
-    out = pipe("bossa nova, nylon guitar and flute, 120 BPM", duration_s=duration, seed=0,
-               window=window, progress=progress)
+    out = pipe(PROMPT, duration_s=duration, seed=0, window=window, progress=progress)
     end = time.perf_counter()
     # Text encoding and sampling end with the last step's callback; the decode follows.
     sampled = last.get("sampling", start)
     return {"total_s": end - start, "sampling_s": sampled - start, "decoding_s": end - sampled,
             "window_frames": out.settings.window_frames,
             "steps": out.settings.num_inference_steps,
-            "samples": out.audio.shape[-1]}
+            "samples": out.audio.shape[-1], "audio": out.audio}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--durations", type=float, nargs="*", default=[45.0, 285.0])
+    parser.add_argument("--durations", type=float, nargs="*", default=[45.0, 285.0],
+                        help="demo model rows (none: skip the demo model)")
     parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=3, help="generations of short rows")
     parser.add_argument("--open-small", action="store_true",
-                        help="also the Open Small architecture, 11.9 s in 8 steps")
+                        help="also the Open Small architecture, 11.9 s in 8 steps, against the "
+                             "reference networks")
+    parser.add_argument("--compile", nargs="*", default=None, metavar="PRECISION",
+                        help="also rows with compile=True in these precisions (default bf16), "
+                             "after one warm-up generation that compiles")
     parser.add_argument("--random-weights", action="store_true",
                         help="time the demo architecture with random weights even where the "
                              "bundled demo model is installed")
+    parser.add_argument("--out", type=Path, default=RESULTS / "end_to_end.md")
     args = parser.parse_args()
+    compile_precisions = [] if args.compile is None else (args.compile or ["bf16"])
+    variants = [(p, False) for p in args.precisions] + [(p, True) for p in compile_precisions]
     rows = []
+    audio: dict[tuple, torch.Tensor] = {}  # (model, implementation, precision, compile, s)
 
-    def measure(model: str, pipe, duration: float, window: str, repeats: int) -> None:
-        """The median of ``repeats`` generations (with its stage times) as a row."""
-        runs = [generate(pipe, duration, window) for _ in range(repeats)]
+    def record(model: str, impl: str, precision: str, compiled: bool, duration: float,
+               window: str, runs: list[dict], warmup_s: float | None = None) -> None:
+        """The median of ``runs`` (with its stage times) as a row."""
         total = statistics.median(r["total_s"] for r in runs)
         median_run = min(runs, key=lambda r: abs(r["total_s"] - total))
-        row = {"model": model, "precision": pipe.precision, "duration_s": round(duration, 2),
-               "window": window, "runs": repeats, **median_run, "total_s": total,
-               "realtime_factor": duration / total}
+        audio[(model, impl, precision, compiled, round(duration, 2))] = runs[0]["audio"]
+        row = {"model": model, "implementation": impl, "precision": precision,
+               "compile": compiled, "duration_s": round(duration, 2), "window": window,
+               "runs": len(runs), **{k: v for k, v in median_run.items() if k != "audio"},
+               "total_s": total, "realtime_factor": duration / total,
+               "first_run_s": warmup_s}
         rows.append(row)
         print(json.dumps(row), flush=True)
+
+    def measure(model: str, pipe, compiled: bool, duration: float, window: str,
+                repeats: int) -> None:
+        warmup_s = None
+        if compiled:  # the first generation compiles; it is reported, not counted
+            warmup_s = generate(pipe, duration, window)["total_s"]
+        runs = [generate(pipe, duration, window) for _ in range(repeats)]
+        record(model, "longplay", pipe.precision, compiled, duration, window, runs, warmup_s)
 
     if args.open_small:
         import tempfile
 
+        reference = open_small_reference()
         with tempfile.TemporaryDirectory() as tmp:
-            for precision in args.precisions:
-                pipe = open_small_pipeline(precision, Path(tmp))
-                measure("Open Small (architecture)", pipe, pipe.max_duration_s, "full",
-                        args.repeats)
-    for precision in args.precisions:
-        label, pipe = demo_pipeline(precision, args.random_weights)
+            for precision, compiled in variants:
+                pipe = open_small_pipeline(precision, Path(tmp), reference, compile=compiled)
+                if precision == "fp32" and not compiled:
+                    reference_generate(reference, pipe, pipe.max_duration_s)  # warm-up
+                    runs = [reference_generate(reference, pipe, pipe.max_duration_s)
+                            for _ in range(args.repeats)]
+                    record("Open Small", "diffusers (reference)", "fp32", False,
+                           pipe.max_duration_s, "full", runs)
+                measure("Open Small", pipe, compiled, pipe.max_duration_s, "full", args.repeats)
+    for precision, compiled in variants:
+        if not args.durations:
+            break
+        label, pipe = demo_pipeline(precision, args.random_weights, compiled)
+        if precision == "fp32" and not compiled:
+            # The reference implementations always sample and decode the whole window, so
+            # one full-window run is their time for every requested duration.
+            longest = max(args.durations)
+            run = reference_generate_v(reference_from_pipeline(pipe), pipe, longest)
+            record(label, "diffusers (reference)", "fp32", False, longest, "full", [run])
         for duration in args.durations:
             short = duration < 60
-            measure(label, pipe, duration, "fit" if short else "full",
+            measure(label, pipe, compiled, duration, "fit" if short else "full",
                     args.repeats if short else 1)
+
+    text = report(rows, audio)
+    print()
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def report(rows: list[dict], audio: dict) -> str:
+    from longplay.evaluation import si_sdr
+
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     lines = ["# End to end: whole generations", "",
              f"Machine: {machine}. Samplers: each model's defaults (the demo: dpmpp-3m-sde "
              "with guidance 7 batched with the prompt; Open Small: ping-pong without "
              "guidance). Real-time factor = audio seconds per second of computing (> 1: "
-             "faster than real time).", "",
-             "| model | audio | window (frames) | steps | precision | runs | total (s) "
-             "| text + sampling (s) | decode (s) | real-time factor |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['duration_s']:g} s | {r['window_frames']} | "
-                     f"{r['steps']} | {r['precision']} | "
-                     f"{r['runs']} | {r['total_s']:.1f} | {r['sampling_s']:.1f} | "
-                     f"{r['decoding_s']:.1f} | {r['realtime_factor']:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print()
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "end_to_end.md").write_text(text)
-    (RESULTS / "end_to_end.json").write_text(json.dumps(rows, indent=2) + "\n")
-    return 0
+             "faster than real time). compile: `compile=True` (on a CPU the VAE decoder "
+             "through torch.compile); its first generation, which compiles, is the last "
+             "column and is not in the medians. The reference rows run diffusers' networks "
+             "on the same weights (benchmarks/end_to_end.py); the reference implementations "
+             "always sample and decode the model's whole window, so their one full-window "
+             "run is the reference time of every duration. SI-SDR compares audio generated "
+             "from the same noise in the same window.", ""]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    for model in models:
+        mine = [r for r in rows if r["model"] == model]
+        ref = next((r for r in mine if r["implementation"] != "longplay"), None)
+        lines += [f"## {model}", "",
+                  "| implementation | audio | window (frames) | steps | precision | compile "
+                  "| runs | total (s) | text + sampling (s) | decode (s) | speed vs reference "
+                  "| SI-SDR vs reference (dB) | real-time factor | first run (s) |",
+                  "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in mine:
+            speed = sdr = ""
+            if ref is not None:
+                speed = f"{ref['total_s'] / r['total_s']:.2f}x"
+                if r is not ref and (r["duration_s"], r["window_frames"]) == (
+                        ref["duration_s"], ref["window_frames"]):
+                    ref_audio = audio[(model, ref["implementation"], "fp32", False,
+                                       ref["duration_s"])][0]
+                    own = audio[(model, "longplay", r["precision"], r["compile"],
+                                 r["duration_s"])][0]
+                    sdr = f"{si_sdr(ref_audio, own):.1f}"
+            first = "" if r["first_run_s"] is None else f"{r['first_run_s']:.1f}"
+            lines.append(
+                f"| {r['implementation']} | {r['duration_s']:g} s | {r['window_frames']} "
+                f"| {r['steps']} | {r['precision']} | {'yes' if r['compile'] else ''} "
+                f"| {r['runs']} | {r['total_s']:.1f} | {r['sampling_s']:.1f} "
+                f"| {r['decoding_s']:.1f} | {speed} | {sdr} | {r['realtime_factor']:.2f}x "
+                f"| {first} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from conftest import SAO1_TINY, SAOS_TINY
 from longplay.audio import load_audio
 from longplay.cli.main import main
@@ -24,6 +26,10 @@ def test_generate_writes_audio_and_a_settings_sidecar(tmp_path: Path) -> None:
     assert sidecar["prompt"] == "a calm piano" and sidecar["seed"] == 7
     assert sidecar["settings"]["num_inference_steps"] == 4
     assert sidecar["settings"]["sampler"] == "dpmpp-3m-sde"
+    from longplay.pipelines.text_to_music import bf16_supported
+
+    expected = "bf16" if bf16_supported(torch.device("cpu")) else "fp32"  # --precision auto
+    assert sidecar["settings"]["precision"] == expected
     assert sidecar["model"] == str(SAO1_TINY.resolve())
 
 
@@ -31,7 +37,8 @@ def test_generate_with_compile_writes_the_same_audio(tmp_path: Path) -> None:
     plain, compiled = tmp_path / "plain.wav", tmp_path / "compiled.wav"
     for out, extra in ((plain, ()), (compiled, ("--compile",))):
         assert run("generate", "a calm piano", "--model", SAO1_TINY, "--duration", "1",
-                   "--steps", "3", "--seed", "7", "-o", out, "--no-progress", *extra) == 0
+                   "--steps", "3", "--seed", "7", "--precision", "fp32", "-o", out,
+                   "--no-progress", *extra) == 0
     a, b = load_audio(plain).audio, load_audio(compiled).audio
     assert a.shape == b.shape and (a - b).abs().max() < 1e-3  # 16-bit WAV steps: 3e-5
 

@@ -151,6 +151,15 @@ def test_missing_compiler_is_reported_and_nothing_is_compiled(monkeypatch, caplo
     assert compiler.wrap(decoder) is decoder  # not even wrapped
 
 
+def test_missing_python_headers_are_reported(monkeypatch, tmp_path) -> None:
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {**paths, "include": str(tmp_path)})
+    reason = compile_unavailable_reason("cpu")
+    assert reason is not None and "Python.h" in reason and "python3-dev" in reason
+
+
 def test_gpu_without_triton_and_other_devices_are_reported(monkeypatch) -> None:
     import torch.utils._triton as triton_utils
 

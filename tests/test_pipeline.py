@@ -250,6 +250,19 @@ def test_bf16_falls_back_where_unsupported(monkeypatch, caplog) -> None:
         TextToMusicPipeline.from_pretrained(SAO1_TINY, precision="fp8")
 
 
+def test_auto_precision_picks_bf16_only_where_supported(monkeypatch, caplog) -> None:
+    from longplay.pipelines import text_to_music
+
+    for supported, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(text_to_music, "bf16_supported", lambda device, s=supported: s)
+        caplog.clear()
+        pipe = TextToMusicPipeline.from_pretrained(SAO1_TINY, precision="auto")
+        assert pipe.precision == expected and not caplog.records  # no warning either way
+        dtype = torch.bfloat16 if supported else torch.float32
+        assert pipe.model.dit.project_in.weight.dtype == dtype
+        assert quick(pipe, num_inference_steps=2).settings.precision == expected
+
+
 def test_decode_chunks_follow_the_memory_budget(monkeypatch) -> None:
     """A tiny budget forces many decode chunks; the audio is the same as unchunked."""
     from longplay.autoencoder import AudioVAE, model
@@ -273,3 +286,26 @@ def test_decode_chunks_follow_the_memory_budget(monkeypatch) -> None:
     chunked = quick(pipe)
     assert frames > chunk and chunks == [chunk]
     torch.testing.assert_close(chunked.audio, whole.audio, rtol=0, atol=1e-4)
+
+
+def test_a_batch_beyond_the_decode_budget_is_decoded_in_parts(monkeypatch) -> None:
+    """Four outputs with a budget that fits efficient chunks for two at a time: the
+    decode runs two items per call, and the audio is the same as with ample memory."""
+    from longplay.autoencoder import AudioVAE, model
+
+    pipe = TextToMusicPipeline.from_pretrained(SAO1_TINY)
+    whole = quick(pipe, num_outputs=4)
+    calls: list[tuple[int | None, int | None]] = []
+    original = AudioVAE.decode
+
+    def spy(self, latents, **kwargs):
+        calls.append((kwargs.get("batch_size"), kwargs.get("chunk_frames")))
+        return original(self, latents, **kwargs)
+
+    monkeypatch.setattr(AudioVAE, "decode", spy)
+    frames = whole.latents.shape[-1]
+    per_item = pipe.model.vae.decode_bytes_per_frame()
+    monkeypatch.setattr(model, "DECODE_MEMORY_BUDGET", 2 * frames * per_item)
+    parts = quick(pipe, num_outputs=4)
+    assert calls[0] == (2, None)  # two items whole per call, four would not fit
+    torch.testing.assert_close(parts.audio, whole.audio, rtol=0, atol=1e-5)

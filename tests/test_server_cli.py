@@ -101,4 +101,4 @@ def test_precision_and_compile_reach_the_pipeline(served, monkeypatch):
     assert seen and seen[0]["precision"] == "bf16" and seen[0]["compile"] is True
     args = parse("--model", str(SAO1_TINY))
     assert args.run(args) == 0
-    assert seen[-1]["precision"] == "fp32" and seen[-1]["compile"] is False
+    assert seen[-1]["precision"] == "auto" and seen[-1]["compile"] is False  # the defaults

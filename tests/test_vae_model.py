@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longplay.autoencoder import AudioVAE, LatentDistribution
+from longplay.autoencoder import AudioVAE, DecodePlan, LatentDistribution
 from longplay.checkpoints import build_vae
 from longplay.config import VAE_PRESETS, ConfigError, VAEConfig, vae_preset
 
@@ -236,17 +236,60 @@ def test_auto_chunk_fits_the_memory_budget() -> None:
     assert vae.decode_bytes_per_frame(dtype=torch.bfloat16) == per_frame / 2
 
 
+def test_a_large_batch_is_decoded_a_few_items_at_a_time_within_the_budget() -> None:
+    vae = debug_vae()
+    per_frame = vae.decode_bytes_per_frame()
+    budget = 200 * per_frame
+    # One item: chunks of 168 frames. Eight items together would get 25 frames per
+    # item-chunk, below the 64 that keep the overlap small: 2 items at a time (68).
+    assert vae.auto_decode_plan(1000, batch=1, budget_bytes=budget, context_frames=16) == (
+        DecodePlan(1, 168))
+    plan = vae.auto_decode_plan(1000, batch=8, budget_bytes=budget, context_frames=16)
+    assert plan == DecodePlan(2, 100 - 32)
+    assert plan.batch_size * (plan.chunk_frames + 32) * per_frame <= budget
+    assert vae.auto_decode_plan(20, batch=8, budget_bytes=budget) == DecodePlan(8, None)
+    tiny = vae.auto_decode_plan(1000, batch=8, budget_bytes=per_frame, context_frames=16)
+    assert tiny == DecodePlan(1, 32)  # the floor: one item, the shortest chunk
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        vae.auto_decode_plan(10, batch=0)
+
+
+def test_decode_in_sub_batches_equals_the_whole_batch() -> None:
+    torch.manual_seed(0)
+    vae = debug_vae().eval()
+    latents = torch.randn(5, vae.latent_dim, 40)
+    seen: list[tuple[int, int]] = []
+    with torch.inference_mode():
+        whole = vae.decode(latents, chunk_frames=16, num_samples=40 * vae.hop_length - 7)
+        parts = vae.decode(latents, chunk_frames=16, num_samples=40 * vae.hop_length - 7,
+                           batch_size=2, progress=lambda i, n: seen.append((i, n)))
+    torch.testing.assert_close(parts, whole, rtol=0, atol=1e-6)
+    assert seen == [(i, 9) for i in range(1, 10)]  # 3 calls x 3 chunks, counted through
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        vae.decode(latents, batch_size=0)
+
+
+def test_free_memory_is_read_from_the_device(monkeypatch) -> None:
+    from longplay.autoencoder import model
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (123 * 2**20, 2**34))
+    assert model.available_memory_bytes("cuda") == 123 * 2**20
+    host = model.available_memory_bytes("cpu")
+    assert host is None or 0 < host < 2**50
+
+
 def test_auto_chunk_uses_at_most_half_the_available_memory(monkeypatch) -> None:
     from longplay.autoencoder import model
 
     vae = debug_vae()
     per_frame = vae.decode_bytes_per_frame()
-    monkeypatch.setattr(model, "available_memory_bytes", lambda: int(2 * 300 * per_frame))
+    monkeypatch.setattr(model, "available_memory_bytes",
+                        lambda device: int(2 * 300 * per_frame))
     monkeypatch.setattr(model, "DECODE_MEMORY_BUDGET", 10**15)
     assert vae.auto_chunk_frames(10**4, context_frames=16) == 300 - 32
     monkeypatch.setattr(model, "DECODE_MEMORY_BUDGET", 100 * per_frame)
     assert vae.auto_chunk_frames(10**4, context_frames=16) == 100 - 32
-    monkeypatch.setattr(model, "available_memory_bytes", lambda: None)
+    monkeypatch.setattr(model, "available_memory_bytes", lambda device: None)
     assert vae.auto_chunk_frames(10**4, context_frames=16) == 100 - 32
 
 

@@ -32,6 +32,7 @@ from longplay.autoencoder.model import (
     DEFAULT_CHUNK_FRAMES,
     DEFAULT_CONTEXT_FRAMES,
     AudioVAE,
+    DecodePlan,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_CONTEXT_FRAMES",
     "AWeighting",
     "AudioVAE",
+    "DecodePlan",
     "DecoderBlock",
     "DiscriminatorLosses",
     "DiscriminatorOutput",

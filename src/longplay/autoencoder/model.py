@@ -7,6 +7,7 @@ Shape legend: B batch, C audio channels, S samples, D latent channels, T latent 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +42,15 @@ last (full-rate) stage, per byte of the activation dtype: measured on the full-s
 VAE (benchmarks/vae_decode.py; about 5.5 MiB per latent frame in fp32)."""
 
 
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux), else None."""
+def available_memory_bytes(device: torch.device | str = "cpu") -> int | None:
+    """Free memory of ``device``: for a CUDA device what the driver reports free, else
+    MemAvailable from /proc/meminfo (Linux); None where neither is known."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -51,6 +59,14 @@ def available_memory_bytes() -> int | None:
     except OSError:
         return None
     return None
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """Items per decoder call and latent frames per chunk (None: whole)."""
+
+    batch_size: int
+    chunk_frames: int | None
 
 
 def _chunk_spans(num_frames: int, chunk_frames: int | None,
@@ -157,17 +173,36 @@ class AudioVAE(nn.Module):
                           context_frames: int = DEFAULT_CONTEXT_FRAMES) -> int | None:
         """The largest decode chunk (in latent frames) whose activations fit in
         ``budget_bytes``: by default the smaller of ``DECODE_MEMORY_BUDGET`` and half the
-        memory available now. None (no chunking) when the whole input fits. Larger
-        chunks are faster (less context decoded twice); smaller ones use less memory.
+        memory available now on the VAE's device. None (no chunking) when the whole input
+        fits. Larger chunks are faster (less context decoded twice); smaller ones use less memory.
         Never below 2 * ``context_frames``, where the overlap would dominate."""
         if budget_bytes is None:
-            available = available_memory_bytes()
+            available = available_memory_bytes(self.decoder.head.weight_v.device)
             budget_bytes = DECODE_MEMORY_BUDGET if available is None else min(
                 DECODE_MEMORY_BUDGET, 0.5 * available)
         frames = int(budget_bytes // self.decode_bytes_per_frame(batch, dtype))
         if frames >= num_frames:
             return None
         return max(2 * context_frames, frames - 2 * context_frames)
+
+    def auto_decode_plan(self, num_frames: int, *, batch: int = 1,
+                         dtype: torch.dtype = torch.float32,
+                         budget_bytes: float | None = None,
+                         context_frames: int = DEFAULT_CONTEXT_FRAMES) -> DecodePlan:
+        """How to decode ``batch`` items of ``num_frames`` within the memory budget (see
+        :meth:`auto_chunk_frames`): all items at once where their chunks stay at least
+        ``4 * context_frames`` long (or none is needed), else fewer items per call, down
+        to one at a time, so that a large batch is decoded in efficient chunks within
+        the budget instead of many small, overlapping ones beyond it."""
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        for items in range(batch, 0, -1):
+            chunk = self.auto_chunk_frames(num_frames, batch=items, dtype=dtype,
+                                           budget_bytes=budget_bytes,
+                                           context_frames=context_frames)
+            if chunk is None or chunk >= 4 * context_frames or items == 1:
+                return DecodePlan(items, chunk)
+        raise AssertionError("unreachable")
 
     @property
     def conv_dtype(self) -> torch.dtype | None:
@@ -216,11 +251,30 @@ class AudioVAE(nn.Module):
     def decode(self, latents: torch.Tensor, *, num_samples: int | None = None,
                chunk_frames: int | None = DEFAULT_CHUNK_FRAMES,
                context_frames: int = DEFAULT_CONTEXT_FRAMES,
+               batch_size: int | None = None,
                progress: ProgressFn | None = None) -> torch.Tensor:
-        """latents [B, D, T] -> audio [B, C, T * hop], cut to ``num_samples`` if given."""
+        """latents [B, D, T] -> audio [B, C, T * hop], cut to ``num_samples`` if given.
+        ``batch_size`` items go through the decoder at a time (default all B)."""
         if latents.dim() != 3 or latents.shape[1] != self.latent_dim:
             raise ValueError(f"latents must be [B, {self.latent_dim}, T], got "
                              f"{tuple(latents.shape)}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (or None for all), got {batch_size}")
+        total = latents.shape[0]
+        if batch_size is not None and batch_size < total:
+            parts = range(0, total, batch_size)
+            length = latents.shape[-1] * self.hop_length if num_samples is None else num_samples
+            audio = latents.new_empty(total, self.audio_channels, length)
+            for k, first in enumerate(parts):
+                def part_progress(done: int, n: int, k: int = k) -> None:
+                    if progress is not None:
+                        progress(k * n + done, len(parts) * n)
+
+                audio[first:first + batch_size] = self.decode(
+                    latents[first:first + batch_size], num_samples=num_samples,
+                    chunk_frames=chunk_frames, context_frames=context_frames,
+                    progress=part_progress)
+            return audio
         hop = self.hop_length
         num_frames = latents.shape[-1]
         if num_samples is not None and not 0 < num_samples <= num_frames * hop:

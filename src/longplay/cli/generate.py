@@ -14,6 +14,7 @@ from longplay import __version__
 from longplay.assets import model_or_demo
 from longplay.audio import atomic_output_path, load_audio, save_audio
 from longplay.checkpoints.diffusion import load_diffusion_model
+from longplay.cli.options import add_speed_options
 from longplay.config import WINDOWS
 from longplay.diffusion import SAMPLERS
 from longplay.pipelines import TextToMusicPipeline
@@ -61,16 +62,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "fit: sample the shortest window that holds --duration (faster). "
                           "Default: the model's setting (full, except models trained for fit "
                           "such as the demo model)")
-    gen.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                     help="bf16 runs the diffusion transformer in bfloat16 where the device "
-                          "supports it (about 2x faster on CPUs with AVX512-BF16), and on a "
-                          "CPU the VAE's convolutions too (activations stay fp32); default "
-                          "fp32")
-    gen.add_argument("--compile", action="store_true",
-                     help="run what gains from torch.compile on this device through it (on a "
-                          "CPU the VAE decoder: 1.1x fp32, 1.5x bf16 faster decodes after a "
-                          "one-off compilation of about 40 s, cached on disk for later runs); "
-                          "off where no compiler is installed")
+    add_speed_options(gen)
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(run=run_generate)

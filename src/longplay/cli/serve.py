@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from longplay.assets import model_or_demo
+from longplay.cli.options import add_speed_options
 from longplay.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -32,13 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="local folder of the model's text encoder (default: inside the "
                             "model folder)")
     serve.add_argument("--device", default="cpu")
-    serve.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                       help="bf16 runs the diffusion transformer (and on a CPU the VAE's "
-                            "convolutions) in bfloat16 where the device supports it")
-    serve.add_argument("--compile", action="store_true",
-                       help="run what gains from torch.compile on this device through it "
-                            "(on a CPU the VAE decoder; the first job compiles, later ones "
-                            "are faster); off where no compiler is installed")
+    add_speed_options(serve)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)

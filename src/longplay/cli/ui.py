@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from longplay.assets import model_or_demo
+from longplay.cli.options import add_speed_options
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="address to listen on (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=7860)
     ui.add_argument("--device", default="cpu")
+    add_speed_options(ui)
     ui.set_defaults(run=run_ui)
 
 
@@ -36,6 +38,7 @@ def run_ui(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK:
         logger.warning("listening on %s: anyone who can reach this address can use the "
                        "studio", args.host)
-    studio = load_studio(args.model, args.text_encoder, args.device)
+    studio = load_studio(args.model, args.text_encoder, args.device,
+                         precision=args.precision, compile=args.compile)
     studio.launch(args.host, args.port)
     return 0

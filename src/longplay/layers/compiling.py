@@ -9,7 +9,9 @@ says why. Nothing changes global torch settings.
 from __future__ import annotations
 
 import logging
+import sysconfig
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,6 +62,10 @@ def compile_unavailable_reason(device: torch.device | str,
         except Exception as exc:  # any failure means no usable compiler
             return (f"no usable C++ compiler for the CPU backend ({exc}); install g++ "
                     "(Debian: apt install g++) or set CXX")
+        include = Path(sysconfig.get_paths()["include"])
+        if not (include / "Python.h").exists():
+            return (f"the Python headers are missing ({include}/Python.h), which the CPU "
+                    "backend compiles against; install them (Debian: apt install python3-dev)")
         return None
     if device.type == "cuda":
         try:

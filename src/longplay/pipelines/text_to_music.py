@@ -37,7 +37,8 @@ ProgressFn = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` with stage "sampling" or "decoding"."""
 
 SILENCE_PEAK = 1e-6
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
+"""auto: bf16 where the device runs it fast (``bf16_supported``), else fp32."""
 WINDOW_QUANTUM_FRAMES = 64
 """A "fit" window is the request rounded up to a multiple of this many latent frames."""
 MAX_SEED = 2**63 - 1
@@ -110,6 +111,7 @@ class GenerationSettings:
     has_init_audio: bool
     has_initial_latents: bool
     window_frames: int  # latent frames sampled (then decoded and trimmed to duration_s)
+    precision: str = "fp32"  # what the DiT ran in ("fp32" or "bf16")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,6 +155,8 @@ class TextToMusicPipeline:
         parts = self._compile_parts(compile, model.dit.project_in.weight.device)
         self.model = model
         self.config = model.config
+        if precision == "auto":
+            precision = "bf16" if bf16_supported(self.device) else "fp32"
         self.precision = precision
         self.dit_dtype = torch.float32
         if precision == "bf16":
@@ -196,7 +200,9 @@ class TextToMusicPipeline:
         supports it, else fp32 with a warning) and keeps the sampler, the text encoder and
         the VAE's weights in fp32; on a CPU the VAE's convolutions run in bf16 too. About
         2x faster DiT steps and 1.5-2x faster decodes on CPUs with AVX512-BF16
-        (benchmarks/).
+        (benchmarks/). ``precision="auto"`` (the command line's default) picks bf16 where
+        the device supports it and fp32 elsewhere, without a warning; the default here is
+        fp32, the reference's exact arithmetic, as in diffusers.
 
         ``compile=True`` runs what gains from ``torch.compile`` on the device through it
         (:func:`default_compile_parts`), or name the parts: ``compile=("dit", "vae")``."""
@@ -382,11 +388,13 @@ class TextToMusicPipeline:
             num_samples = round(duration * sr)
             vae = self.model.vae
             # Chunks as large as the memory allows (DECODE_MEMORY_BUDGET, or half of what
-            # is free): fewer, larger chunks decode faster; none when the batch fits.
-            chunk_frames = vae.auto_chunk_frames(sampled.shape[-1], batch=sampled.shape[0],
-                                                 dtype=sampled.dtype)
+            # is free): fewer, larger chunks decode faster; none when the batch fits. A
+            # batch too large for efficient chunks is decoded a few items at a time.
+            plan = vae.auto_decode_plan(sampled.shape[-1], batch=sampled.shape[0],
+                                        dtype=sampled.dtype)
             audio = vae.decode(
-                sampled, num_samples=num_samples, chunk_frames=chunk_frames,
+                sampled, num_samples=num_samples, chunk_frames=plan.chunk_frames,
+                batch_size=plan.batch_size,
                 progress=None if progress is None else lambda i, n: progress("decoding", i, n))
         self._check_output(audio)
         settings = GenerationSettings(
@@ -395,7 +403,8 @@ class TextToMusicPipeline:
             num_inference_steps=int(steps), guidance_scale=float(scale), sampler=sampler_name,
             sigma_min=float(sigma_min), sigma_max=float(sigma_max), num_outputs=num_outputs,
             seeds=seeds, init_noise_level=level, has_init_audio=init_audio is not None,
-            has_initial_latents=latents is not None, window_frames=int(frames))
+            has_initial_latents=latents is not None, window_frames=int(frames),
+            precision=self.precision)
         return TextToMusicOutput(audio.float().cpu(), sampled.float().cpu(), sr, settings)
 
     # -- pieces of the call -------------------------------------------------------------

@@ -212,7 +212,9 @@ class Studio:
 
 
 def load_studio(model: str | Path, text_encoder: str | Path | None = None,
-                device: str = "cpu") -> Studio:
+                device: str = "cpu", *, precision: str = "fp32",
+                compile: bool = False) -> Studio:
     pipe = TextToMusicPipeline.from_pretrained(model, text_encoder_path=text_encoder,
-                                               device=device)
+                                               device=device, precision=precision,
+                                               compile=compile)
     return Studio(pipe, Path(model).name)
