@@ -182,5 +182,7 @@ def test_pipeline_compile_option() -> None:
     torch.testing.assert_close(b.audio, a.audio, rtol=0, atol=1e-4)  # fused Snake rounding
     named = TextToMusicPipeline.from_pretrained(SAO1_TINY, compile=("dit",))
     assert named.compiled == ("dit",) and named.model.dit._compiled_blocks is not None
+    again = TextToMusicPipeline(named.model)  # compile=False: the same model runs eagerly
+    assert again.compiled == () and named.model.dit._compiled_blocks is None
     with pytest.raises(ValueError, match="compile must be True, False or a list of dit, vae"):
         TextToMusicPipeline.from_pretrained(SAO1_TINY, compile=("unet",))

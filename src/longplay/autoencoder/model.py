@@ -134,12 +134,12 @@ class AudioVAE(nn.Module):
         return self
 
     def compile_decoder(self, compiler: Compiler | None) -> AudioVAE:
-        """Run the decoder of inference (no gradients) through ``compiler`` (a
-        :class:`~longplay.layers.Compiler`, e.g. ``Compiler("the VAE decoder", "cpu")``;
-        the time axis is marked dynamic, so one compilation serves every chunk length
-        of a batch size); None runs it
-        eagerly again. The folded convolution weights are fixed for each call, so a
-        change of the weights between calls is seen. Gradients always run eagerly."""
+        """Run the decoder of inference (no gradients) through ``compiler``, a
+        :class:`~longplay.layers.Compiler` such as ``Compiler("the VAE decoder", "cpu")``;
+        None runs it eagerly again. The time axis is marked dynamic, so one compilation
+        serves every chunk length of a batch size. The folded convolution weights are
+        handed over on each call, so a change of the weights between calls is seen.
+        Gradients always run eagerly."""
         self._compiled_decoder = None if compiler is None else compiler.wrap(self.decoder)
         return self
 

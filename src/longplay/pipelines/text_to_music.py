@@ -49,7 +49,7 @@ COMPILABLE = ("dit", "vae")
 def default_compile_parts(device: torch.device) -> tuple[str, ...]:
     """What ``compile=True`` compiles: on a GPU the DiT's blocks and the VAE decoder; on a
     CPU the VAE decoder only, where fusing the Snake activations with the casts around
-    the convolutions gains 1.1x (fp32) to 1.5x (bf16), while the DiT's step is bound by
+    the convolutions gains 1.1x (fp32) to 1.6x (bf16), while the DiT's step is bound by
     its matrix products and gains nothing (benchmarks/compile.py)."""
     return COMPILABLE if device.type == "cuda" else ("vae",)
 
@@ -177,14 +177,15 @@ class TextToMusicPipeline:
         # Compiled on first use (tens of seconds per component on a CPU; torch caches the
         # result on disk for later processes); eager with one warning where the compiler
         # is missing or fails.
+        # A part not asked for runs eagerly, even if another pipeline compiled it.
         self._compilers: dict[str, Compiler] = {}
         if "dit" in parts:
             self._compilers["dit"] = Compiler("the diffusion transformer's blocks",
                                               self.device)
-            model.dit.compile_blocks(self._compilers["dit"])
         if "vae" in parts:
             self._compilers["vae"] = Compiler("the VAE decoder", self.device)
-            model.vae.compile_decoder(self._compilers["vae"])
+        model.dit.compile_blocks(self._compilers.get("dit"))
+        model.vae.compile_decoder(self._compilers.get("vae"))
         self.defaults = DEFAULTS[model.config.objective]
         if model.config.steps is not None:  # the model's own default
             self.defaults = replace(self.defaults, num_inference_steps=model.config.steps)
