@@ -94,54 +94,38 @@ def demo_pipeline(precision: str, random_weights: bool, compile: bool = False):
     return "demo (architecture)", demo_architecture_pipeline(precision, compile)
 
 
-OPEN_SMALL_HEAD_DIM = 128  # width 1024 / 8 heads
-
-
-def open_small_reference():
-    """The reference networks at Open Small's size, random weights (seed 0): diffusers'
-    StableAudioDiTModel with Open Small's LayerNorms on q and k (diffusers' Stable Audio
-    attention processor applies ``norm_q``/``norm_k`` where set; its DiT block does not
-    create them) and diffusers' AutoencoderOobleck. Returns (dit, vae)."""
-    from diffusers import AutoencoderOobleck, StableAudioDiTModel
+def reference_dit(config, frames: int):
+    """diffusers' StableAudioDiTModel shaped like a longplay DiT config, with LayerNorms on
+    q and k where the config has them (diffusers' Stable Audio attention processor applies
+    ``norm_q``/``norm_k`` where set; its DiT block does not create them)."""
+    from diffusers import StableAudioDiTModel
     from torch import nn
 
-    torch.manual_seed(0)
+    head = config.width // config.num_heads
+    context = config.width if config.project_cond_tokens else config.cond_token_dim
     dit = StableAudioDiTModel(
-        sample_size=256, in_channels=64, num_layers=16, attention_head_dim=OPEN_SMALL_HEAD_DIM,
-        num_attention_heads=8, num_key_value_attention_heads=8, out_channels=64,
-        cross_attention_dim=1024, time_proj_dim=256, global_states_input_dim=768,
-        cross_attention_input_dim=768)
-    with torch.no_grad():
+        sample_size=frames, in_channels=config.io_channels, num_layers=config.depth,
+        attention_head_dim=head, num_attention_heads=config.num_heads,
+        num_key_value_attention_heads=context // head, out_channels=config.io_channels,
+        cross_attention_dim=context, time_proj_dim=256,
+        global_states_input_dim=config.global_cond_dim,
+        cross_attention_input_dim=config.cond_token_dim)
+    if config.qk_norm:
         for block in dit.transformer_blocks:
             for attn in (block.attn1, block.attn2):
-                for name in ("norm_q", "norm_k"):
-                    norm = nn.LayerNorm(OPEN_SMALL_HEAD_DIM, eps=1e-6)
-                    norm.weight.normal_(1.0, 0.1)
-                    norm.bias.normal_(0.0, 0.1)
-                    setattr(attn, name, norm)
-    return dit.eval(), AutoencoderOobleck().eval()
+                attn.norm_q = nn.LayerNorm(head, eps=1e-6)
+                attn.norm_k = nn.LayerNorm(head, eps=1e-6)
+    return dit.eval()
 
 
-def open_small_pipeline(precision: str, folder: Path, reference, compile: bool = False):
-    """The Open Small architecture at full size with the reference's weights (see the
-    docstring); the conditioner and the T5-base-sized text encoder are random."""
+def open_small_config(folder: Path):
+    """The Open Small architecture at full size (see the docstring), with a random
+    T5-base-sized text encoder written to ``folder`` on first use."""
     import shutil
 
     from transformers import T5Config, T5EncoderModel
 
-    from longplay.checkpoints import load_vae
-    from longplay.checkpoints.diffusion import (
-        DiffusionModel,
-        _load_text_encoder,
-        _own_to_foreign,
-        _shapes,
-        build_conditioner,
-        build_dit,
-    )
-    from longplay.checkpoints.keymaps import dit_module_rows
-    from longplay.checkpoints.remap import remap_state
     from longplay.config import diffusion_config_from_sat
-    from longplay.pipelines import TextToMusicPipeline
 
     fixture = Path(__file__).parents[1] / "tests" / "fixtures" / "saos_tiny"
     cfg = json.loads((fixture / "model_config.json").read_text())
@@ -164,14 +148,50 @@ def open_small_pipeline(precision: str, folder: Path, reference, compile: bool =
         T5EncoderModel(T5Config(**{k: v for k, v in t5.items() if k != "architectures"})) \
             .save_pretrained(encoder_dir)
         shutil.copy(fixture / "text_encoder" / "tokenizer.json", encoder_dir)
+    config = diffusion_config_from_sat(cfg)
+    text = replace(config.conditioning.text, model_path=str(encoder_dir))
+    return replace(config, conditioning=replace(config.conditioning, text=text))
+
+
+def open_small_reference(folder: Path):
+    """The reference networks at Open Small's size with random weights (seed 0; the q/k
+    LayerNorms randomised too): (dit, vae)."""
+    from diffusers import AutoencoderOobleck
+
+    torch.manual_seed(0)
+    dit = reference_dit(open_small_config(folder).dit, 256)
+    with torch.no_grad():
+        for block in dit.transformer_blocks:
+            for norm in (block.attn1.norm_q, block.attn1.norm_k, block.attn2.norm_q,
+                         block.attn2.norm_k):
+                norm.weight.normal_(1.0, 0.1)
+                norm.bias.normal_(0.0, 0.1)
+    return dit, AutoencoderOobleck().eval()
+
+
+def open_small_pipeline(precision: str, folder: Path, reference, compile: bool = False):
+    """The Open Small architecture at full size with the reference's weights (see the
+    docstring); the conditioner and the T5-base-sized text encoder are random."""
+    from longplay.checkpoints import load_vae
+    from longplay.checkpoints.diffusion import (
+        DiffusionModel,
+        _load_text_encoder,
+        _own_to_foreign,
+        _shapes,
+        build_conditioner,
+        build_dit,
+    )
+    from longplay.checkpoints.keymaps import dit_module_rows
+    from longplay.checkpoints.remap import remap_state
+    from longplay.pipelines import TextToMusicPipeline
+
+    config = open_small_config(folder)
     ref_dit, ref_vae = reference
     vae_dir = folder / "vae"
     if not vae_dir.exists():
         ref_vae.save_pretrained(vae_dir)
-    config = diffusion_config_from_sat(cfg)
-    text = replace(config.conditioning.text, model_path=str(encoder_dir))
-    config = replace(config, conditioning=replace(config.conditioning, text=text))
-    encoder = _load_text_encoder(encoder_dir, text, None, "cpu", torch.float32)
+    encoder = _load_text_encoder(Path(config.conditioning.text.model_path),
+                                 config.conditioning.text, None, "cpu", torch.float32)
     with torch.device("meta"):
         dit = build_dit(config.dit)
     rows = dit_module_rows(config.dit.depth)
@@ -184,42 +204,6 @@ def open_small_pipeline(precision: str, folder: Path, reference, compile: bool =
                         build_conditioner(config.conditioning).eval(), dit.eval(), encoder,
                         folder)
     return TextToMusicPipeline(dm, precision=precision, compile=compile)
-
-
-def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
-    """An Open Small generation through the reference networks, with the noise the
-    pipeline draws for ``seed`` and its 8-step ping-pong sampler. The text encoding and
-    the conditioning (one T5 forward, shared with longplay) come from the pipeline."""
-    from longplay.diffusion import RFDenoiser, get_sampler, logsnr_shift_t_grid
-
-    ref_dit, ref_vae = reference
-    frames = pipe.config.window_frames
-    steps = pipe.defaults.num_inference_steps
-    start = time.perf_counter()
-    with torch.inference_mode():
-        features = pipe.encode_prompt([PROMPT])
-        cond = pipe._conditioning(features, 1, 0.0, duration)
-        generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn((1, pipe.config.vae.latent_dim, frames), generator=generator)
-        rotary = _reference_rotary(OPEN_SMALL_HEAD_DIM, frames + 1)
-
-        def model_fn(x, t):
-            return ref_dit(x, t, encoder_hidden_states=cond.cross_attn,
-                           global_hidden_states=cond.global_cond[:, None],
-                           rotary_embedding=rotary, return_dict=False)[0]
-
-        def noise_fn(i, x):
-            return torch.randn((1, *x.shape[1:]), generator=generator)
-
-        grid = logsnr_shift_t_grid(steps, include_endpoint=True)
-        sampled = get_sampler("pingpong").fn(RFDenoiser(model_fn), noise, grid,
-                                             noise_fn=noise_fn)
-        sampled_at = time.perf_counter()
-        audio = ref_vae.decode(sampled).sample[..., :round(duration * pipe.sample_rate)]
-    end = time.perf_counter()
-    return {"total_s": end - start, "sampling_s": sampled_at - start,
-            "decoding_s": end - sampled_at, "window_frames": frames, "steps": steps,
-            "samples": audio.shape[-1], "audio": audio}
 
 
 def _to_foreign_state(own: dict[str, torch.Tensor], own_to_foreign: dict,
@@ -237,28 +221,15 @@ def _to_foreign_state(own: dict[str, torch.Tensor], own_to_foreign: dict,
 
 
 def reference_from_pipeline(pipe):
-    """The pipeline's DiT and VAE as diffusers networks (StableAudioDiTModel with q/k
-    LayerNorms where the model has them, AutoencoderOobleck) with its weights."""
-    from diffusers import AutoencoderOobleck, StableAudioDiTModel
-    from torch import nn
+    """The pipeline's DiT and VAE as diffusers networks (``reference_dit``,
+    AutoencoderOobleck) with its weights."""
+    from diffusers import AutoencoderOobleck
 
     from longplay.checkpoints.diffusion import _own_to_foreign
     from longplay.checkpoints.keymaps import dit_module_rows, vae_key_map
 
     cfg, vcfg = pipe.config.dit, pipe.config.vae
-    head = cfg.width // cfg.num_heads
-    context = cfg.width if cfg.project_cond_tokens else cfg.cond_token_dim
-    dit = StableAudioDiTModel(
-        sample_size=pipe.config.window_frames, in_channels=cfg.io_channels,
-        num_layers=cfg.depth, attention_head_dim=head, num_attention_heads=cfg.num_heads,
-        num_key_value_attention_heads=context // head, out_channels=cfg.io_channels,
-        cross_attention_dim=context, time_proj_dim=256,
-        global_states_input_dim=cfg.global_cond_dim, cross_attention_input_dim=cfg.cond_token_dim)
-    if cfg.qk_norm:
-        for block in dit.transformer_blocks:
-            for attn in (block.attn1, block.attn2):
-                attn.norm_q = nn.LayerNorm(head, eps=1e-6)
-                attn.norm_k = nn.LayerNorm(head, eps=1e-6)
+    dit = reference_dit(cfg, pipe.config.window_frames)
     own = {k: v.float() for k, v in pipe.model.dit.state_dict().items()}
     dit.load_state_dict(_to_foreign_state(own, _own_to_foreign(pipe.model.dit, dit_module_rows(
         cfg.depth), 2), dit.state_dict()), strict=True)
@@ -278,28 +249,37 @@ def reference_from_pipeline(pipe):
         mapping[key] = f"{to_foreign[module]}.{param}".removeprefix("decoder.")
     vae.decoder.load_state_dict(_to_foreign_state(own_vae, mapping, vae.decoder.state_dict()),
                                 strict=True)
-    return dit.eval(), vae.eval()
+    return dit, vae.eval()
 
 
-def reference_generate_v(reference, pipe, duration: float, seed: int = 0) -> dict:
-    """A v-objective generation the way the reference implementations run one: the whole
-    window (they have no fitted window), the pipeline's sampler, guidance batched with
-    the prompt, a whole-signal decode, then the cut to ``duration``. Same noise as the
-    pipeline's full-window generation for ``seed``; text encoding and conditioning (a
-    small share of the time) come from the pipeline."""
-    from longplay.diffusion import VDenoiser, get_sampler, guided, log_linear_sigmas
+def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
+    """A generation the way the reference pipelines run one: the model's whole window
+    (they have no fitted window), the pipeline's default sampler with the noise it draws
+    for ``seed``, guidance batched with the prompt (v models), a whole-signal decode,
+    then the cut to ``duration``. The text encoding and the conditioning (one text-encoder
+    forward, a small share of the time) come from the pipeline."""
+    from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+    from longplay.diffusion import (
+        RFDenoiser,
+        VDenoiser,
+        get_sampler,
+        guided,
+        log_linear_sigmas,
+        logsnr_shift_t_grid,
+    )
+    from longplay.transformer.dit import rotary_dim_for
 
     ref_dit, ref_vae = reference
-    cfg = pipe.config
-    frames, head = cfg.window_frames, cfg.dit.width // cfg.dit.num_heads
-    d = pipe.defaults
+    cfg, d = pipe.config, pipe.defaults
+    frames = cfg.window_frames
     start = time.perf_counter()
     with torch.inference_mode():
         cond = pipe._conditioning(pipe.encode_prompt([PROMPT]), 1, 0.0, duration)
-        both = cond.cat(cond.without_context())
-        generators = [torch.Generator().manual_seed(seed)]
-        noise = torch.randn((1, cfg.vae.latent_dim, frames), generator=generators[0])
-        rotary = _reference_rotary(head, frames + 1)
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn((1, cfg.vae.latent_dim, frames), generator=generator)
+        rotary = get_1d_rotary_pos_embed(rotary_dim_for(cfg.dit.width // cfg.dit.num_heads),
+                                         frames + 1, use_real=True, repeat_interleave_real=False)
 
         def net(c):
             def fn(x, t):
@@ -308,29 +288,25 @@ def reference_generate_v(reference, pipe, duration: float, seed: int = 0) -> dic
                                rotary_embedding=rotary, return_dict=False)[0]
             return fn
 
-        model_fn = guided(net(cond), net(both), d.guidance_scale)
-
         def noise_fn(i, x):
-            return torch.randn((1, *x.shape[1:]), generator=generators[0])
+            return torch.randn((1, *x.shape[1:]), generator=generator)
 
-        sigmas = log_linear_sigmas(d.num_inference_steps, 0.03, 500.0)
-        sampled = get_sampler(d.sampler).fn(VDenoiser(model_fn), noise * sigmas[0], sigmas,
-                                            noise_fn=noise_fn)
+        if cfg.objective == "v":
+            model_fn = (net(cond) if d.guidance_scale == 1 else
+                        guided(net(cond), net(cond.cat(cond.without_context())),
+                               d.guidance_scale))
+            grid = log_linear_sigmas(d.num_inference_steps, 0.03, 500.0)
+            x, denoiser = noise * grid[0], VDenoiser(model_fn)
+        else:
+            grid = logsnr_shift_t_grid(d.num_inference_steps, include_endpoint=True)
+            x, denoiser = noise, RFDenoiser(net(cond))
+        sampled = get_sampler(d.sampler).fn(denoiser, x, grid, noise_fn=noise_fn)
         sampled_at = time.perf_counter()
         audio = ref_vae.decode(sampled).sample[..., :round(duration * pipe.sample_rate)]
     end = time.perf_counter()
     return {"total_s": end - start, "sampling_s": sampled_at - start,
             "decoding_s": end - sampled_at, "window_frames": frames,
             "steps": d.num_inference_steps, "samples": audio.shape[-1], "audio": audio}
-
-
-def _reference_rotary(head_dim: int, positions: int):
-    """The rotary table handed to diffusers' DiT, with the reference models' rule
-    (max(head_dim / 2, 32) channels; longplay.transformer.dit.rotary_dim_for)."""
-    from diffusers.models.embeddings import get_1d_rotary_pos_embed
-
-    return get_1d_rotary_pos_embed(max(head_dim // 2, 32), positions, use_real=True,
-                                   repeat_interleave_real=False)
 
 
 def generate(pipe, duration: float, window: str) -> dict:
@@ -397,8 +373,8 @@ def main() -> int:
     if args.open_small:
         import tempfile
 
-        reference = open_small_reference()
         with tempfile.TemporaryDirectory() as tmp:
+            reference = open_small_reference(Path(tmp))
             for precision, compiled in variants:
                 pipe = open_small_pipeline(precision, Path(tmp), reference, compile=compiled)
                 if precision == "fp32" and not compiled:
@@ -416,7 +392,7 @@ def main() -> int:
             # The reference implementations always sample and decode the whole window, so
             # one full-window run is their time for every requested duration.
             longest = max(args.durations)
-            run = reference_generate_v(reference_from_pipeline(pipe), pipe, longest)
+            run = reference_generate(reference_from_pipeline(pipe), pipe, longest)
             record(label, "diffusers (reference)", "fp32", False, longest, "full", [run])
         for duration in args.durations:
             short = duration < 60

@@ -6,7 +6,8 @@ Shape legend: B batch, C audio channels, S samples, D latent channels, T latent 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -143,22 +144,31 @@ class AudioVAE(nn.Module):
         self._compiled_decoder = None if compiler is None else compiler.wrap(self.decoder)
         return self
 
+    @contextmanager
+    def _decoder_weights_pinned(self, dtype: torch.dtype) -> Iterator[None]:
+        """While a compiled decoder runs: its folded weights fixed once for the decode
+        (the compiled graph cannot trace the fold cache's version check)."""
+        if self._compiled_decoder is None or torch.is_grad_enabled():
+            yield
+            return
+        convs = [m for m in self.decoder.modules() if isinstance(m, WeightNormedConv)]
+        for conv in convs:
+            conv.pin_folded(dtype)
+        try:
+            yield
+        finally:
+            for conv in convs:
+                conv.unpin_folded()
+
     def _decode_piece(self, latents: torch.Tensor) -> torch.Tensor:
         """latents [B, D, T'] -> audio [B, C, T' * hop], compiled when set up."""
         if self._compiled_decoder is None or torch.is_grad_enabled():
             return self.decoder(latents)
-        convs = [m for m in self.decoder.modules() if isinstance(m, WeightNormedConv)]
-        for conv in convs:
-            conv.pin_folded(latents.dtype)
         # One compiled graph for every chunk: contiguous whatever the chunk's offset, and
         # the length dynamic (a dynamic batch size trips the CPU backend's shape solver).
         latents = latents.contiguous()
         torch._dynamo.maybe_mark_dynamic(latents, 2)
-        try:
-            return self._compiled_decoder(latents)
-        finally:
-            for conv in convs:
-                conv.unpin_folded()
+        return self._compiled_decoder(latents)
 
     def decode_bytes_per_frame(self, batch: int = 1,
                                dtype: torch.dtype = torch.float32) -> float:
@@ -260,10 +270,15 @@ class AudioVAE(nn.Module):
                              f"{tuple(latents.shape)}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (or None for all), got {batch_size}")
+        hop = self.hop_length
+        num_frames = latents.shape[-1]
+        if num_samples is not None and not 0 < num_samples <= num_frames * hop:
+            raise ValueError(f"num_samples={num_samples} is outside (0, {num_frames * hop}] for "
+                             f"{num_frames} latent frames")
         total = latents.shape[0]
         if batch_size is not None and batch_size < total:
             parts = range(0, total, batch_size)
-            length = latents.shape[-1] * self.hop_length if num_samples is None else num_samples
+            length = num_frames * hop if num_samples is None else num_samples
             audio = latents.new_empty(total, self.audio_channels, length)
             for k, first in enumerate(parts):
                 def part_progress(done: int, n: int, k: int = k) -> None:
@@ -275,25 +290,21 @@ class AudioVAE(nn.Module):
                     chunk_frames=chunk_frames, context_frames=context_frames,
                     progress=part_progress)
             return audio
-        hop = self.hop_length
-        num_frames = latents.shape[-1]
-        if num_samples is not None and not 0 < num_samples <= num_frames * hop:
-            raise ValueError(f"num_samples={num_samples} is outside (0, {num_frames * hop}] for "
-                             f"{num_frames} latent frames")
         spans = _chunk_spans(num_frames, chunk_frames, context_frames)
-        if len(spans) == 1:
-            audio = self._decode_piece(latents)
-            if progress is not None:
-                progress(1, 1)
-        else:
-            audio = latents.new_empty(latents.shape[0], self.audio_channels, num_frames * hop)
-            for i, (start, end, ctx_start, ctx_end) in enumerate(spans):
-                piece = self._decode_piece(latents[..., ctx_start:ctx_end])  # [B, C, (ce-cs)*hop]
-                audio[..., start * hop: end * hop] = piece[
-                    ..., (start - ctx_start) * hop: (end - ctx_start) * hop]
-                del piece
+        with self._decoder_weights_pinned(latents.dtype):
+            if len(spans) == 1:
+                audio = self._decode_piece(latents)
                 if progress is not None:
-                    progress(i + 1, len(spans))
+                    progress(1, 1)
+            else:
+                audio = latents.new_empty(total, self.audio_channels, num_frames * hop)
+                for i, (start, end, ctx_start, ctx_end) in enumerate(spans):
+                    piece = self._decode_piece(latents[..., ctx_start:ctx_end])  # [B, C, N']
+                    audio[..., start * hop: end * hop] = piece[
+                        ..., (start - ctx_start) * hop: (end - ctx_start) * hop]
+                    del piece
+                    if progress is not None:
+                        progress(i + 1, len(spans))
         return audio if num_samples is None else audio[..., :num_samples]
 
     def reconstruct(self, audio: torch.Tensor, *, sample: bool = False,
