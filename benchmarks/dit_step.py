@@ -43,9 +43,9 @@ def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (2048, 4096),
 def build_models(depth: int):
     from diffusers import StableAudioDiTModel
 
-    from longplay.checkpoints.diffusion import _own_to_foreign, _shapes, build_dit
+    from longplay.builders import build_dit
     from longplay.checkpoints.keymaps import dit_module_rows
-    from longplay.checkpoints.remap import remap_state
+    from longplay.checkpoints.remap import own_to_foreign, remap_state, state_shapes
     from longplay.config import DiTConfig
 
     torch.manual_seed(0)
@@ -57,10 +57,9 @@ def build_models(depth: int):
     config = DiTConfig(depth=depth)
     with torch.device("meta"):
         dit = build_dit(config)
-    state = remap_state(reference.state_dict(), _own_to_foreign(dit, dit_module_rows(depth), 2),
-                        _shapes(dit), "DiT", Path("diffusers"))
+    state = remap_state(reference.state_dict(), own_to_foreign(dit, dit_module_rows(depth), 2),
+                        state_shapes(dit), "DiT", Path("diffusers"))
     dit.load_state_dict(state, strict=True, assign=True)
-    dit._rope_cache = {}
     return reference, dit.eval(), config
 
 

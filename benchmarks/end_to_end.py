@@ -55,26 +55,18 @@ PROMPT = "bossa nova, nylon guitar and flute, 120 BPM"
 
 
 def demo_architecture_pipeline(precision: str, compile: bool = False):
-    from longplay.checkpoints.diffusion import (
-        DiffusionModel,
-        _load_text_encoder,
-        build_conditioner,
-        build_dit,
-    )
-    from longplay.checkpoints.vae import build_vae
-    from longplay.conditioning.packaged import packaged_text_encoder_path
+    from longplay.builders import build_diffusion_model, build_text_encoder
+    from longplay.conditioning import packaged_text_encoder_path
     from longplay.config import model_preset
     from longplay.pipelines import TextToMusicPipeline
 
-    torch.manual_seed(0)
     config = model_preset("demo")
     text = replace(config.conditioning.text, model_path="all-MiniLM-L6-v2")
     config = replace(config, conditioning=replace(config.conditioning, text=text))
-    encoder = _load_text_encoder(packaged_text_encoder_path("all-MiniLM-L6-v2"), text, None,
-                                 "cpu", torch.float32)
-    model = DiffusionModel(config, build_vae(config.vae).eval(),
-                           build_conditioner(config.conditioning).eval(),
-                           build_dit(config.dit).eval(), encoder, Path("."))
+    encoder = build_text_encoder(text, packaged_text_encoder_path("all-MiniLM-L6-v2"))
+    model = build_diffusion_model(config, text_encoder=encoder, seed=0)
+    model.conditioner.eval()
+    model.dit.eval()
     return TextToMusicPipeline(model, precision=precision, compile=compile)
 
 
@@ -125,7 +117,7 @@ def open_small_config(folder: Path):
 
     from transformers import T5Config, T5EncoderModel
 
-    from longplay.config import diffusion_config_from_sat
+    from longplay.checkpoints.formats import diffusion_config_from_sat
 
     fixture = Path(__file__).parents[1] / "tests" / "fixtures" / "saos_tiny"
     cfg = json.loads((fixture / "model_config.json").read_text())
@@ -172,17 +164,10 @@ def open_small_reference(folder: Path):
 def open_small_pipeline(precision: str, folder: Path, reference, compile: bool = False):
     """The Open Small architecture at full size with the reference's weights (see the
     docstring); the conditioner and the T5-base-sized text encoder are random."""
+    from longplay.builders import DiffusionModel, build_conditioner, build_dit, build_text_encoder
     from longplay.checkpoints import load_vae
-    from longplay.checkpoints.diffusion import (
-        DiffusionModel,
-        _load_text_encoder,
-        _own_to_foreign,
-        _shapes,
-        build_conditioner,
-        build_dit,
-    )
     from longplay.checkpoints.keymaps import dit_module_rows
-    from longplay.checkpoints.remap import remap_state
+    from longplay.checkpoints.remap import own_to_foreign, remap_state, state_shapes
     from longplay.pipelines import TextToMusicPipeline
 
     config = open_small_config(folder)
@@ -190,19 +175,17 @@ def open_small_pipeline(precision: str, folder: Path, reference, compile: bool =
     vae_dir = folder / "vae"
     if not vae_dir.exists():
         ref_vae.save_pretrained(vae_dir)
-    encoder = _load_text_encoder(Path(config.conditioning.text.model_path),
-                                 config.conditioning.text, None, "cpu", torch.float32)
+    encoder = build_text_encoder(config.conditioning.text,
+                                 Path(config.conditioning.text.model_path))
     with torch.device("meta"):
         dit = build_dit(config.dit)
     rows = dit_module_rows(config.dit.depth)
-    state = remap_state(ref_dit.state_dict(), _own_to_foreign(dit, rows, 2), _shapes(dit),
+    state = remap_state(ref_dit.state_dict(), own_to_foreign(dit, rows, 2), state_shapes(dit),
                         "DiT", Path("diffusers"))
     dit.load_state_dict(state, strict=True, assign=True)
-    dit._rope_cache = {}
-    torch.manual_seed(0)
     dm = DiffusionModel(config, load_vae(vae_dir).eval(),
-                        build_conditioner(config.conditioning).eval(), dit.eval(), encoder,
-                        folder)
+                        build_conditioner(config.conditioning, seed=0).eval(), dit.eval(),
+                        encoder, folder)
     return TextToMusicPipeline(dm, precision=precision, compile=compile)
 
 
@@ -225,13 +208,13 @@ def reference_from_pipeline(pipe):
     AutoencoderOobleck) with its weights."""
     from diffusers import AutoencoderOobleck
 
-    from longplay.checkpoints.diffusion import _own_to_foreign
     from longplay.checkpoints.keymaps import dit_module_rows, vae_key_map
+    from longplay.checkpoints.remap import own_to_foreign
 
     cfg, vcfg = pipe.config.dit, pipe.config.vae
     dit = reference_dit(cfg, pipe.config.window_frames)
     own = {k: v.float() for k, v in pipe.model.dit.state_dict().items()}
-    dit.load_state_dict(_to_foreign_state(own, _own_to_foreign(pipe.model.dit, dit_module_rows(
+    dit.load_state_dict(_to_foreign_state(own, own_to_foreign(pipe.model.dit, dit_module_rows(
         cfg.depth), 2), dit.state_dict()), strict=True)
     vae = AutoencoderOobleck(
         encoder_hidden_size=vcfg.encoder_channels, downsampling_ratios=list(vcfg.strides),
@@ -260,14 +243,8 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
     forward, a small share of the time) come from the pipeline."""
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
-    from longplay.diffusion import (
-        RFDenoiser,
-        VDenoiser,
-        get_sampler,
-        guided,
-        log_linear_sigmas,
-        logsnr_shift_t_grid,
-    )
+    from longplay.diffusion import guided
+    from longplay.pipelines import DEFAULT_SIGMA_MAX, DEFAULT_SIGMA_MIN
     from longplay.transformer.dit import rotary_dim_for
 
     ref_dit, ref_vae = reference
@@ -275,7 +252,7 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
     frames = cfg.window_frames
     start = time.perf_counter()
     with torch.inference_mode():
-        cond = pipe._conditioning(pipe.encode_prompt([PROMPT]), 1, 0.0, duration)
+        cond = pipe.prepare_conditioning(pipe.encode_prompt([PROMPT]), 1, 0.0, duration)
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn((1, cfg.vae.latent_dim, frames), generator=generator)
         rotary = get_1d_rotary_pos_embed(rotary_dim_for(cfg.dit.width // cfg.dit.num_heads),
@@ -291,16 +268,12 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
         def noise_fn(i, x):
             return torch.randn((1, *x.shape[1:]), generator=generator)
 
-        if cfg.objective == "v":
-            model_fn = (net(cond) if d.guidance_scale == 1 else
-                        guided(net(cond), net(cond.cat(cond.without_context())),
-                               d.guidance_scale))
-            grid = log_linear_sigmas(d.num_inference_steps, 0.03, 500.0)
-            x, denoiser = noise * grid[0], VDenoiser(model_fn)
-        else:
-            grid = logsnr_shift_t_grid(d.num_inference_steps, include_endpoint=True)
-            x, denoiser = noise, RFDenoiser(net(cond))
-        sampled = get_sampler(d.sampler).fn(denoiser, x, grid, noise_fn=noise_fn)
+        model_fn = guided(net(cond), net(cond.cat(cond.without_context())), d.guidance_scale)
+        spec = pipe.objective.sampler(d.sampler)
+        first = pipe.objective.start(spec, noise, d.num_inference_steps,
+                                     sigma_min=DEFAULT_SIGMA_MIN, sigma_max=DEFAULT_SIGMA_MAX)
+        sampled = spec.fn(pipe.objective.denoiser(model_fn), first.x, first.grid,
+                          noise_fn=noise_fn)
         sampled_at = time.perf_counter()
         audio = ref_vae.decode(sampled).sample[..., :round(duration * pipe.sample_rate)]
     end = time.perf_counter()

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from longplay.audio import atomic_output_path
+from longplay.atomic import atomic_output_path
+from longplay.checkpoints import load_clap
 from longplay.checkpoints.files import read_state_dict, write_safetensors
-from longplay.conditioning import load_clap, packaged_text_encoder_path
+from longplay.conditioning import packaged_text_encoder_path
 from longplay.pipelines import TextToMusicPipeline
 
 BUDGET_BYTES = 40 * 1000 * 1000

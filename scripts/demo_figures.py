@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 
 from longplay.assets import demo_clap_path, model_or_demo
-from longplay.audio import atomic_output_path, save_audio
+from longplay.atomic import atomic_output_path
+from longplay.audio import save_audio
 from longplay.audio.images import save_spectrogram_png
 from longplay.data import PromptBuilder
 from longplay.evaluation.runner import Evaluation, EvaluationConfig

@@ -54,14 +54,15 @@ INSTALL_HINTS = ("apt-get install", "pip install", "corpus-deps", "browser-deps"
 def clap_folder(tmp_path_factory, tiny_bert) -> Path:
     """A random tiny CLAP (audio tower and projections, the tiny BERT as text tower)
     saved as a CLAP folder."""
-    from longplay.conditioning import save_clap
+    from longplay.checkpoints import save_clap
     from longplay.config import CLAPTrainConfig, TrainerConfig
-    from longplay.training.clap import build_clap
+    from longplay.training.clap import build_clap_for_training
 
     config = CLAPTrainConfig(text_encoder_path=str(tiny_bert), max_length=16, embed_dim=16,
                              audio_widths=(8, 16), n_mels=16, window_samples=8192,
                              trainer=TrainerConfig(seed=0))
-    return save_clap(build_clap(config).eval(), tmp_path_factory.mktemp("clap") / "clap")
+    return save_clap(build_clap_for_training(config).eval(),
+                     tmp_path_factory.mktemp("clap") / "clap")
 
 
 @pytest.hookimpl(hookwrapper=True)

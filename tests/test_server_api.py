@@ -17,8 +17,8 @@ import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
 
-from conftest import SAO1_TINY
-from longplay.pipelines import GenerationError, TextToMusicPipeline
+from conftest import SAO1_TINY, SAOS_TINY
+from longplay.pipelines import GenerationError, GenerationSettings, TextToMusicPipeline
 from longplay.server import ServerSettings, create_app
 
 # Small and fast: 2 deterministic steps over half a second.
@@ -42,9 +42,9 @@ class Wrapped:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def __call__(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any):
-        self.calls.append({"prompt": prompt, **kwargs})
-        return self.inner(prompt, negative_prompt, **kwargs)
+    def __call__(self, settings: GenerationSettings, **kwargs: Any):
+        self.calls.append({"settings": settings, **kwargs})
+        return self.inner(settings, **kwargs)
 
 
 class Gated(Wrapped):
@@ -54,10 +54,10 @@ class Gated(Wrapped):
         super().__init__(inner)
         self.gate = threading.Event()
 
-    def __call__(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any):
+    def __call__(self, settings: GenerationSettings, **kwargs: Any):
         if not self.gate.wait(timeout=30):
             raise TimeoutError("the test never opened the gate")
-        return super().__call__(prompt, negative_prompt, **kwargs)
+        return super().__call__(settings, **kwargs)
 
 
 class FailOn(Wrapped):
@@ -67,10 +67,10 @@ class FailOn(Wrapped):
         super().__init__(inner)
         self.errors = errors
 
-    def __call__(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any):
-        if prompt in self.errors:
-            raise self.errors[prompt]
-        return super().__call__(prompt, negative_prompt, **kwargs)
+    def __call__(self, settings: GenerationSettings, **kwargs: Any):
+        if settings.prompts[0] in self.errors:
+            raise self.errors[settings.prompts[0]]
+        return super().__call__(settings, **kwargs)
 
 
 @contextmanager
@@ -143,7 +143,7 @@ def test_generation_is_queued_then_succeeds_with_decodable_audio(tiny):
 
     # The reported settings reproduce the audio (up to 16-bit rounding).
     s = done["settings"]
-    again = tiny(s["prompt"], duration_s=s["duration_s"], num_inference_steps=2,
+    again = tiny(s["prompts"][0], duration_s=s["duration_s"], num_inference_steps=2,
                  sampler=s["sampler"], guidance_scale=s["guidance_scale"], seed=s["seeds"][0],
                  num_outputs=s["num_outputs"])
     expected = again.audio[1].clamp(-1, 1).T.numpy()
@@ -179,11 +179,12 @@ def test_audio_to_audio_from_base64_wav_and_flac(tiny):
             assert done["status"] == "succeeded", done["error"]
             assert done["settings"]["has_init_audio"] is True
             assert done["settings"]["init_noise_level"] == 2.0
-        # A setting the pipeline itself refuses (no audio-to-audio with v-ddim) fails the job
-        # with the pipeline's reason instead of taking the server down.
-        failed = wait_for(client, submit(client, sampler="v-ddim",
-                                         init_audio_b64=wav_b64(mono, 22050))["id"])
-        assert failed["status"] == "failed" and "v-ddim" in failed["error"]
+        # A setting the pipeline itself refuses (no audio-to-audio with v-ddim) is refused at
+        # submission with the pipeline's reason, and the server keeps serving.
+        refused = client.post("/v1/generations", json={
+            **JOB, "sampler": "v-ddim", "init_audio_b64": wav_b64(mono, 22050)})
+        assert refused.status_code == 422 and fields(refused) == ["sampler"]
+        assert "v-ddim" in refused.json()["detail"]
         assert wait_for(client, submit(client)["id"])["status"] == "succeeded"
 
 
@@ -207,6 +208,9 @@ def test_unknown_id_is_404(tiny):
             response = client.get(path)
             assert response.status_code == 404
             assert "nope" in response.json()["detail"] and response.json()["errors"] == []
+
+
+SINE_B64 = wav_b64((0.3 * np.sin(np.arange(4410) / 10)).astype(np.float32), 22050)
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -233,6 +237,14 @@ def test_unknown_id_is_404(tiny):
     ({**JOB, "negative_prompt": "x" * 101}, "negative_prompt"),
     ({k: v for k, v in JOB.items() if k != "prompt"}, "prompt"),
     ({**JOB, "steps": 4}, "steps"),  # unknown fields are refused, not ignored
+    # What only the pipeline knows is refused at submission too.
+    ({**JOB, "sampler": "v-ddim", "init_audio_b64": SINE_B64}, "sampler"),
+    ({**JOB, "init_audio_b64": SINE_B64, "init_noise_level": 600.0}, "init_noise_level"),
+    ({**JOB, "init_audio_b64": SINE_B64, "init_noise_level": 0.01}, "init_noise_level"),
+    ({**JOB, "sampler": "dpmpp"}, "sampler"),  # a flow models' name, not a v model's
+    ({**JOB, "window": "half"}, "window"),
+    ({**JOB, "seconds_total": 0}, "seconds_total"),
+    ({**JOB, "sigma_min": 0.5, "sigma_max": 0.5}, "sigma_max"),
 ])
 def test_invalid_requests_are_422_naming_the_field_and_never_queued(tiny, body, field):
     wrapped = Wrapped(tiny)
@@ -245,6 +257,15 @@ def test_invalid_requests_are_422_naming_the_field_and_never_queued(tiny, body, 
         assert client.get("/v1/health").json()["queue"] == {"length": 0, "capacity": 16,
                                                              "running": 0}
     assert wrapped.calls == []
+
+
+def test_flow_models_take_stable_audio_tools_sampler_names():
+    saos = TextToMusicPipeline.from_pretrained(SAOS_TINY)
+    with serve(saos) as client:
+        assert "euler" in client.get("/v1/health").json()["model"]["samplers"]
+        done = wait_for(client, submit(client, sampler="euler", num_inference_steps=2,
+                                       duration_s=0.5)["id"])
+        assert done["status"] == "succeeded" and done["settings"]["sampler"] == "rf-euler"
 
 
 @pytest.mark.parametrize(("content", "field"), [

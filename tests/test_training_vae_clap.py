@@ -126,7 +126,7 @@ def test_clap_contrastive_loss_falls_resumes_and_exports(audio_folder: Path,
     c = torch.load(tmp_path / "c/checkpoints/last.ckpt", weights_only=True)
     assert all(torch.equal(b["state_dict"][k], c["state_dict"][k]) for k in b["state_dict"])
     assert main(["export", str(tmp_path / "a"), "-o", str(tmp_path / "clap")]) == 0
-    from longplay.conditioning import clap_text_encoder_for_conditioning, load_clap
+    from longplay.checkpoints import clap_text_encoder_for_conditioning, load_clap
 
     clap = load_clap(tmp_path / "clap")
     assert clap.embed_audio(torch.zeros(1, 2, 16384) + 0.1).shape == (1, 32)

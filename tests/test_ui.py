@@ -9,13 +9,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
 from conftest import SAO1_TINY
-from longplay.pipelines import TextToMusicPipeline
+from longplay.checkpoints import load_diffusion_model
+from longplay.pipelines import DRAWN_SEED_BOUND, TextToMusicPipeline
 from longplay.ui import Studio
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,6 +52,27 @@ def test_bad_input_is_refused(studio: Studio) -> None:
         studio.generate("  ", "", 1.0, 2, 3.0, "dpmpp-2m", 0, False, 1, None, 1.0)
     with pytest.raises(ValueError, match="duration_s"):
         studio.generate("x", "", 99.0, 2, 3.0, "dpmpp-2m", 0, False, 1, None, 1.0)
+
+
+def test_the_page_shows_the_models_own_defaults(tmp_path: Path) -> None:
+    """A model's own number of steps (the demo model's 50) reaches the page, as it
+    reaches the pipeline; the samplers offered are the model's."""
+    model = load_diffusion_model(SAO1_TINY)
+    model.config = replace(model.config, steps=7)
+    studio = Studio(TextToMusicPipeline(model), "tiny", tmp_path)
+    assert studio.defaults.num_inference_steps == 7
+    components = {getattr(c, "label", None): c for c in studio.build().blocks.values()}
+    assert components["Steps"].value == 7
+    assert components["Sampler"].value == "dpmpp-3m-sde"
+    assert "pingpong" not in [c[0] if isinstance(c, tuple) else c
+                              for c in components["Sampler"].choices]
+
+
+def test_the_page_values_become_the_pipeline_record(studio: Studio) -> None:
+    settings = studio.settings("a calm piano", "", 1.0, 3, 2.0, "dpmpp-2m", 5, False, 2)
+    assert settings.seeds == (5, 6) and settings.num_inference_steps == 3
+    drawn = studio.settings("a calm piano", "", 1.0, 3, 2.0, "dpmpp-2m", 5, True, 1)
+    assert drawn.seeds != (5,) and 0 <= drawn.seeds[0] < DRAWN_SEED_BOUND
 
 
 def free_port() -> int:

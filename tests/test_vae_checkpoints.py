@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import SAO1_TINY, SAO1_TINY_DIFFUSERS
+from longplay.builders import build_vae
 from longplay.checkpoints import (
     VAE_MODULE_TABLE,
     CheckpointError,
-    build_vae,
     load_vae,
     read_vae_weights,
     save_vae,

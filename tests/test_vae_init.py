@@ -7,7 +7,7 @@ import math
 import torch
 
 from longplay.autoencoder.init import init_vae_for_training
-from longplay.checkpoints.vae import build_vae
+from longplay.builders import build_vae
 from longplay.config import VAETrainConfig, vae_preset
 
 
@@ -51,8 +51,8 @@ def test_convolutions_get_unit_gain_and_zero_bias() -> None:
 def test_training_config_chooses_the_initialisation() -> None:
     from longplay.training.vae import build_vae_for_training
 
-    vp, _ = build_vae_for_training(VAETrainConfig(preset="debug"))
-    pytorch, _ = build_vae_for_training(VAETrainConfig(preset="debug", init="pytorch"))
+    vp, _, _ = build_vae_for_training(VAETrainConfig(preset="debug"))
+    pytorch, _, _ = build_vae_for_training(VAETrainConfig(preset="debug", init="pytorch"))
     assert torch.count_nonzero(vp.encoder.stem.bias) == 0
     assert torch.count_nonzero(pytorch.encoder.stem.bias) > 0
 

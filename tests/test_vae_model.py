@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from longplay.autoencoder import AudioVAE, DecodePlan, LatentDistribution
-from longplay.checkpoints import build_vae
+from longplay.builders import build_vae
 from longplay.config import VAE_PRESETS, ConfigError, VAEConfig, vae_preset
 
 # Chunked and whole-signal processing compute the same function; they differ only in

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longplay.audio.io import atomic_output_path
+from longplay.atomic import atomic_output_path
 from longplay.audio.spectral import mel_filterbank, stft_magnitude
 
 # Anchor colours of a dark-to-bright map (black, purple, red, orange, pale yellow).

@@ -4,7 +4,7 @@ Decoding goes through ``soundfile`` (libsndfile: wav, flac, ogg/vorbis, mp3 and 
 other formats it knows) and resampling through ``soxr``. Every tensor that leaves
 this module is float32 in [C, S] layout unless stated otherwise.
 
-Every file output of the package goes through :func:`atomic_output_path`, so a
+Audio files are written through :func:`longplay.atomic.atomic_output_path`, so a
 crash or an exception while writing never leaves a partial file under the final
 name, and an existing file is only replaced once the new one is complete.
 
@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +23,9 @@ import soundfile as sf
 import soxr
 import torch
 
+from longplay.atomic import atomic_output_path
+from longplay.errors import AudioFileError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "AudioFileError",
     "AudioInfo",
     "Waveform",
-    "atomic_output_path",
     "audio_info",
     "convert_channels",
     "load_audio",
@@ -52,10 +51,6 @@ _OUTPUT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
 SUPPORTED_OUTPUT_SUBTYPES: dict[str, tuple[str, ...]] = {
     ext: subtypes for ext, (_, subtypes) in _OUTPUT_FORMATS.items()
 }
-
-
-class AudioFileError(ValueError):
-    """An input file cannot be used as audio; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -294,56 +289,6 @@ def convert_channels(audio: torch.Tensor, channels: int) -> torch.Tensor:
         "count, any count to mono, and more than 2 channels to stereo are defined. Convert "
         "the file to mono or stereo first."
     )
-
-
-@contextmanager
-def atomic_output_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Write a file atomically: yield a temporary path, then move it onto ``path``.
-
-    The temporary file is hidden (``.<name>.tmp-<random><suffix>``), lives in the same
-    directory as ``path`` (so the final ``os.replace`` is atomic) and keeps the suffix
-    of ``path`` so that writers inferring the format from the extension still work. It
-    is created empty (permissions from the umask) before the block runs; the block
-    writes to it. When the block completes, the file replaces ``path``; when it raises,
-    the temporary file is removed, ``path`` is left untouched and the exception
-    propagates. (No fsync: this guards against crashes and errors of the process,
-    not against power loss.)
-
-    Raises:
-        FileNotFoundError: the parent directory of ``path`` does not exist.
-        IsADirectoryError: ``path`` is an existing directory.
-        RuntimeError: the block removed the temporary file instead of writing it.
-    """
-    path = Path(path)
-    parent = path.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(
-            f"cannot write {path}: the output directory {parent} does not exist; create it "
-            "first (e.g. mkdir -p)."
-        )
-    if path.is_dir():
-        raise IsADirectoryError(
-            f"cannot write {path}: it is an existing directory; choose a file name."
-        )
-    while True:
-        tmp = parent / f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}"
-        try:
-            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        break
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise RuntimeError(
-                f"the temporary file {tmp} for {path} disappeared before it could be moved "
-                "into place; the block must write to the yielded path, not remove it."
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_audio(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,7 @@ from torch import nn
 
 from longplay.autoencoder.blocks import OobleckDecoder, OobleckEncoder
 from longplay.autoencoder.distribution import LatentDistribution
-from longplay.layers import Compiler, WeightNormedConv
+from longplay.layers import Compiler, TransientState, WeightNormedConv
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(chunks_done, chunks_total)`` after each chunk."""
@@ -99,6 +100,9 @@ class AudioVAE(nn.Module):
     and not on the duration; inputs of at most ``chunk_frames`` are processed whole.
     Call them under ``torch.inference_mode()`` for inference.
     """
+
+    # A compiled decoder belongs to one user of the weights (see layers.sharing).
+    TRANSIENT_STATE: ClassVar[TransientState] = {"_compiled_decoder": lambda: None}
 
     def __init__(self, audio_channels: int = 2, sample_rate: int = 44100,
                  encoder_channels: int = 128, decoder_channels: int = 128,

@@ -4,29 +4,29 @@ also open in the reference tools."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import torch
 
-from longplay.audio import atomic_output_path
+from longplay.atomic import write_json_atomic
+from longplay.builders import DiffusionModel
 from longplay.checkpoints.diffusion import (
     SAT_CONDITIONER_PREFIX,
     SAT_DIT_PREFIX,
+    SAT_GAMMA_BETA_MODULES,
+    SAT_LAYERNORM_PARAMS,
     SAT_VAE_PREFIX,
-    TEXT_ENCODER_DIR,
-    DiffusionModel,
-    _own_to_foreign,
 )
 from longplay.checkpoints.files import CheckpointError, write_safetensors
+from longplay.checkpoints.formats import TEXT_ENCODER_DIR, diffusion_config_to_sat
 from longplay.checkpoints.keymaps import (
     conditioner_module_rows,
     dit_module_rows,
     vae_key_map,
 )
+from longplay.checkpoints.remap import own_to_foreign
 from longplay.conditioning import packaged_encoder_name
-from longplay.config import diffusion_config_to_sat
 from longplay.layers import rotary_inverse_frequencies
 
 
@@ -34,8 +34,8 @@ def sat_state_dict(model: DiffusionModel) -> dict[str, torch.Tensor]:
     """All weights of ``model`` under stable-audio-tools names."""
     config = model.config
     out: dict[str, torch.Tensor] = {}
-    dit_map = _own_to_foreign(model.dit, dit_module_rows(config.dit.depth), 1,
-                              {"weight": "gamma", "bias": "beta"})
+    dit_map = own_to_foreign(model.dit, dit_module_rows(config.dit.depth), 1,
+                             SAT_LAYERNORM_PARAMS, SAT_GAMMA_BETA_MODULES)
     for key, tensor in model.dit.state_dict().items():
         out[SAT_DIT_PREFIX + dit_map[key]] = tensor
     out[SAT_DIT_PREFIX + "transformer.rotary_pos_emb.inv_freq"] = rotary_inverse_frequencies(
@@ -43,7 +43,7 @@ def sat_state_dict(model: DiffusionModel) -> dict[str, torch.Tensor]:
     conditioner = model.conditioner
     rows = conditioner_module_rows(config.conditioning.text_id, conditioner.timing_ids,
                                    conditioner.text_proj is not None)
-    cond_map = _own_to_foreign(conditioner, rows, 1)
+    cond_map = own_to_foreign(conditioner, rows, 1)
     for key, tensor in conditioner.state_dict().items():
         out[SAT_CONDITIONER_PREFIX + cond_map[key]] = tensor
     vae_map = vae_key_map("stable-audio-tools", len(config.vae.strides))
@@ -82,7 +82,6 @@ def save_model_folder(model: DiffusionModel, folder: str | Path, *,
             text_path = packaged_encoder_name(source) or str(Path(source).resolve())
     tensors = {k: v.to(dtype) for k, v in sat_state_dict(model).items()}
     write_safetensors(folder / "model.safetensors", tensors)
-    with atomic_output_path(folder / "model_config.json") as tmp:
-        tmp.write_text(json.dumps(diffusion_config_to_sat(model.config, text_path), indent=2)
-                       + "\n")
+    write_json_atomic(folder / "model_config.json",
+                      diffusion_config_to_sat(model.config, text_path))
     return folder

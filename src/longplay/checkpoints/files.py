@@ -13,19 +13,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from longplay.audio.io import atomic_output_path
+from longplay.atomic import atomic_output_path
+from longplay.errors import CheckpointError, ConfigError
 
 T = TypeVar("T")
 
 TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 WEIGHT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
-
-
-class CheckpointError(ValueError):
-    """A model file or folder longplay can't use; the message names the file and the fix."""
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -44,8 +41,6 @@ def read_json(path: Path) -> dict[str, Any]:
 def read_config(path: Path, parse: Callable[[dict[str, Any]], T]) -> T:
     """``parse`` applied to the JSON object in ``path``; a ConfigError becomes a
     CheckpointError that names the file."""
-    from longplay.config import ConfigError
-
     try:
         return parse(read_json(path))
     except ConfigError as err:
@@ -103,8 +98,6 @@ def write_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
 
 def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a safetensors file (empty if none)."""
-    from safetensors import safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:

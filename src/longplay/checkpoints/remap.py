@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from longplay.checkpoints.files import CheckpointError
+from longplay.errors import CheckpointError
 
 MAX_LISTED_KEYS = 20
 
@@ -76,3 +78,35 @@ def remap_state(foreign: dict[str, torch.Tensor], own_to_foreign: dict[str, Fore
         raise CheckpointError(f"{source}: NaN or infinite values in the {what} weights "
                               f"{list_keys(bad)}; the file is corrupt or the training diverged")
     return own
+
+
+def state_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    """The shape of every state-dict entry of ``module`` (a meta-device module will do)."""
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def own_to_foreign(module: nn.Module, rows: Iterable[tuple], column: int,
+                   param_rename: Mapping[str, str] | None = None,
+                   renamed_modules: tuple[str, ...] = ()) -> dict[str, ForeignKeys]:
+    """Every state-dict key of ``module`` -> its foreign key(s), through key-map rows
+    (``rows[i][0]`` a longplay module or parameter name, ``rows[i][column]`` the foreign
+    one). Parameters under a module whose last name is in ``renamed_modules`` are renamed
+    by ``param_rename`` (stable-audio-tools' LayerNorm ``gamma``/``beta``).
+
+    Raises CheckpointError for a key no row covers.
+    """
+    by_own = {row[0]: row[column] for row in rows}
+    mapping: dict[str, ForeignKeys] = {}
+    for key in module.state_dict():
+        if key in by_own:  # a row naming a parameter itself
+            mapping[key] = by_own[key]
+            continue
+        mod, _, param = key.rpartition(".")
+        if mod not in by_own:
+            raise CheckpointError(f"no key-map row for longplay weight {key}")
+        foreign = by_own[mod]
+        if param_rename and mod.rsplit(".", 1)[-1] in renamed_modules:
+            param = param_rename.get(param, param)
+        mapping[key] = (tuple(f"{f}.{param}" for f in foreign) if isinstance(foreign, tuple)
+                        else f"{foreign}.{param}")
+    return mapping

@@ -14,7 +14,6 @@ Accepted sources (see ``read_vae_weights``):
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -22,22 +21,23 @@ from pathlib import Path
 
 import torch
 
-from longplay.audio.io import atomic_output_path
+from longplay.atomic import write_json_atomic
 from longplay.autoencoder import AudioVAE
+from longplay.builders import build_vae
 from longplay.checkpoints.files import (
     CheckpointError,
     read_config,
     read_state_dict,
     write_safetensors,
 )
-from longplay.checkpoints.keymaps import vae_key_map
-from longplay.checkpoints.remap import find_weight_file, remap_state
-from longplay.config import (
-    VAEConfig,
+from longplay.checkpoints.formats import (
     vae_config_from_diffusers,
     vae_config_from_sat_model_config,
     vae_config_to_sat_autoencoder,
 )
+from longplay.checkpoints.keymaps import vae_key_map
+from longplay.checkpoints.remap import find_weight_file, remap_state
+from longplay.config import VAEConfig
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +55,6 @@ class VAEWeights:
     state_dict: dict[str, torch.Tensor]
     layout: str  # "stable-audio-tools" or "diffusers"
     source: Path
-
-
-def build_vae(config: VAEConfig) -> AudioVAE:
-    """An AudioVAE with the architecture of ``config`` (random weights)."""
-    return AudioVAE(
-        audio_channels=config.audio_channels,
-        sample_rate=config.sample_rate,
-        encoder_channels=config.encoder_channels,
-        decoder_channels=config.decoder_channels,
-        channel_mults=config.channel_mults,
-        strides=config.strides,
-        latent_dim=config.latent_dim,
-        final_tanh=config.final_tanh,
-    )
 
 
 def _select_prefix(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], source: Path) -> str:
@@ -125,7 +111,7 @@ def infer_vae_config(state: dict[str, torch.Tensor], sample_rate: int = 44100) -
     )
 
 
-def _to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: str,
+def vae_state_to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: str,
                   source: Path) -> dict[str, torch.Tensor]:
     """Rename ``foreign`` weights to longplay's names; every key must be accounted for."""
     key_map = vae_key_map(layout, len(config.strides))
@@ -162,17 +148,17 @@ def _read_sat_state(state: dict[str, torch.Tensor], source: Path,
     if config is None:
         config = infer_vae_config(foreign)
         logger.info("no config next to %s: architecture read from the weights (%s)", source, config)
-    return VAEWeights(config, _to_own_names(foreign, config, "stable-audio-tools", source),
+    return VAEWeights(config, vae_state_to_own_names(foreign, config, "stable-audio-tools", source),
                       "stable-audio-tools", source)
 
 
-def _read_diffusers_vae(folder: Path) -> VAEWeights:
+def read_diffusers_vae(folder: Path) -> VAEWeights:
     cfg_path = folder / "config.json"
     config = read_config(cfg_path, vae_config_from_diffusers)
     weights = find_weight_file(folder, DIFFUSERS_WEIGHT_NAMES)
     state = read_state_dict(weights)
-    return VAEWeights(config, _to_own_names(state, config, "diffusers", weights), "diffusers",
-                      weights)
+    return VAEWeights(config, vae_state_to_own_names(state, config, "diffusers", weights),
+                      "diffusers", weights)
 
 
 def read_vae_weights(path: str | Path) -> VAEWeights:
@@ -190,9 +176,9 @@ def read_vae_weights(path: str | Path) -> VAEWeights:
         if (path / "model_config.json").is_file():
             return _read_sat_folder(path)
         if (path / "vae" / "config.json").is_file():
-            return _read_diffusers_vae(path / "vae")
+            return read_diffusers_vae(path / "vae")
         if (path / "config.json").is_file():
-            return _read_diffusers_vae(path)
+            return read_diffusers_vae(path)
         raise CheckpointError(
             f"{path} is not a model folder longplay knows: expected model_config.json "
             "(Stable Audio Open / stable-audio-tools), vae/config.json (diffusers pipeline) "
@@ -236,6 +222,5 @@ def save_vae(vae: AudioVAE, config: VAEConfig, folder: str | Path) -> Path:
         "audio_channels": config.audio_channels,
         "model": vae_config_to_sat_autoencoder(config),
     }
-    with atomic_output_path(folder / "model_config.json") as tmp:
-        tmp.write_text(json.dumps(model_config, indent=2) + "\n")
+    write_json_atomic(folder / "model_config.json", model_config)
     return folder

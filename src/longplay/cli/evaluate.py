@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from longplay.evaluation.runner import METRICS, EvaluationConfig
+from longplay.evaluation.runner import METRICS, Evaluation, EvaluationConfig
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -57,8 +57,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from longplay.evaluation.runner import Evaluation
-
     config = EvaluationConfig(
         prompts=args.prompts, model=args.model, audio=args.audio, reference=args.reference,
         metrics=args.metrics, clap=args.clap, duration_s=args.duration, steps=args.steps,

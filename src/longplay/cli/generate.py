@@ -12,11 +12,11 @@ from tqdm import tqdm
 
 from longplay import __version__
 from longplay.assets import model_or_demo
-from longplay.audio import atomic_output_path, load_audio, save_audio
-from longplay.checkpoints.diffusion import load_diffusion_model
-from longplay.cli.options import add_speed_options
+from longplay.atomic import write_json_atomic
+from longplay.audio import load_audio, save_audio
+from longplay.checkpoints import load_diffusion_model
+from longplay.cli.options import SAMPLER_NAMES, add_speed_options
 from longplay.config import WINDOWS
-from longplay.diffusion import SAMPLERS
 from longplay.pipelines import TextToMusicPipeline
 
 logger = logging.getLogger(__name__)
@@ -44,9 +44,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help="sampler steps (default: 100 for v models, 8 for rectified flow)")
     gen.add_argument("--cfg", type=float, default=None,
                      help="guidance scale (default: 7 for v models, 1 for rectified flow)")
-    gen.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
+    gen.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
                      help="sampler (default: dpmpp-3m-sde for v models, pingpong for "
-                          "rectified flow)")
+                          "rectified flow, which also take stable-audio-tools' names euler "
+                          "and dpmpp for rf-euler and rf-dpmpp)")
     gen.add_argument("--sigma-min", type=float, default=0.03)
     gen.add_argument("--sigma-max", type=float, default=500.0)
     gen.add_argument("--seed", type=int, default=None,
@@ -138,8 +139,7 @@ def run_generate(args: argparse.Namespace) -> int:
             "longplay_version": __version__,
             "settings": settings,
         }
-        with atomic_output_path(path.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+        write_json_atomic(path.with_suffix(".json"), sidecar)
         print(f"wrote {path} ({out.audio.shape[-1] / out.sample_rate:.2f} s, seed {out.seeds[i]})")
     return 0
 

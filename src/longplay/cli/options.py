@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from longplay.pipelines.text_to_music import PRECISIONS
+from longplay.diffusion import OBJECTIVES
+from longplay.pipelines import PRECISIONS
+
+SAMPLER_NAMES = tuple(sorted({name for objective in OBJECTIVES.values()
+                              for name in objective.accepted_sampler_names}))
+"""Every sampler name some model accepts; the pipeline says which fit the model."""
 
 
 def add_speed_options(parser: argparse.ArgumentParser) -> None:

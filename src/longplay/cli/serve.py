@@ -11,6 +11,7 @@ from pathlib import Path
 
 from longplay.assets import model_or_demo
 from longplay.cli.options import add_speed_options
+from longplay.pipelines import TextToMusicPipeline
 from longplay.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,6 @@ def run_serve(args: argparse.Namespace) -> int:
         from longplay.server import create_app
     except ImportError as error:
         raise ValueError(f"{MISSING_DEPENDENCIES} ({error})") from None
-    from longplay.pipelines import TextToMusicPipeline
 
     settings = ServerSettings(
         model_name=args.model.resolve().name, api_key=args.api_key,

@@ -6,12 +6,20 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-STAGES = ("vae", "clap", "dit")
+from longplay.config import CLAPTrainConfig, DiTTrainConfig, VAETrainConfig, load_config_file
+from longplay.training.clap import train_clap
+from longplay.training.export import export_run
+from longplay.training.runner import train_dit
+from longplay.training.vae import train_vae
+
+STAGES = {"vae": (VAETrainConfig, train_vae), "clap": (CLAPTrainConfig, train_clap),
+          "dit": (DiTTrainConfig, train_dit)}
+"""Each stage's run config and trainer."""
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train or fine-tune a stage on your audio")
-    train.add_argument("stage", choices=STAGES)
+    train.add_argument("stage", choices=tuple(STAGES))
     train.add_argument("config", type=Path, help="YAML or JSON run config (see docs/training.md)")
     train.add_argument("--data", metavar="DIR", help="training data (overrides data.path)")
     train.add_argument("-o", "--run-dir", type=Path, default=None,
@@ -47,18 +55,8 @@ def _override(config, args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from longplay.config import load_config_file
-
-    if args.stage == "dit":
-        from longplay.config import DiTTrainConfig as ConfigType
-        from longplay.training.runner import train_dit as train
-    elif args.stage == "vae":
-        from longplay.config import VAETrainConfig as ConfigType
-        from longplay.training.vae import train_vae as train
-    else:
-        from longplay.config import CLAPTrainConfig as ConfigType
-        from longplay.training.clap import train_clap as train
-    config = _override(load_config_file(args.config, ConfigType), args)
+    config_type, train = STAGES[args.stage]
+    config = _override(load_config_file(args.config, config_type), args)
     run_dir = args.run_dir or Path("runs") / f"{args.stage}-{args.config.stem}"
     last = train(config, run_dir, resume=args.resume, enable_progress_bar=not args.no_progress)
     print(f"run {run_dir}: last checkpoint {last}; export it with "
@@ -67,8 +65,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from longplay.training.export import export_run
-
     folder = export_run(args.run_path, args.output, use_ema=not args.no_ema,
                         copy_text_encoder=args.copy_text_encoder)
     print(f"wrote {folder}")

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from longplay.audio import load_audio, save_audio
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES, DEFAULT_CONTEXT_FRAMES, AudioVAE
-from longplay.checkpoints import build_vae, load_vae
+from longplay.builders import build_vae
+from longplay.checkpoints import load_vae
 from longplay.checkpoints.files import (
     CheckpointError,
     read_safetensors_metadata,
@@ -82,8 +83,7 @@ def _load_model(args: argparse.Namespace) -> AudioVAE:
     if args.random_weights:
         logger.warning("using an untrained %r VAE with random weights: the output is noise",
                        args.random_weights)
-        torch.manual_seed(0)
-        return build_vae(vae_preset(args.random_weights)).to(args.device).eval()
+        return build_vae(vae_preset(args.random_weights), seed=0).to(args.device).eval()
     if args.model is None:
         raise ValueError("no VAE given: pass --model PATH (a Stable Audio Open model folder, a "
                          "diffusers folder or a VAE weight file), or --random-weights PRESET "

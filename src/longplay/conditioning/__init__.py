@@ -1,34 +1,38 @@
-"""Conditioning: text encoders, timing embedders and their assembly."""
+"""Conditioning: text encoders, timing embedders, the CLAP model and their assembly.
+
+Model folders (the CLAP's included) are read and written by :mod:`longplay.checkpoints`.
+"""
 
 from longplay.conditioning.clap import (
+    TEXT_MODEL_PREFIX,
     CLAPAudioEncoder,
     CLAPModel,
     CLAPOutput,
     clap_contrastive_loss,
-    clap_text_encoder_for_conditioning,
-    load_clap,
-    save_clap,
 )
 from longplay.conditioning.conditioner import TEXT, Conditioner
 from longplay.conditioning.packaged import (
     PACKAGED_TEXT_ENCODERS,
+    ResolvedTextEncoder,
     packaged_encoder_name,
     packaged_text_encoder_path,
-    resolve_text_encoder_path,
+    resolve_text_encoder,
 )
 from longplay.conditioning.text import (
     HFTextEncoder,
     TextEncoder,
-    TextEncoderError,
     clap_text_encoder,
     t5_encoder,
+    tokenize_prompts,
 )
 from longplay.conditioning.timing import TimingEmbedder
 from longplay.conditioning.types import Conditioning, ConditioningTokens, TokenBatch
+from longplay.errors import TextEncoderError
 
 __all__ = [
     "PACKAGED_TEXT_ENCODERS",
     "TEXT",
+    "TEXT_MODEL_PREFIX",
     "CLAPAudioEncoder",
     "CLAPModel",
     "CLAPOutput",
@@ -36,17 +40,16 @@ __all__ = [
     "Conditioning",
     "ConditioningTokens",
     "HFTextEncoder",
+    "ResolvedTextEncoder",
     "TextEncoder",
     "TextEncoderError",
     "TimingEmbedder",
     "TokenBatch",
     "clap_contrastive_loss",
     "clap_text_encoder",
-    "clap_text_encoder_for_conditioning",
-    "load_clap",
     "packaged_encoder_name",
     "packaged_text_encoder_path",
-    "resolve_text_encoder_path",
-    "save_clap",
+    "resolve_text_encoder",
     "t5_encoder",
+    "tokenize_prompts",
 ]

@@ -11,27 +11,8 @@ The text tower is frozen by default: it then stays outside the state dict and th
 parameters, and gets no gradient. With ``train_text=True`` it is a submodule
 (state-dict keys ``text_model.*``) and trains with the rest.
 
-CLAP model folder (format version 1), written by :func:`save_clap`::
-
-    folder/
-      clap_config.json    {"format_version": 1, "sample_rate": 44100, "embed_dim": 512,
-                           "text_layer": -2, "max_length": 77,
-                           "audio_encoder": {"n_fft": 1024, "hop_length": 512, "n_mels": 64,
-                                             "widths": [32, 64, 128, 256],
-                                             "norm_groups": 8, "embed_dim": 512}}
-      model.safetensors   audio_encoder.*, audio_proj.*, text_proj.*, logit_scale
-                          (never the text tower, even when it was trained)
-      text_encoder/       the text tower as a Hugging Face folder (save_pretrained of the
-                          transformers model and of its tokenizer)
-
-Every field of ``clap_config.json`` shown above is required and no other is allowed,
-except the optional ``"text_encoder": NAME``: a frozen text tower that installs as a
-package (``PACKAGED_TEXT_ENCODERS``, e.g. "all-MiniLM-L6-v2") is then referenced by
-name and the folder has no ``text_encoder/`` copy. The text
-tower folder is what the DiT reads as its text conditioner:
-``HFTextEncoder(folder / "text_encoder", layer=text_layer, max_length=...)``, or
-:func:`clap_text_encoder_for_conditioning`. ``train_text`` is a training choice, not
-part of the model: pass it to :func:`load_clap`.
+Model folders (``clap_config.json``, weights, the text tower) are read and written by
+:mod:`longplay.checkpoints.clap`.
 
 Shape legend: B batch, C audio channels, S samples, M mel bands, T frames, L text
 tokens, D text width, W CNN width, E embedding width.
@@ -39,11 +20,9 @@ tokens, D text width, W CNN width, E embedding width.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,34 +30,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from longplay.audio.spectral import mel_filterbank, stft_magnitude
-from longplay.conditioning.packaged import PACKAGED_TEXT_ENCODERS, packaged_text_encoder_path
-from longplay.conditioning.text import HFTextEncoder, _tokenize
+from longplay.conditioning.text import tokenize_prompts
 from longplay.conditioning.types import TokenBatch
 
 __all__ = [
-    "CLAP_CONFIG_NAME",
-    "CLAP_FORMAT_VERSION",
-    "CLAP_TEXT_ENCODER_DIR",
-    "CLAP_WEIGHTS_NAME",
+    "TEXT_MODEL_PREFIX",
     "CLAPAudioEncoder",
     "CLAPModel",
     "CLAPOutput",
     "clap_contrastive_loss",
-    "clap_text_encoder_for_conditioning",
-    "load_clap",
-    "save_clap",
 ]
 
-CLAP_CONFIG_NAME = "clap_config.json"
-CLAP_WEIGHTS_NAME = "model.safetensors"
-CLAP_TEXT_ENCODER_DIR = "text_encoder"
-CLAP_FORMAT_VERSION = 1
-
-# longplay.checkpoints (weight files, atomic writes) is imported inside the folder
-# functions below: its model loaders import this package, so a module-level import would
-# tie the two packages into an import cycle.
-
-_TEXT_PREFIX = "text_model."
+TEXT_MODEL_PREFIX = "text_model."
+"""State-dict prefix of a text tower trained along (``train_text=True``)."""
 _LOG_EPS = 1e-5  # floor of the mel magnitudes before the log
 _INIT_TEMPERATURE = 0.07  # CLIP's initial temperature: logit scale starts at 1 / 0.07
 _MAX_LOGIT_SCALE = 100.0  # CLIP's cap on the logit scale
@@ -273,7 +237,7 @@ class CLAPModel(nn.Module):
 
     def tokenize(self, prompts: Sequence[str]) -> TokenBatch:
         """prompts -> input_ids [B, L], attention_mask [B, L] (L = max_length)."""
-        return _tokenize(self.tokenizer, prompts, self.max_length)
+        return tokenize_prompts(self.tokenizer, prompts, self.max_length)
 
     def text_features(self, tokens: TokenBatch) -> torch.Tensor:
         """tokens -> hidden states [B, L, D] of ``text_layer`` (padding not zeroed)."""
@@ -331,191 +295,3 @@ def clap_contrastive_loss(output: CLAPOutput) -> torch.Tensor:
                          f"{tuple(output.text_embeds.shape)} text embeddings")
     targets = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
-
-
-# ---------------------------------------------------------------------------------------
-# The CLAP model folder
-
-_CONFIG_FIELDS = ("format_version", "sample_rate", "embed_dim", "text_layer", "max_length",
-                  "audio_encoder")
-_AUDIO_FIELDS = ("n_fft", "hop_length", "n_mels", "widths", "norm_groups", "embed_dim")
-
-
-def _config_of(model: CLAPModel, text_encoder: str | None = None) -> dict[str, Any]:
-    audio = model.audio_encoder
-    extra = {} if text_encoder is None else {"text_encoder": text_encoder}
-    return {
-        **extra,
-        "format_version": CLAP_FORMAT_VERSION,
-        "sample_rate": audio.sample_rate,
-        "embed_dim": model.embed_dim,
-        "text_layer": model.text_layer,
-        "max_length": model.max_length,
-        "audio_encoder": {
-            "n_fft": audio.n_fft,
-            "hop_length": audio.hop_length,
-            "n_mels": audio.n_mels,
-            "widths": list(audio.widths),
-            "norm_groups": audio.norm_groups,
-            "embed_dim": audio.embed_dim,
-        },
-    }
-
-
-def _check_fields(where: str, data: Any, fields: Sequence[str]) -> None:
-    from longplay.checkpoints.files import CheckpointError
-
-    if not isinstance(data, Mapping):
-        raise CheckpointError(f"{where} must be a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise CheckpointError(f"unknown field(s) in {where}: {', '.join(unknown)} "
-                              f"(known: {', '.join(fields)})")
-    missing = [f for f in fields if f not in data]
-    if missing:
-        raise CheckpointError(f"missing field(s) in {where}: {', '.join(missing)}")
-    for key in fields:
-        value = data[key]
-        if key == "audio_encoder":
-            continue  # a section, checked on its own
-        if key == "widths":
-            if not isinstance(value, list) or not all(_is_int(v) for v in value):
-                raise CheckpointError(f"{where}: widths must be a list of integers, "
-                                      f"got {value!r}")
-        elif not _is_int(value):
-            raise CheckpointError(f"{where}: {key} must be an integer, got {value!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _read_config(folder: Path) -> dict[str, Any]:
-    """The strictly checked ``clap_config.json`` of a CLAP model folder."""
-    from longplay.checkpoints.files import CheckpointError, read_json
-
-    if not folder.is_dir():
-        raise CheckpointError(
-            f"CLAP model folder {folder} does not exist" if not folder.exists()
-            else f"{folder} is not a folder; a CLAP model is a folder written by save_clap")
-    path = folder / CLAP_CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{folder} is not a CLAP model folder: {CLAP_CONFIG_NAME} is "
-                              "missing (save_clap writes it)")
-    config = read_json(path)
-    packaged = config.pop("text_encoder", None) if isinstance(config, dict) else None
-    _check_fields(str(path), config, _CONFIG_FIELDS)
-    if config["format_version"] != CLAP_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {config['format_version']} is not "
-                              f"supported (this longplay reads version {CLAP_FORMAT_VERSION})")
-    _check_fields(f"{path} (audio_encoder)", config["audio_encoder"], _AUDIO_FIELDS)
-    text_dir = folder / CLAP_TEXT_ENCODER_DIR
-    if packaged is not None:
-        if not isinstance(packaged, str) or packaged_text_encoder_path(packaged) is None:
-            raise CheckpointError(f"{path}: text_encoder {packaged!r} is not a packaged encoder "
-                                  f"({', '.join(PACKAGED_TEXT_ENCODERS)})")
-        config["text_path"] = packaged
-    elif not (text_dir / "config.json").is_file():
-        raise CheckpointError(f"{folder} has no text tower: {text_dir}/config.json is missing "
-                              "(save_clap writes the text tower there)")
-    else:
-        config["text_path"] = str(text_dir)
-    return config
-
-
-def save_clap(model: CLAPModel, folder: str | Path, *, text_encoder: str | None = None) -> Path:
-    """Write ``model`` as a CLAP model folder (see the module docstring); returns it.
-
-    ``text_encoder``: the name of the packaged encoder the (frozen) text tower came
-    from; it is then referenced instead of copied. The text tower is written first and
-    ``clap_config.json`` last, each weight and config file atomically, so a folder with
-    a config is complete.
-    """
-    from longplay.audio.io import atomic_output_path
-    from longplay.checkpoints.files import write_safetensors
-
-    folder = Path(folder).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    if text_encoder is not None:
-        if model.train_text:
-            raise ValueError("a trained text tower must be saved with the model: leave "
-                             "text_encoder unset")
-        if packaged_text_encoder_path(text_encoder) is None:
-            raise ValueError(f"text_encoder {text_encoder!r} is not a packaged encoder "
-                             f"({', '.join(PACKAGED_TEXT_ENCODERS)})")
-    else:
-        text_dir = folder / CLAP_TEXT_ENCODER_DIR
-        model.text_model.save_pretrained(text_dir)
-        model.tokenizer.save_pretrained(text_dir)
-    tensors = {name: tensor for name, tensor in model.state_dict().items()
-               if not name.startswith(_TEXT_PREFIX)}
-    write_safetensors(folder / CLAP_WEIGHTS_NAME, tensors,
-                      metadata={"format": "longplay-clap",
-                                "format_version": str(CLAP_FORMAT_VERSION)})
-    with atomic_output_path(folder / CLAP_CONFIG_NAME) as tmp:
-        tmp.write_text(json.dumps(_config_of(model, text_encoder), indent=2) + "\n")
-    return folder
-
-
-def load_clap(folder: str | Path, device: torch.device | str = "cpu", *,
-              train_text: bool = False) -> CLAPModel:
-    """A CLAP model from a folder written by :func:`save_clap`, in eval mode.
-
-    Strict: unknown or missing config fields, missing, unexpected or misshapen weights
-    and NaN/inf weights raise ``CheckpointError`` (a ValueError) naming them. Loading
-    leaves the global random state untouched.
-    """
-    from longplay.checkpoints.files import CheckpointError, read_state_dict
-
-    folder = Path(folder).expanduser()
-    config = _read_config(folder)
-    weights_path = folder / CLAP_WEIGHTS_NAME
-    state = read_state_dict(weights_path)
-    audio = config["audio_encoder"]
-    text_encoder = HFTextEncoder(config["text_path"], max_length=config["max_length"],
-                                 layer=config["text_layer"])
-    # The fresh initialisation is overwritten below; fork_rng keeps it from consuming
-    # the caller's random stream.
-    with torch.random.fork_rng(devices=[]):
-        try:
-            audio_encoder = CLAPAudioEncoder(
-                sample_rate=config["sample_rate"], n_fft=audio["n_fft"],
-                hop_length=audio["hop_length"], n_mels=audio["n_mels"],
-                widths=audio["widths"], norm_groups=audio["norm_groups"],
-                embed_dim=audio["embed_dim"])
-            model = CLAPModel(audio_encoder, text_encoder.model, text_encoder.tokenizer,
-                              embed_dim=config["embed_dim"], text_layer=config["text_layer"],
-                              max_length=config["max_length"], train_text=train_text)
-        except ValueError as err:
-            raise CheckpointError(f"{folder / CLAP_CONFIG_NAME}: {err}") from None
-    expected = {name: tensor for name, tensor in model.state_dict().items()
-                if not name.startswith(_TEXT_PREFIX)}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        parts = ([f"missing weight(s): {', '.join(missing)}"] if missing else []) + (
-            [f"unexpected weight(s): {', '.join(unexpected)}"] if unexpected else [])
-        raise CheckpointError(f"{weights_path} does not match its {CLAP_CONFIG_NAME}: "
-                              + "; ".join(parts))
-    for name, tensor in expected.items():
-        if state[name].shape != tensor.shape:
-            raise CheckpointError(f"{weights_path}: weight {name} has shape "
-                                  f"{tuple(state[name].shape)}, the config implies "
-                                  f"{tuple(tensor.shape)}")
-        if state[name].is_floating_point() and not torch.isfinite(state[name]).all():
-            raise CheckpointError(f"{weights_path}: weight {name} holds NaN/inf values")
-    model.load_state_dict(state, strict=False)  # checked above; the text tower is not here
-    return model.to(device).eval()
-
-
-def clap_text_encoder_for_conditioning(folder: str | Path, max_length: int | None = None, *,
-                                       dtype: torch.dtype = torch.float32,
-                                       device: torch.device | str = "cpu") -> HFTextEncoder:
-    """The text tower of a CLAP model folder as the DiT's text conditioner: token
-    features [B, L, D] of the CLAP's ``text_layer`` (the paper's next-to-last layer),
-    padding zeroed. ``max_length`` defaults to the CLAP's (77 in the paper)."""
-    folder = Path(folder).expanduser()
-    config = _read_config(folder)
-    return HFTextEncoder(config["text_path"],
-                         max_length=config["max_length"] if max_length is None else max_length,
-                         layer=config["text_layer"], dtype=dtype, device=device)

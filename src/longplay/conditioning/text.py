@@ -17,13 +17,11 @@ from typing import Protocol
 
 import torch
 
+from longplay.conditioning.packaged import resolve_text_encoder
 from longplay.conditioning.types import ConditioningTokens, TokenBatch
+from longplay.errors import TextEncoderError
 
 logger = logging.getLogger(__name__)
-
-
-class TextEncoderError(ValueError):
-    """A text encoder that can't be loaded; the message says which path was tried."""
 
 
 class TextEncoder(Protocol):
@@ -50,19 +48,9 @@ def _import_transformers():
     return transformers
 
 
-def _check_folder(path: Path, what: str) -> Path:
-    path = Path(path).expanduser()
-    if not (path / "config.json").is_file():
-        raise TextEncoderError(
-            f"{what} weights not found at {path} (no config.json there). Pass "
-            "--text-encoder PATH (Python: text_encoder_path=...) pointing to a local Hugging "
-            "Face folder with config.json, the weights and the tokenizer files; longplay never "
-            "downloads them"
-        )
-    return path
-
-
-def _tokenize(tokenizer, prompts: Sequence[str], max_length: int) -> TokenBatch:
+def tokenize_prompts(tokenizer, prompts: Sequence[str], max_length: int) -> TokenBatch:
+    """Prompts -> input_ids [B, L], attention_mask [B, L] with a Hugging Face tokenizer,
+    truncated and padded to ``max_length``."""
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings, not a single string")
     if not prompts:
@@ -87,13 +75,8 @@ class HFTextEncoder:
     def __init__(self, path: str | Path, *, max_length: int, layer: int = -1,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
                  tokenizer_path: str | Path | None = None) -> None:
-        from longplay.conditioning.packaged import packaged_text_encoder_path
-
         transformers = _import_transformers()
-        path = Path(path)
-        if not path.exists():  # the name of an encoder installed as a package
-            path = packaged_text_encoder_path(str(path)) or path
-        self.path = _check_folder(path, "text encoder")
+        self.path = resolve_text_encoder(path).path
         tokenizer_path = self.path if tokenizer_path is None else Path(tokenizer_path)
         self.max_length = int(max_length)
         self.layer = int(layer)
@@ -121,7 +104,7 @@ class HFTextEncoder:
         return next(self.model.parameters()).device
 
     def tokenize(self, prompts: Sequence[str]) -> TokenBatch:
-        return _tokenize(self.tokenizer, prompts, self.max_length)
+        return tokenize_prompts(self.tokenizer, prompts, self.max_length)
 
     @torch.inference_mode()
     def encode(self, tokens: TokenBatch) -> ConditioningTokens:

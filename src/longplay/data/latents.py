@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from torch.utils.data import Dataset
 
-from longplay.audio import AudioFileError, Waveform, atomic_output_path, load_audio
+from longplay.atomic import atomic_output_path
+from longplay.audio import AudioFileError, Waveform, load_audio
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES, AudioVAE
 from longplay.checkpoints.files import (
     CheckpointError,

@@ -27,7 +27,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
-from longplay.audio import AudioFileError, atomic_output_path
+from longplay.atomic import atomic_output_path
+from longplay.audio import AudioFileError
 from longplay.data.folder import DEFAULT_EXTENSIONS, normalize_extensions, scan_audio_folder
 from longplay.data.prompts import DEFAULT_PROMPT_BUILDER, PromptBuilder
 from longplay.data.types import AudioExample

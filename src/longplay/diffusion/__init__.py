@@ -1,5 +1,6 @@
 """Diffusion machinery for audio latents [B, D, T]: schedules, training objectives,
-denoiser preconditioning, samplers and classifier-free guidance.
+denoiser preconditioning, samplers, classifier-free guidance, and the registry of
+objectives (:mod:`.registry`) that says which of them go together.
 
 Works on any callable network ``model(x [B, D, T], t [B]) -> [B, D, T]``; nothing here depends
 on the transformer, the conditioning or the checkpoints.
@@ -19,6 +20,7 @@ from .objectives import (
     v_to_denoised,
     v_to_noise,
 )
+from .registry import OBJECTIVES, Objective, SamplingDefaults, SamplingStart, get_objective
 from .samplers import (
     SAMPLERS,
     NoiseFn,
@@ -47,22 +49,27 @@ from .schedules import (
 )
 
 __all__ = [
+    "OBJECTIVES",
     "SAMPLERS",
     "CFGModel",
     "Denoiser",
     "DiffusionTrainingSample",
     "ModelFn",
     "NoiseFn",
+    "Objective",
     "RFDenoiser",
     "SamplerFn",
     "SamplerKind",
     "SamplerSpec",
     "SamplerStep",
+    "SamplingDefaults",
+    "SamplingStart",
     "StepCallback",
     "VDenoiser",
     "alpha_sigma",
     "cfg_model",
     "diffusion_loss",
+    "get_objective",
     "get_sampler",
     "guided",
     "log_linear_sigmas",

@@ -38,7 +38,7 @@ from typing import Literal, Protocol
 import torch
 
 from .denoisers import Denoiser, VDenoiser
-from .schedules import alpha_sigma
+from .schedules import alpha_sigma, log_linear_sigmas, logsnr_shift_t_grid
 
 __all__ = [
     "SAMPLERS",
@@ -527,21 +527,43 @@ def sample_v_ddim(
 
 
 # --------------------------------------------------------------------------------------------
-# registry
+# registry: each sampler with the grid it runs on and the state it starts from
 
 SamplerKind = Literal["ve", "rf", "v-ddim"]
+"""The state a sampler works in: ``"ve"`` x0 + s eps at VE noise levels s (the k-diffusion
+samplers); ``"rf"`` (1 - t) x0 + t eps at rectified-flow times t; ``"v-ddim"`` the cosine
+state alpha(t) x0 + sigma(t) eps at cosine times t."""
+
+
+def _noised_ve(x0: torch.Tensor, noise: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    return x0 + noise * level
+
+
+def _noised_rf(x0: torch.Tensor, noise: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    return (1 - level) * x0 + level * noise
+
+
+def _noised_cosine(x0: torch.Tensor, noise: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    alpha, sigma = alpha_sigma(level)
+    return alpha * x0 + sigma * noise
 
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """A registered sampler.
+    """A registered sampler, with the grid it runs on and the state it starts from, so that
+    every sampler is called the same way::
+
+        grid = spec.grid(steps, sigma_min=..., sigma_max=...)       # or top=<init level>
+        x = spec.start(noise, grid)                                  # or init_latents=...
+        latents = spec.fn(denoiser, x, grid, generator=..., callback=...)
 
     Attributes:
         name: the public name.
         fn: the sampler function (shared signature).
-        kind: ``"ve"``: VE sigmas ending at 0, start x = noise * sigmas[0], any denoiser
-            (normally a VDenoiser); ``"rf"``: RF times 1 -> 0, start x = noise, an RFDenoiser;
-            ``"v-ddim"``: cosine t grid without the final 0, start x = noise, a VDenoiser.
+        kind: the state it works in (see :data:`SamplerKind`): ``"ve"`` VE sigmas ending
+            at 0, any denoiser (normally a VDenoiser); ``"rf"`` RF times 1 -> 0, an
+            RFDenoiser; ``"v-ddim"`` the cosine t grid without the final 0, a VDenoiser
+            whose network it calls directly.
         stochastic: whether it needs ``generator`` (or ``noise_fn``).
     """
 
@@ -549,6 +571,61 @@ class SamplerSpec:
     fn: SamplerFn
     kind: SamplerKind
     stochastic: bool
+
+    @property
+    def supports_init(self) -> bool:
+        """Whether it can start part-way, from known latents at a noise level below the
+        top (audio-to-audio, inpainting). v-DDIM always starts at t = 1."""
+        return self.kind != "v-ddim"
+
+    def grid(self, steps: int, *, sigma_min: float = 0.03, sigma_max: float = 500.0,
+             top: float | None = None, dtype: torch.dtype = torch.float32,
+             device: torch.device | str | None = None) -> torch.Tensor:
+        """The noise levels of a run of ``steps`` network evaluations, highest first.
+
+        ``"ve"``: :func:`.log_linear_sigmas` from ``top`` (default ``sigma_max``) down to
+        ``sigma_min``, then 0 -> [steps + 1]. ``"rf"``: the reference's log-SNR grid
+        1 -> 0 scaled by ``top`` (default 1) -> [steps + 1]; the sigmas are unused.
+        ``"v-ddim"``: the cosine t grid 1 -> t_{n-1} > 0 without the final 0 -> [steps];
+        it cannot start lower (``top`` must be None).
+        """
+        if self.kind == "ve":
+            upper = sigma_max if top is None else top
+            return log_linear_sigmas(steps, sigma_min, upper, dtype=dtype, device=device)
+        if self.kind == "rf":
+            grid = logsnr_shift_t_grid(steps, include_endpoint=True, dtype=dtype, device=device)
+            return grid if top is None else grid * top
+        if top is not None:
+            raise ValueError(f"the {self.name!r} sampler always starts from pure noise; it "
+                             "cannot start from known latents at a lower noise level")
+        return logsnr_shift_t_grid(steps, include_endpoint=False, dtype=dtype, device=device)
+
+    def noised(self, x0: torch.Tensor, noise: torch.Tensor,
+               level: torch.Tensor | float) -> torch.Tensor:
+        """Known latents brought to grid level ``level`` with ``noise``, in this sampler's
+        state: x0 + s eps ("ve"), (1 - t) x0 + t eps ("rf"), alpha(t) x0 + sigma(t) eps
+        ("v-ddim"). x0, noise: [B, D, T]; level: 0-dim or [B] -> [B, D, T]."""
+        level = torch.as_tensor(level, dtype=x0.dtype, device=x0.device)
+        if level.ndim == 1:
+            level = level.view(-1, *([1] * (x0.ndim - 1)))
+        if self.kind == "ve":
+            return _noised_ve(x0, noise, level)
+        if self.kind == "rf":
+            return _noised_rf(x0, noise, level)
+        return _noised_cosine(x0, noise, level)
+
+    def start(self, noise: torch.Tensor, grid: torch.Tensor,
+              init_latents: torch.Tensor | None = None) -> torch.Tensor:
+        """The state the run starts from, at ``grid[0]``: pure noise in this sampler's
+        scaling (noise * sigma_max for "ve", the noise itself for "rf" and "v-ddim"), or
+        ``init_latents`` noised to ``grid[0]`` (audio-to-audio). noise, init_latents:
+        [B, D, T] -> [B, D, T]."""
+        if init_latents is None:
+            return noise * grid[0] if self.kind == "ve" else noise
+        if not self.supports_init:
+            raise ValueError(f"the {self.name!r} sampler cannot start from init latents; use "
+                             "a DPM-Solver++ sampler")
+        return self.noised(init_latents, noise, grid[0])
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
@@ -564,7 +641,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
         SamplerSpec("v-ddim", sample_v_ddim, "v-ddim", stochastic=False),
     )
 }
-"""Public sampler names -> :class:`SamplerSpec`."""
+"""Public sampler names -> :class:`SamplerSpec`. Which of them fit a model is the
+objective's to say (:mod:`.registry`)."""
 
 
 def get_sampler(name: str) -> SamplerSpec:

@@ -28,14 +28,13 @@ N embeddings, D embedding width, K classes, E joint CLAP width.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from longplay.conditioning.clap import CLAPModel
+from longplay.audio import resample
+from longplay.conditioning import CLAPModel
 
 __all__ = [
     "AudioEmbedFn",
@@ -415,8 +414,6 @@ def clap_embedders(model: CLAPModel) -> tuple[AudioEmbedFn, TextEmbedFn]:
 
     Usage: ``CLAPScore(*clap_embedders(load_clap(folder)))``.
     """
-    from longplay.audio.io import resample
-
     def embed_audio(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
         if sample_rate != model.sample_rate:
             audio = resample(audio, sample_rate, model.sample_rate)

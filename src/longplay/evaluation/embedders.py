@@ -77,7 +77,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from longplay.audio.io import resample
+from longplay.audio import resample
+from longplay.checkpoints import load_clap
 
 PEAK_DBFS = -1.0
 
@@ -138,8 +139,6 @@ class ClapEmbedder:
 
 def own_clap(folder: str | Path) -> ClapEmbedder:
     """longplay's CLAP from a folder written by ``save_clap`` / ``longplay export``."""
-    from longplay.conditioning import load_clap
-
     model = load_clap(folder)
     return ClapEmbedder("own CLAP", model.sample_rate, model.embed_audio,
                         lambda prompts: model.embed_text(model.tokenize(prompts)))

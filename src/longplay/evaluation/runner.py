@@ -42,9 +42,24 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from longplay.audio import atomic_output_path, load_audio, save_audio
+from longplay.assets import demo_clap_path, model_or_demo
+from longplay.atomic import atomic_output_path
+from longplay.audio import load_audio, save_audio
 from longplay.audio.images import save_spectrogram_png
+from longplay.evaluation import embedders
+from longplay.evaluation.autoencoder_metrics import mel_distance, si_sdr, stft_distance
+from longplay.evaluation.distribution_metrics import CLAPScore, FrechetDistance, KLDivergence
+from longplay.evaluation.embedders import own_clap
 from longplay.evaluation.prompts import PromptItem, read_prompts
+from longplay.evaluation.structure import (
+    chroma_features,
+    mfcc_features,
+    save_ssm_png,
+    self_similarity,
+    structure_score,
+)
+from longplay.evaluation.timing import timing_adherence
+from longplay.pipelines import TextToMusicPipeline
 
 METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "clap_laion", "fd_openl3",
            "kl_passt")
@@ -144,9 +159,6 @@ class Evaluation:
     @property
     def pipe(self):
         if self._pipe is None:
-            from longplay.assets import model_or_demo
-            from longplay.pipelines import TextToMusicPipeline
-
             self._pipe = TextToMusicPipeline.from_pretrained(model_or_demo(self.config.model))
         return self._pipe
 
@@ -157,15 +169,11 @@ class Evaluation:
         return self._clap_embedder
 
     def _load_own_clap(self):
-        from longplay.evaluation.embedders import own_clap
-
         folder = self.config.clap
         if folder is None:
             if self.config.model is not None:
                 raise ValueError("the clap and fd_clap metrics need longplay's CLAP: pass --clap "
                                  "FOLDER (a CLAP exported by longplay export)")
-            from longplay.assets import demo_clap_path
-
             folder = demo_clap_path()
         return own_clap(folder)
 
@@ -214,8 +222,6 @@ class Evaluation:
         return load_audio(path, sample_rate=sample_rate, channels=2).audio
 
     def _clap(self, generated: dict[str, Path], report: Report) -> None:
-        from longplay.evaluation.distribution_metrics import CLAPScore
-
         embedder = self._own_clap()
         ids = [i.id for i in self.items]
         prompts = [i.prompt for i in self.items]
@@ -233,8 +239,6 @@ class Evaluation:
                                   "vs_shuffled": shuffled.compute() if len(ids) > 1 else None}
 
     def _fd_clap(self, generated: dict[str, Path], report: Report) -> None:
-        from longplay.evaluation.distribution_metrics import FrechetDistance
-
         embedder = self._own_clap()
         fd = FrechetDistance()
         for path in generated.values():
@@ -246,8 +250,6 @@ class Evaluation:
                                      "reference_vectors": fd.num_reference}
 
     def _timing(self, report: Report) -> None:
-        from longplay.evaluation.timing import timing_adherence
-
         pipe = self.pipe
         folder = self.out / "timing"
         folder.mkdir(parents=True, exist_ok=True)
@@ -282,14 +284,6 @@ class Evaluation:
                                     / len(rows)}
 
     def _structure(self, generated: dict[str, Path], report: Report) -> None:
-        from longplay.evaluation.structure import (
-            chroma_features,
-            mfcc_features,
-            save_ssm_png,
-            self_similarity,
-            structure_score,
-        )
-
         folder = self.out / "structure"
         folder.mkdir(parents=True, exist_ok=True)
         sets = {"generated": generated}
@@ -315,8 +309,6 @@ class Evaluation:
         report.metrics["structure"] = summary
 
     def _autoencoder(self, report: Report) -> None:
-        from longplay.evaluation.autoencoder_metrics import mel_distance, si_sdr, stft_distance
-
         vae = self.pipe.model.vae
         rows = []
         for path in _audio_files(self.config.reference).values():
@@ -332,13 +324,6 @@ class Evaluation:
             "mel_distance": sum(r[1] for r in rows) / n, "si_sdr": sum(r[2] for r in rows) / n}
 
     def _pretrained(self, name: str, generated: dict[str, Path], report: Report) -> None:
-        from longplay.evaluation import embedders
-        from longplay.evaluation.distribution_metrics import (
-            CLAPScore,
-            FrechetDistance,
-            KLDivergence,
-        )
-
         c = self.config
         if name == "clap_laion":
             if c.laion_clap is None:

@@ -9,11 +9,13 @@ from longplay.layers.embeddings import (
     rotary_angles,
     rotary_inverse_frequencies,
 )
+from longplay.layers.sharing import TransientState, shared_weights_copy
 
 __all__ = [
     "Compiler",
     "FourierFeatures",
     "SnakeBeta",
+    "TransientState",
     "WNConv1d",
     "WNConvTranspose1d",
     "WeightNormedConv",
@@ -21,4 +23,5 @@ __all__ = [
     "compile_unavailable_reason",
     "rotary_angles",
     "rotary_inverse_frequencies",
+    "shared_weights_copy",
 ]

@@ -19,10 +19,13 @@ Shape legend: B batch, D channels, N positions along time.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from longplay.layers.sharing import TransientState
 
 
 def _weight_norm(weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor:
@@ -34,6 +37,10 @@ def _weight_norm(weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor
 class WeightNormedConv(nn.Module):
     """Holds ``weight_v`` [A, B, K], ``weight_g`` [A, 1, 1] and an optional ``bias``,
     initialised like PyTorch's convolutions with ||v|| = g."""
+
+    # The folded weights belong to one user of the module (see layers.sharing).
+    TRANSIENT_STATE: ClassVar[TransientState] = {"_folded": lambda: None,
+                                                 "_pinned": lambda: None}
 
     def __init__(self, shape: tuple[int, int, int], bias_size: int, fan_in: int,
                  bias: bool) -> None:

@@ -36,12 +36,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from longplay import __version__
-from longplay.diffusion import SAMPLERS
+from longplay.errors import SettingsError
+from longplay.pipelines import GenerationSettings
 from longplay.server.audio import MEDIA_TYPES, AudioFormat, decode_audio_b64, encode_audio
 from longplay.server.jobs import (
     GenerationPipeline,
     GenerationQueue,
-    JobSettings,
     JobView,
     PipelineFactory,
     QueueClosedError,
@@ -63,17 +63,20 @@ from longplay.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
-RANDOM_SEED_BOUND = 2**31 - 1  # drawn seeds stay in the range the CLI and the UI draw from
+REQUEST_FIELDS = {"init_audio": "init_audio_b64"}
+"""Pipeline arguments that a request gives under another name."""
 
 
 @dataclass(frozen=True)
 class ServerState:
-    """What the endpoints share: settings, the queue, and what is known about the model."""
+    """What the endpoints share: settings, the queue, what is known about the model, and
+    the pipeline whose ``resolve_settings`` validates requests (it runs no model)."""
 
     settings: ServerSettings
     queue: GenerationQueue
     model: ModelInfo
     limits: RequestLimits
+    validator: GenerationPipeline
 
 
 def _state(request: Request) -> ServerState:
@@ -105,24 +108,30 @@ def require_api_key(
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _resolve(request: GenerationRequest, state: ServerState) -> JobSettings:
-    """The request with every default filled in, the seed drawn when not given."""
-    model = state.model
-    duration_s = state.limits.max_duration_s if request.duration_s is None else request.duration_s
-    seed = secrets.randbelow(RANDOM_SEED_BOUND) if request.seed is None else request.seed
-    return JobSettings(
-        prompt=request.prompt, negative_prompt=request.negative_prompt, duration_s=duration_s,
-        seconds_start=request.seconds_start, seconds_total=duration_s,
-        num_inference_steps=(model.default_steps if request.num_inference_steps is None
-                             else request.num_inference_steps),
-        guidance_scale=(model.default_guidance_scale if request.guidance_scale is None
-                        else request.guidance_scale),
-        sampler=model.default_sampler if request.sampler is None else request.sampler,
-        sigma_min=request.sigma_min, sigma_max=request.sigma_max,
-        num_outputs=request.num_outputs,
-        seeds=tuple(seed + i for i in range(request.num_outputs)),
-        has_init_audio=request.init_audio_b64 is not None,
-        init_noise_level=request.init_noise_level)
+def _resolve(request: GenerationRequest, init_audio, state: ServerState) -> GenerationSettings:
+    """The request as the pipeline's settings record: every default filled in (the
+    server's duration and step limits first), the seed drawn. A setting the pipeline
+    would refuse raises RequestValidationError naming the request's field."""
+    limits, defaults = state.limits, state.validator.defaults
+    try:
+        return state.validator.resolve_settings(
+            request.prompt, request.negative_prompt,
+            duration_s=limits.max_duration_s if request.duration_s is None else request.duration_s,
+            seconds_start=request.seconds_start, seconds_total=request.seconds_total,
+            num_inference_steps=(min(defaults.num_inference_steps, limits.max_steps)
+                                 if request.num_inference_steps is None
+                                 else request.num_inference_steps),
+            guidance_scale=request.guidance_scale, sampler=request.sampler,
+            sigma_min=request.sigma_min, sigma_max=request.sigma_max, seed=request.seed,
+            num_outputs=request.num_outputs, init_audio=init_audio,
+            init_noise_level=request.init_noise_level, window=request.window)
+    except SettingsError as error:
+        field = REQUEST_FIELDS.get(error.field, error.field)
+        message = str(error).removeprefix(f"{error.field} ")
+        raise RequestValidationError([{
+            "type": "value_error", "loc": ("body", field), "msg": message,
+            "input": None if field == "init_audio_b64" else getattr(request, field, None)}]
+        ) from None
 
 
 def _status(view: JobView) -> GenerationStatus:
@@ -193,7 +202,7 @@ health = APIRouter(prefix="/v1", tags=["health"])
 def create_generation(body: GenerationRequest, response: Response,
                       state: State) -> GenerationStatus:
     """Queue a generation; poll ``GET /v1/generations/{id}`` for its progress."""
-    errors = limit_errors(body, state.limits, tuple(state.model.samplers))
+    errors = limit_errors(body, state.limits)
     init_audio = None
     if not errors and body.init_audio_b64 is not None:
         try:
@@ -205,8 +214,9 @@ def create_generation(body: GenerationRequest, response: Response,
                            "msg": str(error), "input": None})
     if errors:
         raise RequestValidationError(errors)
+    settings = _resolve(body, init_audio, state)
     try:
-        view = state.queue.submit(_resolve(body, state), init_audio)
+        view = state.queue.submit(settings, init_audio)
     except QueueFullError as error:
         wait_s = state.settings.retry_after_s
         raise HTTPException(429, f"{error}; try again in {wait_s} s",
@@ -295,12 +305,11 @@ def create_app(pipeline: GenerationPipeline | PipelineFactory,
     window_s = float(first.max_duration_s)
     max_duration_s = window_s if settings.max_duration_s is None else min(
         settings.max_duration_s, window_s)
-    is_rf = first.config.objective != "v"
-    samplers = sorted(name for name, spec in SAMPLERS.items() if (spec.kind == "rf") == is_rf)
     model = ModelInfo(
         name=settings.model_name, objective=first.config.objective,
         sample_rate=first.sample_rate, audio_channels=first.config.audio_channels,
-        window_s=window_s, samplers=samplers, default_sampler=first.defaults.sampler,
+        window_s=window_s, samplers=list(first.objective.accepted_sampler_names),
+        default_sampler=first.defaults.sampler,
         default_steps=min(first.defaults.num_inference_steps, settings.max_steps),
         default_guidance_scale=first.defaults.guidance_scale)
     limits = RequestLimits(max_duration_s=max_duration_s, max_steps=settings.max_steps,
@@ -308,7 +317,8 @@ def create_app(pipeline: GenerationPipeline | PipelineFactory,
                            max_prompt_chars=settings.max_prompt_chars,
                            max_body_bytes=settings.max_body_bytes)
     queue = GenerationQueue(pipelines, settings.queue_size, settings.max_finished_jobs)
-    state = ServerState(settings=settings, queue=queue, model=model, limits=limits)
+    state = ServerState(settings=settings, queue=queue, model=model, limits=limits,
+                        validator=first)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -27,8 +27,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import torch
 
 from longplay.config import DiffusionModelConfig
+from longplay.diffusion import Objective, SamplingDefaults
 from longplay.pipelines import GenerationError, GenerationSettings, TextToMusicOutput
-from longplay.pipelines.text_to_music import SamplingDefaults
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class GenerationPipeline(Protocol):
 
     config: DiffusionModelConfig
     defaults: SamplingDefaults
+    objective: Objective
 
     @property
     def sample_rate(self) -> int: ...
@@ -52,7 +53,10 @@ class GenerationPipeline(Protocol):
     @property
     def max_duration_s(self) -> float: ...
 
-    def __call__(self, prompt: str, negative_prompt: str | None = None,
+    def resolve_settings(self, prompt: str | None = None, negative_prompt: str | None = None,
+                         **kwargs: Any) -> GenerationSettings: ...
+
+    def __call__(self, prompt: GenerationSettings, negative_prompt: str | None = None,
                  **kwargs: Any) -> TextToMusicOutput: ...
 
 
@@ -73,39 +77,6 @@ class _ShutdownError(Exception):
 
 
 @dataclass(frozen=True)
-class JobSettings:
-    """The settings a job runs with, every default resolved (the seed included)."""
-
-    prompt: str
-    negative_prompt: str | None
-    duration_s: float
-    seconds_start: float
-    seconds_total: float
-    num_inference_steps: int
-    guidance_scale: float
-    sampler: str
-    sigma_min: float
-    sigma_max: float
-    num_outputs: int
-    seeds: tuple[int, ...]
-    has_init_audio: bool
-    init_noise_level: float | None
-
-    @classmethod
-    def from_pipeline(cls, settings: GenerationSettings) -> JobSettings:
-        """The pipeline's own record of a finished generation (one prompt)."""
-        return cls(
-            prompt=settings.prompts[0], negative_prompt=settings.negative_prompt,
-            duration_s=settings.duration_s, seconds_start=settings.seconds_start,
-            seconds_total=settings.seconds_total,
-            num_inference_steps=settings.num_inference_steps,
-            guidance_scale=settings.guidance_scale, sampler=settings.sampler,
-            sigma_min=settings.sigma_min, sigma_max=settings.sigma_max,
-            num_outputs=settings.num_outputs, seeds=settings.seeds,
-            has_init_audio=settings.has_init_audio, init_noise_level=settings.init_noise_level)
-
-
-@dataclass(frozen=True)
 class JobProgress:
     """``fraction`` in [0, 1] over the whole job; ``stage`` is the pipeline's stage
     ("sampling", "decoding") with ``done`` of ``total`` units, None before it starts."""
@@ -122,7 +93,7 @@ class JobView:
 
     id: str
     status: JobStatus
-    settings: JobSettings
+    settings: GenerationSettings
     progress: JobProgress
     queue_position: int | None  # 1 = next to run; None unless queued
     error: str | None
@@ -138,7 +109,7 @@ class _Job:
     """A job's mutable state; only touched under the queue's lock."""
 
     id: str
-    settings: JobSettings
+    settings: GenerationSettings
     init_audio: torch.Tensor | None  # [C, S] at the model's sample rate; dropped once run
     created_at: datetime
     status: JobStatus = "queued"
@@ -231,8 +202,10 @@ class GenerationQueue:
 
     # -- the API's side -------------------------------------------------------------------
 
-    def submit(self, settings: JobSettings, init_audio: torch.Tensor | None = None) -> JobView:
-        """Queue a job; returns its snapshot as queued."""
+    def submit(self, settings: GenerationSettings,
+               init_audio: torch.Tensor | None = None) -> JobView:
+        """Queue a job with its resolved settings (``pipeline.resolve_settings``); returns
+        its snapshot as queued."""
         with self._cond:
             if self._closed:
                 raise QueueClosedError("the server is shutting down")
@@ -274,21 +247,13 @@ class GenerationQueue:
             return job
 
     def _run(self, pipeline: GenerationPipeline, job: _Job) -> None:
-        s = job.settings
-
         def on_progress(stage: str, done: int, total: int) -> None:
             if self._stopping.is_set():
                 raise _ShutdownError
             self._report(job, stage, done, total)
 
         try:
-            out = pipeline(
-                s.prompt, s.negative_prompt, duration_s=s.duration_s,
-                seconds_start=s.seconds_start, seconds_total=s.seconds_total,
-                num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
-                sampler=s.sampler, sigma_min=s.sigma_min, sigma_max=s.sigma_max,
-                seed=s.seeds[0], num_outputs=s.num_outputs, init_audio=job.init_audio,
-                init_noise_level=s.init_noise_level, progress=on_progress)
+            out = pipeline(job.settings, init_audio=job.init_audio, progress=on_progress)
         except _ShutdownError:
             self._end(job, error="the server shut down while this job ran")
         except Exception as error:
@@ -298,7 +263,7 @@ class GenerationQueue:
                 logger.exception("job %s failed", job.id)
             self._end(job, error=failure_reason(error))
         else:
-            self._end(job, audio=out.audio, settings=JobSettings.from_pipeline(out.settings))
+            self._end(job, audio=out.audio, settings=out.settings)
             logger.info("job %s succeeded", job.id)
 
     def _report(self, job: _Job, stage: str, done: int, total: int) -> None:
@@ -312,7 +277,7 @@ class GenerationQueue:
             job.progress = JobProgress(min(max(fraction, 0.0), 1.0), stage, done, total)
 
     def _end(self, job: _Job, *, error: str | None = None, audio: torch.Tensor | None = None,
-             settings: JobSettings | None = None) -> None:
+             settings: GenerationSettings | None = None) -> None:
         with self._cond:
             self._running -= 1
             if settings is not None:

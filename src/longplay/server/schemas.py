@@ -1,9 +1,11 @@
 """Request and response bodies of the HTTP API (pydantic models, shown in /openapi.json).
 
 The request model carries the checks that hold for every server (types, signs, known
-sampler names, no unknown fields); the limits of one server and model (duration within
-the window, step and output caps, samplers that fit the model) are checked by
-:func:`limit_errors` before a job is queued, so a bad request never enters the queue.
+sampler names, no unknown fields); the limits of one server (duration, step and output
+caps, prompt length) are checked by :func:`limit_errors`, and everything that depends on
+the model (the window, the samplers that fit it, audio-to-audio's noise levels...) by the
+pipeline's own ``resolve_settings``, all before a job is queued: a request the pipeline
+would refuse never enters the queue.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from longplay.diffusion import SAMPLERS
-from longplay.pipelines.text_to_music import MAX_SEED
-from longplay.server.jobs import SAMPLING_SHARE, JobProgress, JobSettings, JobStatus
+from longplay.config import WINDOWS
+from longplay.diffusion import OBJECTIVES
+from longplay.pipelines import MAX_SEED, GenerationSettings
+from longplay.server.jobs import SAMPLING_SHARE, JobProgress, JobStatus
 
-SamplerName = Literal[tuple(sorted(SAMPLERS))]  # type: ignore[valid-type]
+SAMPLER_NAMES = tuple(sorted({name for objective in OBJECTIVES.values()
+                              for name in objective.accepted_sampler_names}))
+SamplerName = Literal[SAMPLER_NAMES]  # type: ignore[valid-type]
+WindowName = Literal[WINDOWS]  # type: ignore[valid-type]
 
 
 class GenerationRequest(BaseModel):
@@ -32,6 +38,8 @@ class GenerationRequest(BaseModel):
     duration_s: float | None = Field(
         None, gt=0, description="seconds of audio; default and maximum: limits.max_duration_s")
     seconds_start: float = Field(0.0, ge=0, description="timing conditioning: start of the piece")
+    seconds_total: float | None = Field(
+        None, gt=0, description="timing conditioning: length of the piece; default duration_s")
     num_inference_steps: int | None = Field(None, ge=1, description="sampler steps")
     guidance_scale: float | None = Field(None, gt=0, description="1 = no guidance")
     sampler: SamplerName | None = Field(  # type: ignore[valid-type]
@@ -48,6 +56,9 @@ class GenerationRequest(BaseModel):
     init_noise_level: float | None = Field(
         None, gt=0, description="how much of init_audio to change: a sigma for v models "
                                 "(default 1.0), a time in (0, 1] for rectified flow (0.5)")
+    window: WindowName | None = Field(  # type: ignore[valid-type]
+        None, description="full: sample the model's whole window, then trim; fit: the "
+                          "shortest window that holds duration_s; default: the model's")
 
 
 class RequestLimits(BaseModel):
@@ -60,10 +71,9 @@ class RequestLimits(BaseModel):
     max_body_bytes: int
 
 
-def limit_errors(request: GenerationRequest, limits: RequestLimits,
-                 samplers: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The request's violations of ``limits`` and of cross-field rules, as pydantic-style
-    error dicts located in the body (empty when it is fine)."""
+def limit_errors(request: GenerationRequest, limits: RequestLimits) -> list[dict[str, Any]]:
+    """The request's violations of this server's ``limits``, as pydantic-style error dicts
+    located in the body (empty when it is within them)."""
     errors: list[dict[str, Any]] = []
 
     def bad(field: str, message: str) -> None:
@@ -84,16 +94,6 @@ def limit_errors(request: GenerationRequest, limits: RequestLimits,
                                    f"{request.num_inference_steps}")
     if request.num_outputs > limits.max_outputs:
         bad("num_outputs", f"must be at most {limits.max_outputs}, got {request.num_outputs}")
-    if request.sampler is not None and request.sampler not in samplers:
-        bad("sampler", f"{request.sampler!r} does not fit this model; use one of "
-                       f"{', '.join(samplers)}")
-    if request.sigma_min >= request.sigma_max:
-        bad("sigma_max", f"must be greater than sigma_min ({request.sigma_min:g}), got "
-                         f"{request.sigma_max:g}")
-    if request.seed is not None and request.seed + request.num_outputs - 1 > MAX_SEED:
-        bad("seed", f"seed + num_outputs - 1 must be at most 2**63 - 1, got {request.seed}")
-    if request.init_noise_level is not None and request.init_audio_b64 is None:
-        bad("init_noise_level", "needs init_audio_b64")
     return errors
 
 
@@ -106,9 +106,9 @@ class GenerationStatus(BaseModel):
         description=f"fraction in [0, 1] (sampling counts for {SAMPLING_SHARE:.0%}, decoding for "
                     "the rest) and the pipeline's current stage")
     queue_position: int | None = Field(description="1 = runs next; null unless queued")
-    settings: JobSettings = Field(
-        description="the settings the job runs with, defaults and seed resolved; once it "
-                    "succeeds, the pipeline's own record")
+    settings: GenerationSettings = Field(
+        description="the settings the job runs with: the pipeline's record, every default "
+                    "and the seeds resolved when the job was accepted")
     error: str | None = Field(description="why the job failed; null otherwise")
     created_at: datetime
     started_at: datetime | None

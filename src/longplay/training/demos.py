@@ -11,7 +11,7 @@ import torch
 
 from longplay.audio import save_audio
 from longplay.audio.images import save_spectrogram_png
-from longplay.checkpoints.diffusion import DiffusionModel
+from longplay.builders import DiffusionModel
 from longplay.config import DemoConfig
 from longplay.pipelines import GenerationError, TextToMusicPipeline
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from longplay.checkpoints.diffusion import DiffusionModel
+from longplay.builders import DiffusionModel
 from longplay.conditioning import Conditioning
 from longplay.config import DiTTrainConfig, dataclass_to_dict
 from longplay.diffusion import (
     diffusion_loss,
-    rf_objective_sample,
+    get_objective,
     sample_training_noise,
     sample_training_t,
-    v_objective_sample,
 )
 from longplay.training.base import PositionedBatch, TrainingModule
 
@@ -34,6 +33,7 @@ class DiTTrainingModule(TrainingModule):
                  collate) -> None:
         super().__init__(config, dataset, collate)
         self.model_config = model.config
+        self.objective = get_objective(model.config.objective)
         self.net = nn.ModuleDict({"dit": model.dit, "conditioner": model.conditioner})
         self.init_ema()
         self.vae = model.vae.requires_grad_(False).eval()
@@ -71,9 +71,7 @@ class DiTTrainingModule(TrainingModule):
         cond = self._conditioning(batch, g)
         t = sample_training_t(x0.shape[0], g).to(self.device)  # [B] uniform in [0, 1)
         noise = sample_training_noise(x0.cpu(), g).to(self.device)
-        objective = v_objective_sample if self.model_config.objective == "v" else \
-            rf_objective_sample
-        sample = objective(x0, t, noise)
+        sample = self.objective.training_sample(x0, t, noise)
         prediction = self.net["dit"](sample.x_t, t, cond)
         loss = diffusion_loss(prediction, sample)
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from longplay.checkpoints.diffusion import DiffusionModel, build_conditioner, build_dit
-from longplay.checkpoints.export import save_model_folder
-from longplay.checkpoints.files import CheckpointError
-from longplay.checkpoints.vae import build_vae
+from longplay.builders import DiffusionModel, build_conditioner, build_dit, build_vae
+from longplay.checkpoints import save_model_folder
 from longplay.config import DiffusionModelConfig, dataclass_from_dict
+from longplay.errors import CheckpointError
+from longplay.training.clap import export_clap_checkpoint
 from longplay.training.runner import last_checkpoint
+from longplay.training.vae import export_vae_checkpoint
 
 
 def read_run_checkpoint(run: str | Path) -> tuple[Path, dict]:
@@ -55,11 +56,7 @@ def export_run(run: str | Path, out_dir: str | Path, *, use_ema: bool = True,
         model = DiffusionModel(mconfig, vae, conditioner, dit, None, path)
         return save_model_folder(model, out_dir, copy_text_encoder=copy_text_encoder)
     if stage == "vae":
-        from longplay.training.vae import export_vae_checkpoint
-
         return export_vae_checkpoint(ckpt, out_dir, use_ema=use_ema)
     if stage == "clap":
-        from longplay.training.clap import export_clap_checkpoint
-
         return export_clap_checkpoint(ckpt, out_dir, use_ema=use_ema)
     raise CheckpointError(f"{path}: unknown training stage {stage!r}")

@@ -7,27 +7,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from longplay.audio import atomic_output_path
-from longplay.checkpoints import load_vae
-from longplay.checkpoints.diffusion import (
+from longplay.atomic import write_json_atomic
+from longplay.builders import (
     DiffusionModel,
-    _load_text_encoder,
-    build_conditioner,
-    build_dit,
-    load_diffusion_model,
+    build_diffusion_model,
+    build_text_encoder,
+    build_vae,
+    seeded,
 )
+from longplay.checkpoints import load_diffusion_model, load_vae
 from longplay.checkpoints.files import read_json
-from longplay.checkpoints.vae import build_vae
-from longplay.conditioning import PACKAGED_TEXT_ENCODERS, packaged_text_encoder_path
+from longplay.conditioning import PACKAGED_TEXT_ENCODERS, HFTextEncoder, resolve_text_encoder
 from longplay.config import (
     ConfigError,
     DiffusionModelConfig,
@@ -35,6 +33,17 @@ from longplay.config import (
     dataclass_to_dict,
     model_preset,
 )
+from longplay.data import (
+    AudioFolderDataset,
+    LatentDataset,
+    PromptBuilder,
+    collate_audio,
+    collate_latents,
+)
+from longplay.errors import TextEncoderError
+from longplay.training.demos import DemoCallback
+from longplay.training.dit import DiTTrainingModule
+from longplay.training.ema import EMACallback
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +52,8 @@ LAST = "last.ckpt"
 
 
 def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
-    """The model to train: a folder to fine-tune, or a preset built from scratch."""
+    """The model to train: a folder to fine-tune, or a preset built from scratch (its
+    initialisation seeded with ``trainer.seed`` in a forked random state)."""
     if config.init_from is not None:
         model = load_diffusion_model(config.init_from, text_encoder_path=config.text_encoder_path)
         text = model.config.conditioning.text
@@ -56,51 +66,51 @@ def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
                 model.config.conditioning, text=text))
         return model
     mconfig: DiffusionModelConfig = model_preset(config.preset)
-    torch.manual_seed(config.trainer.seed)
-    if config.vae_path is not None:
-        vae = load_vae(config.vae_path)
-        if vae.latent_dim != mconfig.vae.latent_dim:
-            raise ConfigError(f"the VAE at {config.vae_path} has {vae.latent_dim} latent channels; "
-                              f"preset {config.preset!r} expects {mconfig.vae.latent_dim}")
-    else:
-        logger.warning("no vae_path: the DiT learns the latents of an untrained %r VAE",
-                       config.preset)
-        vae = build_vae(mconfig.vae)
+    with seeded(config.trainer.seed):
+        if config.vae_path is not None:
+            vae = load_vae(config.vae_path)
+            if vae.latent_dim != mconfig.vae.latent_dim:
+                raise ConfigError(f"the VAE at {config.vae_path} has {vae.latent_dim} latent "
+                                  f"channels; preset {config.preset!r} expects "
+                                  f"{mconfig.vae.latent_dim}")
+        else:
+            logger.warning("no vae_path: the DiT learns the latents of an untrained %r VAE",
+                           config.preset)
+            vae = build_vae(mconfig.vae)
+        text_encoder = None
+        if mconfig.conditioning.text is not None:
+            mconfig, text_encoder = _with_text_encoder(mconfig, config)
+        return build_diffusion_model(mconfig, vae=vae, text_encoder=text_encoder)
+
+
+def _with_text_encoder(mconfig: DiffusionModelConfig,
+                       config: DiTTrainConfig) -> tuple[DiffusionModelConfig, HFTextEncoder]:
+    """The preset with the text encoder of the run config, and that encoder loaded."""
     text = mconfig.conditioning.text
-    text_encoder = None
-    if text is not None:
-        if config.text_encoder_path is None:
-            raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
-                              f"text encoder ({text.kind} '{text.name}')")
-        # A local folder, or the name of an encoder installed as a package; a packaged
-        # encoder is recorded by name so that the exported model stays portable.
-        packaged = None if Path(config.text_encoder_path).exists() else \
-            packaged_text_encoder_path(config.text_encoder_path)
-        path = packaged or Path(config.text_encoder_path)
-        layer = text.layer if config.text_layer is None else config.text_layer
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"text_encoder_path {path} holds no config.json: give a local "
-                              "Hugging Face folder of the text encoder or the name of a "
-                              f"packaged one ({', '.join(PACKAGED_TEXT_ENCODERS)})")
-        # Kind and width from the encoder's config.json, without loading its weights.
-        encoder_config = read_json(path / "config.json")
-        kind = "t5" if encoder_config.get("model_type") == "t5" else "hf"
-        width = int(encoder_config.get("d_model") or encoder_config["hidden_size"])
-        name = (text.name if kind == "t5" else
-                Path(config.text_encoder_path).name if packaged else path.name)
-        text = replace(text, kind=kind, name=name, feature_dim=width, layer=layer,
-                       model_path=name if packaged else str(path.resolve()),
-                       projection=text.projection or width != mconfig.conditioning.cond_dim)
-        mconfig = replace(mconfig, conditioning=replace(mconfig.conditioning, text=text))
-        text_encoder = _load_text_encoder(path, text, None, "cpu", torch.float32)
-    return DiffusionModel(mconfig, vae.eval(), build_conditioner(mconfig.conditioning),
-                          build_dit(mconfig.dit), text_encoder, Path("."))
+    if config.text_encoder_path is None:
+        raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
+                          f"text encoder ({text.kind} '{text.name}') or the name of a packaged "
+                          f"one ({', '.join(PACKAGED_TEXT_ENCODERS)})")
+    try:
+        found = resolve_text_encoder(config.text_encoder_path)
+    except TextEncoderError as err:
+        raise ConfigError(f"text_encoder_path: {err}") from None
+    # Kind and width from the encoder's config.json, without loading its weights. A
+    # packaged encoder is recorded by name, so that the exported model stays portable.
+    encoder_config = read_json(found.path / "config.json")
+    kind = "t5" if encoder_config.get("model_type") == "t5" else "hf"
+    width = int(encoder_config.get("d_model") or encoder_config["hidden_size"])
+    name = text.name if kind == "t5" else (found.packaged_name or found.path.name)
+    text = replace(text, kind=kind, name=name, feature_dim=width,
+                   layer=text.layer if config.text_layer is None else config.text_layer,
+                   model_path=found.packaged_name or str(found.path.resolve()),
+                   projection=text.projection or width != mconfig.conditioning.cond_dim)
+    mconfig = replace(mconfig, conditioning=replace(mconfig.conditioning, text=text))
+    return mconfig, build_text_encoder(text, found.path)
 
 
 def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: int):
     """An audio-folder dataset of ``num_samples`` windows, and its collate function."""
-    from longplay.data import AudioFolderDataset, PromptBuilder, collate_audio
-
     data = config.data
     if data.path is None:
         raise ConfigError("no training data: set data.path in the config or pass --data DIR")
@@ -118,14 +128,6 @@ def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: in
 
 def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
     """(dataset with example(index, position), collate function) for the DiT."""
-    from longplay.data import (
-        AudioFolderDataset,
-        LatentDataset,
-        PromptBuilder,
-        collate_audio,
-        collate_latents,
-    )
-
     data = config.data
     if data.path is None:
         raise ConfigError("no training data: set data.path in the config or pass --data DIR")
@@ -167,11 +169,6 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
-def write_json(path: Path, data: Any) -> None:
-    with atomic_output_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def make_trainer(config, run_dir: Path, callbacks: list | None = None,
                  enable_progress_bar: bool = True) -> L.Trainer:
     t = config.trainer
@@ -201,8 +198,6 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def _is_first_process() -> bool:
     """False in the processes Lightning's DDP launcher starts for ranks > 0 (they see the
     run folder after rank 0 may already have written to it)."""
-    import os
-
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK",
                                                                               "0")) == 0
 
@@ -220,15 +215,13 @@ def prepare_run(config, run_dir: str | Path, resume: bool) -> tuple[Path, Path |
     resolved = dataclass_to_dict(config)
     logger.info("resolved config:\n%s", json.dumps(resolved, indent=2))
     if _is_first_process():
-        write_json(run_dir / "config.json", resolved)
+        write_json_atomic(run_dir / "config.json", resolved)
     return run_dir, ckpt
 
 
 def fit(module, config, run_dir: Path, ckpt: Path | None, callbacks: list,
         enable_progress_bar: bool) -> Path:
     """Train ``module`` with EMA and checkpoints; returns the last checkpoint."""
-    from longplay.training.ema import EMACallback
-
     e = config.ema
     callbacks = [EMACallback(e.max_decay, e.power, e.inv_gamma), *callbacks]
     trainer = make_trainer(config, run_dir, callbacks, enable_progress_bar)
@@ -239,9 +232,6 @@ def fit(module, config, run_dir: Path, ckpt: Path | None, callbacks: list,
 def train_dit(config: DiTTrainConfig, run_dir: str | Path, *, resume: bool = False,
               enable_progress_bar: bool = True, extra_callbacks: list | None = None) -> Path:
     """Train (or resume) a DiT run in ``run_dir``; returns the last checkpoint."""
-    from longplay.training.demos import DemoCallback
-    from longplay.training.dit import DiTTrainingModule
-
     run_dir, ckpt = prepare_run(config, run_dir, resume)
     model = build_dit_model(config)
     dataset, collate = build_dataset(config, model.config)

@@ -20,8 +20,8 @@ from longplay.autoencoder import (
     VAELosses,
     VAELossWeights,
 )
-from longplay.autoencoder.init import init_vae_for_training
-from longplay.checkpoints import build_vae, load_vae, save_vae
+from longplay.builders import build_discriminator, build_vae, seeded
+from longplay.checkpoints import load_vae, read_vae_weights, save_vae
 from longplay.config import (
     ConfigError,
     VAEConfig,
@@ -31,13 +31,14 @@ from longplay.config import (
     vae_preset,
 )
 from longplay.training.base import PositionedBatch, TrainingModule, adamw_inverse_lr
+from longplay.training.runner import build_audio_dataset, fit, prepare_run
 
 
 class VAETrainingModule(TrainingModule):
     stage = "vae"
 
-    def __init__(self, config: VAETrainConfig, vae: AudioVAE, vae_config: VAEConfig, dataset,
-                 collate) -> None:
+    def __init__(self, config: VAETrainConfig, vae: AudioVAE, vae_config: VAEConfig,
+                 discriminator: MultiScaleSTFTDiscriminator, dataset, collate) -> None:
         super().__init__(config, dataset, collate)
         self.automatic_optimization = False  # generator and discriminator alternate
         self.vae_config = vae_config
@@ -45,8 +46,7 @@ class VAETrainingModule(TrainingModule):
         if config.freeze_encoder:
             self.net.encoder.requires_grad_(False)
         self.init_ema()
-        self.discriminator = MultiScaleSTFTDiscriminator(vae_config.audio_channels,
-                                                         config.discriminator_filters)
+        self.discriminator = discriminator
         self.losses = VAELosses(vae_config.sample_rate)
         self.weights = VAELossWeights(*config.loss_weights, mel=config.mel_loss_weight)
 
@@ -92,36 +92,36 @@ class VAETrainingModule(TrainingModule):
         return {"vae_config": dataclass_to_dict(self.vae_config)}
 
 
-def build_vae_for_training(config: VAETrainConfig) -> tuple[AudioVAE, VAEConfig]:
-    if config.init_from is not None:
-        from longplay.checkpoints import read_vae_weights
-
-        weights = read_vae_weights(config.init_from)
-        vae = load_vae(config.init_from)
-        return vae, weights.config
-    torch.manual_seed(config.trainer.seed)
-    vae_config = vae_preset(config.preset)
-    vae = build_vae(vae_config)
-    if config.init == "variance_preserving":
-        init_vae_for_training(vae)
-    return vae, vae_config
+def build_vae_for_training(
+        config: VAETrainConfig) -> tuple[AudioVAE, VAEConfig, MultiScaleSTFTDiscriminator]:
+    """The VAE to train (``init_from`` loaded, or the ``preset`` built from scratch with
+    the ``init`` of the config) and its discriminator, initialised in that order in a
+    random state forked and seeded with ``trainer.seed``."""
+    with seeded(config.trainer.seed):
+        if config.init_from is not None:
+            vae_config = read_vae_weights(config.init_from).config
+            vae = load_vae(config.init_from)
+        else:
+            vae_config = vae_preset(config.preset)
+            vae = build_vae(vae_config, init=config.init)
+        discriminator = build_discriminator(vae_config.audio_channels,
+                                            config.discriminator_filters)
+    return vae, vae_config, discriminator
 
 
 def train_vae(config: VAETrainConfig, run_dir, *, resume: bool = False,
               enable_progress_bar: bool = True) -> Path:
-    from longplay.training.runner import build_audio_dataset, fit, prepare_run
-
     if config.trainer.accumulate_grad_batches != 1:
         raise ConfigError("VAE training alternates optimisers and does not accumulate "
                           "gradients: set trainer.accumulate_grad_batches to 1")
     run_dir, ckpt = prepare_run(config, run_dir, resume)
-    vae, vae_config = build_vae_for_training(config)
+    vae, vae_config, discriminator = build_vae_for_training(config)
     if config.window_samples % vae.hop_length:
         raise ConfigError(f"window_samples {config.window_samples} must be a multiple of the "
                           f"VAE hop {vae.hop_length}")
     dataset, collate = build_audio_dataset(config, vae_config.sample_rate,
                                            vae_config.audio_channels, config.window_samples)
-    module = VAETrainingModule(config, vae, vae_config, dataset, collate)
+    module = VAETrainingModule(config, vae, vae_config, discriminator, dataset, collate)
     return fit(module, config, run_dir, ckpt, [], enable_progress_bar)
 
 

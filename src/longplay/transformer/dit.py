@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,13 @@ import torch.utils.checkpoint
 from torch import nn
 
 from longplay.conditioning.types import Conditioning
-from longplay.layers import Compiler, FourierFeatures, apply_rotary, rotary_angles
+from longplay.layers import (
+    Compiler,
+    FourierFeatures,
+    TransientState,
+    apply_rotary,
+    rotary_angles,
+)
 
 TIMESTEP_FEATURES = 256
 QK_NORM_EPS = 1e-6
@@ -205,6 +212,10 @@ class DiffusionTransformer(nn.Module):
     same conditioning (a sampling loop), call ``prepare_context`` once and pass its
     result: keys and values of every cross-attention are then not recomputed.
     """
+
+    # Caches and compiled code belong to one user of the weights (see layers.sharing).
+    TRANSIENT_STATE: ClassVar[TransientState] = {"_rope_cache": dict,
+                                                 "_compiled_blocks": lambda: None}
 
     def __init__(self, io_channels: int = 64, width: int = 1536, depth: int = 24,
                  num_heads: int = 24, cond_token_dim: int = 768, global_cond_dim: int = 1536,

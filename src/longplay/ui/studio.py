@@ -7,7 +7,6 @@ The studio object holds the pipeline and builds the page; per-browser-session st
 from __future__ import annotations
 
 import logging
-import secrets
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,13 +17,19 @@ import soundfile as sf
 
 from longplay.audio import load_audio, save_audio
 from longplay.audio.images import spectrogram_image
-from longplay.diffusion import SAMPLERS
-from longplay.pipelines import DEFAULTS, GenerationError, TextToMusicPipeline
+from longplay.pipelines import (
+    DEFAULT_SIGMA_MAX,
+    DEFAULT_SIGMA_MIN,
+    GenerationError,
+    GenerationSettings,
+    TextToMusicPipeline,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_OUTPUTS = 4
-MAX_SEED = 2**31 - 1
+MAX_STEPS = 250
+MAX_INIT_NOISE_LEVEL = 100.0  # the slider's top for v models (sigma_max is 500)
 HISTORY_COLUMNS = ["#", "time", "prompt", "seed", "duration (s)", "steps", "cfg", "sampler"]
 
 
@@ -52,38 +57,44 @@ class Studio:
         self.model_name = model_name
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="longplay-ui-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.defaults = DEFAULTS[pipeline.config.objective]
-        is_rf = pipeline.config.objective != "v"
-        self.samplers = sorted(n for n, s in SAMPLERS.items() if (s.kind == "rf") == is_rf)
+        # The model's own defaults (its objective's, with the model's number of steps).
+        self.defaults = pipeline.defaults
+        self.samplers = list(pipeline.objective.sampler_names)
 
     # -- generation ---------------------------------------------------------------------
+
+    def settings(self, prompt: str, negative: str, duration_s: float, steps: int, cfg: float,
+                 sampler: str, seed: int | None, random_seed: bool, num_outputs: int,
+                 init_audio=None, init_noise_level: float | None = None) -> GenerationSettings:
+        """The page's values as the pipeline's settings record (the seed drawn by the
+        pipeline when it is random); ValueError for values the model refuses."""
+        if not prompt or not prompt.strip():
+            raise ValueError("write a prompt first")
+        return self.pipe.resolve_settings(
+            prompt.strip(), negative.strip() or None, duration_s=float(duration_s),
+            num_inference_steps=int(steps), guidance_scale=float(cfg), sampler=sampler,
+            seed=None if random_seed or seed is None else int(seed),
+            num_outputs=int(num_outputs), init_audio=init_audio,
+            init_noise_level=None if init_audio is None else float(init_noise_level))
 
     def generate(self, prompt: str, negative: str, duration_s: float, steps: int, cfg: float,
                  sampler: str, seed: int | None, random_seed: bool, num_outputs: int,
                  init_audio_path: str | None, init_noise_level: float,
                  progress=None) -> tuple[list[Result], dict]:
         """Run the pipeline and write every output's files; returns results and settings."""
-        if not prompt or not prompt.strip():
-            raise ValueError("write a prompt first")
-        if random_seed or seed is None:
-            seed = secrets.randbelow(MAX_SEED)
         init_audio = None
         if init_audio_path:
             init_audio = load_audio(init_audio_path, sample_rate=self.pipe.sample_rate,
                                     channels=self.pipe.config.audio_channels).audio
+        settings = self.settings(prompt, negative, duration_s, steps, cfg, sampler, seed,
+                                 random_seed, num_outputs, init_audio, init_noise_level)
 
         def on_progress(stage: str, done: int, total: int) -> None:
             if progress is not None:
                 progress(done / max(total, 1), desc=f"{stage} {done}/{total}")
 
-        out = self.pipe(prompt.strip(), negative.strip() or None, duration_s=float(duration_s),
-                        num_inference_steps=int(steps), guidance_scale=float(cfg),
-                        sampler=sampler, seed=int(seed), num_outputs=int(num_outputs),
-                        init_audio=init_audio,
-                        init_noise_level=float(init_noise_level) if init_audio is not None
-                        else None,
-                        progress=on_progress)
-        settings = out.settings.as_dict()
+        out = self.pipe(settings, init_audio=init_audio, progress=on_progress)
+        record = out.settings.as_dict()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         results = []
         for i in range(out.audio.shape[0]):
@@ -96,10 +107,10 @@ class Studio:
                 mp3 = stem.with_suffix(".mp3")
                 sf.write(str(mp3), audio.T.numpy(), out.sample_rate, format="MP3")
                 downloads.append(mp3)
-            item = dict(settings, seed=out.seeds[i], model=self.model_name)
+            item = dict(record, seed=out.seeds[i], model=self.model_name)
             results.append(Result(wav, spectrogram_image(audio, out.sample_rate), downloads,
                                   item))
-        return results, settings
+        return results, record
 
     # -- the page -----------------------------------------------------------------------
 
@@ -119,7 +130,7 @@ class Studio:
                     duration = gr.Slider(0.5, round(window, 2), value=round(min(30.0, window), 2),
                                          step=0.1, label="Duration (s)")
                     with gr.Row():
-                        steps = gr.Slider(1, 250, value=d.num_inference_steps, step=1,
+                        steps = gr.Slider(1, MAX_STEPS, value=d.num_inference_steps, step=1,
                                           label="Steps")
                         cfg = gr.Slider(1.0, 15.0, value=d.guidance_scale, step=0.1,
                                         label="Guidance scale")
@@ -131,9 +142,11 @@ class Studio:
                         random_seed = gr.Checkbox(value=True, label="Random seed")
                     with gr.Accordion("Audio to audio", open=False):
                         init_audio = gr.Audio(label="Init audio", type="filepath")
-                        init_level = gr.Slider(0.01, 1.0 if self.pipe.config.objective != "v"
-                                               else 100.0, value=1.0 if
-                                               self.pipe.config.objective == "v" else 0.5,
+                        objective = self.pipe.objective
+                        _, top = objective.init_noise_level_bounds(DEFAULT_SIGMA_MIN,
+                                                                   DEFAULT_SIGMA_MAX)
+                        init_level = gr.Slider(0.01, min(top, MAX_INIT_NOISE_LEVEL),
+                                               value=objective.default_init_noise_level,
                                                label="Init noise level")
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     status = gr.Markdown(elem_id="status")

