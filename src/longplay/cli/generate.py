@@ -115,17 +115,19 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.init_audio is not None:
         init_audio = load_audio(args.init_audio, sample_rate=pipe.sample_rate,
                                 channels=pipe.config.audio_channels).audio
+    # The settings record: every default filled in from the model, the seed drawn.
+    settings = pipe.resolve_settings(
+        args.prompt, args.negative, duration_s=args.duration, seconds_start=args.seconds_start,
+        num_inference_steps=args.steps, guidance_scale=args.cfg, sampler=args.sampler,
+        sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
+        num_outputs=args.num_outputs, init_audio=init_audio,
+        init_noise_level=args.init_noise_level, window=args.window)
     progress = _Progress(args.no_progress)
     try:
-        out = pipe(args.prompt, args.negative, duration_s=args.duration,
-                   seconds_start=args.seconds_start, num_inference_steps=args.steps,
-                   guidance_scale=args.cfg, sampler=args.sampler, sigma_min=args.sigma_min,
-                   sigma_max=args.sigma_max, seed=args.seed, num_outputs=args.num_outputs,
-                   init_audio=init_audio, init_noise_level=args.init_noise_level,
-                   window=args.window, progress=progress)
+        out = pipe(settings, init_audio=init_audio, progress=progress)
     finally:
         progress.close()
-    settings = out.settings.as_dict()
+    record = out.settings.as_dict()
     for i, path in enumerate(paths):
         save_audio(path, out.audio[i], out.sample_rate)
         sidecar = {
@@ -137,7 +139,7 @@ def run_generate(args: argparse.Namespace) -> int:
             "sample_rate": out.sample_rate,
             "num_samples": int(out.audio.shape[-1]),
             "longplay_version": __version__,
-            "settings": settings,
+            "settings": record,
         }
         write_json_atomic(path.with_suffix(".json"), sidecar)
         print(f"wrote {path} ({out.audio.shape[-1] / out.sample_rate:.2f} s, seed {out.seeds[i]})")
