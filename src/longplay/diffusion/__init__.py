@@ -8,14 +8,22 @@ on the transformer, the conditioning or the checkpoints.
 
 from .denoisers import Denoiser, ModelFn, RFDenoiser, VDenoiser
 from .guidance import CFGModel, cfg_model, guided
+from .inpainting import (
+    InpaintingModel,
+    inpainting_start,
+    sample_with_resampling,
+    soft_keep_mask,
+)
 from .objectives import (
     DiffusionTrainingSample,
     diffusion_loss,
+    rf_from_denoised,
     rf_objective_sample,
     rf_to_denoised,
     rf_to_noise,
     sample_training_noise,
     sample_training_t,
+    v_from_denoised,
     v_objective_sample,
     v_to_denoised,
     v_to_noise,
@@ -54,6 +62,7 @@ __all__ = [
     "CFGModel",
     "Denoiser",
     "DiffusionTrainingSample",
+    "InpaintingModel",
     "ModelFn",
     "NoiseFn",
     "Objective",
@@ -72,8 +81,10 @@ __all__ = [
     "get_objective",
     "get_sampler",
     "guided",
+    "inpainting_start",
     "log_linear_sigmas",
     "logsnr_shift_t_grid",
+    "rf_from_denoised",
     "rf_objective_sample",
     "rf_t_grid",
     "rf_to_denoised",
@@ -88,8 +99,11 @@ __all__ = [
     "sample_training_noise",
     "sample_training_t",
     "sample_v_ddim",
+    "sample_with_resampling",
     "sigma_to_t",
+    "soft_keep_mask",
     "t_to_sigma",
+    "v_from_denoised",
     "v_objective_sample",
     "v_to_denoised",
     "v_to_noise",

@@ -26,11 +26,13 @@ from .schedules import alpha_sigma
 __all__ = [
     "DiffusionTrainingSample",
     "diffusion_loss",
+    "rf_from_denoised",
     "rf_objective_sample",
     "rf_to_denoised",
     "rf_to_noise",
     "sample_training_noise",
     "sample_training_t",
+    "v_from_denoised",
     "v_objective_sample",
     "v_to_denoised",
     "v_to_noise",
@@ -96,6 +98,16 @@ def v_to_denoised(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.
     return alpha * x_t - sigma * v
 
 
+def v_from_denoised(x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The v prediction whose x0 estimate is ``x0``: v = (alpha x_t - x0) / sigma (the
+    inverse of :func:`v_to_denoised`; t > 0).
+
+    x_t, x0: [B, D, T]; t: [B] -> [B, D, T].
+    """
+    alpha, sigma = alpha_sigma(append_dims(t, x_t.ndim))
+    return (alpha * x_t - x0) / sigma
+
+
 def v_to_noise(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Noise estimate from a v prediction: eps = sigma x_t + alpha v.
 
@@ -123,6 +135,15 @@ def rf_to_denoised(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch
     x_t, v: [B, D, T]; t: [B] -> [B, D, T].
     """
     return x_t - append_dims(t, x_t.ndim) * v
+
+
+def rf_from_denoised(x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The rectified-flow velocity whose x0 estimate is ``x0``: v = (x_t - x0) / t (the
+    inverse of :func:`rf_to_denoised`; t > 0).
+
+    x_t, x0: [B, D, T]; t: [B] -> [B, D, T].
+    """
+    return (x_t - x0) / append_dims(t, x_t.ndim)
 
 
 def rf_to_noise(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 import torch
 
 from .denoisers import Denoiser, ModelFn, RFDenoiser, VDenoiser
-from .objectives import DiffusionTrainingSample, rf_objective_sample, v_objective_sample
+from .objectives import (
+    DiffusionTrainingSample,
+    rf_from_denoised,
+    rf_objective_sample,
+    rf_to_denoised,
+    v_from_denoised,
+    v_objective_sample,
+    v_to_denoised,
+)
 from .samplers import SAMPLERS, SamplerKind, SamplerSpec
 
 __all__ = [
@@ -63,6 +71,10 @@ class Objective:
             samplers call.
         training_sample: the corruption and target for training, ``(x0, t, noise) ->``
             :class:`~.objectives.DiffusionTrainingSample`.
+        to_denoised: the x0 estimate of a network output, ``(x_t, out, t) -> x0``, in the
+            network's own state.
+        from_denoised: its inverse, ``(x_t, x0, t) -> out`` (t > 0): what the network would
+            output for an x0 estimate (inpainting, :mod:`.inpainting`).
         sampler_kinds: the sampler states that fit this objective's network.
         defaults: sampler, steps and guidance when the caller gives none.
         default_init_noise_level: the level audio-to-audio starts from by default.
@@ -76,6 +88,8 @@ class Objective:
     denoiser: Callable[[ModelFn], Denoiser]
     training_sample: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
                               DiffusionTrainingSample]
+    to_denoised: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    from_denoised: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     sampler_kinds: frozenset[SamplerKind]
     defaults: SamplingDefaults
     default_init_noise_level: float
@@ -153,6 +167,8 @@ V_OBJECTIVE = Objective(
     aliases=(),
     denoiser=VDenoiser,
     training_sample=v_objective_sample,
+    to_denoised=v_to_denoised,
+    from_denoised=v_from_denoised,
     sampler_kinds=frozenset({"ve", "v-ddim"}),
     defaults=SamplingDefaults("dpmpp-3m-sde", 100, 7.0),
     default_init_noise_level=1.0,
@@ -166,6 +182,8 @@ RECTIFIED_FLOW = Objective(
     aliases=("rf_denoiser",),
     denoiser=RFDenoiser,
     training_sample=rf_objective_sample,
+    to_denoised=rf_to_denoised,
+    from_denoised=rf_from_denoised,
     sampler_kinds=frozenset({"rf"}),
     defaults=SamplingDefaults("pingpong", 8, 1.0),
     default_init_noise_level=0.5,

@@ -7,16 +7,19 @@ Every sampler is::
     sample_NAME(denoiser, x, sigmas, *, generator=None, callback=None, noise_fn=None) -> Tensor
 
 * ``denoiser(x [B, D, T], sigma [B]) -> denoised [B, D, T]`` (see :mod:`.denoisers`);
-  ``sample_v_ddim`` is the one exception: it needs a :class:`~.denoisers.VDenoiser` and calls
-  its ``.model`` (the v network) directly.
+  ``sample_v_ddim`` needs a :class:`~.denoisers.VDenoiser` and calls its ``.model`` (the v
+  network) directly. Each :class:`SamplerSpec` makes its own grid and starting state, so
+  every sampler is called the same way.
 * ``x`` [B, D, T]: the starting point, already at the first noise level ``sigmas[0]``:
   ``noise * sigmas[0]`` for the VE samplers (kind ``"ve"``), plain noise at t = 1 for the
   rectified-flow samplers (kind ``"rf"``) and for ``sample_v_ddim`` (kind ``"v-ddim"``).
-* ``sigmas`` [N + 1]: 1-D, strictly decreasing noise levels ending at 0, one denoiser call per
-  step (N steps). For kind ``"ve"`` these are VE sigmas (e.g. :func:`.log_linear_sigmas`), for
-  ``"rf"`` RF times (e.g. ``logsnr_shift_t_grid(..., include_endpoint=True)``). For
-  ``sample_v_ddim`` it is the cosine-schedule t grid *without* the final 0
-  (``logsnr_shift_t_grid(..., include_endpoint=False)``), one model call per grid point.
+* ``sigmas`` [N + 1]: 1-D, strictly decreasing noise levels, one denoiser call per step
+  (N steps). A whole run ends at 0; a grid that ends above 0 runs part of the way and returns
+  the state at its last level (RePaint's segments, :mod:`.inpainting`). For kind ``"ve"``
+  these are VE sigmas (e.g. :func:`.log_linear_sigmas`), for ``"rf"`` RF times (e.g.
+  ``logsnr_shift_t_grid(..., include_endpoint=True)``). For ``sample_v_ddim`` it is the
+  cosine-schedule t grid *without* the final 0 (``logsnr_shift_t_grid(...,
+  include_endpoint=False)``), one model call per grid point.
 * ``generator``: the only source of randomness of the stochastic samplers (the two SDE solvers
   and ping-pong); they raise ``ValueError`` when neither it nor ``noise_fn`` is given, so that a
   seed always reproduces a run. The deterministic samplers accept and ignore it.
@@ -101,13 +104,11 @@ class SamplerFn(Protocol):
 # helpers
 
 
-def _check_grid(sigmas: torch.Tensor, *, ends_at_zero: bool) -> None:
+def _check_grid(sigmas: torch.Tensor) -> None:
     if sigmas.ndim != 1 or sigmas.shape[0] < 2:
         raise ValueError(f"sigmas must be 1-D with at least 2 entries, got {tuple(sigmas.shape)}")
     if not bool((sigmas[1:] < sigmas[:-1]).all()):
         raise ValueError("sigmas must be strictly decreasing (high noise first)")
-    if ends_at_zero and sigmas[-1] != 0:
-        raise ValueError(f"sigmas must end at 0, got {float(sigmas[-1])}")
     if bool((sigmas < 0).any()):
         raise ValueError("sigmas must be >= 0")
 
@@ -172,7 +173,7 @@ def sample_euler(
     x: [B, D, T] at sigmas[0]; sigmas: [N + 1] VE levels ending at 0 -> [B, D, T].
     Deterministic: ``generator`` and ``noise_fn`` are ignored.
     """
-    _check_grid(sigmas, ends_at_zero=True)
+    _check_grid(sigmas)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
@@ -203,7 +204,7 @@ def sample_dpmpp_2m(
     x: [B, D, T] at sigmas[0]; sigmas: [N + 1] VE levels ending at 0 -> [B, D, T].
     Deterministic: ``generator`` and ``noise_fn`` are ignored.
     """
-    _check_grid(sigmas, ends_at_zero=True)
+    _check_grid(sigmas)
     s_in = x.new_ones([x.shape[0]])
 
     def sigma_fn(t: torch.Tensor) -> torch.Tensor:
@@ -257,7 +258,7 @@ def sample_dpmpp_2m_sde(
     distribution; they are not the same numbers as a torchsde run with the same seed.
     x: [B, D, T] at sigmas[0]; sigmas: [N + 1] VE levels ending at 0 -> [B, D, T].
     """
-    _check_grid(sigmas, ends_at_zero=True)
+    _check_grid(sigmas)
     noise = _noise_source("sample_dpmpp_2m_sde", generator, noise_fn)
     eta = 1.0
     s_in = x.new_ones([x.shape[0]])
@@ -309,7 +310,7 @@ def sample_dpmpp_3m_sde(
     ``noise_fn(i, x)`` at each step with s_{i+1} > 0 instead of a torchsde Brownian tree).
     x: [B, D, T] at sigmas[0]; sigmas: [N + 1] VE levels ending at 0 -> [B, D, T].
     """
-    _check_grid(sigmas, ends_at_zero=True)
+    _check_grid(sigmas)
     noise = _noise_source("sample_dpmpp_3m_sde", generator, noise_fn)
     eta = 1.0
     s_in = x.new_ones([x.shape[0]])
@@ -368,7 +369,7 @@ def sample_rf_euler(
     x: [B, D, T] noise at sigmas[0] (normally t = 1); sigmas: [N + 1] RF times ending at 0
     -> [B, D, T]. Deterministic: ``generator`` and ``noise_fn`` are ignored.
     """
-    _check_grid(sigmas, ends_at_zero=True)
+    _check_grid(sigmas)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         t = sigmas[i]
@@ -406,7 +407,7 @@ def sample_rf_dpmpp(
     x: [B, D, T] noise at sigmas[0]; sigmas: [N + 1] RF times ending at 0 -> [B, D, T].
     Deterministic: ``generator`` and ``noise_fn`` are ignored.
     """
-    _check_grid(sigmas, ends_at_zero=True)
+    _check_grid(sigmas)
     s_in = x.new_ones([x.shape[0]])
 
     def log_snr(t: torch.Tensor) -> torch.Tensor:
@@ -454,7 +455,7 @@ def sample_pingpong(
     so a run consumes N draws like the reference; ``noise_fn(i, x)`` is called for i = 0..N-1.
     x: [B, D, T] noise at sigmas[0]; sigmas: [N + 1] RF times ending at 0 -> [B, D, T].
     """
-    _check_grid(sigmas, ends_at_zero=True)
+    _check_grid(sigmas)
     noise = _noise_source("sample_pingpong", generator, noise_fn)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
@@ -613,6 +614,22 @@ class SamplerSpec:
         if self.kind == "rf":
             return _noised_rf(x0, noise, level)
         return _noised_cosine(x0, noise, level)
+
+    def renoise(self, x: torch.Tensor, level: float, higher: float,
+                noise: torch.Tensor) -> torch.Tensor:
+        """The forward process from grid level ``level`` up to ``higher``, q(x_higher | x):
+        x + sqrt(s_a^2 - s_b^2) eps ("ve"); ((1 - a) / (1 - b)) x + sqrt(a^2 - ((1 - a) b /
+        (1 - b))^2) eps ("rf"), with b = level < a = higher <= 1. RePaint's jump back
+        (Lugmayr et al. 2022, Algorithm 1). x, noise: [B, D, T] -> [B, D, T]."""
+        if not self.supports_init:
+            raise ValueError(f"the {self.name!r} sampler cannot run part of the way; it has "
+                             "no jump back")
+        if not 0 <= level < higher:
+            raise ValueError(f"need 0 <= level < higher, got {level} and {higher}")
+        if self.kind == "ve":
+            return x + noise * (higher**2 - level**2) ** 0.5
+        scale = (1 - higher) / (1 - level)  # 0 at t = 1: pure noise again
+        return scale * x + noise * max(higher**2 - (scale * level) ** 2, 0.0) ** 0.5
 
     def start(self, noise: torch.Tensor, grid: torch.Tensor,
               init_latents: torch.Tensor | None = None) -> torch.Tensor:
