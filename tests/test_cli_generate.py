@@ -73,7 +73,7 @@ def test_generate_errors_leave_nothing_behind(tmp_path: Path, capsys, monkeypatc
     assert run("generate", "p", "-o", out) == 2
     assert "--model PATH" in capsys.readouterr().err
     monkeypatch.undo()
-    assert run("generate", "p", "--model", SAO1_TINY, "--duration", "999", "-o", out) == 2
+    assert run("generate", "p", "--model", SAO1_TINY, "--duration", "9999", "-o", out) == 2
     assert "duration_s must be in" in capsys.readouterr().err
     assert run("generate", "p", "--model", SAO1_TINY, "--steps", "0", "-o", out) == 2
     assert "num_inference_steps" in capsys.readouterr().err

@@ -150,11 +150,20 @@ def test_callback_reports_every_step_before_the_update() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [torch.tensor([1.0, 2.0, 0.0]), torch.tensor([2.0, 1.0, 0.5]), torch.tensor([[1.0, 0.0]])],
+    [torch.tensor([1.0, 2.0, 0.0]), torch.tensor([2.0, 1.0, -0.5]), torch.tensor([[1.0, 0.0]])],
 )
 def test_grids_are_validated(bad: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="sigmas"):
         sample_euler(ve_denoiser, torch.zeros(1, 1, 2), bad)
+
+
+def test_a_grid_ending_above_zero_runs_part_of_the_way() -> None:
+    """A one-step solver over [a, b] then [b, 0] is the run over [a, b, 0]."""
+    sigmas = log_linear_sigmas(6, 0.05, SIGMA_MAX, dtype=F64)
+    x = ve_start(_randn(1, 2, 4, seed=11))
+    whole = sample_euler(ve_denoiser, x, sigmas)
+    halfway = sample_euler(ve_denoiser, x, sigmas[:4])
+    assert torch.equal(sample_euler(ve_denoiser, halfway, sigmas[3:]), whole)
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from .inpainting import (
     sample_with_resampling,
     soft_keep_mask,
 )
+from .looping import CircularModel
 from .objectives import (
     DiffusionTrainingSample,
     diffusion_loss,
@@ -60,6 +61,7 @@ __all__ = [
     "OBJECTIVES",
     "SAMPLERS",
     "CFGModel",
+    "CircularModel",
     "Denoiser",
     "DiffusionTrainingSample",
     "InpaintingModel",

@@ -23,11 +23,16 @@ import torch
 from longplay.config import WINDOWS, DiffusionModelConfig
 from longplay.diffusion import Objective, SamplingDefaults, get_objective
 from longplay.errors import SettingsError
+from longplay.pipelines.windows import generate_frames, plan_windows
 
 __all__ = [
+    "DEFAULT_CONTEXT_FRACTION",
+    "DEFAULT_EDGE_S",
+    "DEFAULT_JUMP_LENGTH",
     "DEFAULT_SIGMA_MAX",
     "DEFAULT_SIGMA_MIN",
     "DRAWN_SEED_BOUND",
+    "MAX_DURATION_S",
     "MAX_SEED",
     "PRECISIONS",
     "WINDOW_QUANTUM_FRAMES",
@@ -50,6 +55,16 @@ PRECISIONS = ("fp32", "bf16", "auto")
 """auto: bf16 where the device runs it fast, else fp32."""
 WINDOW_QUANTUM_FRAMES = 64
 """A "fit" window is the request rounded up to a multiple of this many latent frames."""
+MAX_DURATION_S = 3600.0
+"""The longest generation accepted (sampled window by window beyond the model's)."""
+DEFAULT_EDGE_S = 0.2
+"""Soft edges of a kept region: the ramp into a generated region (about 4 latent frames)."""
+DEFAULT_CONTEXT_FRACTION = 0.25
+"""Beyond one window, each window keeps this share of itself from what came before."""
+DEFAULT_JUMP_LENGTH = 10
+"""RePaint's jump length (steps per resampled segment) when resampling is on."""
+MAX_EDGE_S = 10.0
+MAX_RESAMPLE_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -73,8 +88,20 @@ class GenerationSettings:
         has_init_audio, has_initial_latents, has_prompt_embeds, has_negative_prompt_embeds:
             which input tensors the generation used (they are not part of the record).
         window: "full" or "fit", how the sampled window was chosen.
-        window_frames: latent frames sampled (then decoded and trimmed to duration_s).
+        window_frames: latent frames sampled at once (then decoded and trimmed to
+            duration_s); beyond one window, the length of each window.
         precision: what the DiT ran in ("fp32" or "bf16").
+        has_inpaint_audio: whether known audio was kept (extension, inpainting).
+        inpaint_regions: the regions (start_s, end_s) of the piece that were generated
+            around the known audio; everything else was kept.
+        inpaint_edge_s: the soft edge of the kept regions, in seconds.
+        splice: whether the output keeps the known audio's own samples outside the
+            generated regions (else its VAE reconstruction).
+        resample_steps, jump_length: RePaint's resampling (1: none).
+        context_s: beyond one window, what each window keeps of what came before.
+        num_windows: how many windows were sampled.
+        sections: (start_s, prompt) of each part of the piece, or empty: one prompt.
+        loop: whether the audio loops seamlessly (its end flows into its start).
     """
 
     prompts: tuple[str, ...]
@@ -97,6 +124,16 @@ class GenerationSettings:
     has_prompt_embeds: bool = False
     has_negative_prompt_embeds: bool = False
     precision: str = "fp32"
+    has_inpaint_audio: bool = False
+    inpaint_regions: tuple[tuple[float, float], ...] = ()
+    inpaint_edge_s: float = DEFAULT_EDGE_S
+    splice: bool = True
+    resample_steps: int = 1
+    jump_length: int = DEFAULT_JUMP_LENGTH
+    context_s: float = 0.0
+    num_windows: int = 1
+    sections: tuple[tuple[float, str], ...] = ()
+    loop: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -110,7 +147,7 @@ class GenerationSettings:
         """The keyword arguments of a pipeline call that resolve to this record (with the
         same input tensors)."""
         return {
-            "prompt": list(self.prompts) if self.prompts else None,
+            "prompt": list(self.prompts) if self.prompts and not self.sections else None,
             "negative_prompt": self.negative_prompt, "duration_s": self.duration_s,
             "seconds_start": self.seconds_start, "seconds_total": self.seconds_total,
             "num_inference_steps": self.num_inference_steps,
@@ -118,6 +155,13 @@ class GenerationSettings:
             "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
             "seed": self.seeds[0] if self.seeds else None, "num_outputs": self.num_outputs,
             "init_noise_level": self.init_noise_level, "window": self.window,
+            "inpaint_regions": ([list(r) for r in self.inpaint_regions]
+                                if self.has_inpaint_audio else None),
+            "inpaint_edge_s": self.inpaint_edge_s, "splice": self.splice,
+            "resample_steps": self.resample_steps, "jump_length": self.jump_length,
+            "context_s": self.context_s if self.num_windows > 1 else None,
+            "sections": [list(section) for section in self.sections] or None,
+            "loop": self.loop,
         }
 
 
@@ -219,6 +263,15 @@ def resolve_settings(
     prompt_attention_mask: torch.Tensor | None = None,
     negative_prompt_embeds: torch.Tensor | None = None,
     negative_attention_mask: torch.Tensor | None = None,
+    inpaint_audio: torch.Tensor | None = None,
+    inpaint_regions: Sequence[Sequence[float]] | None = None,
+    inpaint_edge_s: float = DEFAULT_EDGE_S,
+    splice: bool = True,
+    resample_steps: int = 1,
+    jump_length: int = DEFAULT_JUMP_LENGTH,
+    context_s: float | None = None,
+    sections: Sequence[Sequence[float | str]] | None = None,
+    loop: bool = False,
     precision: str = "fp32",
     draw: bool = True,
 ) -> GenerationSettings:
@@ -235,13 +288,19 @@ def resolve_settings(
     defaults = sampling_defaults(config)
     hop, sample_rate = config.vae.hop_length, config.sample_rate
 
-    # Prompts: strings or precomputed text-encoder features, not both.
-    if prompt_embeds is not None:
+    # Prompts: strings, precomputed text-encoder features, or sections of one piece.
+    if sections is not None:
+        if prompt is not None or prompt_embeds is not None:
+            raise SettingsError("sections", "give sections or a prompt, not both (the first "
+                                            "section, at 0 s, is the opening prompt)")
+        prompts: tuple[str, ...] = ()
+        num_prompts = 1
+    elif prompt_embeds is not None:
         if prompt is not None:
             raise SettingsError("prompt", "give prompt or prompt_embeds, not both")
         num_prompts = _check_embeds("prompt_embeds", prompt_embeds, prompt_attention_mask,
                                     "prompt_attention_mask", None, config)
-        prompts: tuple[str, ...] = ()
+        prompts = ()
     else:
         if prompt_attention_mask is not None:
             raise SettingsError("prompt_attention_mask", "prompt_attention_mask needs "
@@ -283,7 +342,7 @@ def resolve_settings(
     except ValueError as err:
         raise SettingsError("sampler", str(err)) from None
 
-    # The window: the latents' length, else the model's (or the shortest that fits).
+    # The piece's length and the window(s) it is sampled in.
     window_mode = config.window if window is None else window
     if window_mode not in WINDOWS:
         raise SettingsError("window", f"window must be one of {', '.join(WINDOWS)}, got "
@@ -302,15 +361,61 @@ def resolve_settings(
             raise SettingsError("latents", "latents have no frames")
         if not torch.isfinite(latents).all():
             raise SettingsError("latents", "latents contain NaN or infinite values")
+    if not isinstance(loop, bool):
+        raise SettingsError("loop", f"loop must be true or false, got {loop!r}")
+    if not isinstance(splice, bool):
+        raise SettingsError("splice", f"splice must be true or false, got {splice!r}")
+    known_s = _check_inpaint_audio(inpaint_audio, init_audio, loop, batch, config)
     frames = config.window_frames if latents is None else int(latents.shape[-1])
     window_s = frames * hop / sample_rate
-    duration = window_s if duration_s is None else _finite("duration_s", duration_s)
-    if not 0 < duration <= window_s + 1e-9:
-        raise SettingsError("duration_s", f"duration_s must be in (0, {window_s:.2f}] s, the "
-                                          f"model's window; got {duration:g}")
-    if latents is None and window_mode == "fit":
+    one_window = latents is not None or init_audio is not None or loop
+    if duration_s is None:
+        duration = known_s if inpaint_audio is not None else window_s
+    else:
+        duration = _finite("duration_s", duration_s)
+    limit = window_s if one_window else MAX_DURATION_S
+    if not 0 < duration <= limit + 1e-9:
+        why = ("the model's window" if latents is None and init_audio is None and not loop
+               else "one window: given latents, init audio and loops are not chained")
+        raise SettingsError("duration_s", f"duration_s must be in (0, {limit:.2f}] s ({why}); "
+                                          f"got {duration:g}")
+    latent_rate = sample_rate / hop
+    total_frames = max(1, math.ceil(duration * latent_rate - 1e-9))
+    regions = _regions(inpaint_regions, inpaint_audio is not None, known_s, duration)
+    generate = (generate_frames(total_frames, regions, latent_rate) if inpaint_audio is not None
+                else torch.ones(total_frames, dtype=torch.bool))
+    edge_s = _finite("inpaint_edge_s", inpaint_edge_s)
+    if not 0 <= edge_s <= MAX_EDGE_S:
+        raise SettingsError("inpaint_edge_s", f"inpaint_edge_s must be in [0, {MAX_EDGE_S:g}] s, "
+                                              f"got {edge_s:g}")
+    if loop:
+        frames = min(total_frames, config.window_frames)
+    elif latents is None and total_frames <= config.window_frames and window_mode == "fit":
         frames = min(frames, WINDOW_QUANTUM_FRAMES * math.ceil(
-            duration * sample_rate / hop / WINDOW_QUANTUM_FRAMES))
+            total_frames / WINDOW_QUANTUM_FRAMES))
+    chained = total_frames > frames and not one_window
+    context = 0.0
+    num_windows = int(bool(generate.any()))
+    if chained:
+        context = (DEFAULT_CONTEXT_FRACTION * window_s if context_s is None
+                   else _finite("context_s", context_s))
+        if not 0 <= context < window_s:
+            raise SettingsError("context_s", f"context_s must be in [0, {window_s:.2f}) s, "
+                                             f"shorter than the window; got {context:g}")
+        num_windows = len(plan_windows(
+            generate, frames, round(context * latent_rate),
+            quantum_frames=WINDOW_QUANTUM_FRAMES if window_mode == "fit" else None))
+    elif context_s is not None:
+        _finite("context_s", context_s)
+    parts = _sections(sections, duration)
+    resample_steps = _positive_int("resample_steps", resample_steps)
+    jump_length = _positive_int("jump_length", jump_length)
+    if resample_steps > MAX_RESAMPLE_STEPS:
+        raise SettingsError("resample_steps", f"resample_steps must be at most "
+                                              f"{MAX_RESAMPLE_STEPS}, got {resample_steps}")
+    if resample_steps > 1 and not spec.supports_init:
+        raise SettingsError("resample_steps", f"the {spec.name!r} sampler cannot resample: it "
+                                              "always runs from pure noise to the end")
     seconds_start = _finite("seconds_start", seconds_start)
     if seconds_start < 0:
         raise SettingsError("seconds_start", f"seconds_start must be >= 0, got "
@@ -318,9 +423,13 @@ def resolve_settings(
     total = duration if seconds_total is None else _finite("seconds_total", seconds_total)
     if total <= 0:
         raise SettingsError("seconds_total", f"seconds_total must be > 0, got {total:g}")
-
-    level = _check_init(objective, spec.supports_init, spec.name, init_audio, init_noise_level,
-                        sigma_min, sigma_max, batch, config)
+    if inpaint_audio is None:
+        level = _check_init(objective, spec.supports_init, spec.name, init_audio,
+                            init_noise_level, sigma_min, sigma_max, batch, config)
+    else:  # inpainting starts from pure noise, or part-way at init_noise_level
+        level = None if init_noise_level is None else _check_init(
+            objective, spec.supports_init, spec.name, inpaint_audio, init_noise_level,
+            sigma_min, sigma_max, batch, config)
 
     if seed is not None and generator is not None:
         raise SettingsError("seed", "give seed or generator, not both")
@@ -331,14 +440,19 @@ def resolve_settings(
         seed = draw_seed(generator)
     seeds = () if seed is None else tuple(seed + i for i in range(batch))
     return GenerationSettings(
-        prompts=prompts, negative_prompt=negative_prompt, duration_s=float(duration),
+        prompts=(parts[0][1],) if parts else prompts, negative_prompt=negative_prompt,
+        duration_s=float(duration),
         seconds_start=seconds_start, seconds_total=float(total), num_inference_steps=steps,
         guidance_scale=scale, sampler=spec.name, sigma_min=sigma_min, sigma_max=sigma_max,
         num_outputs=num_outputs, seeds=seeds, init_noise_level=level,
         has_init_audio=init_audio is not None, has_initial_latents=latents is not None,
         window_frames=int(frames), window=window_mode,
         has_prompt_embeds=prompt_embeds is not None,
-        has_negative_prompt_embeds=negative_prompt_embeds is not None, precision=precision)
+        has_negative_prompt_embeds=negative_prompt_embeds is not None, precision=precision,
+        has_inpaint_audio=inpaint_audio is not None, inpaint_regions=regions,
+        inpaint_edge_s=edge_s, splice=splice, resample_steps=resample_steps,
+        jump_length=jump_length, context_s=float(context), num_windows=num_windows,
+        sections=parts, loop=loop)
 
 
 def _check_init(objective: Objective, supports_init: bool, sampler: str, init_audio: Any,
@@ -370,3 +484,93 @@ def _check_init(objective: Objective, supports_init: bool, sampler: str, init_au
     except ValueError as err:
         raise SettingsError("init_noise_level", str(err)) from None
     return level
+
+
+def _check_inpaint_audio(inpaint_audio: Any, init_audio: Any, loop: bool, batch: int,
+                         config: DiffusionModelConfig) -> float:
+    """Validate the known audio of an extension or inpainting; returns its length in s."""
+    if inpaint_audio is None:
+        return 0.0
+    if init_audio is not None:
+        raise SettingsError("inpaint_audio", "give init_audio (audio-to-audio) or inpaint_audio "
+                                             "(keep it, generate around it), not both; "
+                                             "init_noise_level applies to either")
+    if loop:
+        raise SettingsError("loop", "a loop is generated from scratch: it takes no "
+                                    "inpaint_audio")
+    channels = config.audio_channels
+    if not isinstance(inpaint_audio, torch.Tensor) or inpaint_audio.dim() not in (2, 3) or (
+            inpaint_audio.shape[-2] != channels) or (inpaint_audio.dim() == 3
+                                                     and inpaint_audio.shape[0] != batch):
+        shape = (tuple(inpaint_audio.shape) if isinstance(inpaint_audio, torch.Tensor)
+                 else type(inpaint_audio).__name__)
+        raise SettingsError("inpaint_audio", f"inpaint_audio must be [{channels}, S] or "
+                                             f"[{batch}, {channels}, S] at {config.sample_rate} "
+                                             f"Hz, got {shape}")
+    if inpaint_audio.shape[-1] < 1:
+        raise SettingsError("inpaint_audio", "inpaint_audio has no samples")
+    if not inpaint_audio.is_floating_point() or not torch.isfinite(inpaint_audio).all():
+        raise SettingsError("inpaint_audio", "inpaint_audio must hold finite float samples")
+    return inpaint_audio.shape[-1] / config.sample_rate
+
+
+def _regions(regions: Any, has_audio: bool, known_s: float,
+             duration: float) -> tuple[tuple[float, float], ...]:
+    """The regions to generate, sorted and merged; what lies past the known audio is
+    always generated (there is nothing to keep there)."""
+    if regions is None:
+        given: list[tuple[float, float]] = []
+    elif not has_audio:
+        raise SettingsError("inpaint_regions", "inpaint_regions need inpaint_audio (the audio "
+                                               "around them)")
+    else:
+        if isinstance(regions, str) or not isinstance(regions, Sequence):
+            raise SettingsError("inpaint_regions", "inpaint_regions must be a list of "
+                                                   "(start_s, end_s) pairs")
+        given = []
+        for region in regions:
+            if isinstance(region, str) or not isinstance(region, Sequence) or len(region) != 2:
+                raise SettingsError("inpaint_regions", f"each region must be a pair (start_s, "
+                                                       f"end_s), got {region!r}")
+            start, end = (_finite("inpaint_regions", v) for v in region)
+            if not 0 <= start < end <= duration + 1e-9:
+                raise SettingsError("inpaint_regions", f"region ({start:g}, {end:g}) must lie "
+                                                       f"within the piece, 0 <= start < end <= "
+                                                       f"{duration:g} s")
+            given.append((start, min(end, duration)))
+    if has_audio and known_s < duration - 1e-9:
+        given.append((known_s, duration))
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(given):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
+def _sections(sections: Any, duration: float) -> tuple[tuple[float, str], ...]:
+    """(start_s, prompt) parts of one piece: the first at 0, starts increasing."""
+    if sections is None:
+        return ()
+    if isinstance(sections, str) or not isinstance(sections, Sequence) or not sections:
+        raise SettingsError("sections", "sections must be a non-empty list of (start_s, "
+                                        "prompt) pairs")
+    parts: list[tuple[float, str]] = []
+    for section in sections:
+        if isinstance(section, str) or not isinstance(section, Sequence) or len(section) != 2:
+            raise SettingsError("sections", f"each section must be (start_s, prompt), got "
+                                            f"{section!r}")
+        start, text = section
+        start = _finite("sections", start)
+        if not isinstance(text, str) or not text.strip():
+            raise SettingsError("sections", f"the section at {start:g} s needs a prompt")
+        if parts and start <= parts[-1][0]:
+            raise SettingsError("sections", "section starts must increase")
+        if start >= duration:
+            raise SettingsError("sections", f"the section at {start:g} s starts after the "
+                                            f"piece ends ({duration:g} s)")
+        parts.append((start, text))
+    if parts[0][0] != 0:
+        raise SettingsError("sections", "the first section must start at 0 s")
+    return tuple(parts)

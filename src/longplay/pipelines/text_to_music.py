@@ -6,7 +6,9 @@ D latent channels, T latent frames, L text tokens, E text-encoder width.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +18,32 @@ import torch
 from longplay.builders import DiffusionModel
 from longplay.checkpoints import load_diffusion_model
 from longplay.conditioning import Conditioning, ConditioningTokens
-from longplay.diffusion import NoiseFn, Objective, SamplingDefaults, get_objective, guided
+from longplay.diffusion import (
+    CircularModel,
+    InpaintingModel,
+    NoiseFn,
+    Objective,
+    SamplingDefaults,
+    get_objective,
+    guided,
+    inpainting_start,
+    sample_with_resampling,
+    soft_keep_mask,
+)
 from longplay.errors import GenerationError, SettingsError
 from longplay.layers import Compiler, shared_weights_copy
 from longplay.pipelines.settings import (
+    DEFAULT_EDGE_S,
+    DEFAULT_JUMP_LENGTH,
     DEFAULT_SIGMA_MAX,
     DEFAULT_SIGMA_MIN,
     PRECISIONS,
+    WINDOW_QUANTUM_FRAMES,
     GenerationSettings,
     resolve_settings,
     sampling_defaults,
 )
+from longplay.pipelines.windows import generate_frames, plan_windows, section_prompt
 from longplay.transformer import DiTContext
 
 __all__ = [
@@ -43,6 +60,9 @@ ProgressFn = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` with stage "sampling" or "decoding"."""
 
 SILENCE_PEAK = 1e-6
+LOOP_DECODE_CONTEXT_FRAMES = 16
+"""Latent frames of the loop's other end decoded as context on each side (the decoder's
+receptive field is about 9 frames each side)."""
 COMPILABLE = ("dit", "vae")
 """Components ``compile=`` can name: the DiT's blocks and the VAE's decoder."""
 
@@ -104,12 +124,16 @@ def _compile_parts(compile: bool | str | Sequence[str] | None,
 @dataclass(frozen=True)
 class TextToMusicOutput:
     """audio [B, C, S] (S = duration_s * sample_rate), latents [B, D, T] (the whole
-    window), the sample rate and the settings. Item i is prompt i // num_outputs."""
+    piece's, the sampled window included), the sample rate and the settings. Item i is
+    prompt i // num_outputs. ``joins_s``: where generated audio meets kept audio (region
+    edges, the windows of a long piece, a loop's wrap-around at its end), for
+    :mod:`longplay.evaluation.joins`."""
 
     audio: torch.Tensor
     latents: torch.Tensor
     sample_rate: int
     settings: GenerationSettings
+    joins_s: tuple[float, ...] = ()
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -234,6 +258,15 @@ class TextToMusicPipeline:
         prompt_attention_mask: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
         negative_attention_mask: torch.Tensor | None = None,
+        inpaint_audio: torch.Tensor | None = None,
+        inpaint_regions: Sequence[Sequence[float]] | None = None,
+        inpaint_edge_s: float = DEFAULT_EDGE_S,
+        splice: bool = True,
+        resample_steps: int = 1,
+        jump_length: int = DEFAULT_JUMP_LENGTH,
+        context_s: float | None = None,
+        sections: Sequence[Sequence[float | str]] | None = None,
+        loop: bool = False,
     ) -> GenerationSettings:
         """The complete, validated settings of a call with these arguments (see
         :meth:`__call__`): the model's defaults filled in and the seed drawn (once, here).
@@ -251,7 +284,10 @@ class TextToMusicPipeline:
             init_noise_level=init_noise_level, window=window, prompt_embeds=prompt_embeds,
             prompt_attention_mask=prompt_attention_mask,
             negative_prompt_embeds=negative_prompt_embeds,
-            negative_attention_mask=negative_attention_mask, precision=self.precision)
+            negative_attention_mask=negative_attention_mask, inpaint_audio=inpaint_audio,
+            inpaint_regions=inpaint_regions, inpaint_edge_s=inpaint_edge_s, splice=splice,
+            resample_steps=resample_steps, jump_length=jump_length, context_s=context_s,
+            sections=sections, loop=loop, precision=self.precision)
 
     def check_inputs(self, prompt: str | Sequence[str] | None = None,
                      negative_prompt: str | None = None, **kwargs) -> None:
@@ -312,6 +348,15 @@ class TextToMusicPipeline:
         prompt_attention_mask: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
         negative_attention_mask: torch.Tensor | None = None,
+        inpaint_audio: torch.Tensor | None = None,
+        inpaint_regions: Sequence[Sequence[float]] | None = None,
+        inpaint_edge_s: float = DEFAULT_EDGE_S,
+        splice: bool = True,
+        resample_steps: int = 1,
+        jump_length: int = DEFAULT_JUMP_LENGTH,
+        context_s: float | None = None,
+        sections: Sequence[Sequence[float | str]] | None = None,
+        loop: bool = False,
         noise_fn: NoiseFn | None = None,
         progress: ProgressFn | None = None,
     ) -> TextToMusicOutput:
@@ -359,7 +404,8 @@ class TextToMusicPipeline:
             progress: ``progress(stage, done, total)``.
         """
         # 1. Check the inputs and resolve the settings (defaults, seeds).
-        tensors = {"latents": latents, "init_audio": init_audio, "prompt_embeds": prompt_embeds,
+        tensors = {"latents": latents, "init_audio": init_audio, "inpaint_audio": inpaint_audio,
+                   "prompt_embeds": prompt_embeds,
                    "prompt_attention_mask": prompt_attention_mask,
                    "negative_prompt_embeds": negative_prompt_embeds,
                    "negative_attention_mask": negative_attention_mask}
@@ -369,12 +415,18 @@ class TextToMusicPipeline:
                      "num_inference_steps": num_inference_steps,
                      "guidance_scale": guidance_scale, "sampler": sampler,
                      "generator": generator, "seed": seed, "init_noise_level": init_noise_level,
-                     "window": window}
+                     "window": window, "inpaint_regions": inpaint_regions,
+                     "context_s": context_s, "sections": sections}
             extra = [k for k, v in given.items() if v is not None] + [
                 k for k, v, default in (("seconds_start", seconds_start, 0.0),
                                         ("sigma_min", sigma_min, DEFAULT_SIGMA_MIN),
                                         ("sigma_max", sigma_max, DEFAULT_SIGMA_MAX),
-                                        ("num_outputs", num_outputs, 1)) if v != default]
+                                        ("num_outputs", num_outputs, 1),
+                                        ("inpaint_edge_s", inpaint_edge_s, DEFAULT_EDGE_S),
+                                        ("splice", splice, True),
+                                        ("resample_steps", resample_steps, 1),
+                                        ("jump_length", jump_length, DEFAULT_JUMP_LENGTH),
+                                        ("loop", loop, False)) if v != default]
             if extra:
                 raise SettingsError(extra[0], f"give the resolved settings or keyword "
                                               f"arguments, not both (got {', '.join(extra)})")
@@ -385,62 +437,147 @@ class TextToMusicPipeline:
                 seconds_total=seconds_total, num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale, sampler=sampler, sigma_min=sigma_min,
                 sigma_max=sigma_max, generator=generator, seed=seed, num_outputs=num_outputs,
-                init_noise_level=init_noise_level, window=window, **tensors)
-        s = settings
-        batch = s.batch_size
+                init_noise_level=init_noise_level, window=window,
+                inpaint_regions=inpaint_regions, inpaint_edge_s=inpaint_edge_s, splice=splice,
+                resample_steps=resample_steps, jump_length=jump_length, context_s=context_s,
+                sections=sections, loop=loop, **tensors)
+        with torch.inference_mode():
+            return self._generate(settings, latents, init_audio, inpaint_audio, prompt_embeds,
+                                  prompt_attention_mask, negative_prompt_embeds,
+                                  negative_attention_mask, noise_fn, progress)
+
+    def _generate(self, s: GenerationSettings, latents: torch.Tensor | None,
+                  init_audio: torch.Tensor | None, inpaint_audio: torch.Tensor | None,
+                  prompt_embeds: torch.Tensor | None, prompt_mask: torch.Tensor | None,
+                  negative_embeds: torch.Tensor | None, negative_mask: torch.Tensor | None,
+                  noise_fn: NoiseFn | None, progress: ProgressFn | None) -> TextToMusicOutput:
+        batch, hop = s.batch_size, self.config.vae.hop_length
+        rate = self.sample_rate / hop
         spec = self.objective.sampler(s.sampler)
         generators = [torch.Generator().manual_seed(seed) for seed in s.seeds]
-        latent_shape = (self.config.vae.latent_dim, s.window_frames)
-        if latents is None:
-            noise = torch.cat([torch.randn((1, *latent_shape), generator=g) for g in generators])
-        else:
-            noise = latents.float().cpu()
-        noise = noise.to(self.device, self.vae_dtype)
-        if noise_fn is None and spec.stochastic:
-            def noise_fn(i: int, x: torch.Tensor) -> torch.Tensor:
-                draws = [torch.randn((1, *x.shape[1:]), generator=g) for g in generators]
-                return torch.cat(draws).to(x.device, x.dtype)
 
-        with torch.inference_mode():
-            # 2. Encode the prompts (or take the given features), one row per item.
-            features = self._text_features(s.prompts, prompt_embeds, prompt_attention_mask,
-                                           s.num_outputs)
-            # 3. The conditioning and the guided network function.
-            cond = self.prepare_conditioning(features, batch, s.seconds_start, s.seconds_total)
-            model_fn = self._model_fn(cond, s, negative_prompt_embeds, negative_attention_mask)
-            # 4. The starting state: noise, or the encoded init audio noised to its level.
-            init_latents = (None if init_audio is None
-                            else self._encode_init(init_audio, batch, s.window_frames))
+        def draw(shape: tuple[int, ...]) -> torch.Tensor:
+            """Standard normal noise [B, *shape], item i from its own seeded generator."""
+            noise = torch.cat([torch.randn((1, *shape), generator=g) for g in generators])
+            return noise.to(self.device, self.vae_dtype)
+
+        if noise_fn is None and (spec.stochastic or s.resample_steps > 1):
+            def noise_fn(i: int, x: torch.Tensor) -> torch.Tensor:
+                return draw(tuple(x.shape[1:])).to(x.dtype)
+
+        # 2. Plan the windows over the piece: what each keeps and what it generates.
+        total_frames = max(1, math.ceil(s.duration_s * rate - 1e-9))
+        generate = (generate_frames(total_frames, s.inpaint_regions, rate)
+                    if s.has_inpaint_audio else torch.ones(total_frames, dtype=torch.bool))
+        windows = plan_windows(
+            generate, s.window_frames, round(s.context_s * rate),
+            quantum_frames=WINDOW_QUANTUM_FRAMES if s.window == "fit" and s.num_windows > 1
+            else None)
+        extent = max([total_frames, *(w.end for w in windows)])
+        piece = torch.zeros((batch, self.config.vae.latent_dim, extent), device=self.device,
+                            dtype=self.vae_dtype)
+        keep = torch.zeros(extent, device=self.device)  # how much of the known audio stays
+        if inpaint_audio is not None:
+            known = self._encode_known(inpaint_audio, batch)
+            frames = min(known.shape[-1], extent)
+            piece[..., :frames] = known[..., :frames]
+            keep[:frames] = 1.0
+
+        # 3. The text features of each prompt, once.
+        features = _FeatureCache(self, s, prompt_embeds, prompt_mask)
+        negative = self._negative_features(s, negative_embeds, negative_mask)
+        evaluations = s.num_inference_steps * s.resample_steps
+        total_evaluations = evaluations * len(windows)
+
+        # 4. Sample each window, keeping what it knows and generating the rest.
+        for number, window in enumerate(windows):
+            # Timing as the paper defines it: where the window starts in the piece, and
+            # the whole piece's length.
+            window_start_s = s.seconds_start + window.start / rate
+            text = features.of_window(window.first_generated / rate)
+            cond = self.prepare_conditioning(text, batch, window_start_s, s.seconds_total)
+            uncond = (None if negative is None else self.prepare_conditioning(
+                negative, batch, window_start_s, s.seconds_total))
+            model_fn = self._model_fn(cond, s, uncond)
+            if s.loop:
+                model_fn = CircularModel(model_fn, window.num_frames)
+            noise = (draw((self.config.vae.latent_dim, window.num_frames)) if latents is None
+                     else latents.float().to(self.device, self.vae_dtype))
+            known = piece[..., window.start:window.end]
+            weights = soft_keep_mask(~window.generate, round(s.inpaint_edge_s * rate),
+                                     circular=s.loop).to(self.device)
+            mask = weights.view(1, 1, -1).expand(batch, 1, -1).to(self.vae_dtype)
+            kept = bool((weights > 0).any())
+            if kept:
+                model_fn = InpaintingModel(model_fn, known, mask, self.objective.from_denoised)
+            init_latents = (self._encode_init(init_audio, batch, window.num_frames)
+                            if init_audio is not None
+                            else known if s.init_noise_level is not None else None)
             start = self.objective.start(spec, noise, s.num_inference_steps,
                                          sigma_min=s.sigma_min, sigma_max=s.sigma_max,
                                          init_latents=init_latents,
                                          init_noise_level=s.init_noise_level)
+            x = start.x
+            if kept and init_latents is None:
+                x = inpainting_start(spec, noise, start.grid.to(noise.dtype), known, mask)
 
-            def on_step(step) -> None:
+            def on_step(step, done=number * evaluations) -> None:
                 if progress is not None:
-                    progress("sampling", step.i + 1, s.num_inference_steps)
+                    progress("sampling", done + step.i + 1, total_evaluations)
 
-            # 5. Sample.
-            sampled = spec.fn(self.objective.denoiser(model_fn), start.x, start.grid,
-                              noise_fn=noise_fn, callback=on_step)
+            sampled = sample_with_resampling(
+                spec, self.objective.denoiser(model_fn), x, start.grid,
+                jump_length=s.jump_length, resample_steps=s.resample_steps, noise_fn=noise_fn,
+                callback=on_step)
             if not torch.isfinite(sampled).all():
                 raise GenerationError("sampling produced NaN or infinite latents; the model "
                                       "weights or the settings (e.g. a huge guidance scale) are "
                                       "unusable")
-            # 6. Decode and trim. Chunks as large as the memory allows (or none when the
-            # batch fits); a batch too large for efficient chunks is decoded a few items
-            # at a time.
-            vae = self.model.vae
-            plan = vae.auto_decode_plan(sampled.shape[-1], batch=sampled.shape[0],
-                                        dtype=sampled.dtype)
-            audio = vae.decode(
-                sampled, num_samples=round(s.duration_s * self.sample_rate),
-                chunk_frames=plan.chunk_frames, batch_size=plan.batch_size,
-                progress=None if progress is None else lambda i, n: progress("decoding", i, n))
-        # 7. Refuse unusable output.
+            if kept:  # the kept frames exactly, the soft edges blended
+                sampled = torch.where(mask >= 1, known, sampled + mask * (known - sampled))
+            piece[..., window.start:window.end] = sampled
+            keep[window.start:window.end] *= weights
+
+        # 5. Decode and trim (a loop through its seam), then splice the known audio back.
+        num_samples = round(s.duration_s * self.sample_rate)
+        if s.loop:
+            audio = self._decode_loop(piece, num_samples, progress)
+        else:
+            audio = self._decode(piece, num_samples, progress)
+        if inpaint_audio is not None and s.splice:
+            audio = _splice(audio, inpaint_audio, keep[:total_frames], hop)
+        # 6. Refuse unusable output.
         self._check_output(audio)
-        return TextToMusicOutput(audio.float().cpu(), sampled.float().cpu(), self.sample_rate,
-                                 settings)
+        return TextToMusicOutput(audio.float().cpu(), piece.float().cpu(), self.sample_rate, s,
+                                 _joins(s, windows, rate))
+
+    # -- editing ------------------------------------------------------------------------
+
+    def extend(self, audio: torch.Tensor, seconds: float,
+               prompt: str | Sequence[str] | None = None, negative_prompt: str | None = None,
+               **kwargs) -> TextToMusicOutput:
+        """Continue ``audio`` [C, S] (or [B, C, S]) at the model's sample rate by
+        ``seconds``: the recording is kept and the music goes on from its end, window by
+        window beyond the model's window. The other arguments are those of
+        :meth:`__call__` (``context_s``, ``sections``, ``inpaint_edge_s``...)."""
+        if not isinstance(audio, torch.Tensor) or audio.dim() not in (2, 3):
+            raise SettingsError("inpaint_audio", "audio must be a tensor [C, S] or [B, C, S]")
+        seconds = _positive_seconds("seconds", seconds)
+        duration = audio.shape[-1] / self.sample_rate + seconds
+        return self(prompt, negative_prompt, duration_s=duration, inpaint_audio=audio,
+                    **kwargs)
+
+    def inpaint(self, audio: torch.Tensor, start_s: float, end_s: float,
+                prompt: str | Sequence[str] | None = None, negative_prompt: str | None = None,
+                **kwargs) -> TextToMusicOutput:
+        """Regenerate [start_s, end_s) of ``audio`` [C, S] (or [B, C, S]) at the model's
+        sample rate, keeping the rest; the new part follows what surrounds it. The other
+        arguments are those of :meth:`__call__` (``init_noise_level`` to change it only in
+        part, ``resample_steps``...)."""
+        if not isinstance(audio, torch.Tensor) or audio.dim() not in (2, 3):
+            raise SettingsError("inpaint_audio", "audio must be a tensor [C, S] or [B, C, S]")
+        return self(prompt, negative_prompt, duration_s=audio.shape[-1] / self.sample_rate,
+                    inpaint_audio=audio, inpaint_regions=[(start_s, end_s)], **kwargs)
 
     # -- pieces of the call -------------------------------------------------------------
 
@@ -452,34 +589,32 @@ class TextToMusicPipeline:
             raise SettingsError("seed", "these settings have no seeds; use resolve_settings "
                                         "to make them")
         again = self.resolve_settings(**settings.call_arguments(), **tensors)
-        mine = [f for f in ("prompts", "negative_prompt", "duration_s", "seconds_start",
-                            "seconds_total", "num_inference_steps", "guidance_scale",
-                            "sampler", "sigma_min", "sigma_max", "num_outputs", "seeds",
-                            "init_noise_level", "has_init_audio", "has_initial_latents",
-                            "window_frames", "window", "has_prompt_embeds",
-                            "has_negative_prompt_embeds")
-                if getattr(again, f) != getattr(settings, f)]
+        mine = [f.name for f in dataclasses.fields(settings) if f.name != "precision"
+                and getattr(again, f.name) != getattr(settings, f.name)]
         if mine:
             raise SettingsError(mine[0], f"the settings do not fit this model and these inputs "
                                          f"({', '.join(mine)} differ from what they resolve to)")
         return again
 
-    def _text_features(self, prompts: tuple[str, ...], prompt_embeds: torch.Tensor | None,
-                       mask: torch.Tensor | None, num_outputs: int) -> ConditioningTokens | None:
-        """Features [B, L, E] and mask [B, L] of the prompts (or the given features)."""
-        if prompt_embeds is not None:
-            features = _given_features(prompt_embeds, mask, self.device)
-        else:
-            features = self.encode_prompt(prompts)
-        if features is None or num_outputs == 1:
-            return features
-        return ConditioningTokens(features.tokens.repeat_interleave(num_outputs, 0),
-                                  features.mask.repeat_interleave(num_outputs, 0))
+    def _negative_features(self, s: GenerationSettings, embeds: torch.Tensor | None,
+                           mask: torch.Tensor | None) -> ConditioningTokens | None:
+        """The unconditional branch's text features [B, L, E] (None: an all-zero
+        context, or no guidance)."""
+        if s.guidance_scale == 1 or (s.negative_prompt is None and embeds is None):
+            return None
+        batch = s.batch_size
+        if embeds is None:
+            return self.encode_prompt([s.negative_prompt] * batch)
+        features = _given_features(embeds, mask, self.device)
+        repeat = batch // features.tokens.shape[0]  # one row, or one per prompt
+        return ConditioningTokens(features.tokens.repeat_interleave(repeat, 0),
+                                  features.mask.repeat_interleave(repeat, 0))
 
     def _model_fn(self, cond: Conditioning, s: GenerationSettings,
-                  negative_embeds: torch.Tensor | None,
-                  negative_mask: torch.Tensor | None):
-        """The network function the sampler calls, with the conditioning projected once."""
+                  uncond: Conditioning | None):
+        """The network function the sampler calls, with the conditioning projected once.
+        Guidance's unconditional branch is ``uncond`` (the negative prompt's), else
+        ``cond`` with an all-zero context."""
         dit, dtype = self.model.dit, self.dit_dtype
         cond_context = dit.prepare_context(cond.to(self.device, dtype))
 
@@ -489,24 +624,54 @@ class TextToMusicPipeline:
 
         if s.guidance_scale == 1:
             return model_cond
-        batch = s.batch_size
-        if s.negative_prompt is not None or negative_embeds is not None:
-            if negative_embeds is not None:
-                features = _given_features(negative_embeds, negative_mask, self.device)
-                repeat = batch // features.tokens.shape[0]  # one row, or one per prompt
-                features = ConditioningTokens(features.tokens.repeat_interleave(repeat, 0),
-                                              features.mask.repeat_interleave(repeat, 0))
-            else:
-                features = self.encode_prompt([s.negative_prompt] * batch)
-            uncond = self.prepare_conditioning(features, batch, s.seconds_start, s.seconds_total)
-        else:
-            uncond = cond.without_context()
+        uncond = cond.without_context() if uncond is None else uncond
         both: DiTContext = dit.prepare_context(cond.cat(uncond).to(self.device, dtype))
 
         def model_both(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return dit(x.to(dtype), t, both).to(x.dtype)
 
         return guided(model_cond, model_both, s.guidance_scale)
+
+    def _encode_known(self, audio: torch.Tensor, batch: int) -> torch.Tensor:
+        """Known audio [C, S] or [B, C, S] -> its latents [B, D, ceil(S / hop)] (the
+        posterior mean, encoded in chunks)."""
+        audio = audio if audio.dim() == 3 else audio[None].expand(batch, -1, -1)
+        return self.model.vae.encode(audio.to(self.device, self.vae_dtype)).mode()
+
+    def _decode(self, latents: torch.Tensor, num_samples: int,
+                progress: ProgressFn | None) -> torch.Tensor:
+        """latents [B, D, T] -> audio [B, C, num_samples]. Chunks as large as the memory
+        allows (none when the batch fits); a batch too large for efficient chunks is
+        decoded a few items at a time."""
+        vae = self.model.vae
+        plan = vae.auto_decode_plan(latents.shape[-1], batch=latents.shape[0],
+                                    dtype=latents.dtype)
+        return vae.decode(
+            latents, num_samples=num_samples, chunk_frames=plan.chunk_frames,
+            batch_size=plan.batch_size,
+            progress=None if progress is None else lambda i, n: progress("decoding", i, n))
+
+    def _decode_loop(self, latents: torch.Tensor, num_samples: int,
+                     progress: ProgressFn | None) -> torch.Tensor:
+        """A loop's latents [B, D, T] -> its audio [B, C, num_samples], seamless: decoded
+        with the other end as context on each side (the decoder sees the circle), then
+        resampled from T * hop samples to the loop's exact length through the spectrum
+        (exact for a periodic signal; the pitch moves by at most hop / 2 samples per
+        loop, under 4 cents for 8 s)."""
+        frames = latents.shape[-1]
+        context = min(LOOP_DECODE_CONTEXT_FRAMES, frames)
+        circle = torch.cat([latents[..., frames - context:], latents, latents[..., :context]],
+                           dim=-1)
+        hop = self.config.vae.hop_length
+        audio = self._decode(circle, circle.shape[-1] * hop, progress)
+        audio = audio[..., context * hop:(context + frames) * hop]
+        if audio.shape[-1] == num_samples:
+            return audio
+        spectrum = torch.fft.rfft(audio.float(), dim=-1)
+        bins = num_samples // 2 + 1
+        spectrum = spectrum[..., :bins] if spectrum.shape[-1] >= bins else (
+            torch.nn.functional.pad(spectrum, (0, bins - spectrum.shape[-1])))
+        return torch.fft.irfft(spectrum, n=num_samples, dim=-1) * (num_samples / audio.shape[-1])
 
     def _encode_init(self, init_audio: torch.Tensor, batch: int, window: int) -> torch.Tensor:
         audio = init_audio if init_audio.dim() == 3 else init_audio[None].expand(batch, -1, -1)
@@ -525,6 +690,72 @@ class TextToMusicPipeline:
         if silent:
             raise GenerationError(f"output(s) {silent} are silent (peak below {SILENCE_PEAK}); the "
                                   "model produced no sound for these settings")
+
+
+class _FeatureCache:
+    """The text features of a generation's prompts, each encoded once: per item [B, L, E]
+    for the whole piece, or per section."""
+
+    def __init__(self, pipe: TextToMusicPipeline, s: GenerationSettings,
+                 embeds: torch.Tensor | None, mask: torch.Tensor | None) -> None:
+        self.pipe, self.s = pipe, s
+        self.given = None if embeds is None else _given_features(embeds, mask, pipe.device)
+        self.cache: dict[tuple[str, ...], ConditioningTokens | None] = {}
+
+    def of_window(self, time_s: float) -> ConditioningTokens | None:
+        """The features of the prompts that hold at ``time_s`` in the piece."""
+        s = self.s
+        if self.given is not None:
+            features = self.given
+        else:
+            prompts = ((section_prompt(s.sections, time_s),) if s.sections else s.prompts)
+            if prompts not in self.cache:
+                self.cache[prompts] = self.pipe.encode_prompt(prompts)
+            features = self.cache[prompts]
+        if features is None or s.num_outputs == 1:
+            return features
+        return ConditioningTokens(features.tokens.repeat_interleave(s.num_outputs, 0),
+                                  features.mask.repeat_interleave(s.num_outputs, 0))
+
+
+def _splice(decoded: torch.Tensor, known: torch.Tensor, keep: torch.Tensor,
+            hop: int) -> torch.Tensor:
+    """The known audio's own samples where its frames were kept, the decoded ones where
+    they were generated, crossfaded over the soft edges.
+
+    decoded: [B, C, S]; known: [C, S'] or [B, C, S'] (S' <= S: nothing is kept past it);
+    keep: [T] per-frame weights (1 kept, 0 generated) -> [B, C, S]."""
+    num_samples = decoded.shape[-1]
+    known = known if known.dim() == 3 else known[None].expand(decoded.shape[0], -1, -1)
+    known = known[..., :num_samples].to(decoded.device, decoded.dtype)
+    weights = torch.nn.functional.interpolate(keep.float().view(1, 1, -1),
+                                              size=keep.shape[-1] * hop, mode="linear",
+                                              align_corners=False).view(-1)[:num_samples]
+    weights = torch.nn.functional.pad(weights, (0, num_samples - weights.shape[-1]))
+    weights[known.shape[-1]:] = 0
+    weights = weights.to(decoded.device, decoded.dtype)
+    padded = torch.nn.functional.pad(known, (0, num_samples - known.shape[-1]))
+    blended = padded * weights + decoded * (1 - weights)
+    return torch.where(weights >= 1 - 1e-6, padded, blended)
+
+
+def _joins(s: GenerationSettings, windows: list, rate: float) -> tuple[float, ...]:
+    """Where generated audio meets kept audio, in seconds, sorted."""
+    if s.loop:
+        return (s.duration_s,)
+    joins = {round(edge, 6) for region in s.inpaint_regions for edge in region
+             if 0 < edge < s.duration_s - 1e-6}
+    joins |= {round(w.first_generated / rate, 6) for w in windows[1:]
+              if w.first_generated / rate < s.duration_s}
+    return tuple(sorted(joins))
+
+
+def _positive_seconds(field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value > 0):
+        raise SettingsError(field, f"{field} must be a positive number of seconds, got "
+                                   f"{value!r}")
+    return float(value)
 
 
 def _given_features(embeds: torch.Tensor, mask: torch.Tensor | None,

@@ -70,6 +70,9 @@ class Studio:
         pipeline when it is random); ValueError for values the model refuses."""
         if not prompt or not prompt.strip():
             raise ValueError("write a prompt first")
+        if float(duration_s) > self.pipe.max_duration_s + 1e-9:
+            raise ValueError(f"duration_s must be at most {self.pipe.max_duration_s:.2f} s here "
+                             "(the model's window); the Edit tab extends a piece beyond it")
         return self.pipe.resolve_settings(
             prompt.strip(), negative.strip() or None, duration_s=float(duration_s),
             num_inference_steps=int(steps), guidance_scale=float(cfg), sampler=sampler,
