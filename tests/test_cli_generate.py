@@ -123,3 +123,56 @@ def test_importing_longplay_leaves_torch_settings_alone() -> None:
             "torch.are_deterministic_algorithms_enabled(), torch.is_grad_enabled()), state")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_extend_inpaint_long_and_loop_from_the_command_line(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "source.wav"
+    assert run("generate", "a calm piano", "--model", SAO1_TINY, "--duration", "2",
+               "--steps", "3", "--seed", "1", "-o", source, "--no-progress") == 0
+    longer = tmp_path / "longer.wav"
+    assert run("extend", source, "--seconds", "5", "--prompt", "a calm piano", "--model",
+               SAO1_TINY, "--steps", "2", "--seed", "2", "-o", longer, "--no-progress") == 0
+    assert "note: 7.00 s is longer than the model's window" in capsys.readouterr().out
+    assert load_audio(longer).audio.shape[-1] == 7 * 44100
+    sidecar = json.loads(longer.with_suffix(".json").read_text())
+    assert sidecar["input"] == str(source) and sidecar["joins_s"][0] == 2.0
+    assert sidecar["settings"]["inpaint_regions"] == [[2.0, 7.0]]
+
+    edited = tmp_path / "edited.flac"
+    assert run("inpaint", longer, "--start", "1", "--end", "2.5", "--prompt", "fast drums",
+               "--model", SAO1_TINY, "--steps", "2", "--seed", "3", "-o", edited,
+               "--no-progress") == 0
+    before, after = load_audio(longer).audio, load_audio(edited).audio
+    assert torch.equal(after[:, 4 * 44100:], before[:, 4 * 44100:])  # 16-bit both ways
+    assert not torch.equal(after[:, 44100:2 * 44100], before[:, 44100:2 * 44100])
+
+    piece = tmp_path / "piece.wav"
+    assert run("generate", "intro", "--model", SAO1_TINY, "--duration", "8", "--section",
+               "4:outro", "--steps", "2", "-o", piece, "--no-progress") == 0
+    settings = json.loads(piece.with_suffix(".json").read_text())["settings"]
+    assert settings["sections"] == [[0.0, "intro"], [4.0, "outro"]]
+
+    loop = tmp_path / "loop.wav"
+    assert run("generate", "drums", "--model", SAO1_TINY, "--loop", "--bpm", "120", "--bars",
+               "1", "--steps", "2", "-o", loop, "--no-progress") == 0
+    assert load_audio(loop).audio.shape[-1] == 2 * 44100
+    assert json.loads(loop.with_suffix(".json").read_text())["joins_s"] == [2.0]
+
+
+def test_editing_errors_are_clear_and_write_nothing(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "source.wav"
+    assert run("generate", "x", "--model", SAO1_TINY, "--duration", "1", "--steps", "2",
+               "-o", source, "--no-progress") == 0
+    out = tmp_path / "out.wav"
+    for args, message in (
+            (("inpaint", source, "--start", "0.5", "--end", "3", "--prompt", "x"),
+             "within the piece"),
+            (("inpaint", source, "--start", "2", "--end", "1", "--prompt", "x"), "--start"),
+            (("extend", source, "--seconds", "0", "--prompt", "x"), "--seconds"),
+            (("extend", tmp_path / "missing.wav", "--seconds", "2", "--prompt", "x"),
+             "missing.wav"),
+            (("generate", "x", "--loop", "--bpm", "120"), "--bpm and --bars"),
+            (("generate", "x", "--section", "nonsense"), "START:PROMPT")):
+        assert run(*args, "--model", SAO1_TINY, "-o", out) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.json", "source.wav"]

@@ -405,8 +405,8 @@ def test_health_describes_model_queue_and_limits(tiny):
     assert "pingpong" not in body["model"]["samplers"] and "dpmpp-2m" in body["model"]["samplers"]
     assert body["queue"] == {"length": 0, "capacity": 5, "running": 0}
     assert body["workers"] == 1
-    # max_duration_s above the window is capped by it.
-    assert body["limits"]["max_duration_s"] == body["model"]["window_s"]
+    # max_duration_s above the window is allowed: longer pieces are sampled in windows.
+    assert body["limits"]["max_duration_s"] == 60.0
     assert body["limits"]["max_outputs"] == 3
 
 
@@ -487,3 +487,53 @@ def test_settings_and_app_arguments_are_checked(tiny):
     with pytest.raises(ValueError, match="factory"):
         create_app(tiny, ServerSettings(workers=2))
     assert "s3cret" not in repr(ServerSettings(api_key="s3cret"))
+
+
+def test_extension_and_inpainting_over_http(tiny):
+    t = np.arange(44100) / 44100
+    tone = np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * 2, axis=1).astype(np.float32)  # 1 s
+    wrapped = Wrapped(tiny)
+    with serve(wrapped, max_duration_s=6.0) as client:
+        extended = wait_for(client, submit(client, duration_s=None, extend_s=3.0,
+                                           inpaint_audio_b64=wav_b64(tone, 44100))["id"])
+        assert extended["status"] == "succeeded", extended["error"]
+        assert extended["num_samples"] == 4 * 44100 and extended["joins_s"][0] == 1.0
+        assert extended["settings"]["inpaint_regions"] == [[1.0, 4.0]]
+        assert extended["settings"]["num_windows"] == 2  # beyond the 2.97 s window
+        audio = client.get(f"{extended['audio_url']}?format=wav").content
+        data, _ = sf.read(io.BytesIO(audio), dtype="float32", always_2d=True)
+        kept = round(0.7 * 44100)  # the recording itself, before the soft edge
+        assert np.abs(data[:kept] - tone[:kept]).max() <= 1 / 32768
+        regenerated = wait_for(client, submit(client, duration_s=None,
+                                              inpaint_audio_b64=wav_b64(tone, 44100),
+                                              inpaint_regions=[[0.2, 0.6]])["id"])
+        assert regenerated["status"] == "succeeded"
+        assert regenerated["joins_s"] == [0.2, 0.6]
+        piece = wait_for(client, submit(client, duration_s=5.0, sections=[[2.5, "drums"]],
+                                        loop=False)["id"])
+        assert piece["settings"]["sections"] == [[0.0, JOB["prompt"]], [2.5, "drums"]]
+    assert wrapped.calls[0]["inpaint_audio"].shape == (2, 44100)
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"extend_s": 2.0}, "extend_s"),  # nothing to extend
+    ({"extend_s": 9.0, "inpaint_audio_b64": SINE_B64}, "extend_s"),  # beyond max_duration_s
+    ({"inpaint_regions": [[0.1, 0.2]]}, "inpaint_regions"),  # no audio
+    ({"inpaint_audio_b64": SINE_B64, "inpaint_regions": [[0.3, 0.1]]}, "inpaint_regions"),
+    ({"inpaint_audio_b64": SINE_B64, "init_audio_b64": SINE_B64}, "inpaint_audio_b64"),
+    ({"inpaint_audio_b64": "not base64"}, "inpaint_audio_b64"),
+    ({"loop": True, "inpaint_audio_b64": SINE_B64}, "loop"),
+    ({"sections": [[0.0, "again at zero"]]}, "sections"),
+    ({"resample_steps": 0}, "resample_steps"),
+    ({"resample_steps": 2, "sampler": "v-ddim"}, "resample_steps"),
+])
+def test_bad_editing_requests_are_422_at_submission(tiny, extra, field):
+    wrapped = Wrapped(tiny)
+    with serve(wrapped, max_duration_s=6.0) as client:
+        body = {**JOB, **extra}
+        if "inpaint_audio_b64" in extra or "extend_s" in extra:
+            body.pop("duration_s")
+        response = client.post("/v1/generations", json=body)
+        assert response.status_code == 422, response.text
+        assert field in fields(response)
+    assert wrapped.calls == []

@@ -17,62 +17,149 @@ from longplay.audio import load_audio, save_audio
 from longplay.checkpoints import load_diffusion_model
 from longplay.cli.options import SAMPLER_NAMES, add_speed_options
 from longplay.config import WINDOWS
-from longplay.pipelines import TextToMusicPipeline
+from longplay.pipelines import (
+    DEFAULT_EDGE_S,
+    DEFAULT_JUMP_LENGTH,
+    DEFAULT_SIGMA_MAX,
+    DEFAULT_SIGMA_MIN,
+    TextToMusicOutput,
+    TextToMusicPipeline,
+)
+from longplay.pipelines.windows import loop_duration_s
 
 logger = logging.getLogger(__name__)
 
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output .wav or .flac; several outputs get _0, _1, ... suffixes")
+    parser.add_argument("--model", type=Path, metavar="PATH",
+                        help="model folder: Stable Audio Open / stable-audio-tools layout or "
+                             "diffusers (default: the bundled demo model)")
+    parser.add_argument("--text-encoder", type=Path, metavar="PATH",
+                        help="local folder of the model's text encoder (default: inside the "
+                             "model folder)")
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--negative", default=None, metavar="PROMPT",
+                        help="negative prompt for guidance")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampler steps (default: the model's own; 100 for v models, 8 for "
+                             "rectified flow)")
+    parser.add_argument("--cfg", type=float, default=None,
+                        help="guidance scale (default: 7 for v models, 1 for rectified flow)")
+    parser.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
+                        help="sampler (default: dpmpp-3m-sde for v models, pingpong for "
+                             "rectified flow, which also take stable-audio-tools' names euler "
+                             "and dpmpp for rf-euler and rf-dpmpp)")
+    parser.add_argument("--sigma-min", type=float, default=DEFAULT_SIGMA_MIN)
+    parser.add_argument("--sigma-max", type=float, default=DEFAULT_SIGMA_MAX)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the first output; output i uses seed + i (default: "
+                             "random, recorded in the sidecar)")
+    parser.add_argument("--num-outputs", type=int, default=1)
+    parser.add_argument("--seconds-start", type=float, default=0.0,
+                        help="timing conditioning: where the piece starts (default 0)")
+    parser.add_argument("--window", choices=WINDOWS, default=None,
+                        help="full: sample the model's whole window, then trim (the paper's "
+                             "way); fit: sample the shortest window that holds the request "
+                             "(faster). Default: the model's setting (full, except models "
+                             "trained for fit such as the demo model)")
+    parser.add_argument("--context", type=float, default=None, metavar="S",
+                        help="beyond one window: seconds of what came before that each "
+                             "window keeps (default a quarter of the window)")
+    parser.add_argument("--section", action="append", default=None, metavar="START:PROMPT",
+                        help="from START seconds on, the piece follows PROMPT (repeatable; "
+                             "the main prompt holds from 0)")
+    add_speed_options(parser)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _add_editing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--edge", type=float, default=DEFAULT_EDGE_S, metavar="S",
+                        help="soft edge of the kept audio, in seconds: the join is blended "
+                             "over it (default %(default)s)")
+    parser.add_argument("--resample-steps", type=int, default=1, metavar="R",
+                        help="RePaint resampling: sample each segment R times, jumping back "
+                             "in between, for a better fit at the joins (default 1: off)")
+    parser.add_argument("--jump-length", type=int, default=DEFAULT_JUMP_LENGTH, metavar="J",
+                        help="steps per resampled segment (default %(default)s)")
+    parser.add_argument("--no-splice", action="store_true",
+                        help="write the VAE's reconstruction of the kept audio instead of its "
+                             "own samples")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser("generate", help="generate music from a text prompt")
     gen.add_argument("prompt", help="what the music should be")
-    gen.add_argument("-o", "--output", type=Path, required=True,
-                     help="output .wav or .flac; several outputs get _0, _1, ... suffixes")
-    gen.add_argument("--model", type=Path, metavar="PATH",
-                     help="model folder: Stable Audio Open / stable-audio-tools layout or "
-                          "diffusers (default: the bundled demo model)")
-    gen.add_argument("--text-encoder", type=Path, metavar="PATH",
-                     help="local folder of the model's text encoder (default: inside the model "
-                          "folder)")
+    _add_model_options(gen)
     gen.add_argument("--duration", type=float, default=None,
-                     help="seconds of audio (default: the model's window)")
-    gen.add_argument("--seconds-start", type=float, default=0.0,
-                     help="timing conditioning: where the piece starts (default 0)")
-    gen.add_argument("--negative", default=None, metavar="PROMPT",
-                     help="negative prompt for guidance")
-    gen.add_argument("--steps", type=int, default=None,
-                     help="sampler steps (default: 100 for v models, 8 for rectified flow)")
-    gen.add_argument("--cfg", type=float, default=None,
-                     help="guidance scale (default: 7 for v models, 1 for rectified flow)")
-    gen.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
-                     help="sampler (default: dpmpp-3m-sde for v models, pingpong for "
-                          "rectified flow, which also take stable-audio-tools' names euler "
-                          "and dpmpp for rf-euler and rf-dpmpp)")
-    gen.add_argument("--sigma-min", type=float, default=0.03)
-    gen.add_argument("--sigma-max", type=float, default=500.0)
-    gen.add_argument("--seed", type=int, default=None,
-                     help="seed of the first output; output i uses seed + i (default: random, "
-                          "recorded in the sidecar)")
-    gen.add_argument("--num-outputs", type=int, default=1)
+                     help="seconds of audio (default: the model's window); longer than the "
+                          "window is sampled window by window")
     gen.add_argument("--init-audio", type=Path, metavar="FILE",
                      help="audio-to-audio: start from this file")
     gen.add_argument("--init-noise-level", type=float, default=None,
-                     help="how much of --init-audio to change (a noise sigma; default 1.0)")
-    gen.add_argument("--window", choices=WINDOWS, default=None,
-                     help="full: sample the model's whole window, then trim (the paper's way); "
-                          "fit: sample the shortest window that holds --duration (faster). "
-                          "Default: the model's setting (full, except models trained for fit "
-                          "such as the demo model)")
-    add_speed_options(gen)
-    gen.add_argument("--device", default="cpu")
-    gen.add_argument("--no-progress", action="store_true")
+                     help="how much of --init-audio to change: a noise sigma for v models "
+                          "(default 1.0), a time in (0, 1] for rectified flow (default 0.5)")
+    gen.add_argument("--loop", action="store_true",
+                     help="make the audio loop seamlessly (its end flows into its start)")
+    gen.add_argument("--bpm", type=float, default=None,
+                     help="with --loop: the tempo; with --bars it sets the duration")
+    gen.add_argument("--bars", type=int, default=None, help="with --loop and --bpm: bars")
+    gen.add_argument("--beats-per-bar", type=int, default=4,
+                     help="with --bars: beats in a bar (default 4)")
+    _add_sampling_options(gen)
     gen.set_defaults(run=run_generate)
+
+    ext = sub.add_parser("extend", help="continue a recording: keep it and go on from its end")
+    ext.add_argument("input", type=Path, metavar="IN", help="the audio to continue")
+    ext.add_argument("--seconds", type=float, required=True, help="how much to add")
+    ext.add_argument("--prompt", required=True, help="what the continuation should be")
+    _add_model_options(ext)
+    _add_editing_options(ext)
+    ext.add_argument("--init-noise-level", type=float, default=None, help=argparse.SUPPRESS)
+    _add_sampling_options(ext)
+    ext.set_defaults(run=run_extend)
+
+    inp = sub.add_parser("inpaint", help="regenerate a region of a recording, keeping the rest")
+    inp.add_argument("input", type=Path, metavar="IN", help="the audio to edit")
+    inp.add_argument("--start", type=float, required=True, help="region start, in seconds")
+    inp.add_argument("--end", type=float, required=True, help="region end, in seconds")
+    inp.add_argument("--prompt", required=True, help="what the region should be")
+    inp.add_argument("--init-noise-level", type=float, default=None,
+                     help="change the region only in part: start from it at this noise "
+                          "level instead of from noise")
+    _add_model_options(inp)
+    _add_editing_options(inp)
+    _add_sampling_options(inp)
+    inp.set_defaults(run=run_inpaint)
 
     info = sub.add_parser("info", help="describe a model folder")
     info.add_argument("model", type=Path, metavar="PATH", nargs="?", default=None,
                       help="model folder (default: the bundled demo model)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=run_info)
+
+
+def _sections(prompt: str, entries: list[str] | None) -> list[tuple[float, str]] | None:
+    """``--section START:PROMPT`` entries after the main prompt, or None."""
+    if not entries:
+        return None
+    sections = [(0.0, prompt)]
+    for entry in entries:
+        start, sep, text = entry.partition(":")
+        try:
+            seconds = float(start)
+        except ValueError:
+            seconds = None
+        if not sep or seconds is None:
+            raise ValueError(f"--section {entry!r} must be START:PROMPT, e.g. '60:a calm "
+                             "outro with strings'")
+        sections.append((seconds, text.strip()))
+    return sections
 
 
 def _output_paths(output: Path, count: int) -> list[Path]:
@@ -103,7 +190,9 @@ class _Progress:
             bar.close()
 
 
-def run_generate(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -> int:
+    """Load the model, resolve the settings, generate and write every output with its
+    sidecar. ``source``: the input file of an edit (read at the model's rate)."""
     args.model = model_or_demo(args.model)
     if args.num_outputs < 1:
         raise ValueError("--num-outputs must be >= 1")
@@ -111,31 +200,51 @@ def run_generate(args: argparse.Namespace) -> int:
     pipe = TextToMusicPipeline.from_pretrained(args.model, text_encoder_path=args.text_encoder,
                                                device=args.device, precision=args.precision,
                                                compile=args.compile)
-    init_audio = None
-    if args.init_audio is not None:
-        init_audio = load_audio(args.init_audio, sample_rate=pipe.sample_rate,
-                                channels=pipe.config.audio_channels).audio
+    audio = {}
+    for name in ("init_audio", "inpaint_audio"):
+        path = source if name == "inpaint_audio" else getattr(args, "init_audio", None)
+        if name in kwargs or path is None:
+            continue
+        audio[name] = load_audio(path, sample_rate=pipe.sample_rate,
+                                 channels=pipe.config.audio_channels).audio
+    if "duration_from_input" in kwargs:  # extend: the input's length plus the new seconds
+        kwargs["duration_s"] = (audio["inpaint_audio"].shape[-1] / pipe.sample_rate
+                                + kwargs.pop("duration_from_input"))
     # The settings record: every default filled in from the model, the seed drawn.
     settings = pipe.resolve_settings(
-        args.prompt, args.negative, duration_s=args.duration, seconds_start=args.seconds_start,
+        None if args.section else prompt, args.negative, seconds_start=args.seconds_start,
         num_inference_steps=args.steps, guidance_scale=args.cfg, sampler=args.sampler,
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
-        num_outputs=args.num_outputs, init_audio=init_audio,
-        init_noise_level=args.init_noise_level, window=args.window)
+        num_outputs=args.num_outputs, init_noise_level=args.init_noise_level,
+        window=args.window, context_s=args.context, sections=_sections(prompt, args.section),
+        **audio, **kwargs)
+    if settings.num_windows > 1:
+        print(f"note: {settings.duration_s:.2f} s is longer than the model's window "
+              f"({pipe.max_duration_s:.2f} s): sampled in {settings.num_windows} windows, "
+              f"each keeping {settings.context_s:.2f} s of what came before")
     progress = _Progress(args.no_progress)
     try:
-        out = pipe(settings, init_audio=init_audio, progress=progress)
+        out = pipe(settings, progress=progress, **audio)
     finally:
         progress.close()
+    _write(args, out, paths, prompt, source)
+    return 0
+
+
+def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], prompt: str,
+           source: Path | None) -> None:
     record = out.settings.as_dict()
+    init_audio = getattr(args, "init_audio", None)
     for i, path in enumerate(paths):
         save_audio(path, out.audio[i], out.sample_rate)
         sidecar = {
-            "prompt": args.prompt,
+            "prompt": prompt,
             "seed": out.seeds[i],
             "model": str(args.model.resolve()),
             "text_encoder": None if args.text_encoder is None else str(args.text_encoder),
-            "init_audio": None if args.init_audio is None else str(args.init_audio),
+            "init_audio": None if init_audio is None else str(init_audio),
+            "input": None if source is None else str(source),
+            "joins_s": list(out.joins_s),
             "sample_rate": out.sample_rate,
             "num_samples": int(out.audio.shape[-1]),
             "longplay_version": __version__,
@@ -143,7 +252,38 @@ def run_generate(args: argparse.Namespace) -> int:
         }
         write_json_atomic(path.with_suffix(".json"), sidecar)
         print(f"wrote {path} ({out.audio.shape[-1] / out.sample_rate:.2f} s, seed {out.seeds[i]})")
-    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    kwargs: dict = {"duration_s": args.duration}
+    if args.loop:
+        kwargs["loop"] = True
+        if (args.bpm is None) != (args.bars is None):
+            raise ValueError("--bpm and --bars go together (the loop's length); or give "
+                             "--duration")
+        if args.bpm is not None:
+            if args.duration is not None:
+                raise ValueError("give --duration or --bpm with --bars, not both")
+            kwargs["duration_s"] = loop_duration_s(args.bpm, args.bars, args.beats_per_bar)
+    elif args.bpm is not None or args.bars is not None:
+        raise ValueError("--bpm and --bars set the length of a --loop")
+    return _run(args, args.prompt, None, **kwargs)
+
+
+def run_extend(args: argparse.Namespace) -> int:
+    if not args.seconds > 0:
+        raise ValueError(f"--seconds must be > 0, got {args.seconds:g}")
+    return _run(args, args.prompt, args.input, duration_from_input=args.seconds,
+                inpaint_edge_s=args.edge, resample_steps=args.resample_steps,
+                jump_length=args.jump_length, splice=not args.no_splice)
+
+
+def run_inpaint(args: argparse.Namespace) -> int:
+    if not 0 <= args.start < args.end:
+        raise ValueError(f"need 0 <= --start < --end, got {args.start:g} and {args.end:g}")
+    return _run(args, args.prompt, args.input, inpaint_regions=[(args.start, args.end)],
+                inpaint_edge_s=args.edge, resample_steps=args.resample_steps,
+                jump_length=args.jump_length, splice=not args.no_splice)
 
 
 def _count(module: torch.nn.Module) -> int:

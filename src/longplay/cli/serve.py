@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="generation workers, each with its own copy of the model "
                             "(default %(default)s)")
     serve.add_argument("--max-duration", type=float, default=None, metavar="S",
-                       help="longest duration accepted (default: the model's window)")
+                       help="longest piece accepted (default: the model's window; longer "
+                            "pieces and extensions are sampled window by window)")
     serve.add_argument("--max-steps", type=int, default=_DEFAULTS.max_steps, metavar="N",
                        help="most sampler steps accepted (default %(default)s)")
     serve.add_argument("--max-outputs", type=int, default=_DEFAULTS.max_outputs, metavar="N",

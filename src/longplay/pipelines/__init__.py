@@ -2,9 +2,13 @@
 
 from longplay.errors import GenerationError, SettingsError
 from longplay.pipelines.settings import (
+    DEFAULT_CONTEXT_FRACTION,
+    DEFAULT_EDGE_S,
+    DEFAULT_JUMP_LENGTH,
     DEFAULT_SIGMA_MAX,
     DEFAULT_SIGMA_MIN,
     DRAWN_SEED_BOUND,
+    MAX_DURATION_S,
     MAX_SEED,
     PRECISIONS,
     GenerationSettings,
@@ -17,11 +21,16 @@ from longplay.pipelines.text_to_music import (
     TextToMusicPipeline,
     bf16_supported,
 )
+from longplay.pipelines.windows import loop_duration_s
 
 __all__ = [
+    "DEFAULT_CONTEXT_FRACTION",
+    "DEFAULT_EDGE_S",
+    "DEFAULT_JUMP_LENGTH",
     "DEFAULT_SIGMA_MAX",
     "DEFAULT_SIGMA_MIN",
     "DRAWN_SEED_BOUND",
+    "MAX_DURATION_S",
     "MAX_SEED",
     "PRECISIONS",
     "GenerationError",
@@ -31,6 +40,7 @@ __all__ = [
     "TextToMusicPipeline",
     "bf16_supported",
     "draw_seed",
+    "loop_duration_s",
     "resolve_settings",
     "sampling_defaults",
 ]

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import torch
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from longplay import __version__
 from longplay.errors import SettingsError
-from longplay.pipelines import GenerationSettings
+from longplay.pipelines import MAX_DURATION_S, GenerationSettings
 from longplay.server.audio import MEDIA_TYPES, AudioFormat, decode_audio_b64, encode_audio
 from longplay.server.jobs import (
     GenerationPipeline,
@@ -63,7 +64,7 @@ from longplay.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
-REQUEST_FIELDS = {"init_audio": "init_audio_b64"}
+REQUEST_FIELDS = {"init_audio": "init_audio_b64", "inpaint_audio": "inpaint_audio_b64"}
 """Pipeline arguments that a request gives under another name."""
 
 
@@ -108,30 +109,55 @@ def require_api_key(
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _resolve(request: GenerationRequest, init_audio, state: ServerState) -> GenerationSettings:
+def _bad(field: str, message: str, value: Any = None) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("body", field),
+                                    "msg": message, "input": value}])
+
+
+def _resolve(request: GenerationRequest, inputs: dict[str, torch.Tensor],
+             state: ServerState) -> GenerationSettings:
     """The request as the pipeline's settings record: every default filled in (the
     server's duration and step limits first), the seed drawn. A setting the pipeline
     would refuse raises RequestValidationError naming the request's field."""
     limits, defaults = state.limits, state.validator.defaults
+    rate = state.model.sample_rate
+    known = inputs.get("inpaint_audio")
+    duration = request.duration_s
+    if request.extend_s is not None:
+        if known is None:
+            raise _bad("extend_s", "needs inpaint_audio_b64 (the audio to continue)")
+        if duration is not None:
+            raise _bad("extend_s", "give duration_s or extend_s, not both")
+        duration = known.shape[-1] / rate + request.extend_s
+    elif duration is None and known is None:
+        duration = min(limits.max_duration_s, state.model.window_s)
+    piece = known.shape[-1] / rate if duration is None and known is not None else duration
+    if piece > limits.max_duration_s + 1e-9:
+        field = "extend_s" if request.extend_s is not None else (
+            "duration_s" if request.duration_s is not None else "inpaint_audio_b64")
+        raise _bad(field, f"the piece would last {piece:g} s, more than this server's limit "
+                          f"of {limits.max_duration_s:.3f} s")
+    sections = (None if request.sections is None
+                else [(0.0, request.prompt), *request.sections])
     try:
         return state.validator.resolve_settings(
-            request.prompt, request.negative_prompt,
-            duration_s=limits.max_duration_s if request.duration_s is None else request.duration_s,
+            None if sections else request.prompt, request.negative_prompt, duration_s=duration,
             seconds_start=request.seconds_start, seconds_total=request.seconds_total,
             num_inference_steps=(min(defaults.num_inference_steps, limits.max_steps)
                                  if request.num_inference_steps is None
                                  else request.num_inference_steps),
             guidance_scale=request.guidance_scale, sampler=request.sampler,
             sigma_min=request.sigma_min, sigma_max=request.sigma_max, seed=request.seed,
-            num_outputs=request.num_outputs, init_audio=init_audio,
-            init_noise_level=request.init_noise_level, window=request.window)
+            num_outputs=request.num_outputs, init_noise_level=request.init_noise_level,
+            window=request.window, inpaint_regions=request.inpaint_regions,
+            inpaint_edge_s=request.inpaint_edge_s, splice=request.splice,
+            resample_steps=request.resample_steps, jump_length=request.jump_length,
+            context_s=request.context_s, sections=sections, loop=request.loop, **inputs)
     except SettingsError as error:
         field = REQUEST_FIELDS.get(error.field, error.field)
         message = str(error).removeprefix(f"{error.field} ")
-        raise RequestValidationError([{
-            "type": "value_error", "loc": ("body", field), "msg": message,
-            "input": None if field == "init_audio_b64" else getattr(request, field, None)}]
-        ) from None
+        value = None if field.endswith("_b64") else getattr(request, field, None)
+        raise _bad(field, message, value) from None
 
 
 def _status(view: JobView) -> GenerationStatus:
@@ -142,7 +168,8 @@ def _status(view: JobView) -> GenerationStatus:
         created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
         sample_rate=view.sample_rate,
         num_samples=int(view.audio.shape[-1]) if done else None,
-        audio_url=f"/v1/generations/{view.id}/audio" if done else None)
+        audio_url=f"/v1/generations/{view.id}/audio" if done else None,
+        joins_s=list(view.joins_s))
 
 
 def _find(state: ServerState, job_id: str) -> JobView:
@@ -203,20 +230,24 @@ def create_generation(body: GenerationRequest, response: Response,
                       state: State) -> GenerationStatus:
     """Queue a generation; poll ``GET /v1/generations/{id}`` for its progress."""
     errors = limit_errors(body, state.limits)
-    init_audio = None
-    if not errors and body.init_audio_b64 is not None:
+    inputs: dict[str, torch.Tensor] = {}
+    for name, data, longest in (("init_audio", body.init_audio_b64, state.model.window_s),
+                                ("inpaint_audio", body.inpaint_audio_b64,
+                                 state.limits.max_duration_s)):
+        if errors or data is None:
+            continue
         try:
-            init_audio = decode_audio_b64(
-                body.init_audio_b64, sample_rate=state.model.sample_rate,
-                channels=state.model.audio_channels, max_duration_s=state.model.window_s)
+            inputs[name] = decode_audio_b64(
+                data, sample_rate=state.model.sample_rate,
+                channels=state.model.audio_channels, max_duration_s=longest)
         except ValueError as error:
-            errors.append({"type": "value_error", "loc": ("body", "init_audio_b64"),
+            errors.append({"type": "value_error", "loc": ("body", f"{name}_b64"),
                            "msg": str(error), "input": None})
     if errors:
         raise RequestValidationError(errors)
-    settings = _resolve(body, init_audio, state)
+    settings = _resolve(body, inputs, state)
     try:
-        view = state.queue.submit(settings, init_audio)
+        view = state.queue.submit(settings, inputs)
     except QueueFullError as error:
         wait_s = state.settings.retry_after_s
         raise HTTPException(429, f"{error}; try again in {wait_s} s",
@@ -304,7 +335,7 @@ def create_app(pipeline: GenerationPipeline | PipelineFactory,
     first = pipelines[0]
     window_s = float(first.max_duration_s)
     max_duration_s = window_s if settings.max_duration_s is None else min(
-        settings.max_duration_s, window_s)
+        settings.max_duration_s, MAX_DURATION_S)
     model = ModelInfo(
         name=settings.model_name, objective=first.config.objective,
         sample_rate=first.sample_rate, audio_channels=first.config.audio_channels,

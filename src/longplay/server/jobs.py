@@ -19,7 +19,7 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -102,6 +102,7 @@ class JobView:
     finished_at: datetime | None
     sample_rate: int
     audio: torch.Tensor | None  # [B, C, S] once succeeded
+    joins_s: tuple[float, ...] = ()  # where generated audio meets kept audio, once succeeded
 
 
 @dataclass(eq=False)
@@ -110,7 +111,8 @@ class _Job:
 
     id: str
     settings: GenerationSettings
-    init_audio: torch.Tensor | None  # [C, S] at the model's sample rate; dropped once run
+    inputs: dict[str, torch.Tensor]  # the pipeline's tensor arguments (init_audio,
+    # inpaint_audio: [C, S] at the model's sample rate); dropped once run
     created_at: datetime
     status: JobStatus = "queued"
     progress: JobProgress = JobProgress()
@@ -118,6 +120,7 @@ class _Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     audio: torch.Tensor | None = None  # [B, C, S]
+    joins_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -203,15 +206,16 @@ class GenerationQueue:
     # -- the API's side -------------------------------------------------------------------
 
     def submit(self, settings: GenerationSettings,
-               init_audio: torch.Tensor | None = None) -> JobView:
-        """Queue a job with its resolved settings (``pipeline.resolve_settings``); returns
-        its snapshot as queued."""
+               inputs: Mapping[str, torch.Tensor] | None = None) -> JobView:
+        """Queue a job with its resolved settings (``pipeline.resolve_settings``) and the
+        tensors they were resolved with (``init_audio``, ``inpaint_audio``); returns its
+        snapshot as queued."""
         with self._cond:
             if self._closed:
                 raise QueueClosedError("the server is shutting down")
             if len(self._pending) >= self.capacity:
                 raise QueueFullError(f"the queue is full ({self.capacity} jobs waiting)")
-            job = _Job(id=uuid.uuid4().hex, settings=settings, init_audio=init_audio,
+            job = _Job(id=uuid.uuid4().hex, settings=settings, inputs=dict(inputs or {}),
                        created_at=_now())
             self._jobs[job.id] = job
             self._pending.append(job)
@@ -253,7 +257,7 @@ class GenerationQueue:
             self._report(job, stage, done, total)
 
         try:
-            out = pipeline(job.settings, init_audio=job.init_audio, progress=on_progress)
+            out = pipeline(job.settings, progress=on_progress, **job.inputs)
         except _ShutdownError:
             self._end(job, error="the server shut down while this job ran")
         except Exception as error:
@@ -263,7 +267,7 @@ class GenerationQueue:
                 logger.exception("job %s failed", job.id)
             self._end(job, error=failure_reason(error))
         else:
-            self._end(job, audio=out.audio, settings=out.settings)
+            self._end(job, audio=out.audio, settings=out.settings, joins_s=out.joins_s)
             logger.info("job %s succeeded", job.id)
 
     def _report(self, job: _Job, stage: str, done: int, total: int) -> None:
@@ -277,18 +281,20 @@ class GenerationQueue:
             job.progress = JobProgress(min(max(fraction, 0.0), 1.0), stage, done, total)
 
     def _end(self, job: _Job, *, error: str | None = None, audio: torch.Tensor | None = None,
-             settings: GenerationSettings | None = None) -> None:
+             settings: GenerationSettings | None = None, joins_s: tuple[float, ...] = ()
+             ) -> None:
         with self._cond:
             self._running -= 1
             if settings is not None:
                 job.settings = settings
+            job.joins_s = joins_s
             self._finish(job, _now(), error=error, audio=audio)
 
     def _finish(self, job: _Job, now: datetime, *, error: str | None = None,
                 audio: torch.Tensor | None = None) -> None:
         """Mark ``job`` done (under the lock) and forget the oldest finished jobs."""
         job.status = "failed" if error is not None else "succeeded"
-        job.error, job.audio, job.finished_at, job.init_audio = error, audio, now, None
+        job.error, job.audio, job.finished_at, job.inputs = error, audio, now, {}
         if error is None:
             job.progress = replace(job.progress, fraction=1.0)
         self._finished.append(job.id)
@@ -303,5 +309,5 @@ class GenerationQueue:
                        progress=job.progress, queue_position=position, error=job.error,
                        created_at=job.created_at, started_at=job.started_at,
                        finished_at=job.finished_at, sample_rate=self.sample_rate,
-                       audio=job.audio)
+                       audio=job.audio, joins_s=job.joins_s)
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from longplay.config import WINDOWS
 from longplay.diffusion import OBJECTIVES
-from longplay.pipelines import MAX_SEED, GenerationSettings
+from longplay.pipelines import DEFAULT_EDGE_S, DEFAULT_JUMP_LENGTH, MAX_SEED, GenerationSettings
 from longplay.server.jobs import SAMPLING_SHARE, JobProgress, JobStatus
 
 SAMPLER_NAMES = tuple(sorted({name for objective in OBJECTIVES.values()
@@ -32,7 +32,8 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    prompt: str = Field(min_length=1, description="what the music should be")
+    prompt: str = Field(min_length=1, description="what the music should be (from 0 s, "
+                                                  "before any sections)")
     negative_prompt: str | None = Field(
         None, description="prompt for the unconditional branch of guidance")
     duration_s: float | None = Field(
@@ -59,6 +60,28 @@ class GenerationRequest(BaseModel):
     window: WindowName | None = Field(  # type: ignore[valid-type]
         None, description="full: sample the model's whole window, then trim; fit: the "
                           "shortest window that holds duration_s; default: the model's")
+    inpaint_audio_b64: str | None = Field(
+        None, description="extension and inpainting: a base64 WAV or FLAC file to keep "
+                          "(resampled to the model's rate); the model generates around it")
+    inpaint_regions: list[tuple[float, float]] | None = Field(
+        None, description="with inpaint_audio_b64: the regions [start_s, end_s] to generate; "
+                          "default: what follows the audio")
+    extend_s: float | None = Field(
+        None, gt=0, description="with inpaint_audio_b64: continue it by this many seconds "
+                                "(instead of duration_s)")
+    inpaint_edge_s: float = Field(DEFAULT_EDGE_S, ge=0, description="soft edge of the kept audio")
+    splice: bool = Field(True, description="keep the audio's own samples outside the generated "
+                                           "regions (else its VAE reconstruction)")
+    resample_steps: int = Field(1, ge=1, description="RePaint resampling (1: off)")
+    jump_length: int = Field(DEFAULT_JUMP_LENGTH, ge=1, description="steps per resampled "
+                                                                    "segment")
+    context_s: float | None = Field(
+        None, ge=0, description="beyond one window: seconds each window keeps of what came "
+                                "before (default a quarter of the window)")
+    sections: list[tuple[float, str]] | None = Field(
+        None, description="[start_s, prompt] parts of the piece after the opening prompt "
+                          "(which holds from 0 s)")
+    loop: bool = Field(False, description="make the audio loop seamlessly")
 
 
 class RequestLimits(BaseModel):
@@ -117,6 +140,10 @@ class GenerationStatus(BaseModel):
     num_samples: int | None = Field(description="samples per output channel once succeeded")
     audio_url: str | None = Field(
         description="GET it with ?format=wav|flac&index=i once succeeded")
+    joins_s: list[float] = Field(
+        default_factory=list,
+        description="where generated audio meets kept audio (region edges, windows, a "
+                    "loop's wrap-around), once succeeded")
 
 
 class ModelInfo(BaseModel):

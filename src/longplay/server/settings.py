@@ -17,8 +17,10 @@ class ServerSettings:
             ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``.
         queue_size: jobs that may wait (not counting running ones); one more is a 429.
         workers: generation workers; each owns one pipeline and runs one job at a time.
-        max_duration_s: longest ``duration_s`` accepted; None = the model's window (a larger
-            value is capped by the window too). Also the default duration.
+        max_duration_s: longest piece accepted (``duration_s``, or an extension's audio plus
+            ``extend_s``); None = the model's window. Beyond the window a piece is sampled
+            window by window (at most an hour). The default duration is the smaller of this
+            and the window.
         max_steps: most ``num_inference_steps`` accepted.
         max_outputs: most ``num_outputs`` accepted.
         max_prompt_chars: longest prompt / negative prompt accepted, in characters.
