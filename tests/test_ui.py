@@ -75,6 +75,31 @@ def test_the_page_values_become_the_pipeline_record(studio: Studio) -> None:
     assert drawn.seeds != (5,) and 0 <= drawn.seeds[0] < DRAWN_SEED_BOUND
 
 
+def test_edit_regenerates_a_region_or_extends(studio: Studio, tmp_path: Path) -> None:
+    results, _ = studio.generate("a calm piano", "", 1.5, 3, 3.0, "dpmpp-2m", 3, False, 1,
+                                 None, 1.0)
+    source = str(results[0].audio_path)
+    region, settings = studio.edit(source, "region", 0.5, 1.0, 0, "fast drums", "", 3, 3.0, 4,
+                                   False, 0.1, 1)
+    assert settings["inpaint_regions"] == ((0.5, 1.0),) and region[0].settings["seed"] == 4
+    assert region[0].settings["joins_s"] == [0.5, 1.0]
+    assert sf.info(str(region[0].audio_path)).frames == round(1.5 * 44100)
+    longer, settings = studio.edit(source, "extend", 0, 0, 2.0, "fast drums", "", 3, 3.0, 4,
+                                   False, 0.2, 1)
+    assert sf.info(str(longer[0].audio_path)).frames == round(3.5 * 44100)
+    assert settings["inpaint_regions"] == ((1.5, 3.5),)
+    picture = studio.waveform(source, "region", 0.5, 1.0)
+    assert picture.shape[2] == 3 and picture.dtype.name == "uint8"
+    shaded = (picture == [70, 40, 50]).all(axis=2).any(axis=0)  # the region's background
+    assert 0.3 < shaded.mean() < 0.37  # a third of the width: 0.5 s of 1.5 s
+    for args, message in (((None, "region", 0, 1), "load the audio"),
+                          ((source, "region", 1.2, 2.0), "within the piece"),
+                          ((source, "extend", 0, 0), "positive number")):
+        with pytest.raises(ValueError, match=message):
+            studio.edit(*args, 0.0 if args[1] == "extend" else 1.0, "x", "", 2, 3.0, 0, False,
+                        0.1, 1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,6 +151,14 @@ def test_studio_in_a_real_browser(tmp_path: Path) -> None:
             shot = (DOCS_SCREENSHOT if os.environ.get("LONGPLAY_UPDATE_SCREENSHOT")
                     else tmp_path / "studio.png")
             page.screenshot(path=str(shot), full_page=True)
+            # The Edit tab: take the generation, regenerate a region of it.
+            page.get_by_role("tab", name="Edit").click()
+            page.get_by_role("button", name="Load generation").click()
+            page.wait_for_selector("#edit_waveform img[src]", timeout=60000)
+            page.get_by_role("button", name="Regenerate").click()
+            page.wait_for_selector("#edit_result audio[src]", state="attached", timeout=90000)
+            assert "joins at 0.00" not in page.locator("#edit_status").inner_text()
+            assert "Done: seed" in page.locator("#edit_status").inner_text()
             browser.close()
         assert shot.stat().st_size > 10_000
     finally:

@@ -1,10 +1,11 @@
-"""Spectrogram pictures as PNG files, with no imaging dependency.
+"""Spectrogram and waveform pictures, and PNG files, with no imaging dependency.
 
 Shape legend: C audio channels, S samples, H image height, W image width.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from pathlib import Path
@@ -43,6 +44,43 @@ def spectrogram_image(audio: torch.Tensor, sample_rate: int, *, n_mels: int = 12
     frac = (pos - lo)[..., None]
     rgb = _COLOURS[lo] * (1 - frac) + _COLOURS[lo + 1] * frac
     return rgb.round().astype(np.uint8)
+
+
+WAVE_COLOUR = np.array([90, 160, 230], dtype=np.uint8)
+REGION_COLOUR = np.array([252, 137, 97], dtype=np.uint8)
+BACKGROUND = np.array([24, 24, 32], dtype=np.uint8)
+REGION_BACKGROUND = np.array([70, 40, 50], dtype=np.uint8)
+
+
+def waveform_image(audio: torch.Tensor, sample_rate: int, *,
+                   region_s: tuple[float, float] | None = None, width: int = 1000,
+                   height: int = 160) -> np.ndarray:
+    """audio [C, S] -> RGB uint8 [height, width]: the peak envelope of the channel mean
+    (one column per 1 / width of the audio), with ``region_s`` (start_s, end_s) shaded
+    and drawn in another colour."""
+    mono = audio.float().mean(dim=0)
+    num_samples = mono.shape[-1]
+    if num_samples == 0:
+        raise ValueError("no audio to draw")
+    edges = np.linspace(0, num_samples, width + 1).astype(int)
+    values = mono.abs().numpy()
+    peaks = np.array([values[a:max(b, a + 1)].max() if a < num_samples else 0.0
+                      for a, b in itertools.pairwise(edges)])
+    peaks = peaks / max(float(peaks.max()), 1e-9)
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = BACKGROUND
+    inside = np.zeros(width, dtype=bool)
+    if region_s is not None:
+        seconds = (edges[:-1] + edges[1:]) / 2 / sample_rate
+        inside = (seconds >= region_s[0]) & (seconds < region_s[1])
+        image[:, inside] = REGION_BACKGROUND
+    middle = height / 2
+    rows = np.arange(height)[:, None]
+    reach = (peaks * (height / 2 - 2))[None, :]
+    wave = np.abs(rows + 0.5 - middle) <= np.maximum(reach, 0.5)
+    image[wave & ~inside[None, :]] = WAVE_COLOUR
+    image[wave & inside[None, :]] = REGION_COLOUR
+    return image
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:

@@ -16,8 +16,9 @@ from typing import Any
 import soundfile as sf
 
 from longplay.audio import load_audio, save_audio
-from longplay.audio.images import spectrogram_image
+from longplay.audio.images import spectrogram_image, waveform_image
 from longplay.pipelines import (
+    DEFAULT_EDGE_S,
     DEFAULT_SIGMA_MAX,
     DEFAULT_SIGMA_MIN,
     GenerationError,
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 MAX_OUTPUTS = 4
 MAX_STEPS = 250
 MAX_INIT_NOISE_LEVEL = 100.0  # the slider's top for v models (sigma_max is 500)
+EDIT_MODES = ("region", "extend")
+MAX_EXTEND_S = 600.0
 HISTORY_COLUMNS = ["#", "time", "prompt", "seed", "duration (s)", "steps", "cfg", "sampler"]
 
 
@@ -91,12 +94,53 @@ class Studio:
                                     channels=self.pipe.config.audio_channels).audio
         settings = self.settings(prompt, negative, duration_s, steps, cfg, sampler, seed,
                                  random_seed, num_outputs, init_audio, init_noise_level)
+        out = self.pipe(settings, init_audio=init_audio, progress=_gradio_progress(progress))
+        return self._write_results(out), out.settings.as_dict()
 
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if progress is not None:
-                progress(done / max(total, 1), desc=f"{stage} {done}/{total}")
+    def edit(self, source_path: str | None, mode: str, start_s: float, end_s: float,
+             extend_s: float, prompt: str, negative: str, steps: int, cfg: float, seed: int | None,
+             random_seed: bool, edge_s: float, resample_steps: int,
+             progress=None) -> tuple[list[Result], dict]:
+        """Regenerate [start_s, end_s) of the audio at ``source_path`` (``mode`` "region")
+        or extend it by ``extend_s`` seconds (``mode`` "extend"), keeping the rest; writes
+        the result's files like :meth:`generate`."""
+        if not source_path:
+            raise ValueError("load the audio to edit first (upload it, or pick a generation)")
+        if not prompt or not prompt.strip():
+            raise ValueError("write a prompt first")
+        if mode not in EDIT_MODES:
+            raise ValueError(f"mode must be one of {', '.join(EDIT_MODES)}, got {mode!r}")
+        audio = load_audio(source_path, sample_rate=self.pipe.sample_rate,
+                           channels=self.pipe.config.audio_channels).audio
+        length_s = audio.shape[-1] / self.pipe.sample_rate
+        if mode == "extend":
+            if not float(extend_s) > 0:
+                raise ValueError("extend by a positive number of seconds")
+            duration, regions = length_s + float(extend_s), None
+        else:
+            duration, regions = length_s, [(float(start_s), float(end_s))]
+        settings = self.pipe.resolve_settings(
+            prompt.strip(), negative.strip() or None, duration_s=duration,
+            num_inference_steps=int(steps), guidance_scale=float(cfg),
+            seed=None if random_seed or seed is None else int(seed), inpaint_audio=audio,
+            inpaint_regions=regions, inpaint_edge_s=float(edge_s),
+            resample_steps=int(resample_steps))
+        out = self.pipe(settings, inpaint_audio=audio, progress=_gradio_progress(progress))
+        return self._write_results(out), out.settings.as_dict()
 
-        out = self.pipe(settings, init_audio=init_audio, progress=on_progress)
+    def waveform(self, source_path: str | None, mode: str, start_s: float,
+                 end_s: float) -> Any:
+        """The picture of the audio to edit, the region to regenerate shaded."""
+        if not source_path:
+            return None
+        audio = load_audio(source_path, sample_rate=self.pipe.sample_rate,
+                           channels=self.pipe.config.audio_channels).audio
+        region = (float(start_s), float(end_s)) if mode == "region" else None
+        return waveform_image(audio, self.pipe.sample_rate, region_s=region)
+
+    def _write_results(self, out) -> list[Result]:
+        """Each output as files (WAV, FLAC and MP3 where libsndfile writes it), its
+        spectrogram and its settings."""
         record = out.settings.as_dict()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         results = []
@@ -110,10 +154,11 @@ class Studio:
                 mp3 = stem.with_suffix(".mp3")
                 sf.write(str(mp3), audio.T.numpy(), out.sample_rate, format="MP3")
                 downloads.append(mp3)
-            item = dict(record, seed=out.seeds[i], model=self.model_name)
+            item = dict(record, seed=out.seeds[i], model=self.model_name,
+                        joins_s=list(out.joins_s))
             results.append(Result(wav, spectrogram_image(audio, out.sample_rate), downloads,
                                   item))
-        return results, record
+        return results
 
     # -- the page -----------------------------------------------------------------------
 
@@ -125,7 +170,7 @@ class Studio:
             gr.Markdown(f"# longplay studio\nModel: `{self.model_name}` — up to "
                         f"{window:.1f} s of {self.pipe.sample_rate} Hz stereo.")
             history = gr.State([])
-            with gr.Row():
+            with gr.Tab("Generate"), gr.Row():
                 with gr.Column(scale=2):
                     prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
                                         placeholder="e.g. warm lo-fi piano with soft drums, 80 BPM")
@@ -165,6 +210,53 @@ class Studio:
                                             interactive=False)
                             info = gr.JSON(label="Settings")
                         slots.append((group, player, picture, files, info))
+
+            with gr.Tab("Edit"):
+                gr.Markdown("Load audio (or pick a generation below), choose a region to "
+                            "regenerate or how much to add, and run. What is not regenerated "
+                            "is kept as it is.")
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        source = gr.Audio(label="Audio to edit", type="filepath",
+                                          elem_id="edit_source")
+                        with gr.Row():
+                            source_pick = gr.Number(value=1, precision=0,
+                                                    label="or generation #")
+                            load_pick = gr.Button("Load generation")
+                        mode = gr.Radio(list(EDIT_MODES), value="region",
+                                        label="Regenerate a region, or extend")
+                        with gr.Row():
+                            start = gr.Number(value=0.0, label="Region start (s)")
+                            end = gr.Number(value=1.0, label="Region end (s)")
+                            extend_by = gr.Number(value=10.0, label="Extend by (s)")
+                        edit_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="edit_prompt")
+                        edit_negative = gr.Textbox(label="Negative prompt", lines=1)
+                        with gr.Row():
+                            edit_steps = gr.Slider(1, MAX_STEPS, value=d.num_inference_steps,
+                                                   step=1, label="Steps")
+                            edit_cfg = gr.Slider(1.0, 15.0, value=d.guidance_scale, step=0.1,
+                                                 label="Guidance scale")
+                        with gr.Row():
+                            edit_seed = gr.Number(value=0, precision=0, label="Seed")
+                            edit_random = gr.Checkbox(value=True, label="Random seed")
+                        with gr.Accordion("Joins", open=False):
+                            edge = gr.Slider(0.0, 2.0, value=DEFAULT_EDGE_S, step=0.05,
+                                             label="Soft edge (s)")
+                            resample = gr.Slider(1, 10, value=1, step=1,
+                                                 label="Resampling (RePaint; 1 = off)")
+                        edit_button = gr.Button("Regenerate", variant="primary",
+                                                elem_id="edit")
+                        edit_status = gr.Markdown(elem_id="edit_status")
+                    with gr.Column(scale=3):
+                        wave = gr.Image(label="Waveform (the region shaded)", type="numpy",
+                                        interactive=False, elem_id="edit_waveform")
+                        edited = gr.Audio(label="Result", type="filepath", interactive=False,
+                                          elem_id="edit_result")
+                        edited_picture = gr.Image(label="Spectrogram", type="numpy",
+                                                  interactive=False)
+                        edited_files = gr.File(label="Download", file_count="multiple",
+                                               interactive=False)
+                        edited_info = gr.JSON(label="Settings")
             gr.Markdown("## History")
             table = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, wrap=True)
             with gr.Row():
@@ -193,11 +285,12 @@ class Studio:
                     else:
                         updates += [gr.update(visible=False), None, None, None, None]
                 entry = dict(settings, seed=results[0].settings["seed"],
-                             time=time.strftime("%H:%M:%S"))
+                             time=time.strftime("%H:%M:%S"),
+                             files=[str(r.audio_path) for r in results])
                 past = [*past, entry]
-                rows = [[n + 1, h["time"], h["prompts"][0], h["seed"], h["duration_s"],
-                         h["num_inference_steps"], h["guidance_scale"], h["sampler"]]
-                        for n, h in enumerate(past)]
+                rows = [[n + 1, h["time"], (h["prompts"] or ("",))[0], h["seed"],
+                         h["duration_s"], h["num_inference_steps"], h["guidance_scale"],
+                         h["sampler"]] for n, h in enumerate(past)]
                 message = f"Done: seed {', '.join(str(r.settings['seed']) for r in results)}"
                 return [*updates, past, rows, message, entry["seed"], len(past)]
 
@@ -218,6 +311,56 @@ class Studio:
             reuse.click(use_again, inputs=[pick, history],
                         outputs=[prompt, negative, duration, steps, cfg, sampler, seed,
                                  random_seed, outputs])
+
+            def picked(number, past):
+                index = int(number or 1) - 1
+                if not 0 <= index < len(past):
+                    raise gr.Error("choose a generation from the history"
+                                   + (f" (1 to {len(past)})" if past else ": none yet"))
+                entry = past[index]
+                prompt_v = entry["sections"][0][1] if entry.get("sections") else (
+                    entry["prompts"][0] if entry["prompts"] else "")
+                return entry["files"][0], prompt_v
+
+            load_pick.click(picked, inputs=[source_pick, history],
+                            outputs=[source, edit_prompt])
+
+            def draw(path, mode_v, start_v, end_v):
+                try:
+                    return self.waveform(path, mode_v, start_v, end_v)
+                except ValueError as err:
+                    raise gr.Error(str(err)) from None
+
+            for trigger in (source.change, mode.change, start.change, end.change):
+                trigger(draw, inputs=[source, mode, start, end], outputs=[wave])
+
+            def run_edit(path, mode_v, start_v, end_v, extend_v, prompt_v, negative_v, steps_v,
+                         cfg_v, seed_v, random_v, edge_v, resample_v, past,
+                         progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
+                try:
+                    results, settings = self.edit(path, mode_v, start_v, end_v, extend_v,
+                                                  prompt_v, negative_v, steps_v, cfg_v, seed_v,
+                                                  random_v, edge_v, resample_v, progress)
+                except (ValueError, GenerationError) as err:
+                    raise gr.Error(str(err)) from None
+                r = results[0]
+                entry = dict(settings, seed=r.settings["seed"], time=time.strftime("%H:%M:%S"),
+                             files=[str(x.audio_path) for x in results])
+                past = [*past, entry]
+                rows = [[n + 1, h["time"], (h["prompts"] or ("",))[0], h["seed"],
+                         h["duration_s"], h["num_inference_steps"], h["guidance_scale"],
+                         h["sampler"]] for n, h in enumerate(past)]
+                joins = ", ".join(f"{j:.2f}" for j in r.settings["joins_s"])
+                message = f"Done: seed {r.settings['seed']}; joins at {joins or 'none'} s"
+                return (str(r.audio_path), r.spectrogram, [str(p) for p in r.downloads],
+                        r.settings, past, rows, message, len(past))
+
+            edit_button.click(
+                run_edit, inputs=[source, mode, start, end, extend_by, edit_prompt,
+                                  edit_negative, edit_steps, edit_cfg, edit_seed, edit_random,
+                                  edge, resample, history],
+                outputs=[edited, edited_picture, edited_files, edited_info, history, table,
+                         edit_status, pick])
         return page
 
     def launch(self, host: str = "127.0.0.1", port: int = 7860, **kwargs):
@@ -225,6 +368,15 @@ class Studio:
         page.queue(default_concurrency_limit=1)
         return page.launch(server_name=host, server_port=port, show_error=True,
                            allowed_paths=[str(self.output_dir)], **kwargs)
+
+
+def _gradio_progress(progress):
+    """The pipeline's progress callback for a Gradio progress tracker (or None)."""
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(done / max(total, 1), desc=f"{stage} {done}/{total}")
+
+    return on_progress
 
 
 def load_studio(model: str | Path, text_encoder: str | Path | None = None,
