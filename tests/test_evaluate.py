@@ -172,3 +172,24 @@ def test_laion_clap_through_transformers(tmp_path, prompts) -> None:
     report = Evaluation(config, tmp_path / "r", progress=False).run()
     assert -1 <= report.metrics["clap_laion"]["value"] <= 1
     assert report.metrics["clap_laion"]["items"] == 3
+
+
+def test_evaluate_scores_the_joins_its_sidecars_record(tmp_path, prompts) -> None:
+    audio = tmp_path / "edits"
+    audio.mkdir()
+    assert main(["generate", "calm piano", "--model", str(SAO1_TINY), "--duration", "2",
+                 "--steps", "2", "--seed", "1", "-o", str(audio / "a.wav"),
+                 "--no-progress"]) == 0
+    assert main(["extend", str(audio / "a.wav"), "--seconds", "3", "--prompt", "fast drums",
+                 "--model", str(SAO1_TINY), "--steps", "2", "--seed", "2",
+                 "-o", str(audio / "b.wav"), "--no-progress"]) == 0
+    assert main(["generate", "strings", "--model", str(SAO1_TINY), "--loop", "--duration",
+                 "1.5", "--steps", "2", "-o", str(audio / "c.wav"), "--no-progress"]) == 0
+    report = Evaluation(EvaluationConfig(prompts=prompts, audio=audio, metrics=("joins",)),
+                        tmp_path / "r", progress=False).run()
+    joins = report.metrics["joins"]
+    extended = [r for r in joins["items"] if r["id"] == "b"]
+    assert extended and extended[0]["position_s"] == 2.0  # where the recording ended
+    assert {r["id"] for r in joins["items"]} == {"b", "c"}  # a has no join
+    assert joins["joins"] == len(joins["items"]) and joins["max_click"] >= joins["mean_click"]
+    assert "## Joins" in (tmp_path / "r" / "report.md").read_text()

@@ -35,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--audio", type=Path, help="already generated audio, <id>.wav per prompt")
     ev.add_argument("--reference", type=Path, help="real audio to compare with")
     ev.add_argument("--metrics", type=_metrics, default=("clap", "timing", "structure"),
-                    help="comma-separated (default clap,timing,structure)")
+                    help="comma-separated, from " + ", ".join(METRICS) + " (default "
+                         "clap,timing,structure; joins scores the joins that the sidecars of "
+                         "--audio files record, as longplay extend and inpaint write them)")
     ev.add_argument("--clap", type=Path, help="longplay CLAP folder (default: the demo model's)")
     ev.add_argument("--duration", type=float, default=10.0,
                     help="seconds per clip for prompts without a duration (default 10)")

@@ -24,6 +24,9 @@ Metrics (``--metrics``; see each one's definition in its module):
   score (novelty peaks per minute, block contrast) of generated and reference audio;
 - ``autoencoder``: STFT/MEL distance and SI-SDR of the model's VAE on the reference
   audio (needs ``--reference``);
+- ``joins``: how seamless the joins of extended, inpainted, windowed or looped audio
+  are (:mod:`longplay.evaluation.joins`), at the ``joins_s`` each file's sidecar records
+  (``longplay generate/extend/inpaint`` write them); files without joins are skipped;
 - ``clap_laion``, ``fd_openl3``, ``kl_passt``: the paper's metrics with pretrained
   embedders from local paths (``--laion-clap``, ``--openl3``, ``--passt``; see
   :mod:`longplay.evaluation.embedders`). ``kl_passt`` pairs items with reference files
@@ -50,6 +53,7 @@ from longplay.evaluation import embedders
 from longplay.evaluation.autoencoder_metrics import mel_distance, si_sdr, stft_distance
 from longplay.evaluation.distribution_metrics import CLAPScore, FrechetDistance, KLDivergence
 from longplay.evaluation.embedders import own_clap
+from longplay.evaluation.joins import JoinMetric
 from longplay.evaluation.prompts import PromptItem, read_prompts
 from longplay.evaluation.structure import (
     chroma_features,
@@ -61,9 +65,9 @@ from longplay.evaluation.structure import (
 from longplay.evaluation.timing import timing_adherence
 from longplay.pipelines import TextToMusicPipeline
 
-METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "clap_laion", "fd_openl3",
-           "kl_passt")
-OFFLINE_METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder")
+METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "joins", "clap_laion",
+           "fd_openl3", "kl_passt")
+OFFLINE_METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "joins")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
@@ -323,6 +327,23 @@ class Evaluation:
             "items": n, "stft_distance": sum(r[0] for r in rows) / n,
             "mel_distance": sum(r[1] for r in rows) / n, "si_sdr": sum(r[2] for r in rows) / n}
 
+    def _joins(self, generated: dict[str, Path], report: Report) -> None:
+        metric = JoinMetric()
+        rows = []
+        for item in self.items:
+            path = generated[item.id]
+            sidecar = path.with_suffix(".json")
+            record = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+            joins = record.get("joins_s") or []
+            if not joins:
+                continue
+            loop = bool(record.get("settings", {}).get("loop", False))
+            audio = self._load(path)
+            for score in metric.update(audio, 44100, joins, circular=loop):
+                rows.append({"id": item.id, **asdict(score)})
+        report.metrics["joins"] = ({"items": rows, **metric.compute()} if rows else
+                                   {"items": [], "joins": 0})
+
     def _pretrained(self, name: str, generated: dict[str, Path], report: Report) -> None:
         c = self.config
         if name == "clap_laion":
@@ -385,6 +406,8 @@ class Evaluation:
                 self._structure(generated, report)
             elif metric == "autoencoder":
                 self._autoencoder(report)
+            elif metric == "joins":
+                self._joins(generated, report)
             else:
                 self._pretrained(metric, generated, report)
             report.seconds[metric] = time.perf_counter() - start
@@ -442,6 +465,24 @@ def report_markdown(report: Report) -> str:
             lines.append(f"| {name} | {x['items']} | {_fmt(x['boundaries_per_minute'], 2)} | "
                          f"{_fmt(x['block_contrast'])} |")
         lines += ["", "Matrices: `structure/<set>_<id>_<chroma|mfcc>.png`.", ""]
+    if "joins" in m:
+        x = m["joins"]
+        lines += ["## Joins (extension, inpainting, windows, loops)", ""]
+        if x["joins"]:
+            lines += ["Change across each join relative to the audio's own frame-to-frame "
+                      "change (about 1: like the music inside; higher: a seam), and clicks "
+                      "(above about 2).", "",
+                      "| joins | mean mel jump | max mel jump | mean flux | max click |",
+                      "|---|---|---|---|---|",
+                      f"| {x['joins']} | {_fmt(x['mean_mel_jump'], 2)} | "
+                      f"{_fmt(x['max_mel_jump'], 2)} | {_fmt(x['mean_flux'], 2)} | "
+                      f"{_fmt(x['max_click'], 2)} |", "",
+                      "| id | at (s) | mel jump | flux | click |", "|---|---|---|---|---|"]
+            lines += [f"| {r['id']} | {r['position_s']:.2f} | {_fmt(r['mel_jump'], 2)} | "
+                      f"{_fmt(r['flux'], 2)} | {_fmt(r['click'], 2)} |" for r in x["items"]]
+        else:
+            lines.append("No file records joins (sidecars with `joins_s`).")
+        lines.append("")
     if report.items:
         has_clap = "clap" in report.items[0]
         lines += ["## Items", "", "| id | seed | prompt |" + (" CLAP |" if has_clap else ""),
