@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ from longplay.autoencoder import AudioVAE, MultiScaleSTFTDiscriminator
 from longplay.autoencoder.init import init_vae_for_training
 from longplay.conditioning import CLAPAudioEncoder, CLAPModel, Conditioner, HFTextEncoder
 from longplay.config import (
+    INPAINT_IDS,
     CLAPConfig,
     ConditioningConfig,
     DiffusionModelConfig,
@@ -44,6 +45,7 @@ __all__ = [
     "build_text_encoder",
     "build_vae",
     "seeded",
+    "with_inpainting_input",
 ]
 
 VAE_INITS = ("pytorch", "variance_preserving")
@@ -132,7 +134,8 @@ def build_dit(config: DiTConfig, *, seed: int | None = None) -> DiffusionTransfo
             num_heads=config.num_heads, cond_token_dim=config.cond_token_dim,
             global_cond_dim=config.global_cond_dim,
             project_cond_tokens=config.project_cond_tokens, qk_norm=config.qk_norm,
-            use_cross_attn_mask=config.use_cross_attn_mask)
+            use_cross_attn_mask=config.use_cross_attn_mask,
+            input_concat_dim=config.input_concat_dim)
 
 
 def build_text_encoder(text: TextConditionerConfig, path: Path, *,
@@ -178,3 +181,30 @@ def build_clap(config: CLAPConfig, text_encoder: HFTextEncoder, *, train_text: b
         return CLAPModel(audio_encoder, text_encoder.model, text_encoder.tokenizer,
                          embed_dim=config.embed_dim, text_layer=config.text_layer,
                          max_length=config.max_length, train_text=train_text)
+
+
+def with_inpainting_input(model: DiffusionModel) -> DiffusionModel:
+    """``model`` with a DiT that also takes an inpainting model's input (a keep mask and
+    the masked latents, 1 + D channels concatenated to the latents), the weights of the
+    new input channels zero: the new model computes exactly what ``model`` did, until
+    training teaches it to use them. A model that has them is returned as it is."""
+    if model.config.inpainting:
+        return model
+    config = model.config
+    io = config.dit.io_channels
+    config = replace(config, dit=replace(config.dit, input_concat_dim=1 + io),
+                     conditioning=replace(config.conditioning, input_concat_ids=INPAINT_IDS))
+    with torch.device("meta"):
+        dit = build_dit(config.dit)
+    state = dict(model.dit.state_dict())
+    old_conv, old_in = state["pre_conv.weight"], state["project_in.weight"]  # [D, D, 1], [W, D]
+    conv = old_conv.new_zeros(io + config.dit.input_concat_dim, io + config.dit.input_concat_dim,
+                              1)
+    conv[:io, :io] = old_conv
+    project = old_in.new_zeros(old_in.shape[0], io + config.dit.input_concat_dim)
+    project[:, :io] = old_in
+    state["pre_conv.weight"], state["project_in.weight"] = conv, project
+    dit.load_state_dict(state, strict=True, assign=True)
+    dit.train(model.dit.training)
+    return DiffusionModel(config, model.vae, model.conditioner, dit, model.text_encoder,
+                          model.source)

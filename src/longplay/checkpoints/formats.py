@@ -16,6 +16,7 @@ from typing import Any
 
 from longplay.checkpoints.files import CheckpointError, read_config, read_json
 from longplay.config import (
+    INPAINT_IDS,
     ConditioningConfig,
     ConfigError,
     DiffusionModelConfig,
@@ -41,6 +42,10 @@ __all__ = [
 
 TEXT_ENCODER_DIR = "text_encoder"
 """The text encoder's folder inside a model folder (diffusers' name, also longplay's)."""
+SAT_INPAINT_MODEL_TYPE = "diffusion_cond_inpaint"
+SAT_MODEL_TYPES = ("diffusion_cond", SAT_INPAINT_MODEL_TYPE)
+"""The text-to-audio model types longplay reads: plain, and trained to inpaint (its DiT
+takes the mask and the masked latents as extra input channels)."""
 SAT_DEFAULT_OBJECTIVE = "v"
 """The ``diffusion_objective`` stable-audio-tools assumes when a config omits it."""
 
@@ -246,7 +251,8 @@ def _parse_sat_text(sec: str, entry: Mapping[str, Any], cond_dim: int) -> TextCo
 def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
     """Parse a stable-audio-tools ``model_config.json`` of a conditional diffusion model."""
     check_keys("model_config", cfg, _SAT_TOP_KEYS)
-    expect_value("model_config", "model_type", cfg.get("model_type"), ("diffusion_cond",))
+    model_type = cfg.get("model_type")
+    expect_value("model_config", "model_type", model_type, SAT_MODEL_TYPES)
     model = require_field("model_config", cfg, "model")
     check_keys("model", model, _SAT_MODEL_KEYS)
     vae = vae_config_from_sat_model_config(cfg)
@@ -273,16 +279,20 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
     diff = require_field("model", model, "diffusion")
     check_keys("model.diffusion", diff, _SAT_DIFFUSION_KEYS)
     expect_value("model.diffusion", "type", diff.get("type"), ("dit",))
-    for unsupported in ("input_concat_ids", "prepend_cond_ids"):
-        if diff.get(unsupported):
-            raise ConfigError(f"model.diffusion.{unsupported} is not supported by longplay")
+    if diff.get("prepend_cond_ids"):
+        raise ConfigError("model.diffusion.prepend_cond_ids is not supported by longplay")
+    concat_ids = tuple(diff.get("input_concat_ids", ()))
+    if (model_type == SAT_INPAINT_MODEL_TYPE) != bool(concat_ids):
+        raise ConfigError(f"model.diffusion.input_concat_ids {list(concat_ids)} and "
+                          f"model_type {model_type!r} disagree: an inpainting model "
+                          f"({SAT_INPAINT_MODEL_TYPE}) takes {', '.join(INPAINT_IDS)}")
     dc = require_field("model.diffusion", diff, "config")
     check_keys("model.diffusion.config", dc, _SAT_DIT_KEYS)
     expect_value("model.diffusion.config", "transformer_type",
             dc.get("transformer_type", "continuous_transformer"), ("continuous_transformer",))
     for key, default in (("patch_size", 1), ("project_global_cond", True),
                          ("global_cond_type", "prepend"), ("timestep_cond_type", "global"),
-                         ("input_concat_dim", 0), ("prepend_cond_dim", 0)):
+                         ("prepend_cond_dim", 0)):
         expect_value("model.diffusion.config", key, dc.get(key, default), (default,))
     attn = dc.get("attn_kwargs", {})
     check_keys("model.diffusion.config.attn_kwargs", attn, {"qk_norm"})
@@ -311,6 +321,7 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
         global_cond_dim=int(dc.get("global_cond_dim", 0)),
         project_cond_tokens=bool(dc.get("project_cond_tokens", True)),
         qk_norm=qk == "ln",
+        input_concat_dim=int(dc.get("input_concat_dim", 0)),
     )
     return DiffusionModelConfig(
         sample_rate=int(require_field("model_config", cfg, "sample_rate")),
@@ -320,7 +331,7 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
         conditioning=ConditioningConfig(
             cond_dim=cond_dim, text=text, text_id=text_id, timing=tuple(timing),
             cross_attention_ids=ids("cross_attention_cond_ids"),
-            global_ids=ids("global_cond_ids")),
+            global_ids=ids("global_cond_ids"), input_concat_ids=concat_ids),
         dit=dit,
         objective=str(objective),
         window=str(inference.get("window", "full")),
@@ -375,6 +386,9 @@ def diffusion_config_to_sat(config: DiffusionModelConfig,
     }
     if dit.qk_norm:
         diffusion["config"]["attn_kwargs"] = {"qk_norm": "ln"}
+    if cond.input_concat_ids:
+        diffusion["input_concat_ids"] = list(cond.input_concat_ids)
+        diffusion["config"]["input_concat_dim"] = dit.input_concat_dim
     if config.objective != SAT_DEFAULT_OBJECTIVE:
         diffusion["diffusion_objective"] = config.objective
     inference: dict[str, Any] = {}
@@ -385,7 +399,7 @@ def diffusion_config_to_sat(config: DiffusionModelConfig,
     extra = {"inference": inference} if inference else {}
     return {
         **extra,
-        "model_type": "diffusion_cond",
+        "model_type": SAT_INPAINT_MODEL_TYPE if config.inpainting else "diffusion_cond",
         "sample_size": config.sample_size,
         "sample_rate": config.sample_rate,
         "audio_channels": config.audio_channels,

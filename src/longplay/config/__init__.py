@@ -14,6 +14,9 @@ from longplay.config.loader import (
 )
 from longplay.config.model import (
     CLAP_FORMAT_VERSION,
+    INPAINT_IDS,
+    INPAINT_INPUT_ID,
+    INPAINT_MASK_ID,
     MODEL_PRESETS,
     VAE_PRESETS,
     WINDOWS,
@@ -41,6 +44,9 @@ from longplay.config.training import (
 
 __all__ = [
     "CLAP_FORMAT_VERSION",
+    "INPAINT_IDS",
+    "INPAINT_INPUT_ID",
+    "INPAINT_MASK_ID",
     "MODEL_PRESETS",
     "VAE_PRESETS",
     "WINDOWS",

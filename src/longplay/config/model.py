@@ -105,8 +105,13 @@ class DiTConfig:
     project_cond_tokens: bool = False
     qk_norm: bool = False
     use_cross_attn_mask: bool = False
+    input_concat_dim: int = 0
+    """Extra input channels concatenated to the latents (an inpainting model's mask and
+    masked latents: 1 + io_channels)."""
 
     def __post_init__(self) -> None:
+        if self.input_concat_dim < 0:
+            raise ConfigError(f"input_concat_dim must be >= 0, got {self.input_concat_dim}")
         if self.width % self.num_heads:
             raise ConfigError(f"DiT width {self.width} is not divisible by num_heads "
                               f"{self.num_heads}")
@@ -149,6 +154,16 @@ class ConditioningConfig:
     # "text" stands for the prompt's tokens, whatever its id in the model config.
     cross_attention_ids: tuple[str, ...] = ("text", "seconds_start", "seconds_total")
     global_ids: tuple[str, ...] = ("seconds_start", "seconds_total")
+    # An inpainting model's extra inputs, in the order they are concatenated to the latents
+    # (stable-audio-tools' ``input_concat_ids``): INPAINT_MASK_ID and INPAINT_INPUT_ID.
+    input_concat_ids: tuple[str, ...] = ()
+
+
+INPAINT_MASK_ID = "inpaint_mask"
+"""The keep mask [B, 1, T] (1 = known) of an inpainting model's input."""
+INPAINT_INPUT_ID = "inpaint_masked_input"
+"""The known latents times the mask [B, D, T] of an inpainting model's input."""
+INPAINT_IDS = (INPAINT_MASK_ID, INPAINT_INPUT_ID)
 
 
 
@@ -184,6 +199,14 @@ class DiffusionModelConfig:
         if self.dit.io_channels != self.vae.latent_dim:
             raise ConfigError(f"DiT io_channels {self.dit.io_channels} != VAE latent_dim "
                               f"{self.vae.latent_dim}")
+        ids = self.conditioning.input_concat_ids
+        if ids and sorted(ids) != sorted(INPAINT_IDS):
+            raise ConfigError(f"input_concat_ids {list(ids)} are not supported: longplay reads "
+                              f"inpainting models, whose inputs are {', '.join(INPAINT_IDS)}")
+        expected = 1 + self.dit.io_channels if ids else 0
+        if self.dit.input_concat_dim != expected:
+            raise ConfigError(f"the DiT's input_concat_dim is {self.dit.input_concat_dim}; "
+                              f"input_concat_ids {list(ids)} need {expected}")
 
     @property
     def window_frames(self) -> int:
@@ -193,6 +216,12 @@ class DiffusionModelConfig:
     @property
     def max_duration_s(self) -> float:
         return self.sample_size / self.sample_rate
+
+    @property
+    def inpainting(self) -> bool:
+        """Whether the DiT takes a mask and masked known latents as extra input (a model
+        trained to inpaint, stable-audio-tools' ``diffusion_cond_inpaint``)."""
+        return bool(self.conditioning.input_concat_ids)
 
 
 # ---------------------------------------------------------------------------------------

@@ -102,6 +102,14 @@ class DiTTrainConfig:
     """Train on windows of this many latent frames instead of the model's whole window
     (pre-training on short windows, as the paper does before the full window); the
     model's window (its sample_size) is unchanged."""
+    inpaint: bool = False
+    """Train a model that inpaints: its DiT also takes a keep mask and the masked latents
+    (stable-audio-tools' ``diffusion_cond_inpaint``). A model without those inputs gains
+    them with zero weights, so it starts as it was."""
+    inpaint_mask_probabilities: tuple[float, float, float] = (0.1, 0.8, 0.1)
+    """How often a training mask is random segments, everything generated (from
+    scratch), or a kept prefix (continuation): stable-audio-tools' defaults."""
+    inpaint_max_segments: int = 10
     optimizer: OptimizerConfig = OptimizerConfig()
     ema: EMAConfig = EMAConfig()
     data: DataConfig = DataConfig()
@@ -117,6 +125,13 @@ class DiTTrainConfig:
         if self.window_frames is not None and self.window_frames < 1:
             raise ConfigError(f"window_frames must be a positive number of latent frames, got "
                               f"{self.window_frames}")
+        probabilities = self.inpaint_mask_probabilities
+        if any(p < 0 for p in probabilities) or not math.isclose(sum(probabilities), 1.0):
+            raise ConfigError(f"inpaint_mask_probabilities must be 3 non-negative numbers "
+                              f"summing to 1, got {list(probabilities)}")
+        if self.inpaint_max_segments < 1:
+            raise ConfigError(f"inpaint_max_segments must be >= 1, got "
+                              f"{self.inpaint_max_segments}")
 
 
 @dataclass(frozen=True)

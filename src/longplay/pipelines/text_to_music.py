@@ -18,6 +18,7 @@ import torch
 from longplay.builders import DiffusionModel
 from longplay.checkpoints import load_diffusion_model
 from longplay.conditioning import Conditioning, ConditioningTokens
+from longplay.config import INPAINT_INPUT_ID, INPAINT_MASK_ID
 from longplay.diffusion import (
     CircularModel,
     InpaintingModel,
@@ -43,7 +44,7 @@ from longplay.pipelines.settings import (
     resolve_settings,
     sampling_defaults,
 )
-from longplay.pipelines.windows import generate_frames, plan_windows, section_prompt
+from longplay.pipelines.windows import Window, generate_frames, plan_windows, section_prompt
 from longplay.transformer import DiTContext
 
 __all__ = [
@@ -495,17 +496,25 @@ class TextToMusicPipeline:
             # the whole piece's length.
             window_start_s = s.seconds_start + window.start / rate
             text = features.of_window(window.first_generated / rate)
-            cond = self.prepare_conditioning(text, batch, window_start_s, s.seconds_total)
+            known = piece[..., window.start:window.end]
+            extra = self._inpainting_input(window, known)
+            cond = self.prepare_conditioning(text, batch, window_start_s,
+                                             s.seconds_total).with_input(extra)
             uncond = (None if negative is None else self.prepare_conditioning(
-                negative, batch, window_start_s, s.seconds_total))
+                negative, batch, window_start_s, s.seconds_total).with_input(extra))
             model_fn = self._model_fn(cond, s, uncond)
             if s.loop:
                 model_fn = CircularModel(model_fn, window.num_frames)
             noise = (draw((self.config.vae.latent_dim, window.num_frames)) if latents is None
                      else latents.float().to(self.device, self.vae_dtype))
-            known = piece[..., window.start:window.end]
-            weights = soft_keep_mask(~window.generate, round(s.inpaint_edge_s * rate),
-                                     circular=s.loop).to(self.device)
+            # Soft edges toward the frames generated inside the piece; past its end
+            # (trimmed) the frames are free without making the piece's end an edge.
+            inside = min(window.end, total_frames) - window.start
+            toward = window.generate.clone()
+            toward[inside:] = False
+            weights = soft_keep_mask(~toward, round(s.inpaint_edge_s * rate), circular=s.loop)
+            weights[inside:] = 0
+            weights = weights.to(self.device)
             mask = weights.view(1, 1, -1).expand(batch, 1, -1).to(self.vae_dtype)
             kept = bool((weights > 0).any())
             if kept:
@@ -595,6 +604,18 @@ class TextToMusicPipeline:
             raise SettingsError(mine[0], f"the settings do not fit this model and these inputs "
                                          f"({', '.join(mine)} differ from what they resolve to)")
         return again
+
+    def _inpainting_input(self, window: Window, known: torch.Tensor) -> torch.Tensor | None:
+        """An inpainting model's extra input channels for ``window``: its keep mask
+        [B, 1, T] (1 = known) and the known latents times it [B, D, T], in the model's
+        order (zeros where nothing is known: plain generation). None for other models."""
+        ids = self.config.conditioning.input_concat_ids
+        if not ids:
+            return None
+        mask = (~window.generate).to(known.device, known.dtype).view(1, 1, -1)
+        mask = mask.expand(known.shape[0], 1, -1)
+        parts = {INPAINT_MASK_ID: mask, INPAINT_INPUT_ID: known * mask}
+        return torch.cat([parts[name] for name in ids], dim=1)
 
     def _negative_features(self, s: GenerationSettings, embeds: torch.Tensor | None,
                            mask: torch.Tensor | None) -> ConditioningTokens | None:

@@ -68,12 +68,15 @@ def plan_windows(generate: torch.Tensor, window_frames: int, context_frames: int
     """Cover every frame to generate with windows of at most ``window_frames``.
 
     generate: [N] bool over the whole piece. Greedily, each window starts
-    ``context_frames`` before the first frame still to generate (or at 0) and spans
-    ``window_frames`` (less at the end of the piece); it generates the frames to generate
+    ``context_frames`` before the first frame still to generate, or earlier where the
+    piece ends within a window (so that the last window sees as much as it can), but not
+    before 0, and spans ``window_frames``; it generates the frames to generate
     it holds and keeps the others, which the next window finds made. With
     ``quantum_frames`` a window at the end of the piece is the shortest multiple of it
     that holds the rest (models trained on shorter windows); without, it keeps the full
-    length and reaches past the piece's end, frames the caller trims.
+    length and reaches past the piece's end: those frames are generated too (a
+    full-window model fills them with the silence after ``seconds_total``) and trimmed
+    by the caller.
 
     Returns the windows in order; none when there is nothing to generate.
     """
@@ -85,12 +88,12 @@ def plan_windows(generate: torch.Tensor, window_frames: int, context_frames: int
     windows = []
     while bool(todo.any()):
         first = int(torch.nonzero(todo)[0, 0])
-        start = max(0, first - context_frames)
+        start = max(0, min(first - context_frames, total - window_frames))
         end = start + window_frames
         if end > total and quantum_frames is not None:
             needed = total - start
             end = start + min(window_frames, quantum_frames * math.ceil(needed / quantum_frames))
-        span = torch.zeros(end - start, dtype=torch.bool)
+        span = torch.ones(end - start, dtype=torch.bool)  # past the piece: free
         inside = min(end, total)
         span[: inside - start] = todo[start:inside]
         windows.append(Window(start, end, span))

@@ -13,7 +13,7 @@ from torch import nn
 
 from longplay.builders import DiffusionModel
 from longplay.conditioning import Conditioning
-from longplay.config import DiTTrainConfig, dataclass_to_dict
+from longplay.config import INPAINT_INPUT_ID, INPAINT_MASK_ID, DiTTrainConfig, dataclass_to_dict
 from longplay.diffusion import (
     diffusion_loss,
     get_objective,
@@ -21,6 +21,7 @@ from longplay.diffusion import (
     sample_training_t,
 )
 from longplay.training.base import PositionedBatch, TrainingModule
+from longplay.training.masks import random_inpaint_masks
 
 
 class DiTTrainingModule(TrainingModule):
@@ -64,11 +65,29 @@ class DiTTrainingModule(TrainingModule):
         keep = keep.to(self.device, cond.cross_attn.dtype)[:, None, None]
         return Conditioning(cond.cross_attn * keep, cond.cross_attn_mask, cond.global_cond)
 
+    def _inpainting_input(self, batch, x0: torch.Tensor,
+                          generator: torch.Generator) -> torch.Tensor:
+        """A random keep mask [B, 1, T] and the masked latents [B, D, T], in the model's
+        order of its extra input channels."""
+        valid = getattr(batch, "num_valid_frames", None)
+        samples = getattr(batch, "num_valid_samples", None)
+        if valid is None and samples is not None:
+            valid = -(-samples // self.model_config.vae.hop_length)  # ceil
+        mask = random_inpaint_masks(
+            x0.shape[0], x0.shape[-1], valid, generator,
+            probabilities=self.config.inpaint_mask_probabilities,
+            max_segments=self.config.inpaint_max_segments).to(x0.device, x0.dtype)
+        parts = {INPAINT_MASK_ID: mask, INPAINT_INPUT_ID: x0 * mask}
+        return torch.cat([parts[name] for name in self.model_config.conditioning.input_concat_ids],
+                         dim=1)
+
     def training_step(self, positioned: PositionedBatch, batch_idx: int) -> torch.Tensor:
         g = self.step_generator(positioned.positions)
         batch = positioned.batch
         x0 = self._latents(batch, g)  # [B, D, T]
         cond = self._conditioning(batch, g)
+        if self.model_config.inpainting:  # the mask and the masked latents, never dropped
+            cond = cond.with_input(self._inpainting_input(batch, x0, g))
         t = sample_training_t(x0.shape[0], g).to(self.device)  # [B] uniform in [0, 1)
         noise = sample_training_noise(x0.cpu(), g).to(self.device)
         sample = self.objective.training_sample(x0, t, noise)

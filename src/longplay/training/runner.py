@@ -22,6 +22,7 @@ from longplay.builders import (
     build_text_encoder,
     build_vae,
     seeded,
+    with_inpainting_input,
 )
 from longplay.checkpoints import load_diffusion_model, load_vae
 from longplay.checkpoints.files import read_json
@@ -53,7 +54,13 @@ LAST = "last.ckpt"
 
 def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
     """The model to train: a folder to fine-tune, or a preset built from scratch (its
-    initialisation seeded with ``trainer.seed`` in a forked random state)."""
+    initialisation seeded with ``trainer.seed`` in a forked random state); with
+    ``inpaint``, given an inpainting model's extra input (zero-initialised)."""
+    model = _base_model(config)
+    return with_inpainting_input(model) if config.inpaint else model
+
+
+def _base_model(config: DiTTrainConfig) -> DiffusionModel:
     if config.init_from is not None:
         model = load_diffusion_model(config.init_from, text_encoder_path=config.text_encoder_path)
         text = model.config.conditioning.text

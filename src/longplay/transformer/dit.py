@@ -191,11 +191,13 @@ class DiTContext:
         kv: per block, the cross-attention keys and values [B, H, L, E].
         global_embed: [B, W] projected global condition, or None.
         mask: [B, L] cross-attention mask, or None when the model attends to every token.
+        input_concat: [B, E, T] extra input channels (an inpainting model's), or None.
     """
 
     kv: tuple[ContextKV, ...]
     global_embed: torch.Tensor | None
     mask: torch.Tensor | None
+    input_concat: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -220,11 +222,13 @@ class DiffusionTransformer(nn.Module):
     def __init__(self, io_channels: int = 64, width: int = 1536, depth: int = 24,
                  num_heads: int = 24, cond_token_dim: int = 768, global_cond_dim: int = 1536,
                  project_cond_tokens: bool = False, qk_norm: bool = False,
-                 use_cross_attn_mask: bool = False, rope_base: float = 10000.0) -> None:
+                 use_cross_attn_mask: bool = False, rope_base: float = 10000.0,
+                 input_concat_dim: int = 0) -> None:
         super().__init__()
         if width % num_heads:
             raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
         self.io_channels = io_channels
+        self.input_concat_dim = input_concat_dim
         self.width = width
         self.num_heads = num_heads
         self.rotary_dim = rotary_dim_for(width // num_heads)
@@ -238,8 +242,9 @@ class DiffusionTransformer(nn.Module):
         self.cond_embed = MLPEmbedder(cond_token_dim, context_dim, bias=False)
         self.global_embed = (MLPEmbedder(global_cond_dim, width, bias=False)
                              if global_cond_dim > 0 else None)
-        self.pre_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
-        self.project_in = nn.Linear(io_channels, width, bias=False)
+        in_channels = io_channels + input_concat_dim
+        self.pre_conv = nn.Conv1d(in_channels, in_channels, 1, bias=False)
+        self.project_in = nn.Linear(in_channels, width, bias=False)
         self.blocks = nn.ModuleList(
             DiTBlock(width, num_heads, context_dim, qk_norm) for _ in range(depth))
         self.project_out = nn.Linear(width, io_channels, bias=False)
@@ -283,6 +288,12 @@ class DiffusionTransformer(nn.Module):
     def prepare_context(self, conditioning: Conditioning) -> DiTContext:
         """Project the conditioning once: cross-attention keys/values of every block and the
         global embedding. Depends only on the conditioning, not on x or t."""
+        concat = conditioning.input_concat
+        if (concat is None) != (self.input_concat_dim == 0) or (
+                concat is not None and concat.shape[1] != self.input_concat_dim):
+            got = "none" if concat is None else f"{concat.shape[1]} channels"
+            raise ValueError(f"this DiT takes {self.input_concat_dim} extra input channels "
+                             f"(an inpainting model's mask and masked latents), got {got}")
         param = self.project_in.weight
         context = self.cond_embed(conditioning.cross_attn.to(param.dtype))  # [B, L, C]
         kv = tuple(block.cross_attn.project_context(context) for block in self.blocks)
@@ -292,7 +303,8 @@ class DiffusionTransformer(nn.Module):
                 raise ValueError("this DiT needs a global condition (timing), got none")
             global_embed = self.global_embed(conditioning.global_cond.to(param.dtype))  # [B, W]
         mask = conditioning.cross_attn_mask if self.use_cross_attn_mask else None
-        return DiTContext(kv, global_embed, mask)
+        return DiTContext(kv, global_embed, mask,
+                          None if concat is None else concat.to(param.dtype))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor,
                 conditioning: Conditioning | DiTContext) -> torch.Tensor:
@@ -304,10 +316,15 @@ class DiffusionTransformer(nn.Module):
                              f"conditioning batch {context.batch_size}")
         dtype = self.project_in.weight.dtype
         x = x.to(dtype)
+        if context.input_concat is not None:
+            if context.input_concat.shape[-1] != x.shape[-1]:
+                raise ValueError(f"the extra input has {context.input_concat.shape[-1]} frames, "
+                                 f"x {x.shape[-1]}")
+            x = torch.cat([x, context.input_concat.to(dtype)], dim=1)  # [B, D + E, T]
         g = self.timestep_embed(self.timestep_features(t))  # [B, W]
         if context.global_embed is not None:
             g = g + context.global_embed
-        h = x + self.pre_conv(x)  # [B, D, T]
+        h = x + self.pre_conv(x)  # [B, D (+ E), T]
         h = self.project_in(h.transpose(1, 2))  # [B, T, W]
         h = torch.cat([g[:, None].to(dtype), h], dim=1)  # [B, N, W]
         cos, sin = self._rope(h.shape[1], h.device)
