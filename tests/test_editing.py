@@ -47,6 +47,11 @@ def test_windows_cover_what_is_to_be_generated_with_context() -> None:
     assert (full.start, full.end) == (0, 40) and bool(full.generate[30:].all())  # past: free
     (fit,) = plan_windows(short, 40, 10, quantum_frames=8)
     assert (fit.start, fit.end) == (0, 32)  # shortened to fit
+    # A section boundary inside a window: its work stops there, the next window goes on
+    # from it (the rest of the first window was generated freely).
+    parts = plan_windows(torch.ones(30, dtype=torch.bool), 40, 10, boundaries=[12])
+    assert [(w.start, w.end, w.first_generated) for w in parts] == [(0, 40, 0), (0, 40, 12)]
+    assert int(parts[1].generate[:30].sum()) == 18
     assert plan_windows(torch.zeros(10, dtype=torch.bool), 8, 2) == []
     with pytest.raises(ValueError, match="shorter than the window"):
         plan_windows(generate, 40, 40)
@@ -226,6 +231,11 @@ def test_sections_change_the_prompt_window_by_window(sao1, monkeypatch) -> None:
     assert out.settings.sections == ((0.0, "a calm piano"), (4.0, "fast drums"))
     assert asked == [("a calm piano",), ("fast drums",)]  # each encoded once
     assert out.audio.shape[-1] == 8 * RATE
+    asked.clear()
+    short = sao1(sections=[(0, "a calm piano"), (1.5, "fast drums")], duration_s=2.5, seed=1,
+                 **FAST)  # both sections in one window's length: a window each
+    assert short.settings.num_windows == 2 and short.joins_s == (round(32 * HOP / RATE, 6),)
+    assert asked == [("a calm piano",), ("fast drums",)]
 
 
 def test_memory_stays_that_of_one_window(sao1, monkeypatch) -> None:

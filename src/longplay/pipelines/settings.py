@@ -23,7 +23,7 @@ import torch
 from longplay.config import WINDOWS, DiffusionModelConfig
 from longplay.diffusion import Objective, SamplingDefaults, get_objective
 from longplay.errors import SettingsError
-from longplay.pipelines.windows import generate_frames, plan_windows
+from longplay.pipelines.windows import generate_frames, plan_windows, section_boundaries
 
 __all__ = [
     "DEFAULT_CONTEXT_FRACTION",
@@ -393,7 +393,8 @@ def resolve_settings(
     elif latents is None and total_frames <= config.window_frames and window_mode == "fit":
         frames = min(frames, WINDOW_QUANTUM_FRAMES * math.ceil(
             total_frames / WINDOW_QUANTUM_FRAMES))
-    chained = total_frames > frames and not one_window
+    parts = _sections(sections, duration)
+    chained = (total_frames > frames or len(parts) > 1) and not one_window
     context = 0.0
     num_windows = int(bool(generate.any()))
     if chained:
@@ -404,10 +405,10 @@ def resolve_settings(
                                              f"shorter than the window; got {context:g}")
         num_windows = len(plan_windows(
             generate, frames, round(context * latent_rate),
-            quantum_frames=WINDOW_QUANTUM_FRAMES if window_mode == "fit" else None))
+            quantum_frames=WINDOW_QUANTUM_FRAMES if window_mode == "fit" else None,
+            boundaries=section_boundaries(parts, latent_rate)))
     elif context_s is not None:
         _finite("context_s", context_s)
-    parts = _sections(sections, duration)
     resample_steps = _positive_int("resample_steps", resample_steps)
     jump_length = _positive_int("jump_length", jump_length)
     if resample_steps > MAX_RESAMPLE_STEPS:

@@ -44,7 +44,13 @@ from longplay.pipelines.settings import (
     resolve_settings,
     sampling_defaults,
 )
-from longplay.pipelines.windows import Window, generate_frames, plan_windows, section_prompt
+from longplay.pipelines.windows import (
+    Window,
+    generate_frames,
+    plan_windows,
+    section_boundaries,
+    section_prompt,
+)
 from longplay.transformer import DiTContext
 
 __all__ = [
@@ -473,7 +479,7 @@ class TextToMusicPipeline:
         windows = plan_windows(
             generate, s.window_frames, round(s.context_s * rate),
             quantum_frames=WINDOW_QUANTUM_FRAMES if s.window == "fit" and s.num_windows > 1
-            else None)
+            else None, boundaries=section_boundaries(s.sections, rate))
         extent = max([total_frames, *(w.end for w in windows)])
         piece = torch.zeros((batch, self.config.vae.latent_dim, extent), device=self.device,
                             dtype=self.vae_dtype)
@@ -495,7 +501,7 @@ class TextToMusicPipeline:
             # Timing as the paper defines it: where the window starts in the piece, and
             # the whole piece's length.
             window_start_s = s.seconds_start + window.start / rate
-            text = features.of_window(window.first_generated / rate)
+            text = features.of_window(window.first_generated, rate)
             known = piece[..., window.start:window.end]
             extra = self._inpainting_input(window, known)
             cond = self.prepare_conditioning(text, batch, window_start_s,
@@ -723,13 +729,14 @@ class _FeatureCache:
         self.given = None if embeds is None else _given_features(embeds, mask, pipe.device)
         self.cache: dict[tuple[str, ...], ConditioningTokens | None] = {}
 
-    def of_window(self, time_s: float) -> ConditioningTokens | None:
-        """The features of the prompts that hold at ``time_s`` in the piece."""
+    def of_window(self, frame: int, latent_rate: float) -> ConditioningTokens | None:
+        """The features of the prompts that hold at latent frame ``frame`` of the piece."""
         s = self.s
         if self.given is not None:
             features = self.given
         else:
-            prompts = ((section_prompt(s.sections, time_s),) if s.sections else s.prompts)
+            prompts = ((section_prompt(s.sections, frame, latent_rate),) if s.sections
+                       else s.prompts)
             if prompts not in self.cache:
                 self.cache[prompts] = self.pipe.encode_prompt(prompts)
             features = self.cache[prompts]

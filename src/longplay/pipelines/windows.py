@@ -24,6 +24,7 @@ __all__ = [
     "generate_frames",
     "loop_duration_s",
     "plan_windows",
+    "section_boundaries",
     "section_prompt",
 ]
 
@@ -64,19 +65,22 @@ def generate_frames(num_frames: int, regions_s: Sequence[tuple[float, float]],
 
 
 def plan_windows(generate: torch.Tensor, window_frames: int, context_frames: int,
-                 *, quantum_frames: int | None = None) -> list[Window]:
+                 *, quantum_frames: int | None = None,
+                 boundaries: Sequence[int] = ()) -> list[Window]:
     """Cover every frame to generate with windows of at most ``window_frames``.
 
     generate: [N] bool over the whole piece. Greedily, each window starts
     ``context_frames`` before the first frame still to generate, or earlier where the
     piece ends within a window (so that the last window sees as much as it can), but not
-    before 0, and spans ``window_frames``; it generates the frames to generate
-    it holds and keeps the others, which the next window finds made. With
-    ``quantum_frames`` a window at the end of the piece is the shortest multiple of it
-    that holds the rest (models trained on shorter windows); without, it keeps the full
-    length and reaches past the piece's end: those frames are generated too (a
-    full-window model fills them with the silence after ``seconds_total``) and trimmed
-    by the caller.
+    before 0, and spans ``window_frames``; it generates the frames to generate it holds
+    and keeps the others, which the next window finds made. A window makes the frames up
+    to the next of ``boundaries`` (section starts, in frames) only: it still generates
+    the frames after it, freely, and the next window, with the next section's prompt,
+    makes them for good. With ``quantum_frames`` a window whose work ends before its
+    length is the shortest multiple of it that holds its work (models trained on shorter
+    windows); without, it keeps the full length and reaches past the piece's end: those
+    frames are generated too (a full-window model fills them with the silence after
+    ``seconds_total``) and trimmed by the caller.
 
     Returns the windows in order; none when there is nothing to generate.
     """
@@ -88,27 +92,32 @@ def plan_windows(generate: torch.Tensor, window_frames: int, context_frames: int
     windows = []
     while bool(todo.any()):
         first = int(torch.nonzero(todo)[0, 0])
-        start = max(0, min(first - context_frames, total - window_frames))
+        stop = min([total, *(b for b in boundaries if b > first)])  # this window's work ends
+        start = max(0, min(first - context_frames, stop - window_frames))
         end = start + window_frames
-        if end > total and quantum_frames is not None:
-            needed = total - start
+        if end > stop and quantum_frames is not None:
+            needed = stop - start
             end = start + min(window_frames, quantum_frames * math.ceil(needed / quantum_frames))
         span = torch.ones(end - start, dtype=torch.bool)  # past the piece: free
         inside = min(end, total)
         span[: inside - start] = todo[start:inside]
         windows.append(Window(start, end, span))
-        todo[start:inside] = False
+        todo[start:min(inside, stop)] = False
     return windows
 
 
-def section_prompt(sections: Sequence[tuple[float, str]], time_s: float) -> str:
-    """The prompt of the section that holds ``time_s`` (sections as (start_s, prompt),
-    sorted, the first starting at 0)."""
-    prompt = sections[0][1]
-    for start_s, text in sections:
-        if start_s <= time_s + 1e-9:
-            prompt = text
-    return prompt
+def section_boundaries(sections: Sequence[tuple[float, str]], latent_rate: float) -> list[int]:
+    """The latent frames where the sections after the first begin."""
+    return [math.floor(start_s * latent_rate) for start_s, _ in sections[1:]]
+
+
+def section_prompt(sections: Sequence[tuple[float, str]], frame: int,
+                   latent_rate: float) -> str:
+    """The prompt of the section that holds latent frame ``frame`` (sections as
+    (start_s, prompt), sorted, the first starting at 0; a section begins at the frame
+    :func:`section_boundaries` gives)."""
+    index = sum(boundary <= frame for boundary in section_boundaries(sections, latent_rate))
+    return sections[index][1]
 
 
 def loop_duration_s(bpm: float, bars: int, beats_per_bar: int = 4) -> float:
