@@ -11,7 +11,9 @@ extensions are.
    model, then extended by 20 s (a) without training, by the bundled model through the
    replacement method; (b) by a model fine-tuned to inpaint (``--inpaint-model``, e.g.
    ``configs/demo/dit-inpaint.yaml``'s export), which also sees the mask and the known
-   latents; (c) a baseline with no context: 20 s generated on their own and appended.
+   latents; (c) the training-free way with RePaint's resampling (3 passes over segments
+   of 10 steps: 3 times the cost); (d) a baseline with no context: 20 s generated on
+   their own and appended.
    Each join is scored by ``longplay.evaluation.joins`` (mel jump and flux: the change
    across the join relative to the audio's own frame-to-frame change, about 1 for a
    join like the music inside; click: the jump between samples relative to the 99th
@@ -88,16 +90,18 @@ def joins(inpaint_model: Path | None, precision: str) -> list[dict]:
     from longplay.pipelines import TextToMusicPipeline
 
     base = TextToMusicPipeline.from_pretrained(demo_model_path(), precision=precision)
-    methods = {"training-free (replacement)": base}
+    methods = {"training-free (replacement)": (base, {}),
+               "training-free + resampling (R 3, J 10)": (
+                   base, {"resample_steps": 3, "jump_length": 10})}
     if inpaint_model is not None:
-        methods["inpainting model"] = TextToMusicPipeline.from_pretrained(
-            inpaint_model, precision=precision)
+        methods["inpainting model"] = (TextToMusicPipeline.from_pretrained(
+            inpaint_model, precision=precision), {})
     rows = []
     for i, prompt in enumerate(PROMPTS):
         source = base(prompt, duration_s=SOURCE_S, seed=i).audio[0]
-        for name, pipe in methods.items():
+        for name, (pipe, options) in methods.items():
             start = time.perf_counter()
-            out = pipe.extend(source, EXTEND_S, prompt, seed=100 + i)
+            out = pipe.extend(source, EXTEND_S, prompt, seed=100 + i, **options)
             rows.append({"method": name, "prompt": prompt,
                          "seconds": time.perf_counter() - start,
                          **score(out.audio[0], SOURCE_S)})

@@ -1,6 +1,7 @@
-"""Produce docs/editing.md: examples of editing beyond one window made by the bundled demo
-model, with spectrograms (joins marked), short Ogg Vorbis excerpts around the joins and
-the join scores of each example.
+"""Produce the examples of docs/editing.md (between its examples markers) and
+docs/editing/: editing beyond one window by the bundled demo model, with spectrograms
+(joins marked), short Ogg Vorbis excerpts around the joins and the join scores of each
+example.
 
     python scripts/editing_figures.py [--out docs] [--inpaint-model models/demo-inpaint]
 
@@ -14,7 +15,6 @@ inpaint. Every generation is seeded; it takes about 15 minutes on 2 CPU cores (t
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from longplay.evaluation.joins import join_scores
 from longplay.pipelines import TextToMusicOutput, TextToMusicPipeline, loop_duration_s
 
 EXCERPT_S = 4.0  # around each join
+EXAMPLES_START = "<!-- examples: scripts/editing_figures.py -->"
+EXAMPLES_END = "<!-- /examples -->"
 MARK = np.array([255, 255, 255], dtype=np.uint8)
 
 
@@ -48,17 +50,19 @@ def excerpt(audio: torch.Tensor, sample_rate: int, at_s: float) -> torch.Tensor:
 
 
 def record(name: str, title: str, out: TextToMusicOutput, folder: Path, notes: str,
-           seconds: float) -> dict:
+           seconds: float, media: bool = True) -> dict:
+    """The example's join scores, and with ``media`` its spectrogram and excerpt."""
     audio, rate = out.audio[0], out.sample_rate
     joins = list(out.joins_s)
     circular = out.settings.loop
     scores = join_scores(audio, rate, joins, circular=circular) if joins else []
-    write_png(folder / f"{name}.png", picture(audio, rate, joins))
-    at = joins[0] if joins and not circular else audio.shape[-1] / rate
-    clip = excerpt(torch.cat([audio, audio], dim=-1) if circular else audio, rate, at)
-    save_audio(folder / f"{name}.ogg", clip, rate)
+    if media:
+        write_png(folder / f"{name}.png", picture(audio, rate, joins))
+        at = joins[0] if joins and not circular else audio.shape[-1] / rate
+        clip = excerpt(torch.cat([audio, audio], dim=-1) if circular else audio, rate, at)
+        save_audio(folder / f"{name}.ogg", clip, rate)
     return {"name": name, "title": title, "notes": notes, "duration_s": audio.shape[-1] / rate,
-            "windows": out.settings.num_windows, "seconds": seconds,
+            "windows": out.settings.num_windows, "seconds": seconds, "media": media,
             "joins": [{"at_s": s.position_s, "mel_jump": s.mel_jump, "flux": s.flux,
                        "click": s.click} for s in scores]}
 
@@ -96,9 +100,9 @@ def main() -> int:
                                                 (30.0, "swing band with brass, 160 BPM")],
                                       duration_s=60.0, seed=5))
     results.append(record("sections", "Two sections in one minute", out, folder,
-                          "`sections=[(0, piano), (30, swing band)]`: one window holds the "
-                          "whole minute, so this is the prompt changing inside a window's "
-                          "plan; no join.", seconds))
+                          "`sections=[(0, piano), (30, swing band)]`: the second section "
+                          "starts a window of its own at 30 s, keeping the piano's end as "
+                          "context; the join is there.", seconds))
     duration = loop_duration_s(100, 4)
     out, seconds = timed(lambda: pipe("funk drum loop with bass, 100 BPM", duration_s=duration,
                                       loop=True, seed=6))
@@ -115,26 +119,34 @@ def main() -> int:
         out, seconds = timed(lambda: inpainter.extend(source, 20.0, prompt, seed=2))
         results.append(record("extend_trained", "Extension by the model trained to inpaint",
                               out, folder, "The same extension with the fine-tuned "
-                              "inpainting model (configs/demo/dit-inpaint.yaml).", seconds))
+                              "inpainting model (configs/demo/dit-inpaint.yaml).", seconds,
+                              media=False))
         out, seconds = timed(lambda: inpainter.inpaint(piece, 12.0, 18.0,
                                                        "solo piano, fast arpeggios", seed=4))
         results.append(record("inpaint_trained", "The region by the model trained to inpaint",
                               out, folder, "The same region with the fine-tuned model.",
-                              seconds))
+                              seconds, media=False))
     write_json_atomic(folder / "results.json", results)
     lines = []
     for r in results:
-        lines += [f"### {r['title']}", "", r["notes"], "",
-                  f"![{r['name']}](editing/{r['name']}.png)", "",
-                  f"Excerpt around the join: [editing/{r['name']}.ogg](editing/{r['name']}.ogg)"
-                  f". {r['duration_s']:.1f} s of audio in {r['windows']} window(s), "
-                  f"{r['seconds']:.0f} s on 2 CPU cores.", ""]
+        lines += [f"### {r['title']}", "", r["notes"], ""]
+        if r["media"]:
+            lines += [f"![{r['name']}](editing/{r['name']}.png)", "",
+                      f"Excerpt around the join: [editing/{r['name']}.ogg]"
+                      f"(editing/{r['name']}.ogg). "]
+        lines[-1] += (f"{r['duration_s']:.1f} s of audio in {r['windows']} window(s), "
+                      f"{r['seconds']:.0f} s on 2 CPU cores.")
+        lines.append("")
         if r["joins"]:
             lines += ["| join at (s) | mel jump | flux | click |", "|---:|---:|---:|---:|"]
             lines += [f"| {j['at_s']:.2f} | {j['mel_jump']:.2f} | {j['flux']:.2f} | "
                       f"{j['click']:.2f} |" for j in r["joins"]]
             lines.append("")
-    write_text_atomic(folder / "examples.md", "\n".join(lines))
+    page = args.out / "editing.md"
+    text = page.read_text()
+    start, end = text.index(EXAMPLES_START), text.index(EXAMPLES_END)
+    write_text_atomic(page, text[:start + len(EXAMPLES_START)] + "\n\n" + "\n".join(lines)
+                      + "\n" + text[end:])
     print("\n".join(lines))
     return 0
 

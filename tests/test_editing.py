@@ -238,6 +238,20 @@ def test_sections_change_the_prompt_window_by_window(sao1, monkeypatch) -> None:
     assert asked == [("a calm piano",), ("fast drums",)]
 
 
+def test_sections_in_a_short_fit_window(sao1, monkeypatch) -> None:
+    """A model that samples the shortest window that fits: the windows of a short piece
+    with sections are that long, and keep a quarter of it."""
+    from longplay.pipelines import settings as generation_settings
+
+    monkeypatch.setattr(generation_settings, "WINDOW_QUANTUM_FRAMES", 16)
+    out = sao1(sections=[(0, "a calm piano"), (1.0, "fast drums")], duration_s=2.0, seed=1,
+               window="fit", **FAST)
+    s = out.settings
+    assert s.window_frames == 48 and s.num_windows == 2
+    assert s.context_s == pytest.approx(12 * HOP / RATE)
+    assert out.audio.shape[-1] == 2 * RATE
+
+
 def test_memory_stays_that_of_one_window(sao1, monkeypatch) -> None:
     """A 10-minute piece: the network never sees more than one window, and the decoder
     works in chunks; the latents of the whole piece are the only thing that grows."""

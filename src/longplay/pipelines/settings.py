@@ -398,10 +398,11 @@ def resolve_settings(
     context = 0.0
     num_windows = int(bool(generate.any()))
     if chained:
-        context = (DEFAULT_CONTEXT_FRACTION * window_s if context_s is None
+        sampled_s = frames / latent_rate  # the windows' length (a "fit" one may be shorter)
+        context = (DEFAULT_CONTEXT_FRACTION * sampled_s if context_s is None
                    else _finite("context_s", context_s))
-        if not 0 <= context < window_s:
-            raise SettingsError("context_s", f"context_s must be in [0, {window_s:.2f}) s, "
+        if not 0 <= context < sampled_s:
+            raise SettingsError("context_s", f"context_s must be in [0, {sampled_s:.2f}) s, "
                                              f"shorter than the window; got {context:g}")
         num_windows = len(plan_windows(
             generate, frames, round(context * latent_rate),

@@ -33,13 +33,13 @@ from longplay.diffusion import (
 )
 from longplay.errors import GenerationError, SettingsError
 from longplay.layers import Compiler, shared_weights_copy
+from longplay.pipelines import settings as generation_settings
 from longplay.pipelines.settings import (
     DEFAULT_EDGE_S,
     DEFAULT_JUMP_LENGTH,
     DEFAULT_SIGMA_MAX,
     DEFAULT_SIGMA_MIN,
     PRECISIONS,
-    WINDOW_QUANTUM_FRAMES,
     GenerationSettings,
     resolve_settings,
     sampling_defaults,
@@ -478,8 +478,9 @@ class TextToMusicPipeline:
                     if s.has_inpaint_audio else torch.ones(total_frames, dtype=torch.bool))
         windows = plan_windows(
             generate, s.window_frames, round(s.context_s * rate),
-            quantum_frames=WINDOW_QUANTUM_FRAMES if s.window == "fit" and s.num_windows > 1
-            else None, boundaries=section_boundaries(s.sections, rate))
+            quantum_frames=(generation_settings.WINDOW_QUANTUM_FRAMES
+                            if s.window == "fit" and s.num_windows > 1 else None),
+            boundaries=section_boundaries(s.sections, rate))
         extent = max([total_frames, *(w.end for w in windows)])
         piece = torch.zeros((batch, self.config.vae.latent_dim, extent), device=self.device,
                             dtype=self.vae_dtype)
