@@ -241,60 +241,18 @@ class TextToMusicPipeline:
 
     # -- settings -----------------------------------------------------------------------
 
-    def resolve_settings(
-        self,
-        prompt: str | Sequence[str] | None = None,
-        negative_prompt: str | None = None,
-        *,
-        duration_s: float | None = None,
-        seconds_start: float = 0.0,
-        seconds_total: float | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        sampler: str | None = None,
-        sigma_min: float = DEFAULT_SIGMA_MIN,
-        sigma_max: float = DEFAULT_SIGMA_MAX,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-        num_outputs: int = 1,
-        latents: torch.Tensor | None = None,
-        init_audio: torch.Tensor | None = None,
-        init_noise_level: float | None = None,
-        window: str | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        prompt_attention_mask: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        negative_attention_mask: torch.Tensor | None = None,
-        inpaint_audio: torch.Tensor | None = None,
-        inpaint_regions: Sequence[Sequence[float]] | None = None,
-        inpaint_edge_s: float = DEFAULT_EDGE_S,
-        splice: bool = True,
-        resample_steps: int = 1,
-        jump_length: int = DEFAULT_JUMP_LENGTH,
-        context_s: float | None = None,
-        sections: Sequence[Sequence[float | str]] | None = None,
-        loop: bool = False,
-    ) -> GenerationSettings:
-        """The complete, validated settings of a call with these arguments (see
-        :meth:`__call__`): the model's defaults filled in and the seed drawn (once, here).
-        Nothing runs; pass the result to :meth:`__call__` with the same tensors.
+    def resolve_settings(self, prompt: str | Sequence[str] | None = None,
+                         negative_prompt: str | None = None, **kwargs) -> GenerationSettings:
+        """The complete, validated settings of a call with these arguments (the keyword
+        arguments of :meth:`__call__` but ``noise_fn`` and ``progress``): the model's
+        defaults filled in and the seed drawn (once, here). Nothing runs; pass the result
+        to :meth:`__call__` with the same tensors.
 
         Raises:
             SettingsError: (a ValueError) naming the argument at fault in ``field``.
         """
-        return resolve_settings(
-            self.config, prompt, negative_prompt, duration_s=duration_s,
-            seconds_start=seconds_start, seconds_total=seconds_total,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            sampler=sampler, sigma_min=sigma_min, sigma_max=sigma_max, generator=generator,
-            seed=seed, num_outputs=num_outputs, latents=latents, init_audio=init_audio,
-            init_noise_level=init_noise_level, window=window, prompt_embeds=prompt_embeds,
-            prompt_attention_mask=prompt_attention_mask,
-            negative_prompt_embeds=negative_prompt_embeds,
-            negative_attention_mask=negative_attention_mask, inpaint_audio=inpaint_audio,
-            inpaint_regions=inpaint_regions, inpaint_edge_s=inpaint_edge_s, splice=splice,
-            resample_steps=resample_steps, jump_length=jump_length, context_s=context_s,
-            sections=sections, loop=loop, precision=self.precision)
+        return resolve_settings(self.config, prompt, negative_prompt, precision=self.precision,
+                                **kwargs)
 
     def check_inputs(self, prompt: str | Sequence[str] | None = None,
                      negative_prompt: str | None = None, **kwargs) -> None:
