@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longplay.diffusion import cfg_model, guided
+from longplay.diffusion import GuidanceInterval, cfg_model, guided
 
 
 class ToyBatched:
@@ -57,3 +57,29 @@ def test_a_batched_model_that_drops_the_doubling_is_rejected() -> None:
     model = cfg_model(lambda x, t: x[: x.shape[0] // 2], 3.0)
     with pytest.raises(ValueError, match="doubled batch"):
         model(torch.zeros(2, 1, 3), torch.zeros(2))
+
+
+def test_guidance_interval_guides_only_inside_and_costs_one_pass_outside() -> None:
+    """Kynkäänniemi et al. 2024: guided for t in (t_lo, t_hi], the conditional model
+    (one pass, no unconditional branch) elsewhere; the bounds are exclusive below."""
+    batched = ToyBatched()
+    cond_calls: list[float] = []
+
+    def model_cond(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        cond_calls.append(float(t[0]))
+        return x * t.view(-1, 1, 1)
+
+    fn = guided(model_cond, batched, 5.0, interval=(0.25, 0.5))
+    assert isinstance(fn, GuidanceInterval)
+    x = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(2))
+    for level in (0.75, 0.5, 0.375, 0.25, 0.125):  # exact in float32
+        t = torch.full((2,), level)
+        out = fn(x, t)
+        if 0.25 < level <= 0.5:
+            torch.testing.assert_close(out, -x + 5.0 * (x * level + x))
+        else:
+            torch.testing.assert_close(out, x * level)
+    assert cond_calls == [0.75, 0.25, 0.125] and len(batched.calls) == 2
+    assert guided(model_cond, batched, 1.0, interval=(0.25, 0.5)) is model_cond
+    with pytest.raises(ValueError, match="t_lo < t_hi"):
+        GuidanceInterval(model_cond, model_cond, 0.5, 0.5)

@@ -27,6 +27,7 @@ from longplay.diffusion import (
     log_linear_sigmas,
     logsnr_shift_t_grid,
     rf_t_grid,
+    sample_consistency,
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
     sample_dpmpp_3m_sde,
@@ -228,7 +229,8 @@ def test_sde_output_distribution_matches_k_diffusion_and_converges(
     assert errors[1] / errors[2] > 3.5  # about second order
 
 
-@pytest.mark.parametrize("sampler", [sample_dpmpp_2m_sde, sample_dpmpp_3m_sde, sample_pingpong])
+@pytest.mark.parametrize("sampler", [sample_dpmpp_2m_sde, sample_dpmpp_3m_sde, sample_pingpong,
+                                     sample_consistency])
 def test_stochastic_samplers_demand_a_noise_source(sampler) -> None:
     sigmas = torch.tensor([1.0, 0.5, 0.0], dtype=F64)
     with pytest.raises(ValueError, match="generator"):
@@ -370,6 +372,7 @@ def test_v_ddim_needs_a_vdenoiser() -> None:
 def test_registry_names_kinds_and_signatures() -> None:
     assert set(SAMPLERS) == {
         "euler",
+        "consistency",
         "dpmpp-2m",
         "dpmpp-2m-sde",
         "dpmpp-3m-sde",
@@ -381,7 +384,7 @@ def test_registry_names_kinds_and_signatures() -> None:
     kinds = {name: spec.kind for name, spec in SAMPLERS.items()}
     assert kinds["dpmpp-2m"] == "ve" and kinds["pingpong"] == "rf" and kinds["v-ddim"] == "v-ddim"
     stochastic = {name for name, spec in SAMPLERS.items() if spec.stochastic}
-    assert stochastic == {"dpmpp-2m-sde", "dpmpp-3m-sde", "pingpong"}
+    assert stochastic == {"consistency", "dpmpp-2m-sde", "dpmpp-3m-sde", "pingpong"}
     reference = inspect.signature(sample_euler)
     for name, spec in SAMPLERS.items():
         assert spec.name == name and get_sampler(name) is spec
@@ -395,7 +398,7 @@ def test_registry_rejects_unknown_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["euler", "dpmpp-2m", "dpmpp-2m-sde", "dpmpp-3m-sde",
-                                  "rf-euler", "rf-dpmpp", "pingpong"])
+                                  "rf-euler", "rf-dpmpp", "pingpong", "consistency"])
 def test_sampling_loops_read_no_tensor_values_on_the_host(name: str, monkeypatch) -> None:
     """On a GPU, reading a tensor's value (bool, float, item) in the loop would stall the
     device once per step: the loops branch on a host copy of the grid made up front."""
@@ -419,3 +422,41 @@ def test_sampling_loops_read_no_tensor_values_on_the_host(name: str, monkeypatch
     out = spec.fn(denoiser, x, sigmas, generator=generator)
     monkeypatch.undo()
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------------------------------
+# consistency sampling
+
+
+def test_consistency_sampler_denoises_then_renoises_with_the_given_noise() -> None:
+    """Algorithm 1 of Song et al. 2023 written out: x <- D(x; s_i) + s_{i+1} z_i, the last
+    step returning D itself; one evaluation per level, no noise drawn for the last."""
+    sigmas = torch.tensor([80.0, 5.0, 0.5, 0.0], dtype=F64)
+    x = _randn(2, 3, 8, seed=1) * 80.0
+    noises = _randn(2, 2, 3, 8, seed=2)
+    calls: list[float] = []
+
+    def denoiser(x_now: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        calls.append(float(sigma[0]))
+        return 0.5 * x_now / (1 + sigma.view(-1, 1, 1))  # any function of (x, sigma)
+
+    out = sample_consistency(denoiser, x, sigmas, noise_fn=lambda i, x_now: noises[i])
+    expected = x
+    for i in range(3):
+        expected = 0.5 * expected / (1 + sigmas[i])
+        if i < 2:
+            expected = expected + noises[i] * sigmas[i + 1]
+    assert calls == [80.0, 5.0, 0.5]
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_consistency_grid_spends_no_evaluation_at_sigma_min() -> None:
+    spec = get_sampler("consistency")
+    grid = spec.grid(4, sigma_min=0.03, sigma_max=500.0, dtype=F64)
+    full = log_linear_sigmas(5, 0.03, 500.0, dtype=F64)
+    assert grid.tolist() == [*full[:4].tolist(), 0.0]  # 500 ... 0.29, then 0
+    assert float(grid[-2]) > 0.03 * 5
+    one = spec.grid(1, sigma_min=0.03, sigma_max=500.0, dtype=F64)
+    assert one.tolist() == pytest.approx([500.0, 0.0], rel=1e-12)
+    from_init = spec.grid(2, sigma_min=0.03, sigma_max=500.0, top=2.0, dtype=F64)
+    assert float(from_init[0]) == pytest.approx(2.0, rel=1e-12) and len(from_init) == 3

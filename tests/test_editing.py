@@ -297,7 +297,7 @@ def smoothing_model(pipe: TextToMusicPipeline):
 
 def test_a_loop_wraps_around_like_an_interior_join(sao1, monkeypatch) -> None:
     monkeypatch.setattr(TextToMusicPipeline, "_model_fn",
-                        lambda self, cond, s, uncond: smoothing_model(self))
+                        lambda self, cond, s, uncond, interval=None: smoothing_model(self))
     duration = loop_duration_s(bpm=120, bars=1)  # 2 s
     scores = {}
     for loop in (False, True):

@@ -128,6 +128,41 @@ def test_guidance_one_runs_no_unconditional_pass(sao1) -> None:
         handle.remove()
 
 
+def test_guidance_interval_and_unguided_final_steps_skip_the_second_pass(sao1) -> None:
+    """Guidance only for levels in (lo, hi]: 6 dpmpp-2m levels from 500 to 0.03 are 500,
+    72, 10.4, 1.5, 0.21, 0.03; a pass costs one network evaluation outside."""
+    sizes, handle = count_dit_batches(sao1)
+    run = dict(num_inference_steps=6, sampler="dpmpp-2m", guidance_scale=4.0, seed=5)
+    try:
+        full = quick(sao1, **run)
+        assert sizes == [2] * 6
+        sizes.clear()
+        limited = quick(sao1, guidance_interval=(1.0, 20.0), **run)
+        assert sizes == [1, 1, 2, 2, 1, 1]
+        sizes.clear()
+        tail = quick(sao1, unguided_final_steps=2, **run)
+        assert sizes == [2, 2, 2, 2, 1, 1]
+        sizes.clear()
+        both = quick(sao1, guidance_interval=(1.0, 1000.0), unguided_final_steps=3, **run)
+        assert sizes == [2, 2, 2, 1, 1, 1]
+    finally:
+        handle.remove()
+    assert tail.settings.unguided_final_steps == 2 and tail.settings.guided_evaluations == 4
+    assert limited.settings.guidance_interval == (1.0, 20.0)
+    assert not torch.equal(full.audio, limited.audio)
+    assert not torch.equal(tail.audio, both.audio)
+    # Everywhere inside: the full run; nowhere inside: the unguided model, bit for bit.
+    everywhere = quick(sao1, guidance_interval=(0.0, 1000.0), **run)
+    assert torch.equal(everywhere.audio, full.audio)
+    nowhere = quick(sao1, guidance_interval=(600.0, 700.0), **run)
+    unguided = quick(sao1, **{**run, "guidance_scale": 1.0})
+    assert torch.equal(nowhere.audio, unguided.audio)
+    # The record runs the same generation again.
+    again = sao1(sao1.resolve_settings("a calm piano", duration_s=1.0,
+                                       **{**run, "unguided_final_steps": 2}))
+    assert torch.equal(again.audio, tail.audio)
+
+
 def test_guidance_one_equals_the_unguided_model(sao1) -> None:
     """Scale 1 through the guidance formula gives the conditional model's output."""
     guided = quick(sao1, guidance_scale=1.0, sampler="dpmpp-2m")
@@ -175,6 +210,9 @@ def test_audio_to_audio_noise_level_controls_the_change(sao1) -> None:
     ({"init_audio": torch.randn(1, 100)}, r"init_audio must be \[2, S\]"),
     ({"init_noise_level": 0.5}, "init_noise_level needs init_audio"),
     ({"seconds_start": -1.0}, "seconds_start must be >= 0"),
+    ({"guidance_interval": (5.0, 1.0)}, "guidance_interval needs 0 <= lo < hi"),
+    ({"guidance_interval": "1,5"}, "guidance_interval must be two noise levels"),
+    ({"unguided_final_steps": 4}, r"unguided_final_steps must be an integer in \[0, 4\)"),
 ])
 def test_bad_arguments_are_rejected_up_front(sao1, kwargs, message) -> None:
     calls, handle = count_dit_batches(sao1)

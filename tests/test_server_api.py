@@ -245,6 +245,8 @@ SINE_B64 = wav_b64((0.3 * np.sin(np.arange(4410) / 10)).astype(np.float32), 2205
     ({**JOB, "window": "half"}, "window"),
     ({**JOB, "seconds_total": 0}, "seconds_total"),
     ({**JOB, "sigma_min": 0.5, "sigma_max": 0.5}, "sigma_max"),
+    ({**JOB, "guidance_interval": [5.0, 1.0]}, "guidance_interval"),
+    ({**JOB, "unguided_final_steps": 50}, "unguided_final_steps"),
 ])
 def test_invalid_requests_are_422_naming_the_field_and_never_queued(tiny, body, field):
     wrapped = Wrapped(tiny)
@@ -257,6 +259,17 @@ def test_invalid_requests_are_422_naming_the_field_and_never_queued(tiny, body, 
         assert client.get("/v1/health").json()["queue"] == {"length": 0, "capacity": 16,
                                                              "running": 0}
     assert wrapped.calls == []
+
+
+def test_guidance_interval_reaches_the_pipeline(tiny):
+    wrapped = Wrapped(tiny)
+    with serve(wrapped) as client:
+        done = wait_for(client, submit(client, num_inference_steps=4, duration_s=0.5,
+                                       guidance_interval=[0.5, 100.0],
+                                       unguided_final_steps=1)["id"])
+        assert done["status"] == "succeeded"
+        assert done["settings"]["guidance_interval"] == [0.5, 100.0]
+        assert done["settings"]["unguided_final_steps"] == 1
 
 
 def test_flow_models_take_stable_audio_tools_sampler_names():

@@ -301,7 +301,8 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
     objective = diff.get("diffusion_objective",
                          dc.get("diffusion_objective", SAT_DEFAULT_OBJECTIVE))
     inference = cfg.get("inference", {})
-    check_keys("model_config.inference", inference, {"window", "steps"})
+    check_keys("model_config.inference", inference, {"window", "steps", "sampler",
+                                                      "guidance_scale"})
 
     def ids(key: str) -> tuple[str, ...]:
         return tuple("text" if i == text_id else i for i in diff.get(key, []))
@@ -336,6 +337,9 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
         objective=str(objective),
         window=str(inference.get("window", "full")),
         steps=None if inference.get("steps") is None else int(inference["steps"]),
+        sampler=None if inference.get("sampler") is None else str(inference["sampler"]),
+        guidance_scale=(None if inference.get("guidance_scale") is None
+                        else float(inference["guidance_scale"])),
     )
 
 
@@ -396,6 +400,10 @@ def diffusion_config_to_sat(config: DiffusionModelConfig,
         inference["window"] = config.window
     if config.steps is not None:
         inference["steps"] = config.steps
+    if config.sampler is not None:
+        inference["sampler"] = config.sampler
+    if config.guidance_scale is not None:
+        inference["guidance_scale"] = config.guidance_scale
     extra = {"inference": inference} if inference else {}
     return {
         **extra,

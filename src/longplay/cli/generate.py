@@ -42,6 +42,15 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "model folder)")
 
 
+def _interval(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(":")
+    try:
+        return float(lo), float(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO:HI (two noise levels, e.g. 0.3:20), got "
+                                         f"{text!r}") from None
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative", default=None, metavar="PROMPT",
                         help="negative prompt for guidance")
@@ -54,6 +63,12 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
                         help="sampler (default: dpmpp-3m-sde for v models, pingpong for "
                              "rectified flow, which also take stable-audio-tools' names euler "
                              "and dpmpp for rf-euler and rf-dpmpp)")
+    parser.add_argument("--guidance-interval", type=_interval, default=None, metavar="LO:HI",
+                        help="apply guidance only for noise levels in (LO, HI] (VE sigmas for v "
+                             "models, RF times for flows): one network pass instead of two "
+                             "elsewhere")
+    parser.add_argument("--unguided-final-steps", type=int, default=0, metavar="N",
+                        help="run the last N steps without guidance (default 0)")
     parser.add_argument("--sigma-min", type=float, default=DEFAULT_SIGMA_MIN)
     parser.add_argument("--sigma-max", type=float, default=DEFAULT_SIGMA_MAX)
     parser.add_argument("--seed", type=int, default=None,
@@ -217,7 +232,8 @@ def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
         num_outputs=args.num_outputs, init_noise_level=args.init_noise_level,
         window=args.window, context_s=args.context, sections=_sections(prompt, args.section),
-        **audio, **kwargs)
+        guidance_interval=args.guidance_interval,
+        unguided_final_steps=args.unguided_final_steps, **audio, **kwargs)
     if settings.num_windows > 1:
         print(f"note: {settings.duration_s:.2f} s is longer than the model's window "
               f"({pipe.max_duration_s:.2f} s): sampled in {settings.num_windows} windows, "

@@ -1,4 +1,4 @@
-"""``longplay train vae|clap|dit CONFIG`` and ``longplay export RUN -o MODEL_DIR``."""
+"""``longplay train vae|clap|dit|distill CONFIG`` and ``longplay export RUN -o MODEL_DIR``."""
 
 from __future__ import annotations
 
@@ -6,14 +6,22 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from longplay.config import CLAPTrainConfig, DiTTrainConfig, VAETrainConfig, load_config_file
+from longplay.config import (
+    CLAPTrainConfig,
+    ConfigError,
+    DistillTrainConfig,
+    DiTTrainConfig,
+    VAETrainConfig,
+    load_config_file,
+)
 from longplay.training.clap import train_clap
+from longplay.training.distill import train_distill
 from longplay.training.export import export_run
 from longplay.training.runner import train_dit
 from longplay.training.vae import train_vae
 
 STAGES = {"vae": (VAETrainConfig, train_vae), "clap": (CLAPTrainConfig, train_clap),
-          "dit": (DiTTrainConfig, train_dit)}
+          "dit": (DiTTrainConfig, train_dit), "distill": (DistillTrainConfig, train_distill)}
 """Each stage's run config and trainer."""
 
 
@@ -22,6 +30,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("stage", choices=tuple(STAGES))
     train.add_argument("config", type=Path, help="YAML or JSON run config (see docs/training.md)")
     train.add_argument("--data", metavar="DIR", help="training data (overrides data.path)")
+    train.add_argument("--teacher", metavar="MODEL",
+                       help="distill: the model folder to distil (overrides teacher)")
     train.add_argument("-o", "--run-dir", type=Path, default=None,
                        help="run folder (default runs/<stage>-<config name>)")
     train.add_argument("--devices", type=int, default=None, help="devices per node")
@@ -51,7 +61,12 @@ def _override(config, args: argparse.Namespace):
         num_nodes=t.num_nodes if args.num_nodes is None else args.num_nodes,
         strategy=t.strategy if args.strategy is None else args.strategy,
         max_steps=t.max_steps if args.max_steps is None else args.max_steps)
-    return replace(config, data=data, trainer=trainer)
+    config = replace(config, data=data, trainer=trainer)
+    if args.teacher is not None:
+        if not isinstance(config, DistillTrainConfig):
+            raise ConfigError(f"--teacher is for `longplay train distill`, not {args.stage}")
+        config = replace(config, teacher=args.teacher)
+    return config
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -187,10 +187,23 @@ class DiffusionModelConfig:
     steps: int | None = None
     """The pipeline's default number of sampler steps for this model (None: the
     objective's default, 100 for v models); ``inference.steps`` in model_config.json."""
+    sampler: str | None = None
+    """The pipeline's default sampler for this model (None: the objective's), e.g.
+    "consistency" for a distilled few-step model; ``inference.sampler``."""
+    guidance_scale: float | None = None
+    """The pipeline's default guidance scale (None: the objective's; 1 for a model that
+    was distilled with its guidance built in); ``inference.guidance_scale``."""
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be a positive integer, got {self.steps}")
+        if self.guidance_scale is not None and not self.guidance_scale > 0:
+            raise ConfigError(f"guidance_scale must be > 0, got {self.guidance_scale}")
+        if self.objective in OBJECTIVES and self.sampler is not None:
+            try:
+                OBJECTIVES[self.objective].sampler(self.sampler)
+            except ValueError as err:
+                raise ConfigError(f"sampler: {err}") from None
         if self.window not in WINDOWS:
             raise ConfigError(f"window {self.window!r} is not one of {', '.join(WINDOWS)}")
         if self.objective not in OBJECTIVES:

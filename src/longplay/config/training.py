@@ -210,3 +210,50 @@ class CLAPTrainConfig:
         if self.text_encoder_path is None:
             raise ConfigError("text_encoder_path is required: a local Hugging Face folder of the "
                               "text tower to start from (e.g. a sentence-transformer or RoBERTa)")
+
+
+@dataclass(frozen=True)
+class DistillTrainConfig:
+    """Distilling a v-objective model into a few-step one without guidance: consistency
+    distillation with the teacher's guidance built in (``longplay.training.distill``).
+
+    The student starts as a copy of ``teacher`` (a model folder; ``longplay train distill
+    --teacher`` overrides it) and learns, on the training data's latents, to give from any
+    level of the teacher's grid of ``teacher_steps`` log-linear noise levels (``sigma_min``
+    to ``sigma_max``) the same x0 estimate as its slowly moving copy (``target_decay``)
+    gives one guided teacher step further down (Euler, guidance ``guidance_scale``). The
+    exported model samples with the "consistency" sampler in ``student_steps`` steps and
+    guidance 1 by default.
+    """
+
+    teacher: str | None = None
+    text_encoder_path: str | None = None
+    teacher_steps: int = 50
+    sigma_min: float = 0.03
+    sigma_max: float = 500.0
+    guidance_scale: float = 7.0
+    target_decay: float = 0.95
+    student_steps: int = 4
+    window_frames: int | None = None
+    """Train on windows of this many latent frames (default the model's window)."""
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-3,
+                                                 inv_gamma=1e5, power=0.5, warmup=0.9)
+    ema: EMAConfig = EMAConfig(max_decay=0.995)
+    data: DataConfig = DataConfig(kind="latents")
+    trainer: TrainerConfig = TrainerConfig()
+
+    def __post_init__(self) -> None:
+        if self.teacher_steps < 2:
+            raise ConfigError(f"teacher_steps must be >= 2, got {self.teacher_steps}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ConfigError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and "
+                              f"{self.sigma_max}")
+        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 1):
+            raise ConfigError(f"guidance_scale must be >= 1, got {self.guidance_scale}")
+        if not 0 <= self.target_decay < 1:
+            raise ConfigError(f"target_decay must be in [0, 1), got {self.target_decay}")
+        if self.student_steps < 1:
+            raise ConfigError(f"student_steps must be >= 1, got {self.student_steps}")
+        if self.window_frames is not None and self.window_frames < 1:
+            raise ConfigError(f"window_frames must be a positive number of latent frames, got "
+                              f"{self.window_frames}")

@@ -7,7 +7,7 @@ on the transformer, the conditioning or the checkpoints.
 """
 
 from .denoisers import Denoiser, ModelFn, RFDenoiser, VDenoiser
-from .guidance import CFGModel, cfg_model, guided
+from .guidance import CFGModel, GuidanceInterval, cfg_model, guided
 from .inpainting import (
     InpaintingModel,
     inpainting_start,
@@ -39,6 +39,7 @@ from .samplers import (
     SamplerStep,
     StepCallback,
     get_sampler,
+    sample_consistency,
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
     sample_dpmpp_3m_sde,
@@ -63,6 +64,7 @@ __all__ = [
     "CFGModel",
     "CircularModel",
     "Denoiser",
+    "GuidanceInterval",
     "DiffusionTrainingSample",
     "InpaintingModel",
     "ModelFn",
@@ -91,6 +93,7 @@ __all__ = [
     "rf_t_grid",
     "rf_to_denoised",
     "rf_to_noise",
+    "sample_consistency",
     "sample_dpmpp_2m",
     "sample_dpmpp_2m_sde",
     "sample_dpmpp_3m_sde",

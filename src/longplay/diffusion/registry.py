@@ -81,6 +81,8 @@ class Objective:
         init_noise_level_meaning: what an init noise level is, for messages and help.
         sampler_aliases: other names of fitting samplers (stable-audio-tools'
             ``sampler_type`` names) -> the canonical name.
+        level_kind: the units of the noise levels a caller gives (see
+            :meth:`network_time`).
     """
 
     name: str
@@ -95,6 +97,16 @@ class Objective:
     default_init_noise_level: float
     init_noise_level_meaning: str
     sampler_aliases: Mapping[str, str] = field(default_factory=dict)
+    level_kind: SamplerKind = "ve"
+    """How a noise level given by the caller is read (guidance intervals): a VE sigma
+    ("ve") or an RF time ("rf")."""
+
+    def network_time(self, level: float) -> float:
+        """The network time of a noise level given in this objective's units (a VE sigma
+        for v models, an RF time for flows); +inf stays +inf."""
+        if level == float("inf"):
+            return float("inf")
+        return SAMPLERS_BY_KIND[self.level_kind].network_time(level)
 
     @property
     def sampler_names(self) -> tuple[str, ...]:
@@ -189,7 +201,10 @@ RECTIFIED_FLOW = Objective(
     default_init_noise_level=0.5,
     init_noise_level_meaning="a rectified-flow time",
     sampler_aliases={"euler": "rf-euler", "dpmpp": "rf-dpmpp"},
+    level_kind="rf",
 )
+
+SAMPLERS_BY_KIND: dict[str, SamplerSpec] = {spec.kind: spec for spec in SAMPLERS.values()}
 
 OBJECTIVES: dict[str, Objective] = {
     name: objective

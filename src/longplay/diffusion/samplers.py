@@ -41,7 +41,7 @@ from typing import Literal, Protocol
 import torch
 
 from .denoisers import Denoiser, VDenoiser
-from .schedules import alpha_sigma, log_linear_sigmas, logsnr_shift_t_grid
+from .schedules import alpha_sigma, log_linear_sigmas, logsnr_shift_t_grid, sigma_to_t
 
 __all__ = [
     "SAMPLERS",
@@ -52,6 +52,7 @@ __all__ = [
     "SamplerStep",
     "StepCallback",
     "get_sampler",
+    "sample_consistency",
     "sample_dpmpp_2m",
     "sample_dpmpp_2m_sde",
     "sample_dpmpp_3m_sde",
@@ -466,6 +467,40 @@ def sample_pingpong(
     return x
 
 
+@torch.no_grad()
+def sample_consistency(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+    noise_fn: NoiseFn | None = None,
+) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al. 2023, "Consistency Models", Algorithm 1)
+    in the VE parameterisation, for a model distilled to map any noisy state straight to
+    its x0 (:mod:`longplay.training.distill`): denoise fully, then noise the estimate to
+    the next level,
+
+        x <- D(x; s_i) + s_{i+1} z_i,   z_i ~ N(0, I),
+
+    and the final step to s = 0 returns D (no noise drawn; ``noise_fn(i, x)`` is called for
+    the N - 1 intermediate steps). With a few steps of a log-linear grid this is the
+    distilled model's sampler: one network evaluation per step, no guidance.
+    x: [B, D, T] at sigmas[0] (noise * sigma_max); sigmas: [N + 1] VE levels ending at 0
+    -> [B, D, T].
+    """
+    _check_grid(sigmas)
+    noise = _noise_source("sample_consistency", generator, noise_fn)
+    s_in = x.new_ones([x.shape[0]])
+    levels = sigmas.tolist()  # host copy: no device sync per step
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i] * s_in)
+        _report(callback, i, x, sigmas[i], denoised)
+        x = denoised if levels[i + 1] == 0 else denoised + noise(i, x) * sigmas[i + 1]
+    return x
+
+
 # --------------------------------------------------------------------------------------------
 # v-DDIM (the 'euler' of stable-audio-tools for v-objective models)
 
@@ -572,6 +607,10 @@ class SamplerSpec:
     fn: SamplerFn
     kind: SamplerKind
     stochastic: bool
+    evaluates_sigma_min: bool = True
+    """False for a "ve" sampler whose model maps the lowest level to itself (a
+    consistency model): its grid leaves ``sigma_min`` out instead of spending an
+    evaluation there."""
 
     @property
     def supports_init(self) -> bool:
@@ -585,13 +624,18 @@ class SamplerSpec:
         """The noise levels of a run of ``steps`` network evaluations, highest first.
 
         ``"ve"``: :func:`.log_linear_sigmas` from ``top`` (default ``sigma_max``) down to
-        ``sigma_min``, then 0 -> [steps + 1]. ``"rf"``: the reference's log-SNR grid
+        ``sigma_min``, then 0 -> [steps + 1]; without ``evaluates_sigma_min``, the same
+        grid of steps + 1 levels with sigma_min dropped -> [steps + 1]. ``"rf"``: the reference's log-SNR grid
         1 -> 0 scaled by ``top`` (default 1) -> [steps + 1]; the sigmas are unused.
         ``"v-ddim"``: the cosine t grid 1 -> t_{n-1} > 0 without the final 0 -> [steps];
         it cannot start lower (``top`` must be None).
         """
         if self.kind == "ve":
             upper = sigma_max if top is None else top
+            if not self.evaluates_sigma_min:  # steps + 1 levels, sigma_min left out
+                grid = log_linear_sigmas(steps + 1, sigma_min, upper, dtype=dtype,
+                                         device=device)
+                return torch.cat([grid[:-2], grid[-1:]])
             return log_linear_sigmas(steps, sigma_min, upper, dtype=dtype, device=device)
         if self.kind == "rf":
             grid = logsnr_shift_t_grid(steps, include_endpoint=True, dtype=dtype, device=device)
@@ -600,6 +644,14 @@ class SamplerSpec:
             raise ValueError(f"the {self.name!r} sampler always starts from pure noise; it "
                              "cannot start from known latents at a lower noise level")
         return logsnr_shift_t_grid(steps, include_endpoint=False, dtype=dtype, device=device)
+
+    def network_time(self, level: float) -> float:
+        """The network time of grid level ``level``: what the network is given at that
+        level (cosine t of a VE sigma for "ve"; the level itself for "rf" and
+        "v-ddim")."""
+        if self.kind == "ve":
+            return float(sigma_to_t(torch.tensor(float(level), dtype=torch.float64)))
+        return float(level)
 
     def noised(self, x0: torch.Tensor, noise: torch.Tensor,
                level: torch.Tensor | float) -> torch.Tensor:
@@ -652,6 +704,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
         SamplerSpec("dpmpp-2m", sample_dpmpp_2m, "ve", stochastic=False),
         SamplerSpec("dpmpp-2m-sde", sample_dpmpp_2m_sde, "ve", stochastic=True),
         SamplerSpec("dpmpp-3m-sde", sample_dpmpp_3m_sde, "ve", stochastic=True),
+        SamplerSpec("consistency", sample_consistency, "ve", stochastic=True,
+                    evaluates_sigma_min=False),
         SamplerSpec("rf-euler", sample_rf_euler, "rf", stochastic=False),
         SamplerSpec("rf-dpmpp", sample_rf_dpmpp, "rf", stochastic=False),
         SamplerSpec("pingpong", sample_pingpong, "rf", stochastic=True),

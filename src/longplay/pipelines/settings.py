@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from longplay.config import WINDOWS, DiffusionModelConfig
-from longplay.diffusion import Objective, SamplingDefaults, get_objective
+from longplay.diffusion import Objective, SamplerSpec, SamplingDefaults, get_objective
 from longplay.errors import SettingsError
 from longplay.pipelines.windows import generate_frames, plan_windows, section_boundaries
 
@@ -39,6 +39,7 @@ __all__ = [
     "GenerationSettings",
     "draw_seed",
     "resolve_settings",
+    "guidance_times",
     "sampling_defaults",
 ]
 
@@ -102,6 +103,10 @@ class GenerationSettings:
         num_windows: how many windows were sampled.
         sections: (start_s, prompt) of each part of the piece, or empty: one prompt.
         loop: whether the audio loops seamlessly (its end flows into its start).
+        guidance_interval: (lo, hi) noise levels (VE sigmas for v models, RF times for
+            flows): guidance applies for levels in (lo, hi], one conditional pass
+            elsewhere; None: at every level.
+        unguided_final_steps: the last this many evaluations run without guidance.
     """
 
     prompts: tuple[str, ...]
@@ -134,6 +139,16 @@ class GenerationSettings:
     num_windows: int = 1
     sections: tuple[tuple[float, str], ...] = ()
     loop: bool = False
+    guidance_interval: tuple[float, float] | None = None
+    unguided_final_steps: int = 0
+
+    @property
+    def guided_evaluations(self) -> int:
+        """How many of the sampler's evaluations pay for guidance's second pass, at most
+        (levels outside ``guidance_interval`` pay none either)."""
+        if self.guidance_scale == 1:
+            return 0
+        return self.num_inference_steps - self.unguided_final_steps
 
     @property
     def batch_size(self) -> int:
@@ -162,6 +177,9 @@ class GenerationSettings:
             "context_s": self.context_s if self.num_windows > 1 else None,
             "sections": [list(section) for section in self.sections] or None,
             "loop": self.loop,
+            "guidance_interval": (None if self.guidance_interval is None
+                                  else list(self.guidance_interval)),
+            "unguided_final_steps": self.unguided_final_steps,
         }
 
 
@@ -174,11 +192,16 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
 
 
 def sampling_defaults(config: DiffusionModelConfig) -> SamplingDefaults:
-    """The model's defaults: its objective's, with the model's own number of steps where
-    its config sets one (``inference.steps``)."""
+    """The model's defaults: its objective's, with the model's own sampler, number of
+    steps and guidance where its config sets them (``inference.sampler``, ``.steps``,
+    ``.guidance_scale``: a distilled model's few steps without guidance)."""
     defaults = get_objective(config.objective).defaults
     if config.steps is not None:
         defaults = replace(defaults, num_inference_steps=config.steps)
+    if config.sampler is not None:
+        defaults = replace(defaults, sampler=config.sampler)
+    if config.guidance_scale is not None:
+        defaults = replace(defaults, guidance_scale=config.guidance_scale)
     return defaults
 
 
@@ -272,6 +295,8 @@ def resolve_settings(
     context_s: float | None = None,
     sections: Sequence[Sequence[float | str]] | None = None,
     loop: bool = False,
+    guidance_interval: Sequence[float] | None = None,
+    unguided_final_steps: int = 0,
     precision: str = "fp32",
     draw: bool = True,
 ) -> GenerationSettings:
@@ -334,6 +359,11 @@ def resolve_settings(
     if not 0 < sigma_min < sigma_max:
         raise SettingsError("sigma_max", f"need 0 < sigma_min < sigma_max, got {sigma_min:g} "
                                          f"and {sigma_max:g}")
+    interval = _guidance_interval(guidance_interval)
+    if not _is_int(unguided_final_steps) or not 0 <= unguided_final_steps < steps:
+        raise SettingsError("unguided_final_steps", f"unguided_final_steps must be an integer "
+                                                    f"in [0, {steps}) (fewer than the steps), "
+                                                    f"got {unguided_final_steps!r}")
     sampler_name = defaults.sampler if sampler is None else sampler
     if not isinstance(sampler_name, str):
         raise SettingsError("sampler", f"sampler must be a name, got {sampler_name!r}")
@@ -454,7 +484,44 @@ def resolve_settings(
         has_inpaint_audio=inpaint_audio is not None, inpaint_regions=regions,
         inpaint_edge_s=edge_s, splice=splice, resample_steps=resample_steps,
         jump_length=jump_length, context_s=float(context), num_windows=num_windows,
-        sections=parts, loop=loop)
+        sections=parts, loop=loop, guidance_interval=interval,
+        unguided_final_steps=int(unguided_final_steps))
+
+
+def guidance_times(s: GenerationSettings, objective: Objective, spec: SamplerSpec,
+                   grid: torch.Tensor) -> tuple[float, float] | None:
+    """The network times (t_lo, t_hi) between which a run on ``grid`` applies guidance,
+    from ``s.guidance_interval`` and ``s.unguided_final_steps``; None: everywhere.
+
+    The last ``unguided_final_steps`` evaluation levels of the grid fall below t_lo (the
+    bound lies halfway between two levels' times, so rounding cannot move a level
+    across it)."""
+    if s.guidance_scale == 1 or (s.guidance_interval is None and s.unguided_final_steps == 0):
+        return None
+    lo, hi = 0.0, math.inf
+    if s.guidance_interval is not None:
+        lo, hi = (objective.network_time(v) for v in s.guidance_interval)
+    if s.unguided_final_steps:
+        levels = grid.tolist()
+        levels = levels if spec.kind == "v-ddim" else levels[:-1]  # the evaluated levels
+        k = len(levels) - s.unguided_final_steps
+        times = [spec.network_time(v) for v in levels[k - 1:k + 1]]
+        lo = max(lo, (times[0] + times[1]) / 2)
+    return lo, hi
+
+
+def _guidance_interval(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if (isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2
+            or not all(_is_number(v) for v in value)):
+        raise SettingsError("guidance_interval", f"guidance_interval must be two noise levels "
+                                                 f"[lo, hi], got {value!r}")
+    lo, hi = (float(v) for v in value)
+    if not (math.isfinite(lo) and 0 <= lo < hi and not math.isnan(hi)):
+        raise SettingsError("guidance_interval", f"guidance_interval needs 0 <= lo < hi, got "
+                                                 f"[{lo:g}, {hi:g}]")
+    return lo, hi
 
 
 def _check_init(objective: Objective, supports_init: bool, sampler: str, init_audio: Any,

@@ -41,6 +41,7 @@ from longplay.pipelines.settings import (
     DEFAULT_SIGMA_MIN,
     PRECISIONS,
     GenerationSettings,
+    guidance_times,
     resolve_settings,
     sampling_defaults,
 )
@@ -322,6 +323,8 @@ class TextToMusicPipeline:
         context_s: float | None = None,
         sections: Sequence[Sequence[float | str]] | None = None,
         loop: bool = False,
+        guidance_interval: Sequence[float] | None = None,
+        unguided_final_steps: int = 0,
         noise_fn: NoiseFn | None = None,
         progress: ProgressFn | None = None,
     ) -> TextToMusicOutput:
@@ -365,6 +368,10 @@ class TextToMusicPipeline:
                 in diffusers; the mask defaults to all tokens.
             negative_prompt_embeds, negative_attention_mask: the same for the negative
                 prompt ([1 or P, L, E]).
+            guidance_interval: (lo, hi) noise levels (VE sigmas for v models, RF times
+                for flows) outside which guidance is off, one network pass instead of
+                two (Kynkäänniemi et al. 2024); default everywhere.
+            unguided_final_steps: run the last this many evaluations without guidance.
             noise_fn: replaces the stochastic samplers' per-step noise (tests).
             progress: ``progress(stage, done, total)``.
         """
@@ -381,7 +388,8 @@ class TextToMusicPipeline:
                      "guidance_scale": guidance_scale, "sampler": sampler,
                      "generator": generator, "seed": seed, "init_noise_level": init_noise_level,
                      "window": window, "inpaint_regions": inpaint_regions,
-                     "context_s": context_s, "sections": sections}
+                     "context_s": context_s, "sections": sections,
+                     "guidance_interval": guidance_interval}
             extra = [k for k, v in given.items() if v is not None] + [
                 k for k, v, default in (("seconds_start", seconds_start, 0.0),
                                         ("sigma_min", sigma_min, DEFAULT_SIGMA_MIN),
@@ -391,7 +399,9 @@ class TextToMusicPipeline:
                                         ("splice", splice, True),
                                         ("resample_steps", resample_steps, 1),
                                         ("jump_length", jump_length, DEFAULT_JUMP_LENGTH),
-                                        ("loop", loop, False)) if v != default]
+                                        ("loop", loop, False),
+                                        ("unguided_final_steps", unguided_final_steps, 0))
+                if v != default]
             if extra:
                 raise SettingsError(extra[0], f"give the resolved settings or keyword "
                                               f"arguments, not both (got {', '.join(extra)})")
@@ -405,7 +415,8 @@ class TextToMusicPipeline:
                 init_noise_level=init_noise_level, window=window,
                 inpaint_regions=inpaint_regions, inpaint_edge_s=inpaint_edge_s, splice=splice,
                 resample_steps=resample_steps, jump_length=jump_length, context_s=context_s,
-                sections=sections, loop=loop, **tensors)
+                sections=sections, loop=loop, guidance_interval=guidance_interval,
+                unguided_final_steps=unguided_final_steps, **tensors)
         with torch.inference_mode():
             return self._generate(settings, latents, init_audio, inpaint_audio, prompt_embeds,
                                   prompt_attention_mask, negative_prompt_embeds,
@@ -467,9 +478,6 @@ class TextToMusicPipeline:
                                              s.seconds_total).with_input(extra)
             uncond = (None if negative is None else self.prepare_conditioning(
                 negative, batch, window_start_s, s.seconds_total).with_input(extra))
-            model_fn = self._model_fn(cond, s, uncond)
-            if s.loop:
-                model_fn = CircularModel(model_fn, window.num_frames)
             noise = (draw((self.config.vae.latent_dim, window.num_frames)) if latents is None
                      else latents.float().to(self.device, self.vae_dtype))
             # Soft edges toward the frames generated inside the piece; past its end
@@ -482,8 +490,6 @@ class TextToMusicPipeline:
             weights = weights.to(self.device)
             mask = weights.view(1, 1, -1).expand(batch, 1, -1).to(self.vae_dtype)
             kept = bool((weights > 0).any())
-            if kept:
-                model_fn = InpaintingModel(model_fn, known, mask, self.objective.from_denoised)
             init_latents = (self._encode_init(init_audio, batch, window.num_frames)
                             if init_audio is not None
                             else known if s.init_noise_level is not None else None)
@@ -491,6 +497,11 @@ class TextToMusicPipeline:
                                          sigma_min=s.sigma_min, sigma_max=s.sigma_max,
                                          init_latents=init_latents,
                                          init_noise_level=s.init_noise_level)
+            model_fn = self._model_fn(cond, s, uncond, guidance_times(s, self.objective, spec, start.grid))
+            if s.loop:
+                model_fn = CircularModel(model_fn, window.num_frames)
+            if kept:
+                model_fn = InpaintingModel(model_fn, known, mask, self.objective.from_denoised)
             x = start.x
             if kept and init_latents is None:
                 x = inpainting_start(spec, noise, start.grid.to(noise.dtype), known, mask)
@@ -597,10 +608,12 @@ class TextToMusicPipeline:
                                   features.mask.repeat_interleave(repeat, 0))
 
     def _model_fn(self, cond: Conditioning, s: GenerationSettings,
-                  uncond: Conditioning | None):
+                  uncond: Conditioning | None,
+                  interval: tuple[float, float] | None = None):
         """The network function the sampler calls, with the conditioning projected once.
         Guidance's unconditional branch is ``uncond`` (the negative prompt's), else
-        ``cond`` with an all-zero context."""
+        ``cond`` with an all-zero context; ``interval`` (network times, see
+        :func:`guidance_times`) limits guidance."""
         dit, dtype = self.model.dit, self.dit_dtype
         cond_context = dit.prepare_context(cond.to(self.device, dtype))
 
@@ -616,7 +629,7 @@ class TextToMusicPipeline:
         def model_both(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return dit(x.to(dtype), t, both).to(x.dtype)
 
-        return guided(model_cond, model_both, s.guidance_scale)
+        return guided(model_cond, model_both, s.guidance_scale, interval)
 
     def _encode_known(self, audio: torch.Tensor, batch: int) -> torch.Tensor:
         """Known audio [C, S] or [B, C, S] -> its latents [B, D, ceil(S / hop)] (the

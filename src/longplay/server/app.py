@@ -152,7 +152,9 @@ def _resolve(request: GenerationRequest, inputs: dict[str, torch.Tensor],
             window=request.window, inpaint_regions=request.inpaint_regions,
             inpaint_edge_s=request.inpaint_edge_s, splice=request.splice,
             resample_steps=request.resample_steps, jump_length=request.jump_length,
-            context_s=request.context_s, sections=sections, loop=request.loop, **inputs)
+            context_s=request.context_s, sections=sections, loop=request.loop,
+            guidance_interval=request.guidance_interval,
+            unguided_final_steps=request.unguided_final_steps, **inputs)
     except SettingsError as error:
         field = REQUEST_FIELDS.get(error.field, error.field)
         message = str(error).removeprefix(f"{error.field} ")

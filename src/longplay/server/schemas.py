@@ -82,6 +82,11 @@ class GenerationRequest(BaseModel):
         None, description="[start_s, prompt] parts of the piece after the opening prompt "
                           "(which holds from 0 s)")
     loop: bool = Field(False, description="make the audio loop seamlessly")
+    guidance_interval: tuple[float, float] | None = Field(
+        None, description="[lo, hi]: guidance only for noise levels in (lo, hi] (VE sigmas "
+                          "for v models, RF times for flows); default everywhere")
+    unguided_final_steps: int = Field(0, ge=0, description="the last steps run without "
+                                                           "guidance")
 
 
 class RequestLimits(BaseModel):

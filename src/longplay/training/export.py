@@ -42,7 +42,7 @@ def export_run(run: str | Path, out_dir: str | Path, *, use_ema: bool = True,
     info = ckpt["longplay"]
     stage = info["stage"]
     state = ckpt["state_dict"]
-    if stage == "dit":
+    if stage in ("dit", "distill"):  # a distilled model records its own sampling defaults
         mconfig = dataclass_from_dict(DiffusionModelConfig, info["model_config"], "model_config")
         prefix = "ema." if use_ema and any(k.startswith("ema.") for k in state) else "net."
         with torch.device("meta"):

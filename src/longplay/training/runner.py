@@ -62,16 +62,7 @@ def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
 
 def _base_model(config: DiTTrainConfig) -> DiffusionModel:
     if config.init_from is not None:
-        model = load_diffusion_model(config.init_from, text_encoder_path=config.text_encoder_path)
-        text = model.config.conditioning.text
-        if text is not None:
-            if model.text_encoder is None:
-                raise ConfigError("the model to fine-tune needs its text encoder")
-            # Record where the encoder really is: the folder's own path may be relative to it.
-            text = replace(text, model_path=str(model.text_encoder.path.resolve()))
-            model.config = replace(model.config, conditioning=replace(
-                model.config.conditioning, text=text))
-        return model
+        return load_model_to_train(config.init_from, config.text_encoder_path)
     mconfig: DiffusionModelConfig = model_preset(config.preset)
     with seeded(config.trainer.seed):
         if config.vae_path is not None:
@@ -88,6 +79,22 @@ def _base_model(config: DiTTrainConfig) -> DiffusionModel:
         if mconfig.conditioning.text is not None:
             mconfig, text_encoder = _with_text_encoder(mconfig, config)
         return build_diffusion_model(mconfig, vae=vae, text_encoder=text_encoder)
+
+
+def load_model_to_train(path: str | Path, text_encoder_path: str | None) -> DiffusionModel:
+    """A model folder to start training from, with its text encoder loaded and recorded
+    by its resolved location (the folder's own path may be relative to the folder), so
+    that the exported model finds it."""
+    model = load_diffusion_model(path, text_encoder_path=text_encoder_path)
+    text = model.config.conditioning.text
+    if text is not None:
+        if model.text_encoder is None:
+            raise ConfigError(f"the model {path} needs its text encoder: set "
+                              "text_encoder_path")
+        text = replace(text, model_path=str(model.text_encoder.path.resolve()))
+        model.config = replace(model.config, conditioning=replace(
+            model.config.conditioning, text=text))
+    return model
 
 
 def _with_text_encoder(mconfig: DiffusionModelConfig,

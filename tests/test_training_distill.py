@@ -1,0 +1,194 @@
+"""Consistency distillation (``longplay train distill``): the guided teacher step, a loss
+that falls while the teacher stays untouched, exact resumption, and an exported model that
+samples in a few steps without guidance by default."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SAO1_TINY, SAOS_TINY
+from longplay.checkpoints import load_diffusion_model
+from longplay.cli.main import main
+from longplay.config import (
+    ConfigError,
+    DataConfig,
+    DistillTrainConfig,
+    EMAConfig,
+    OptimizerConfig,
+    TrainerConfig,
+)
+from longplay.diffusion import VDenoiser, cfg_model, sample_euler
+from longplay.pipelines import TextToMusicPipeline
+from longplay.training import distill
+from longplay.training.distill import DistillTrainingModule, load_teacher
+
+
+@dataclass(frozen=True)
+class Example:
+    latents: torch.Tensor
+    seconds_start: float
+    seconds_total: float
+    prompt: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    latents: torch.Tensor
+    seconds_start: torch.Tensor
+    seconds_total: torch.Tensor
+    prompts: list[str]
+
+
+class ToyLatents:
+    """Four fixed 'songs' of the tiny model's 8 latent channels."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def example(self, index: int, position: int) -> Example:
+        g = torch.Generator().manual_seed(index)
+        base = torch.randn(8, 1, generator=g) * torch.linspace(-1, 1, 32)  # [8, 32]
+        return Example(base, float(index), 30.0, f"song number {index}")
+
+
+def collate(items: list[Example]) -> Batch:
+    return Batch(torch.stack([i.latents for i in items]),
+                 torch.tensor([i.seconds_start for i in items]),
+                 torch.tensor([i.seconds_total for i in items]), [i.prompt for i in items])
+
+
+@pytest.fixture(autouse=True)
+def toy_data(monkeypatch) -> None:
+    monkeypatch.setattr(distill, "build_dataset",
+                        lambda config, model_config: (ToyLatents(), collate))
+
+
+def config(steps: int, teacher: Path = SAO1_TINY) -> DistillTrainConfig:
+    return DistillTrainConfig(
+        teacher=str(teacher), teacher_steps=8, sigma_min=0.05, sigma_max=80.0,
+        guidance_scale=3.0, target_decay=0.9, student_steps=3,
+        optimizer=OptimizerConfig(lr=1e-3, inv_gamma=1e4, warmup=0.0),
+        ema=EMAConfig(max_decay=0.9),
+        data=DataConfig(kind="latents", path="unused"),
+        trainer=TrainerConfig(max_steps=steps, batch_size=4, checkpoint_every_n_steps=3,
+                              log_every_n_steps=1))
+
+
+def losses(run_dir: Path) -> list[float]:
+    rows = []
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        rows += [float(r["train/loss"]) for r in csv.DictReader(path.open()) if r["train/loss"]]
+    return rows
+
+
+def test_the_teacher_step_is_one_guided_euler_step() -> None:
+    """The regression target's input: the teacher's guided x0 estimate and one Euler step
+    of the VE ODE, as the samplers would take it."""
+    cfg = config(1)
+    module = DistillTrainingModule(cfg, load_teacher(cfg), ToyLatents(), collate)
+    batch = collate([ToyLatents().example(i, i) for i in range(2)])
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 32, generator=g) * 5.0
+    s_hi, s_lo = torch.tensor([5.0, 5.0]), torch.tensor([2.0, 2.0])
+    features = module._features(batch)
+    ours = module._teacher_step(x, s_hi, s_lo, features, batch)
+
+    teacher = load_diffusion_model(SAO1_TINY)
+    cond = teacher.conditioner(features, {"seconds_start": batch.seconds_start,
+                                          "seconds_total": batch.seconds_total})
+    both = cond.cat(cond.without_context())
+    with torch.no_grad():
+        denoiser = VDenoiser(cfg_model(lambda xi, t: teacher.dit(xi, t, both), 3.0))
+        expected = sample_euler(denoiser, x, torch.tensor([5.0, 2.0]))
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_loss_falls_the_teacher_stays_and_the_target_follows(tmp_path: Path) -> None:
+    teacher_before = load_diffusion_model(SAO1_TINY).dit.state_dict()
+    runner_dir = tmp_path / "run"
+    distill.train_distill(config(30), runner_dir, enable_progress_bar=False)
+    values = losses(runner_dir)
+    assert len(values) == 30 and all(torch.isfinite(torch.tensor(values)))
+    assert sum(values[-8:]) / 8 < 0.8 * sum(values[:8]) / 8
+    state = torch.load(runner_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["longplay"]["stage"] == "distill"
+    sd = state["state_dict"]
+    for key, value in teacher_before.items():  # frozen, bit for bit
+        assert torch.equal(sd["teacher.dit." + key], value), key
+    moved = [k for k in teacher_before if not torch.equal(sd["net.dit." + k], teacher_before[k])]
+    assert moved  # the student learned
+    key = moved[0]  # the target lies between the teacher's start and the student
+    start, student, target = teacher_before[key], sd["net.dit." + key], sd["target.dit." + key]
+    assert not torch.equal(target, start) and not torch.equal(target, student)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
+    distill.train_distill(config(6), tmp_path / "a", enable_progress_bar=False)
+    distill.train_distill(config(3), tmp_path / "b", enable_progress_bar=False)
+    distill.train_distill(config(6), tmp_path / "b", resume=True, enable_progress_bar=False)
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 6
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:  # student, EMA, target and teacher alike
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert losses(tmp_path / "a")[3:] == losses(tmp_path / "b")[3:]
+
+
+def test_train_export_and_generate_in_few_steps_through_the_cli(tmp_path: Path) -> None:
+    cfg = tmp_path / "distill.yaml"
+    cfg.write_text("""
+teacher_steps: 8
+sigma_max: 80.0
+guidance_scale: 3.0
+student_steps: 2
+optimizer: {lr: 0.001, inv_gamma: 10000.0, warmup: 0.0}
+data: {kind: latents, path: unused}
+trainer: {max_steps: 2, batch_size: 2, checkpoint_every_n_steps: 2, log_every_n_steps: 1}
+""")
+    run = tmp_path / "run"
+    assert main(["train", "distill", str(cfg), "--teacher", str(SAO1_TINY), "-o", str(run),
+                 "--no-progress"]) == 0
+    model = tmp_path / "model"
+    assert main(["export", str(run), "-o", str(model)]) == 0
+    inference = json.loads((model / "model_config.json").read_text())["inference"]
+    assert inference == {**inference, "sampler": "consistency", "steps": 2,
+                         "guidance_scale": 1.0}
+    pipe = TextToMusicPipeline.from_pretrained(model)
+    settings = pipe.resolve_settings("song number 1", duration_s=1.0, seed=0)
+    assert (settings.sampler, settings.num_inference_steps, settings.guidance_scale) == (
+        "consistency", 2, 1.0)
+    calls: list[int] = []
+    handle = pipe.model.dit.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    try:
+        first = pipe(settings)
+    finally:
+        handle.remove()
+    assert calls == [1, 1]  # two evaluations, no unconditional pass
+    again = pipe(settings)
+    assert torch.equal(first.audio, again.audio)  # the renoising is seeded
+    out = tmp_path / "song.wav"
+    assert main(["generate", "song number 1", "--model", str(model), "--duration", "1",
+                 "--seed", "0", "-o", str(out), "--no-progress"]) == 0
+    assert out.is_file()
+
+
+def test_unusable_teachers_and_options_are_refused(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ConfigError, match="v-objective teacher"):
+        load_teacher(config(1, teacher=SAOS_TINY))
+    with pytest.raises(ConfigError, match="--teacher"):
+        load_teacher(DistillTrainConfig())
+    with pytest.raises(ConfigError, match="guidance_scale"):
+        DistillTrainConfig(guidance_scale=0.5)
+    cfg = tmp_path / "dit.yaml"
+    cfg.write_text("preset: debug\ndata: {kind: latents, path: unused}\n")
+    assert main(["train", "dit", str(cfg), "--teacher", str(SAO1_TINY), "-o",
+                 str(tmp_path / "r")]) == 2
+    assert "--teacher is for `longplay train distill`" in capsys.readouterr().err
+
