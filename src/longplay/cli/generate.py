@@ -43,7 +43,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _interval(text: str) -> tuple[float, float]:
-    lo, sep, hi = text.partition(":")
+    lo, _, hi = text.partition(":")
     try:
         return float(lo), float(hi)
     except ValueError:

@@ -625,7 +625,8 @@ class SamplerSpec:
 
         ``"ve"``: :func:`.log_linear_sigmas` from ``top`` (default ``sigma_max``) down to
         ``sigma_min``, then 0 -> [steps + 1]; without ``evaluates_sigma_min``, the same
-        grid of steps + 1 levels with sigma_min dropped -> [steps + 1]. ``"rf"``: the reference's log-SNR grid
+        grid of steps + 1 levels with sigma_min dropped -> [steps + 1]. ``"rf"``: the
+        reference's log-SNR grid
         1 -> 0 scaled by ``top`` (default 1) -> [steps + 1]; the sigmas are unused.
         ``"v-ddim"``: the cosine t grid 1 -> t_{n-1} > 0 without the final 0 -> [steps];
         it cannot start lower (``top`` must be None).

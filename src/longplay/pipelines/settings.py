@@ -38,8 +38,8 @@ __all__ = [
     "WINDOW_QUANTUM_FRAMES",
     "GenerationSettings",
     "draw_seed",
-    "resolve_settings",
     "guidance_times",
+    "resolve_settings",
     "sampling_defaults",
 ]
 

@@ -497,7 +497,8 @@ class TextToMusicPipeline:
                                          sigma_min=s.sigma_min, sigma_max=s.sigma_max,
                                          init_latents=init_latents,
                                          init_noise_level=s.init_noise_level)
-            model_fn = self._model_fn(cond, s, uncond, guidance_times(s, self.objective, spec, start.grid))
+            interval = guidance_times(s, self.objective, spec, start.grid)
+            model_fn = self._model_fn(cond, s, uncond, interval)
             if s.loop:
                 model_fn = CircularModel(model_fn, window.num_frames)
             if kept:
