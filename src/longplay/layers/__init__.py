@@ -9,6 +9,7 @@ from longplay.layers.embeddings import (
     rotary_angles,
     rotary_inverse_frequencies,
 )
+from longplay.layers.quantize import int8_unavailable_reason, quantize_linears_int8
 from longplay.layers.sharing import TransientState, shared_weights_copy
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "WeightNormedConv",
     "apply_rotary",
     "compile_unavailable_reason",
+    "int8_unavailable_reason",
+    "quantize_linears_int8",
     "rotary_angles",
     "rotary_inverse_frequencies",
     "shared_weights_copy",

@@ -52,8 +52,9 @@ DEFAULT_SIGMA_MIN = 0.03
 DEFAULT_SIGMA_MAX = 500.0
 """The VE noise levels of the v-objective samplers, log-linear from max to min (the
 paper's and the reference UI's)."""
-PRECISIONS = ("fp32", "bf16", "auto")
-"""auto: bf16 where the device runs it fast, else fp32."""
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
+"""auto: bf16 where the device runs it fast, else fp32. int8 (CPU only): the DiT's
+transformer blocks with int8 linear layers (PyTorch's dynamic quantisation)."""
 WINDOW_QUANTUM_FRAMES = 64
 """A "fit" window is the request rounded up to a multiple of this many latent frames."""
 MAX_DURATION_S = 3600.0

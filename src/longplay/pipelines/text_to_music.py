@@ -32,7 +32,12 @@ from longplay.diffusion import (
     soft_keep_mask,
 )
 from longplay.errors import GenerationError, SettingsError
-from longplay.layers import Compiler, shared_weights_copy
+from longplay.layers import (
+    Compiler,
+    int8_unavailable_reason,
+    quantize_linears_int8,
+    shared_weights_copy,
+)
 from longplay.pipelines import settings as generation_settings
 from longplay.pipelines.settings import (
     DEFAULT_EDGE_S,
@@ -103,6 +108,14 @@ def _resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"precision int8 runs on CPUs (PyTorch's dynamic quantisation), not "
+                             f"on {device.type}; use bf16 there")
+        reason = int8_unavailable_reason()
+        if reason is not None:
+            logger.warning("int8 is unavailable (%s): running in fp32", reason)
+            return "fp32"
     if precision == "bf16" and not bf16_supported(device):
         logger.warning("bf16 is not supported on this device (no AVX512-BF16/AMX through "
                        "oneDNN): running in fp32")
@@ -174,12 +187,18 @@ class TextToMusicPipeline:
         # VAE's convolutions also run in bf16 (fp32 accumulation in oneDNN: decoded audio
         # within ~48 dB SI-SDR of fp32); on a GPU the VAE stays in fp32, as half-precision
         # VAE decodes are reported to add audible noise.
+        # int8: the transformer blocks' linear layers hold int8 weights (new tensors; the
+        # model's stay as they are) and the VAE runs as in bf16 where the CPU supports it.
         bf16 = self.precision == "bf16"
+        int8 = self.precision == "int8"
         self.dit_dtype = torch.bfloat16 if bf16 else _full_precision(
             model.dit.project_in.weight.dtype)
         dit = shared_weights_copy(model.dit, self.dit_dtype)
+        if int8:
+            quantize_linears_int8(dit.blocks)
         vae = shared_weights_copy(model.vae)
-        vae.set_conv_dtype(torch.bfloat16 if bf16 and device.type == "cpu" else None)
+        bf16_vae = bf16 or (int8 and bf16_supported(device))
+        vae.set_conv_dtype(torch.bfloat16 if bf16_vae and device.type == "cpu" else None)
         # Compiled on first use (tens of seconds per component on a CPU; torch caches the
         # result on disk for later processes); eager with one warning where the compiler
         # is missing or fails.
@@ -208,6 +227,10 @@ class TextToMusicPipeline:
         the device supports it and fp32 elsewhere, without a warning; the default here is
         fp32, the reference's exact arithmetic, as in diffusers. The DiT is loaded in the
         precision it runs in.
+
+        ``precision="int8"`` (CPU only, opt-in) gives the DiT's transformer blocks int8
+        linear layers through PyTorch's dynamic quantisation: faster than bf16 per step
+        on CPUs, with the output error that benchmarks/dit_step.py reports.
 
         ``compile=True`` runs what gains from ``torch.compile`` on the device through it
         (:func:`default_compile_parts`), or name the parts: ``compile=("dit", "vae")``."""
