@@ -1,6 +1,7 @@
 """One diffusion-transformer step of the full-size Stable Audio Open 1.0 architecture
 (random weights, batch 2 as with guidance): longplay against diffusers'
-StableAudioDiTModel on the same weights, in one run.
+StableAudioDiTModel on the same weights, in one run, each at the same precision (fp32,
+and bf16 with the reference cast by ``.to(torch.bfloat16)``), plus longplay's int8.
 
     python benchmarks/dit_step.py [--latents 256,1024] [--repeats 3]
 
@@ -98,10 +99,11 @@ def main() -> int:
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
     from longplay.conditioning import Conditioning
+    from longplay.layers import quantize_linears_int8, shared_weights_copy
 
     reference, dit, _ = build_models(args.depth)
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    rows = []
+    rows, int8_rows = [], []
     for frames in (int(f) for f in args.latents.split(",")):
         x, t, context, global_cond = inputs(frames)
         rotary = get_1d_rotary_pos_embed(max(64 // 2, 32), frames + 1, use_real=True,
@@ -114,12 +116,33 @@ def main() -> int:
                                  rotary_embedding=rotary, return_dict=False)[0]
 
         ref_s, ref_out, flops = time_it(run_reference, args.repeats)
+        rows.append(("diffusers (reference)", "fp32", frames, ref_s, 1.0, 1.0, 0.0,
+                     flops / ref_s / peak["fp32"]))
+        seconds = {("reference", "fp32"): ref_s}
+        # The reference cast to bf16, as a diffusers user would (`.to(torch.bfloat16)`).
+        reference.to(torch.bfloat16)
+        bf16_inputs = (x.bfloat16(), t, context.bfloat16(), global_cond.bfloat16())
+
+        def run_reference_bf16(inputs=bf16_inputs, rotary=rotary):
+            x_, t_, context_, global_ = inputs
+            with torch.inference_mode():
+                return reference(x_, t_, encoder_hidden_states=context_,
+                                 global_hidden_states=global_[:, None],
+                                 rotary_embedding=rotary, return_dict=False)[0]
+
+        ref16_s, ref16_out, _ = time_it(run_reference_bf16, args.repeats)
+        reference.to(torch.float32)
+        seconds[("reference", "bf16")] = ref16_s
+        rows.append(("diffusers (reference)", "bf16", frames, ref16_s, 1.0, ref_s / ref16_s,
+                     (ref16_out.float() - ref_out).abs().max().item(),
+                     flops / ref16_s / peak["bf16"]))
         cond = Conditioning(context, torch.ones(BATCH, TEXT_TOKENS, dtype=torch.bool),
                             global_cond)
-        rows.append(("diffusers (reference)", "fp32", frames, ref_s, 1.0, 0.0,
-                     flops / ref_s / peak["fp32"]))
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            model = dit.to(dtype)
+        for name in ("fp32", "bf16", "int8"):
+            dtype = torch.bfloat16 if name == "bf16" else torch.float32
+            model = shared_weights_copy(dit, dtype)
+            if name == "int8":
+                quantize_linears_int8(model.blocks)
             ctx = model.prepare_context(Conditioning(cond.cross_attn.to(dtype),
                                                      cond.cross_attn_mask,
                                                      cond.global_cond.to(dtype)))
@@ -129,10 +152,14 @@ def main() -> int:
                     return model(x.to(dtype), t, ctx)
 
             ours_s, ours_out, _ = time_it(run_ours, args.repeats)
+            seconds[("longplay", name)] = ours_s
             err = (ours_out.float() - ref_out).abs().max().item()
-            rows.append(("longplay", name, frames, ours_s, ref_s / ours_s, err,
-                         flops / ours_s / peak[name]))
-        dit.to(torch.float32)
+            same = seconds.get(("reference", name))
+            rows.append(("longplay", name, frames, ours_s,
+                         None if same is None else same / ours_s, ref_s / ours_s, err,
+                         None if name == "int8" else flops / ours_s / peak[name]))
+        int8_rows.append((frames, seconds[("longplay", "bf16")] / seconds[("longplay", "int8")],
+                          seconds[("reference", "bf16")] / seconds[("longplay", "int8")]))
         print(f"{frames} latents done", flush=True)
 
     lines = [
@@ -146,15 +173,22 @@ def main() -> int:
         f"{peak['bf16'] / 1e9:.0f} GFLOP/s. Utilisation = the step's FLOPs (counted by "
         "torch.utils.flop_counter on the reference) / time / peak of the precision. Max "
         "|diff| is against the reference's fp32 output (outputs have a standard deviation "
-        "of about 0.44).",
+        "of about 0.44). The headline is the same-precision ratio (bold); 'vs reference "
+        "fp32' compares with the reference's own default.",
         "",
-        "| implementation | precision | latents | s / step | vs reference | max abs diff | "
-        "utilisation |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| implementation | precision | latents | s / step | vs reference, same precision | "
+        "vs reference fp32 | max abs diff | utilisation |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for impl, precision, frames, seconds, ratio, err, util in rows:
-        lines.append(f"| {impl} | {precision} | {frames} | {seconds:.2f} | {ratio:.2f}x | "
-                     f"{err:.2e} | {util:.0%} |")
+    for impl, precision, frames, secs, same, vs_fp32, err, util in rows:
+        same_text = "no int8 reference" if same is None else f"**{same:.2f}x**"
+        util_text = "" if util is None else f"{util:.0%}"
+        lines.append(f"| {impl} | {precision} | {frames} | {secs:.2f} | {same_text} | "
+                     f"{vs_fp32:.2f}x | {err:.2e} | {util_text} |")
+    lines += ["", "int8 (longplay's `precision=\"int8\"`: the blocks' linear layers "
+              "through PyTorch's dynamic quantisation) against bf16, same run:", "",
+              "| latents | int8 vs longplay bf16 | int8 vs reference bf16 |", "|---:|---:|---:|"]
+    lines += [f"| {frames} | {a:.2f}x | {b:.2f}x |" for frames, a, b in int8_rows]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

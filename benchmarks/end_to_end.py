@@ -235,12 +235,15 @@ def reference_from_pipeline(pipe):
     return dit, vae.eval()
 
 
-def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
+def reference_generate(reference, pipe, duration: float, seed: int = 0,
+                       precision: str = "fp32") -> dict:
     """A generation the way the reference pipelines run one: the model's whole window
     (they have no fitted window), the pipeline's default sampler with the noise it draws
     for ``seed``, guidance batched with the prompt (v models), a whole-signal decode,
     then the cut to ``duration``. The text encoding and the conditioning (one text-encoder
-    forward, a small share of the time) come from the pipeline."""
+    forward, a small share of the time) come from the pipeline. ``precision="bf16"``:
+    the networks cast with ``.to(torch.bfloat16)`` as a diffusers user would, the
+    sampler's state in fp32 (as longplay's)."""
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
     from longplay.diffusion import guided
@@ -248,6 +251,11 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
     from longplay.transformer.dit import rotary_dim_for
 
     ref_dit, ref_vae = reference
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    if precision == "bf16":
+        import copy
+
+        ref_dit, ref_vae = copy.deepcopy(ref_dit).to(dtype), copy.deepcopy(ref_vae).to(dtype)
     cfg, d = pipe.config, pipe.defaults
     frames = cfg.window_frames
     start = time.perf_counter()
@@ -259,10 +267,12 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
                                          frames + 1, use_real=True, repeat_interleave_real=False)
 
         def net(c):
+            c = c.to("cpu", dtype)
+
             def fn(x, t):
-                return ref_dit(x, t, encoder_hidden_states=c.cross_attn,
+                return ref_dit(x.to(dtype), t, encoder_hidden_states=c.cross_attn,
                                global_hidden_states=c.global_cond[:, None],
-                               rotary_embedding=rotary, return_dict=False)[0]
+                               rotary_embedding=rotary, return_dict=False)[0].to(x.dtype)
             return fn
 
         def noise_fn(i, x):
@@ -275,7 +285,8 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0) -> dict:
         sampled = spec.fn(pipe.objective.denoiser(model_fn), first.x, first.grid,
                           noise_fn=noise_fn)
         sampled_at = time.perf_counter()
-        audio = ref_vae.decode(sampled).sample[..., :round(duration * pipe.sample_rate)]
+        audio = ref_vae.decode(sampled.to(dtype)).sample[..., :round(duration * pipe.sample_rate)]
+        audio = audio.float()
     end = time.perf_counter()
     return {"total_s": end - start, "sampling_s": sampled_at - start,
             "decoding_s": end - sampled_at, "window_frames": frames,
@@ -350,23 +361,27 @@ def main() -> int:
             reference = open_small_reference(Path(tmp))
             for precision, compiled in variants:
                 pipe = open_small_pipeline(precision, Path(tmp), reference, compile=compiled)
-                if precision == "fp32" and not compiled:
-                    reference_generate(reference, pipe, pipe.max_duration_s)  # warm-up
-                    runs = [reference_generate(reference, pipe, pipe.max_duration_s)
+                if not compiled:  # the reference at the same precision
+                    reference_generate(reference, pipe, pipe.max_duration_s,
+                                       precision=precision)  # warm-up
+                    runs = [reference_generate(reference, pipe, pipe.max_duration_s,
+                                               precision=precision)
                             for _ in range(args.repeats)]
-                    record("Open Small", "diffusers (reference)", "fp32", False,
+                    record("Open Small", "diffusers (reference)", precision, False,
                            pipe.max_duration_s, "full", runs)
                 measure("Open Small", pipe, compiled, pipe.max_duration_s, "full", args.repeats)
     for precision, compiled in variants:
         if not args.durations:
             break
         label, pipe = demo_pipeline(precision, args.random_weights, compiled)
-        if precision == "fp32" and not compiled:
+        if not compiled:
             # The reference implementations always sample and decode the whole window, so
-            # one full-window run is their time for every requested duration.
+            # one full-window run is their time for every requested duration; it runs at
+            # the same precision as the rows that follow.
             longest = max(args.durations)
-            run = reference_generate(reference_from_pipeline(pipe), pipe, longest)
-            record(label, "diffusers (reference)", "fp32", False, longest, "full", [run])
+            run = reference_generate(reference_from_pipeline(pipe), pipe, longest,
+                                     precision=precision)
+            record(label, "diffusers (reference)", precision, False, longest, "full", [run])
         for duration in args.durations:
             short = duration < 60
             measure(label, pipe, compiled, duration, "fit" if short else "full",
@@ -396,34 +411,43 @@ def report(rows: list[dict], audio: dict) -> str:
              "on the same weights (benchmarks/end_to_end.py); the reference implementations "
              "always sample and decode the model's whole window, so their one full-window "
              "run is the reference time of every duration. SI-SDR compares audio generated "
-             "from the same noise in the same window.", ""]
+             "from the same noise in the same window. The headline is the same-precision "
+             "ratio (bold): the reference cast to bf16 (`.to(torch.bfloat16)`) against "
+             "longplay's bf16; 'vs reference fp32' is longplay against the reference's own "
+             "default. Rows with compile are compared with the eager reference of their "
+             "precision.", ""]
     models = list(dict.fromkeys(r["model"] for r in rows))
     for model in models:
         mine = [r for r in rows if r["model"] == model]
-        ref = next((r for r in mine if r["implementation"] != "longplay"), None)
+        refs = {r["precision"]: r for r in mine if r["implementation"] != "longplay"}
+        base = refs.get("fp32")
         lines += [f"## {model}", "",
                   "| implementation | audio | window (frames) | steps | precision | compile "
-                  "| runs | total (s) | text + sampling (s) | decode (s) | speed vs reference "
-                  "| SI-SDR vs reference (dB) | real-time factor | first run (s) |",
-                  "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| runs | total (s) | text + sampling (s) | decode (s) | vs reference, same "
+                  "precision | vs reference fp32 | SI-SDR vs reference, same precision (dB) "
+                  "| real-time factor | first run (s) |",
+                  "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in mine:
-            speed = sdr = ""
-            if ref is not None:
-                speed = f"{ref['total_s'] / r['total_s']:.2f}x"
-                if r is not ref and (r["duration_s"], r["window_frames"]) == (
-                        ref["duration_s"], ref["window_frames"]):
-                    ref_audio = audio[(model, ref["implementation"], "fp32", False,
-                                       ref["duration_s"])][0]
+            same_ref = refs.get(r["precision"])
+            same = vs_fp32 = sdr = ""
+            if same_ref is not None:
+                same = f"**{same_ref['total_s'] / r['total_s']:.2f}x**"
+                if r is not same_ref and (r["duration_s"], r["window_frames"]) == (
+                        same_ref["duration_s"], same_ref["window_frames"]):
+                    ref_audio = audio[(model, same_ref["implementation"], r["precision"],
+                                       False, same_ref["duration_s"])][0]
                     own = audio[(model, "longplay", r["precision"], r["compile"],
                                  r["duration_s"])][0]
                     sdr = f"{si_sdr(ref_audio, own):.1f}"
+            if base is not None:
+                vs_fp32 = f"{base['total_s'] / r['total_s']:.2f}x"
             first = "" if r["first_run_s"] is None else f"{r['first_run_s']:.1f}"
             lines.append(
                 f"| {r['implementation']} | {r['duration_s']:g} s | {r['window_frames']} "
                 f"| {r['steps']} | {r['precision']} | {'yes' if r['compile'] else ''} "
                 f"| {r['runs']} | {r['total_s']:.1f} | {r['sampling_s']:.1f} "
-                f"| {r['decoding_s']:.1f} | {speed} | {sdr} | {r['realtime_factor']:.2f}x "
-                f"| {first} |")
+                f"| {r['decoding_s']:.1f} | {same} | {vs_fp32} | {sdr} "
+                f"| {r['realtime_factor']:.2f}x | {first} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,245 @@
+"""Quality at equal cost: the demo model's default generation (50 guided DPM-Solver++
+steps) against cheaper ones: guidance in an interval of noise levels, guidance off for
+the last steps, and the few-step distilled model (``longplay train distill``).
+
+    python benchmarks/few_step.py --student models/demo-fast [--prompts 16] [--long]
+
+For each configuration, a fixed set of prompts (``PROMPTS``, in the corpus's caption
+style; the first ``--prompts``), each generated for ``--duration`` seconds inside a
+window of ``--window-frames`` latent frames (the noise is given, so every configuration
+samples the same window from the same seed), reports:
+
+- wall time per generation (median) and network evaluations per generation (items the
+  DiT was run on, counted by a hook: a guided step costs 2);
+- FD to the reference set: the Fréchet distance between own-CLAP window embeddings
+  (10 s windows, 5 s hop) of the generations and those of the reference set, which is
+  the default configuration with seeds 0..N-1. The row "reference, other seeds" is the
+  same configuration with seeds 1000..1000+N-1: the distance two draws of the reference
+  itself lie apart, the bar a cheaper configuration has to meet;
+- CLAP score: mean own-CLAP cosine between each generation and its prompt;
+- timing adherence: the level after ``duration`` relative to the content, in dB, on the
+  untrimmed window (``longplay.evaluation.timing``; lower is better).
+
+With ``--long``, each configuration also generates 4m45s (285 s, the full window) once:
+the time the issue's target is about.
+
+Prints a table and writes benchmarks/results/few_step.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+DEMO = Path(__file__).resolve().parents[1] / "src" / "longplay" / "assets" / "demo"
+
+PROMPTS = [
+    "string quartet, classical, 3/4, 122 BPM, Eb major",
+    "organ chorale, baroque, 4/4, 80 BPM, G major",
+    "bossa nova, nylon guitar and flute, 4/4, 120 BPM",
+    "jazz swing, piano, upright bass and drums, 4/4, 160 BPM",
+    "folk reel, fiddle and accordion, 4/4, 110 BPM, D major",
+    "piano sonata, classical, 4/4, 100 BPM, C major",
+    "waltz, strings and harp, 3/4, 90 BPM, F major",
+    "rock ballad, electric guitar, bass and drums, 4/4, 72 BPM",
+    "march, brass band, 2/4, 116 BPM, Bb major",
+    "blues shuffle, piano and bass, 12/8, 96 BPM, E major",
+    "choral hymn, four voices, 4/4, 70 BPM, A major",
+    "latin, marimba and congas, 4/4, 105 BPM",
+    "flute solo, baroque, 3/4, 84 BPM, D minor",
+    "country, acoustic guitar and harmonica, 4/4, 100 BPM, G major",
+    "funk, clavinet, bass and drums, 4/4, 108 BPM",
+    "lullaby, celesta and strings, 6/8, 60 BPM, F major",
+]
+
+
+def configurations(steps: int, student: Path | None) -> list[dict]:
+    """(name, model, settings): the reference, its other seeds, the training-free
+    cheaper guidance and the distilled model."""
+    rows = [
+        {"name": "reference (default)", "model": "teacher", "kwargs": {}},
+        {"name": "reference, other seeds", "model": "teacher", "kwargs": {}, "seed": 1000},
+        {"name": "guidance for sigma in (0.5, 500]", "model": "teacher",
+         "kwargs": {"guidance_interval": (0.5, 500.0)}},
+        {"name": "guidance for sigma in (0.5, 20]", "model": "teacher",
+         "kwargs": {"guidance_interval": (0.5, 20.0)}},
+        {"name": f"guidance off for the last {steps // 2} steps", "model": "teacher",
+         "kwargs": {"unguided_final_steps": steps // 2}},
+    ]
+    if student is not None:
+        rows += [{"name": "distilled, 4 steps (its default)", "model": "student",
+                  "kwargs": {}},
+                 {"name": "distilled, 8 steps", "model": "student",
+                  "kwargs": {"num_inference_steps": 8}},
+                 {"name": "distilled, 2 steps", "model": "student",
+                  "kwargs": {"num_inference_steps": 2}}]
+    return rows
+
+
+class Counter:
+    """Items the DiT is run on (a guided step's doubled batch counts 2)."""
+
+    def __init__(self, pipe) -> None:
+        self.items = 0
+        pipe.model.dit.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, out) -> None:
+        self.items += int(args[0].shape[0])
+
+
+def run_config(pipe, counter: Counter, config: dict, prompts: list[str], duration: float,
+               frames: int) -> dict:
+    """Generate each prompt; returns times, evaluations, trimmed audio and full windows."""
+    seed0 = config.get("seed", 0)
+    times, evaluations, trimmed, full = [], [], [], []
+    for i, prompt in enumerate(prompts):
+        generator = torch.Generator().manual_seed(seed0 + i)
+        noise = torch.randn(1, pipe.config.vae.latent_dim, frames, generator=generator)
+        before = counter.items
+        start = time.perf_counter()
+        out = pipe(prompt, duration_s=duration, seconds_total=duration, seed=seed0 + i,
+                   latents=noise, **config["kwargs"])
+        times.append(time.perf_counter() - start)
+        evaluations.append(counter.items - before)
+        with torch.inference_mode():
+            whole = pipe.model.vae.decode(out.latents.to(pipe.device, pipe.vae_dtype))
+        trimmed.append(out.audio[0])
+        full.append(whole[0].float().cpu())
+    return {"times": times, "evaluations": evaluations, "trimmed": trimmed, "full": full,
+            "settings": out.settings}
+
+
+def long_run(pipe, counter: Counter, config: dict) -> dict:
+    before = counter.items
+    start = time.perf_counter()
+    pipe(PROMPTS[0], duration_s=285.0, seed=0, window="full", **config["kwargs"])
+    return {"seconds": time.perf_counter() - start, "evaluations": counter.items - before}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teacher", type=Path, default=DEMO)
+    parser.add_argument("--student", type=Path, default=None,
+                        help="the distilled model folder (default: the bundled demo-fast "
+                             "where installed)")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--window-frames", type=int, default=1024)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--long", action="store_true", help="also one 4m45s generation each")
+    parser.add_argument("--only", nargs="*", default=None, help="configuration names to run")
+    parser.add_argument("--out", type=Path, default=RESULTS / "few_step.md")
+    args = parser.parse_args()
+
+    from longplay.evaluation import CLAPScore, FrechetDistance, timing_adherence
+    from longplay.evaluation.embedders import own_clap
+    from longplay.pipelines import TextToMusicPipeline
+
+    student = args.student
+    if student is None and (DEMO.parent / "demo-fast").is_dir():
+        student = DEMO.parent / "demo-fast"
+    prompts = PROMPTS[:args.prompts]
+    pipes = {"teacher": TextToMusicPipeline.from_pretrained(args.teacher,
+                                                            precision=args.precision)}
+    if student is not None:
+        pipes["student"] = TextToMusicPipeline.from_pretrained(student, precision=args.precision)
+    counters = {name: Counter(pipe) for name, pipe in pipes.items()}
+    clap = own_clap(args.teacher / "clap")
+    steps = pipes["teacher"].defaults.num_inference_steps
+    configs = configurations(steps, student)
+    if args.only:
+        configs = [c for c in configs if c["name"] in args.only or c["name"].startswith(
+            "reference (")]
+    sr = pipes["teacher"].sample_rate
+    text_embeddings = clap.embed_text(prompts)
+
+    results, reference_windows = [], None
+    for config in configs:
+        pipe = pipes[config["model"]]
+        run = run_config(pipe, counters[config["model"]], config, prompts, args.duration,
+                         args.window_frames)
+        audio = torch.stack(run["trimmed"])
+        window_embeddings = clap.embed_windows(audio, sr).flatten(0, 1)
+        if reference_windows is None:
+            reference_windows = window_embeddings
+        fd = FrechetDistance()
+        fd.update_reference(reference_windows)
+        fd.update_generated(window_embeddings)
+        score = CLAPScore()
+        score.update_embeddings(clap.embed_audio(audio, sr), text_embeddings)
+        guard = 1.0
+        timing = [timing_adherence(full, sr, args.duration, guard_s=guard).relative_db
+                  for full in run["full"]]
+        s = run["settings"]
+        row = {"name": config["name"], "model": config["model"], "sampler": s.sampler,
+               "steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
+               "guidance_interval": s.guidance_interval,
+               "unguided_final_steps": s.unguided_final_steps,
+               "median_s": statistics.median(run["times"]),
+               "evaluations": statistics.median(run["evaluations"]),
+               "fd_own_clap": None if config is configs[0] else fd.compute(),
+               "clap_score": score.compute(), "timing_db": statistics.mean(timing)}
+        if args.long:
+            row["long"] = long_run(pipe, counters[config["model"]], config)
+        results.append(row)
+        print(json.dumps(row), flush=True)
+
+    text = report(results, args, sr)
+    print()
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def report(rows: list[dict], args, sample_rate: int) -> str:
+    base = rows[0]
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    window_s = args.window_frames * 2048 / sample_rate
+    lines = [
+        "# Quality at equal cost: the demo model's cheaper generations", "",
+        f"Machine: {machine}; precision {args.precision} for every row. "
+        f"{len(PROMPTS[:args.prompts])} prompts (benchmarks/few_step.py), "
+        f"{args.duration:g} s each in a {window_s:.1f} s window from the same noise per "
+        "seed. FD: own-CLAP Fréchet distance of the 10 s "
+        "window embeddings to the reference set (seeds 0..N-1 of the default); the "
+        "'other seeds' row is the bar. CLAP: mean cosine to the prompt (higher is "
+        "better). Timing: level after the requested end relative to the content (dB, "
+        "lower is better). Speed-up: the reference's median time over the row's.", "",
+        "| configuration | sampler | steps | guidance | network evaluations | s / generation "
+        "| speed-up | FD to reference | CLAP score | timing (dB) |"
+        + (" 4m45s (s) | 4m45s speed-up |" if args.long else ""),
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.long else ""),
+    ]
+    for r in rows:
+        guidance = f"{r['guidance_scale']:g}"
+        if r["guidance_interval"] is not None:
+            lo, hi = r["guidance_interval"]
+            guidance += f" for sigma in ({lo:g}, {hi:g}]"
+        if r["unguided_final_steps"]:
+            guidance += f", off for the last {r['unguided_final_steps']}"
+        fd = "—" if r["fd_own_clap"] is None else f"{r['fd_own_clap']:.3f}"
+        line = (f"| {r['name']} | {r['sampler']} | {r['steps']} | {guidance} | "
+                f"{r['evaluations']:g} | {r['median_s']:.2f} | "
+                f"{base['median_s'] / r['median_s']:.2f}x | {fd} | {r['clap_score']:.3f} | "
+                f"{r['timing_db']:.1f} |")
+        if args.long:
+            line += (f" {r['long']['seconds']:.1f} | "
+                     f"{base['long']['seconds'] / r['long']['seconds']:.2f}x |")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
