@@ -24,19 +24,28 @@ import torch
 RESULTS = Path(__file__).parent / "results" / "dit_step.md"
 BATCH = 2
 TEXT_TOKENS = 128 + 2  # T5 tokens, then the two timing tokens
+CPU = torch.device("cpu")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (2048, 4096),
-                repeats: int = 3) -> float:
+                repeats: int = 3, device: torch.device = CPU) -> float:
     """The best FLOP/s of square matmuls of ``sizes`` in ``dtype`` (a peak, so the
     maximum over repeats, after a warm-up)."""
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a = torch.randn(n, n, dtype=dtype, device=device)
+        b = torch.randn(n, n, dtype=dtype, device=device)
         a @ b
         for _ in range(repeats):
+            sync(device)
             start = time.perf_counter()
             a @ b
+            sync(device)
             best = max(best, 2 * n**3 / (time.perf_counter() - start))
     return best
 
@@ -64,6 +73,12 @@ def build_models(depth: int):
     return reference, dit.eval(), config
 
 
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
 def inputs(frames: int):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(BATCH, 64, frames, generator=g)
@@ -73,7 +88,7 @@ def inputs(frames: int):
     return x, t, context, global_cond
 
 
-def time_it(fn, repeats: int) -> tuple[float, torch.Tensor, float]:
+def time_it(fn, repeats: int, device: torch.device = CPU) -> tuple[float, torch.Tensor, float]:
     """(median seconds, output, FLOPs counted during the warm-up call)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -81,8 +96,10 @@ def time_it(fn, repeats: int) -> tuple[float, torch.Tensor, float]:
         out = fn()  # warm-up
     times = []
     for _ in range(repeats):
+        sync(device)
         start = time.perf_counter()
         out = fn()
+        sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times), out, float(counter.get_total_flops())
 
@@ -95,19 +112,24 @@ def main() -> int:
                         help="transformer blocks (24 = full size); fewer keep long sequences "
                              "affordable, and the ratios and utilisation per block are the same")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (markdown)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (int8 runs on a CPU only)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
     from longplay.conditioning import Conditioning
     from longplay.layers import quantize_linears_int8, shared_weights_copy
 
     reference, dit, _ = build_models(args.depth)
-    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    reference, dit = reference.to(device), dit.to(device)
+    peak = {"fp32": matmul_peak(torch.float32, device=device),
+            "bf16": matmul_peak(torch.bfloat16, device=device)}
+    precisions = ("fp32", "bf16", "int8") if device.type == "cpu" else ("fp32", "bf16")
     rows, int8_rows = [], []
     for frames in (int(f) for f in args.latents.split(",")):
-        x, t, context, global_cond = inputs(frames)
-        rotary = get_1d_rotary_pos_embed(max(64 // 2, 32), frames + 1, use_real=True,
-                                          repeat_interleave_real=False)
+        x, t, context, global_cond = (v.to(device) for v in inputs(frames))
+        rotary = tuple(r.to(device) for r in get_1d_rotary_pos_embed(
+            max(64 // 2, 32), frames + 1, use_real=True, repeat_interleave_real=False))
 
         def run_reference(x=x, t=t, context=context, global_cond=global_cond, rotary=rotary):
             with torch.inference_mode():
@@ -115,7 +137,7 @@ def main() -> int:
                                  global_hidden_states=global_cond[:, None],
                                  rotary_embedding=rotary, return_dict=False)[0]
 
-        ref_s, ref_out, flops = time_it(run_reference, args.repeats)
+        ref_s, ref_out, flops = time_it(run_reference, args.repeats, device)
         rows.append(("diffusers (reference)", "fp32", frames, ref_s, 1.0, 1.0, 0.0,
                      flops / ref_s / peak["fp32"]))
         seconds = {("reference", "fp32"): ref_s}
@@ -130,15 +152,15 @@ def main() -> int:
                                  global_hidden_states=global_[:, None],
                                  rotary_embedding=rotary, return_dict=False)[0]
 
-        ref16_s, ref16_out, _ = time_it(run_reference_bf16, args.repeats)
+        ref16_s, ref16_out, _ = time_it(run_reference_bf16, args.repeats, device)
         reference.to(torch.float32)
         seconds[("reference", "bf16")] = ref16_s
         rows.append(("diffusers (reference)", "bf16", frames, ref16_s, 1.0, ref_s / ref16_s,
                      (ref16_out.float() - ref_out).abs().max().item(),
                      flops / ref16_s / peak["bf16"]))
-        cond = Conditioning(context, torch.ones(BATCH, TEXT_TOKENS, dtype=torch.bool),
-                            global_cond)
-        for name in ("fp32", "bf16", "int8"):
+        cond = Conditioning(context, torch.ones(BATCH, TEXT_TOKENS, dtype=torch.bool,
+                                                device=device), global_cond)
+        for name in precisions:
             dtype = torch.bfloat16 if name == "bf16" else torch.float32
             model = shared_weights_copy(dit, dtype)
             if name == "int8":
@@ -151,23 +173,25 @@ def main() -> int:
                 with torch.inference_mode():
                     return model(x.to(dtype), t, ctx)
 
-            ours_s, ours_out, _ = time_it(run_ours, args.repeats)
+            ours_s, ours_out, _ = time_it(run_ours, args.repeats, device)
             seconds[("longplay", name)] = ours_s
             err = (ours_out.float() - ref_out).abs().max().item()
             same = seconds.get(("reference", name))
             rows.append(("longplay", name, frames, ours_s,
                          None if same is None else same / ours_s, ref_s / ours_s, err,
                          None if name == "int8" else flops / ours_s / peak[name]))
-        int8_rows.append((frames, seconds[("longplay", "bf16")] / seconds[("longplay", "int8")],
-                          seconds[("reference", "bf16")] / seconds[("longplay", "int8")]))
+        if "int8" in precisions:
+            int8_rows.append((frames,
+                              seconds[("longplay", "bf16")] / seconds[("longplay", "int8")],
+                              seconds[("reference", "bf16")] / seconds[("longplay", "int8")]))
         print(f"{frames} latents done", flush=True)
 
     lines = [
         "# DiT step, full-size Stable Audio Open 1.0 architecture, batch 2"
         + ("" if args.depth == 24 else f" ({args.depth} of its 24 blocks)"),
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}. Median of {args.repeats} runs after a warm-up. "
+        f"Machine: {machine(device)}, torch {torch.__version__}. Median of {args.repeats} "
+        "runs after a warm-up. "
         "Measured peak matmul (best of 2048^2 and 4096^2): fp32 "
         f"{peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
         f"{peak['bf16'] / 1e9:.0f} GFLOP/s. Utilisation = the step's FLOPs (counted by "
@@ -185,10 +209,12 @@ def main() -> int:
         util_text = "" if util is None else f"{util:.0%}"
         lines.append(f"| {impl} | {precision} | {frames} | {secs:.2f} | {same_text} | "
                      f"{vs_fp32:.2f}x | {err:.2e} | {util_text} |")
-    lines += ["", "int8 (longplay's `precision=\"int8\"`: the blocks' linear layers "
-              "through PyTorch's dynamic quantisation) against bf16, same run:", "",
-              "| latents | int8 vs longplay bf16 | int8 vs reference bf16 |", "|---:|---:|---:|"]
-    lines += [f"| {frames} | {a:.2f}x | {b:.2f}x |" for frames, a, b in int8_rows]
+    if int8_rows:
+        lines += ["", "int8 (longplay's `precision=\"int8\"`: the blocks' linear layers "
+                  "through PyTorch's dynamic quantisation) against bf16, same run:", "",
+                  "| latents | int8 vs longplay bf16 | int8 vs reference bf16 |",
+                  "|---:|---:|---:|"]
+        lines += [f"| {frames} | {a:.2f}x | {b:.2f}x |" for frames, a, b in int8_rows]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

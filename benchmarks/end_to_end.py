@@ -51,6 +51,7 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+DEVICE = "cpu"  # --device
 PROMPT = "bossa nova, nylon guitar and flute, 120 BPM"
 
 
@@ -63,10 +64,13 @@ def demo_architecture_pipeline(precision: str, compile: bool = False):
     config = model_preset("demo")
     text = replace(config.conditioning.text, model_path="all-MiniLM-L6-v2")
     config = replace(config, conditioning=replace(config.conditioning, text=text))
-    encoder = build_text_encoder(text, packaged_text_encoder_path("all-MiniLM-L6-v2"))
+    encoder = build_text_encoder(text, packaged_text_encoder_path("all-MiniLM-L6-v2"),
+                                 device=DEVICE)
     model = build_diffusion_model(config, text_encoder=encoder, seed=0)
     model.conditioner.eval()
     model.dit.eval()
+    model = replace(model, vae=model.vae.to(DEVICE), dit=model.dit.to(DEVICE),
+                    conditioner=model.conditioner.to(DEVICE))
     return TextToMusicPipeline(model, precision=precision, compile=compile)
 
 
@@ -82,7 +86,7 @@ def demo_pipeline(precision: str, random_weights: bool, compile: bool = False):
             pass
         else:
             return "demo (bundled)", TextToMusicPipeline.from_pretrained(
-                path, precision=precision, compile=compile)
+                path, precision=precision, compile=compile, device=DEVICE)
     return "demo (architecture)", demo_architecture_pipeline(precision, compile)
 
 
@@ -158,7 +162,7 @@ def open_small_reference(folder: Path):
                          block.attn2.norm_k):
                 norm.weight.normal_(1.0, 0.1)
                 norm.bias.normal_(0.0, 0.1)
-    return dit, AutoencoderOobleck().eval()
+    return dit.to(DEVICE), AutoencoderOobleck().eval().to(DEVICE)
 
 
 def open_small_pipeline(precision: str, folder: Path, reference, compile: bool = False):
@@ -176,16 +180,16 @@ def open_small_pipeline(precision: str, folder: Path, reference, compile: bool =
     if not vae_dir.exists():
         ref_vae.save_pretrained(vae_dir)
     encoder = build_text_encoder(config.conditioning.text,
-                                 Path(config.conditioning.text.model_path))
+                                 Path(config.conditioning.text.model_path), device=DEVICE)
     with torch.device("meta"):
         dit = build_dit(config.dit)
     rows = dit_module_rows(config.dit.depth)
     state = remap_state(ref_dit.state_dict(), own_to_foreign(dit, rows, 2), state_shapes(dit),
                         "DiT", Path("diffusers"))
     dit.load_state_dict(state, strict=True, assign=True)
-    dm = DiffusionModel(config, load_vae(vae_dir).eval(),
-                        build_conditioner(config.conditioning, seed=0).eval(), dit.eval(),
-                        encoder, folder)
+    dm = DiffusionModel(config, load_vae(vae_dir, device=DEVICE).eval(),
+                        build_conditioner(config.conditioning, seed=0).to(DEVICE).eval(),
+                        dit.to(DEVICE).eval(), encoder, folder)
     return TextToMusicPipeline(dm, precision=precision, compile=compile)
 
 
@@ -232,7 +236,7 @@ def reference_from_pipeline(pipe):
         mapping[key] = f"{to_foreign[module]}.{param}".removeprefix("decoder.")
     vae.decoder.load_state_dict(_to_foreign_state(own_vae, mapping, vae.decoder.state_dict()),
                                 strict=True)
-    return dit, vae.eval()
+    return dit.to(DEVICE), vae.eval().to(DEVICE)
 
 
 def reference_generate(reference, pipe, duration: float, seed: int = 0,
@@ -262,12 +266,13 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0,
     with torch.inference_mode():
         cond = pipe.prepare_conditioning(pipe.encode_prompt([PROMPT]), 1, 0.0, duration)
         generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn((1, cfg.vae.latent_dim, frames), generator=generator)
-        rotary = get_1d_rotary_pos_embed(rotary_dim_for(cfg.dit.width // cfg.dit.num_heads),
-                                         frames + 1, use_real=True, repeat_interleave_real=False)
+        noise = torch.randn((1, cfg.vae.latent_dim, frames), generator=generator).to(DEVICE)
+        rotary = tuple(r.to(DEVICE) for r in get_1d_rotary_pos_embed(
+            rotary_dim_for(cfg.dit.width // cfg.dit.num_heads), frames + 1, use_real=True,
+            repeat_interleave_real=False))
 
         def net(c):
-            c = c.to("cpu", dtype)
+            c = c.to(DEVICE, dtype)
 
             def fn(x, t):
                 return ref_dit(x.to(dtype), t, encoder_hidden_states=c.cross_attn,
@@ -276,7 +281,7 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0,
             return fn
 
         def noise_fn(i, x):
-            return torch.randn((1, *x.shape[1:]), generator=generator)
+            return torch.randn((1, *x.shape[1:]), generator=generator).to(x)
 
         model_fn = guided(net(cond), net(cond.cat(cond.without_context())), d.guidance_scale)
         spec = pipe.objective.sampler(d.sampler)
@@ -284,9 +289,11 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0,
                                      sigma_min=DEFAULT_SIGMA_MIN, sigma_max=DEFAULT_SIGMA_MAX)
         sampled = spec.fn(pipe.objective.denoiser(model_fn), first.x, first.grid,
                           noise_fn=noise_fn)
+        if DEVICE != "cpu":
+            torch.cuda.synchronize()
         sampled_at = time.perf_counter()
         audio = ref_vae.decode(sampled.to(dtype)).sample[..., :round(duration * pipe.sample_rate)]
-        audio = audio.float()
+        audio = audio.float().cpu()
     end = time.perf_counter()
     return {"total_s": end - start, "sampling_s": sampled_at - start,
             "decoding_s": end - sampled_at, "window_frames": frames,
@@ -326,7 +333,10 @@ def main() -> int:
                         help="time the demo architecture with random weights even where the "
                              "bundled demo model is installed")
     parser.add_argument("--out", type=Path, default=RESULTS / "end_to_end.md")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the demo model only)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     compile_precisions = [] if args.compile is None else (args.compile or ["bf16"])
     variants = [(p, False) for p in args.precisions] + [(p, True) for p in compile_precisions]
     rows = []

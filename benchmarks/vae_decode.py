@@ -124,12 +124,14 @@ def interleaved(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    latents = _latents(args.seconds)
-    reference = AutoencoderOobleck.from_pretrained(args.weights).eval()
-    reference_bf16 = AutoencoderOobleck.from_pretrained(args.weights).eval().to(torch.bfloat16)
-    fp32 = load_vae(args.weights).eval()
-    cast = load_vae(args.weights).eval().to(torch.bfloat16)
-    bf16 = load_vae(args.weights).eval().set_conv_dtype(torch.bfloat16)
+    device = torch.device(args.device)
+    latents = _latents(args.seconds).to(device)
+    reference = AutoencoderOobleck.from_pretrained(args.weights).eval().to(device)
+    reference_bf16 = AutoencoderOobleck.from_pretrained(args.weights).eval().to(
+        device, torch.bfloat16)
+    fp32 = load_vae(args.weights, device=device).eval()
+    cast = load_vae(args.weights, device=device).eval().to(torch.bfloat16)
+    bf16 = load_vae(args.weights, device=device).eval().set_conv_dtype(torch.bfloat16)
     frames = latents.shape[-1]
     runs = {"reference": lambda: reference.decode(latents).sample,
             "reference_bf16": lambda: reference_bf16.decode(latents.bfloat16()).sample,
@@ -142,8 +144,10 @@ def interleaved(args) -> dict:
     with torch.inference_mode():
         for round_ in range(args.repeats + 1):
             for name, fn in runs.items():
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 start = time.perf_counter()
-                outputs[name] = fn().float()
+                outputs[name] = fn().float().cpu()
                 if round_:  # round 0 warms up
                     times[name].append(time.perf_counter() - start)
     result = {"seconds": args.seconds, "rounds": args.repeats, "times": times}
@@ -164,10 +168,10 @@ def interleaved(args) -> dict:
 
 
 def run_one(weights: Path, impl: str, precision: str, seconds: float, chunk: str,
-            repeats: int, threads: int | None) -> dict:
+            repeats: int, threads: int | None, device: str = "cpu") -> dict:
     cmd = [sys.executable, __file__, "--worker", "--weights", str(weights), "--impl", impl,
            "--precision", precision, "--seconds", str(seconds), "--chunk", chunk,
-           "--repeats", str(repeats)]
+           "--repeats", str(repeats), "--device", device]
     if threads:
         cmd += ["--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -227,6 +231,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3,
                         help="interleaved rounds of 10 s decodes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the interleaved 10 s decodes (no memory rows)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "vae_decode.md")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="longplay", help=argparse.SUPPRESS)
@@ -244,11 +252,11 @@ def main() -> int:
         weights = Path(tmp) / "vae"
         save_reference(weights)
         speed = run_one(weights, "interleaved", "fp32", 10.0, "auto", args.repeats,
-                        args.threads)
+                        args.threads, args.device)
         if "error" in speed:
             raise SystemExit(f"the interleaved 10 s decodes failed: {speed['error']}")
         print(speed_table(speed), flush=True)
-        for seconds in args.seconds:
+        for seconds in [] if args.speed_only else args.seconds:
             plan = [("reference", "fp32", "none")] if seconds <= REFERENCE_MAX_SECONDS else []
             plan += [("longplay", "fp32", "auto"), ("longplay", "bf16", "auto")]
             for impl, precision, chunk in plan:
@@ -257,6 +265,10 @@ def main() -> int:
                 print(memory_table([row]).splitlines()[-1], flush=True)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
+    if args.device != "cpu":
+        import torch
+
+        machine = f"{torch.cuda.get_device_name(args.device)}, {machine}"
     text = (f"# VAE decode, full-size Stable Audio Open 1.0 VAE (random weights)\n\n"
             f"Machine: {machine}. The reference is diffusers' AutoencoderOobleck on the same "
             f"weights, whole-signal fp32. longplay's chunks are the memory-aware default "
@@ -274,9 +286,9 @@ def main() -> int:
             f"{memory_table(rows)}\n")
     print()
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "vae_decode.md").write_text(text)
-    (RESULTS / "vae_decode.json").write_text(json.dumps({"speed": speed, "memory": rows},
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({"speed": speed, "memory": rows},
                                                         indent=2) + "\n")
     return 0
 
