@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import SAO1_TINY, SAOS_TINY
@@ -176,3 +177,22 @@ def test_editing_errors_are_clear_and_write_nothing(tmp_path: Path, capsys) -> N
         assert run(*args, "--model", SAO1_TINY, "-o", out) == 2
         assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source.json", "source.wav"]
+
+
+def test_guidance_options_and_int8_from_the_command_line(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "interval.wav"
+    assert run("generate", "a calm piano", "--model", SAO1_TINY, "--duration", "1",
+               "--steps", "4", "--sampler", "dpmpp-2m", "--guidance-interval", "0.5:100",
+               "--unguided-final-steps", "1", "--precision", "int8", "--seed", "0",
+               "-o", out, "--no-progress") == 0
+    settings = json.loads(out.with_suffix(".json").read_text())["settings"]
+    assert settings["guidance_interval"] == [0.5, 100.0]
+    assert settings["unguided_final_steps"] == 1 and settings["precision"] == "int8"
+    bad = tmp_path / "bad.wav"
+    assert run("generate", "x", "--model", SAO1_TINY, "--steps", "4",
+               "--unguided-final-steps", "4", "-o", bad, "--no-progress") == 2
+    assert "unguided_final_steps must be an integer in [0, 4)" in capsys.readouterr().err
+    assert not bad.exists()
+    with pytest.raises(SystemExit):
+        run("generate", "x", "--model", SAO1_TINY, "--guidance-interval", "high", "-o", bad)
+    assert "expected LO:HI" in capsys.readouterr().err

