@@ -7,13 +7,15 @@ and bf16 with the reference cast by ``.to(torch.bfloat16)``), plus longplay's in
 
 Prints and writes benchmarks/results/dit_step.md: median seconds per step, the ratio
 to the reference, the largest output difference from the reference's fp32 output, and
-the utilisation of the machine's measured peak matmul rate. Needs the ``bench`` extra
+the utilisation of the machine's measured peak matmul rate. The runs are interleaved:
+each round calls every implementation once. Needs the ``bench`` extra
 (diffusers).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import time
@@ -88,20 +90,30 @@ def inputs(frames: int):
     return x, t, context, global_cond
 
 
-def time_it(fn, repeats: int, device: torch.device = CPU) -> tuple[float, torch.Tensor, float]:
-    """(median seconds, output, FLOPs counted during the warm-up call)."""
+def time_interleaved(runs: dict, repeats: int, device: torch.device
+                     ) -> tuple[dict, dict, float]:
+    """Each run warmed up once, then ``repeats`` rounds of one call of each in turn (a
+    shared machine's speed drifts within minutes): (median seconds per run, outputs,
+    FLOPs of the first run counted during its warm-up)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
-        out = fn()  # warm-up
-    times = []
+    outputs, flops = {}, 0.0
+    for i, (key, fn) in enumerate(runs.items()):
+        if i == 0:
+            with FlopCounterMode(display=False) as counter:
+                outputs[key] = fn()
+            flops = float(counter.get_total_flops())
+        else:
+            outputs[key] = fn()
+    times: dict = {key: [] for key in runs}
     for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        out = fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out, float(counter.get_total_flops())
+        for key, fn in runs.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}, outputs, flops
 
 
 def main() -> int:
@@ -137,27 +149,18 @@ def main() -> int:
                                  global_hidden_states=global_cond[:, None],
                                  rotary_embedding=rotary, return_dict=False)[0]
 
-        ref_s, ref_out, flops = time_it(run_reference, args.repeats, device)
-        rows.append(("diffusers (reference)", "fp32", frames, ref_s, 1.0, 1.0, 0.0,
-                     flops / ref_s / peak["fp32"]))
-        seconds = {("reference", "fp32"): ref_s}
         # The reference cast to bf16, as a diffusers user would (`.to(torch.bfloat16)`).
-        reference.to(torch.bfloat16)
+        reference_bf16 = copy.deepcopy(reference).to(torch.bfloat16)
         bf16_inputs = (x.bfloat16(), t, context.bfloat16(), global_cond.bfloat16())
 
-        def run_reference_bf16(inputs=bf16_inputs, rotary=rotary):
+        def run_reference_bf16(inputs=bf16_inputs, rotary=rotary, model=reference_bf16):
             x_, t_, context_, global_ = inputs
             with torch.inference_mode():
-                return reference(x_, t_, encoder_hidden_states=context_,
-                                 global_hidden_states=global_[:, None],
-                                 rotary_embedding=rotary, return_dict=False)[0]
+                return model(x_, t_, encoder_hidden_states=context_,
+                             global_hidden_states=global_[:, None],
+                             rotary_embedding=rotary, return_dict=False)[0]
 
-        ref16_s, ref16_out, _ = time_it(run_reference_bf16, args.repeats, device)
-        reference.to(torch.float32)
-        seconds[("reference", "bf16")] = ref16_s
-        rows.append(("diffusers (reference)", "bf16", frames, ref16_s, 1.0, ref_s / ref16_s,
-                     (ref16_out.float() - ref_out).abs().max().item(),
-                     flops / ref16_s / peak["bf16"]))
+        runs = {("reference", "fp32"): run_reference, ("reference", "bf16"): run_reference_bf16}
         cond = Conditioning(context, torch.ones(BATCH, TEXT_TOKENS, dtype=torch.bool,
                                                 device=device), global_cond)
         for name in precisions:
@@ -173,13 +176,17 @@ def main() -> int:
                 with torch.inference_mode():
                     return model(x.to(dtype), t, ctx)
 
-            ours_s, ours_out, _ = time_it(run_ours, args.repeats, device)
-            seconds[("longplay", name)] = ours_s
-            err = (ours_out.float() - ref_out).abs().max().item()
+            runs[("longplay", name)] = run_ours
+        seconds, outputs, flops = time_interleaved(runs, args.repeats, device)
+        ref_out = outputs[("reference", "fp32")]
+        ref_s = seconds[("reference", "fp32")]
+        for (impl, name), secs in seconds.items():
+            err = (outputs[(impl, name)].float() - ref_out).abs().max().item()
             same = seconds.get(("reference", name))
-            rows.append(("longplay", name, frames, ours_s,
-                         None if same is None else same / ours_s, ref_s / ours_s, err,
-                         None if name == "int8" else flops / ours_s / peak[name]))
+            label = "diffusers (reference)" if impl == "reference" else "longplay"
+            rows.append((label, name, frames, secs, None if same is None else same / secs,
+                         ref_s / secs, err,
+                         None if name == "int8" else flops / secs / peak[name]))
         if "int8" in precisions:
             int8_rows.append((frames,
                               seconds[("longplay", "bf16")] / seconds[("longplay", "int8")],
@@ -191,7 +198,7 @@ def main() -> int:
         + ("" if args.depth == 24 else f" ({args.depth} of its 24 blocks)"),
         "",
         f"Machine: {machine(device)}, torch {torch.__version__}. Median of {args.repeats} "
-        "runs after a warm-up. "
+        "interleaved rounds (each calls every row once) after a warm-up. "
         "Measured peak matmul (best of 2048^2 and 4096^2): fp32 "
         f"{peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
         f"{peak['bf16'] / 1e9:.0f} GFLOP/s. Utilisation = the step's FLOPs (counted by "

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -307,7 +308,9 @@ def generate(pipe, duration: float, window: str) -> dict:
         last[stage] = time.perf_counter()
 
     start = time.perf_counter()
-    out = pipe(PROMPT, duration_s=duration, seed=0, window=window, progress=progress)
+    # The reference's settings: guidance at every step (a model's default interval off).
+    out = pipe(PROMPT, duration_s=duration, seed=0, window=window, progress=progress,
+               guidance_interval=(0.0, math.inf))
     end = time.perf_counter()
     # Text encoding and sampling end with the last step's callback; the decode follows.
     sampled = last.get("sampling", start)

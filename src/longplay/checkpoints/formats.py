@@ -302,7 +302,11 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
                          dc.get("diffusion_objective", SAT_DEFAULT_OBJECTIVE))
     inference = cfg.get("inference", {})
     check_keys("model_config.inference", inference, {"window", "steps", "sampler",
-                                                      "guidance_scale"})
+                                                      "guidance_scale", "guidance_interval"})
+    interval = inference.get("guidance_interval")
+    if interval is not None and (not isinstance(interval, list | tuple) or len(interval) != 2):
+        raise ConfigError(f"model_config.inference.guidance_interval must be [lo, hi], got "
+                          f"{interval!r}")
 
     def ids(key: str) -> tuple[str, ...]:
         return tuple("text" if i == text_id else i for i in diff.get(key, []))
@@ -340,6 +344,8 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
         sampler=None if inference.get("sampler") is None else str(inference["sampler"]),
         guidance_scale=(None if inference.get("guidance_scale") is None
                         else float(inference["guidance_scale"])),
+        guidance_interval=None if interval is None else (float(interval[0]),
+                                                         float(interval[1])),
     )
 
 
@@ -404,6 +410,8 @@ def diffusion_config_to_sat(config: DiffusionModelConfig,
         inference["sampler"] = config.sampler
     if config.guidance_scale is not None:
         inference["guidance_scale"] = config.guidance_scale
+    if config.guidance_interval is not None:
+        inference["guidance_interval"] = list(config.guidance_interval)
     extra = {"inference": inference} if inference else {}
     return {
         **extra,

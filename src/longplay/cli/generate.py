@@ -66,7 +66,8 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-interval", type=_interval, default=None, metavar="LO:HI",
                         help="apply guidance only for noise levels in (LO, HI] (VE sigmas for v "
                              "models, RF times for flows): one network pass instead of two "
-                             "elsewhere")
+                             "elsewhere (default: the model's; the demo model's is 0.5:20; "
+                             "0:inf guides every step)")
     parser.add_argument("--unguided-final-steps", type=int, default=0, metavar="N",
                         help="run the last N steps without guidance (default 0)")
     parser.add_argument("--sigma-min", type=float, default=DEFAULT_SIGMA_MIN)

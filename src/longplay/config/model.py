@@ -193,12 +193,20 @@ class DiffusionModelConfig:
     guidance_scale: float | None = None
     """The pipeline's default guidance scale (None: the objective's; 1 for a model that
     was distilled with its guidance built in); ``inference.guidance_scale``."""
+    guidance_interval: tuple[float, float] | None = None
+    """The pipeline's default guidance interval: noise levels (lo, hi] outside which
+    guidance is off (None: everywhere); ``inference.guidance_interval``."""
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be a positive integer, got {self.steps}")
         if self.guidance_scale is not None and not self.guidance_scale > 0:
             raise ConfigError(f"guidance_scale must be > 0, got {self.guidance_scale}")
+        if self.guidance_interval is not None:
+            lo, hi = self.guidance_interval
+            if not 0 <= lo < hi:
+                raise ConfigError(f"guidance_interval needs 0 <= lo < hi, got "
+                                  f"{list(self.guidance_interval)}")
         if self.objective in OBJECTIVES and self.sampler is not None:
             try:
                 OBJECTIVES[self.objective].sampler(self.sampler)

@@ -42,6 +42,8 @@ class SamplingDefaults:
     sampler: str
     num_inference_steps: int
     guidance_scale: float
+    guidance_interval: tuple[float, float] | None = None
+    """Noise levels (lo, hi] outside which guidance is off; None: everywhere."""
 
 
 @dataclass(frozen=True)

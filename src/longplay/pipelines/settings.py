@@ -106,7 +106,9 @@ class GenerationSettings:
         loop: whether the audio loops seamlessly (its end flows into its start).
         guidance_interval: (lo, hi) noise levels (VE sigmas for v models, RF times for
             flows): guidance applies for levels in (lo, hi], one conditional pass
-            elsewhere; None: at every level.
+            elsewhere; None: at every level. A call without one takes the model's
+            (``inference.guidance_interval``); one that holds every level, e.g.
+            ``(0, inf)``, turns a model's default off.
         unguided_final_steps: the last this many evaluations run without guidance.
     """
 
@@ -178,7 +180,7 @@ class GenerationSettings:
             "context_s": self.context_s if self.num_windows > 1 else None,
             "sections": [list(section) for section in self.sections] or None,
             "loop": self.loop,
-            "guidance_interval": (None if self.guidance_interval is None
+            "guidance_interval": ([0.0, math.inf] if self.guidance_interval is None
                                   else list(self.guidance_interval)),
             "unguided_final_steps": self.unguided_final_steps,
         }
@@ -203,6 +205,8 @@ def sampling_defaults(config: DiffusionModelConfig) -> SamplingDefaults:
         defaults = replace(defaults, sampler=config.sampler)
     if config.guidance_scale is not None:
         defaults = replace(defaults, guidance_scale=config.guidance_scale)
+    if config.guidance_interval is not None:
+        defaults = replace(defaults, guidance_interval=config.guidance_interval)
     return defaults
 
 
@@ -360,7 +364,12 @@ def resolve_settings(
     if not 0 < sigma_min < sigma_max:
         raise SettingsError("sigma_max", f"need 0 < sigma_min < sigma_max, got {sigma_min:g} "
                                          f"and {sigma_max:g}")
-    interval = _guidance_interval(guidance_interval)
+    # None: the model's default; an interval that holds every level: guidance everywhere.
+    interval = _guidance_interval(defaults.guidance_interval if guidance_interval is None
+                                  else guidance_interval)
+    top = sigma_max if objective.level_kind == "ve" else 1.0
+    if interval is not None and interval[0] <= 0 and interval[1] >= top:
+        interval = None
     if not _is_int(unguided_final_steps) or not 0 <= unguided_final_steps < steps:
         raise SettingsError("unguided_final_steps", f"unguided_final_steps must be an integer "
                                                     f"in [0, {steps}) (fewer than the steps), "

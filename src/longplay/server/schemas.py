@@ -84,7 +84,8 @@ class GenerationRequest(BaseModel):
     loop: bool = Field(False, description="make the audio loop seamlessly")
     guidance_interval: tuple[float, float] | None = Field(
         None, description="[lo, hi]: guidance only for noise levels in (lo, hi] (VE sigmas "
-                          "for v models, RF times for flows); default everywhere")
+                          "for v models, RF times for flows); default the model's (the demo "
+                          "model: [0.5, 20]); [0, 1e9] guides every step")
     unguided_final_steps: int = Field(0, ge=0, description="the last steps run without "
                                                            "guidance")
 
