@@ -131,6 +131,7 @@ def main() -> int:
 
     from longplay.conditioning import Conditioning
     from longplay.layers import quantize_linears_int8, shared_weights_copy
+    from longplay.pipelines.text_to_music import bf16_supported
 
     reference, dit, _ = build_models(args.depth)
     reference, dit = reference.to(device), dit.to(device)
@@ -166,8 +167,10 @@ def main() -> int:
         for name in precisions:
             dtype = torch.bfloat16 if name == "bf16" else torch.float32
             model = shared_weights_copy(dit, dtype)
-            if name == "int8":
+            if name == "int8":  # as the pipeline runs it: bf16 attention where supported
                 quantize_linears_int8(model.blocks)
+                if bf16_supported(device):
+                    model.set_attention_dtype(torch.bfloat16)
             ctx = model.prepare_context(Conditioning(cond.cross_attn.to(dtype),
                                                      cond.cross_attn_mask,
                                                      cond.global_cond.to(dtype)))

@@ -341,6 +341,14 @@ def test_int8_quantises_the_blocks_linears_and_stays_close_to_fp32(monkeypatch) 
     b = quick(int8, num_inference_steps=6, sampler="dpmpp-2m")
     assert b.settings.precision == "int8" and not torch.equal(a.latents, b.latents)
     assert si_sdr(a.latents[0], b.latents[0]) > 10.0
+    assert int8.model.dit.blocks[0].self_attn.attention_dtype is None
+    # Where the CPU has bf16, the attention products run in it around the int8 layers.
+    monkeypatch.setattr(text_to_music, "bf16_supported", lambda device: True)
+    mixed = TextToMusicPipeline(model, precision="int8")
+    assert mixed.model.dit.blocks[0].cross_attn.attention_dtype == torch.bfloat16
+    assert model.dit.blocks[0].cross_attn.attention_dtype is None
+    c = quick(mixed, num_inference_steps=6, sampler="dpmpp-2m")
+    assert si_sdr(a.latents[0], c.latents[0]) > 10.0
     with pytest.raises(ValueError, match="int8 runs on CPUs"):
         TextToMusicPipeline.from_pretrained(SAO1_TINY, precision="int8", device="meta")
 

@@ -188,7 +188,8 @@ class TextToMusicPipeline:
         # within ~48 dB SI-SDR of fp32); on a GPU the VAE stays in fp32, as half-precision
         # VAE decodes are reported to add audible noise.
         # int8: the transformer blocks' linear layers hold int8 weights (new tensors; the
-        # model's stay as they are) and the VAE runs as in bf16 where the CPU supports it.
+        # model's stay as they are); where the CPU has bf16, the attention products and
+        # the VAE's convolutions run as in bf16.
         bf16 = self.precision == "bf16"
         int8 = self.precision == "int8"
         self.dit_dtype = torch.bfloat16 if bf16 else _full_precision(
@@ -196,6 +197,8 @@ class TextToMusicPipeline:
         dit = shared_weights_copy(model.dit, self.dit_dtype)
         if int8:
             quantize_linears_int8(dit.blocks)
+            if bf16_supported(device):  # the attention products as in bf16
+                dit.set_attention_dtype(torch.bfloat16)
         vae = shared_weights_copy(model.vae)
         bf16_vae = bf16 or (int8 and bf16_supported(device))
         vae.set_conv_dtype(torch.bfloat16 if bf16_vae and device.type == "cpu" else None)

@@ -80,6 +80,17 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * e)
 
 
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None, dtype: torch.dtype | None) -> torch.Tensor:
+    """SDPA over q [B, H, N, E] and k, v [B, H, L, E], computed in ``dtype`` when given
+    (the result in q's dtype)."""
+    if dtype is None or dtype == q.dtype:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype),
+                                         attn_mask=mask)
+    return out.to(q.dtype)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with partial RoPE and optional q/k LayerNorm."""
 
@@ -91,6 +102,7 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(width, width, bias=False)
         self.q_norm = nn.LayerNorm(head_dim, eps=QK_NORM_EPS) if qk_norm else None
         self.k_norm = nn.LayerNorm(head_dim, eps=QK_NORM_EPS) if qk_norm else None
+        self.attention_dtype: torch.dtype | None = None  # see DiffusionTransformer
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """x [B, N, W], cos/sin [N, R] -> [B, N, W]."""
@@ -98,7 +110,7 @@ class SelfAttention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return self.out(_merge_heads(_attention(q, k, v, None, self.attention_dtype)))
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,7 @@ class CrossAttention(nn.Module):
         self.out = nn.Linear(width, width, bias=False)
         self.q_norm = nn.LayerNorm(head_dim, eps=QK_NORM_EPS) if qk_norm else None
         self.k_norm = nn.LayerNorm(head_dim, eps=QK_NORM_EPS) if qk_norm else None
+        self.attention_dtype: torch.dtype | None = None  # see DiffusionTransformer
 
     def project_context(self, context: torch.Tensor) -> ContextKV:
         """context [B, L, C] -> keys and values [B, H, L, E], expanded to the query heads."""
@@ -146,7 +159,7 @@ class CrossAttention(nn.Module):
         if self.q_norm is not None:
             q = self.q_norm(q)
         attn_mask = None if mask is None else mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, kv.k, kv.v, attn_mask=attn_mask)
+        out = _attention(q, kv.k, kv.v, attn_mask, self.attention_dtype)
         return self.out(_merge_heads(out))
 
 
@@ -267,6 +280,15 @@ class DiffusionTransformer(nn.Module):
         with torch.no_grad():
             for p in self.parameters():
                 p.mul_(0.5)
+
+    def set_attention_dtype(self, dtype: torch.dtype | None) -> DiffusionTransformer:
+        """Compute the attention products (SDPA) in ``dtype``, e.g. bfloat16 around int8
+        linear layers that work in float32 (``precision="int8"``); None: in the
+        activations' dtype."""
+        for module in self.modules():
+            if isinstance(module, SelfAttention | CrossAttention):
+                module.attention_dtype = dtype
+        return self
 
     def compile_blocks(self, compiler: Compiler | None) -> DiffusionTransformer:
         """Run each block of inference (no gradients) through ``compiler`` (a
