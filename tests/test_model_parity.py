@@ -223,3 +223,36 @@ def test_half_precision_checkpoint_keeps_the_rotary_check(tmp_path: Path) -> Non
     save_file(state, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="rotary frequencies"):
         load_diffusion_model(folder, load_text_encoder=False)
+
+
+def test_long_bf16_attention_on_a_cpu_runs_in_query_chunks(monkeypatch) -> None:
+    """Chunks of queries give exactly the attention of one call (each query's softmax is
+    over all keys), so the bf16 DiT output is unchanged by the chunk size."""
+    from longplay.layers import shared_weights_copy
+    from longplay.transformer import dit as dit_module
+
+    loaded = load_diffusion_model(SAO1_TINY)
+    model = shared_weights_copy(loaded.dit, torch.bfloat16)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, model.project_in.in_features, 40, generator=g).bfloat16()
+    t = torch.rand(1, generator=g)
+    with torch.no_grad():
+        features = loaded.text_encoder.encode(loaded.text_encoder.tokenize(["a calm piano"]))
+        cond = loaded.conditioner(features, {"seconds_start": torch.zeros(1),
+                                             "seconds_total": torch.full((1,), 10.0)})
+    cond = cond.to("cpu", torch.bfloat16)
+    calls: list[int] = []
+    sdpa = dit_module.F.scaled_dot_product_attention
+
+    def counting(q, k, v, **kwargs):
+        calls.append(q.shape[-2])
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(dit_module.F, "scaled_dot_product_attention", counting)
+    with torch.no_grad():
+        whole = model(x, t, cond)
+        monkeypatch.setattr(dit_module, "CPU_BF16_QUERY_CHUNK", 16)
+        calls.clear()
+        chunked = model(x, t, cond)
+    assert 16 in calls and 9 in calls  # 41 queries (40 frames + the global token): 16, 16, 9
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
