@@ -257,10 +257,13 @@ def reference_generate(reference, pipe, duration: float, seed: int = 0,
 
     ref_dit, ref_vae = reference
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    if precision == "bf16":
+    if precision == "bf16":  # copies (the VAE's weight norm cannot be deep-copied)
         import copy
 
-        ref_dit, ref_vae = copy.deepcopy(ref_dit).to(dtype), copy.deepcopy(ref_vae).to(dtype)
+        vae = type(ref_vae).from_config(ref_vae.config)
+        vae.load_state_dict(ref_vae.state_dict())
+        ref_dit = copy.deepcopy(ref_dit).to(dtype)
+        ref_vae = vae.eval().to(ref_dit.device, dtype)
     cfg, d = pipe.config, pipe.defaults
     frames = cfg.window_frames
     start = time.perf_counter()

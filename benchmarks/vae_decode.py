@@ -203,7 +203,7 @@ def speed_table(result: dict) -> str:
         r = result[name]
         same_text = ("" if same is None else f"**{r['median_same_ratio']:.2f}x** "
                      f"({', '.join(f'{x:.2f}' for x in r['same_ratios'])})")
-        quality = ("| |" if name == "reference"
+        quality = ("| | |" if name == "reference"
                    else f"| {r['si_sdr_db']:.1f} | {r['max_abs_diff']:.1e} |")
         lines.append(f"| {impl} | {precision} | {notes} | {r['median_s']:.1f} | "
                      f"{r['median_s'] / seconds:.2f} | {same_text} | {r['median_ratio']:.2f}x "
