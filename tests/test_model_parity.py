@@ -252,6 +252,7 @@ def test_long_bf16_attention_on_a_cpu_runs_in_query_chunks(monkeypatch) -> None:
     with torch.no_grad():
         whole = model(x, t, cond)
         monkeypatch.setattr(dit_module, "CPU_BF16_QUERY_CHUNK", 16)
+        monkeypatch.setattr(dit_module, "CPU_BF16_CHUNK_MIN_HEADS", 1)
         calls.clear()
         chunked = model(x, t, cond)
     assert 16 in calls and 9 in calls  # 41 queries (40 frames + the global token): 16, 16, 9

@@ -81,16 +81,20 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 CPU_BF16_QUERY_CHUNK = 2048
-"""On a CPU, bf16 attention over more queries than this runs in chunks of this many
-queries: PyTorch's fused CPU kernel slows down at long sequences in bf16 (6144 latents:
-1.6x faster in chunks of 2048, exactly the same result; fp32 and shorter sequences gain
-nothing; benchmarks/attention.py)."""
+"""On a CPU, bf16 attention over more queries than this, with at least
+``CPU_BF16_CHUNK_MIN_HEADS`` batch items x heads, runs in chunks of this many queries:
+PyTorch's fused CPU kernel slows down at long sequences in bf16 with many heads (6144
+latents, batch 2 x 24 heads: 1.6x faster in chunks of 2048, exactly the same result;
+with batch 2 x 4 heads, as in the demo model, chunks are 0.9x; fp32 and shorter
+sequences gain nothing; benchmarks/attention.py)."""
+CPU_BF16_CHUNK_MIN_HEADS = 32
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
           mask: torch.Tensor | None) -> torch.Tensor:
     n, chunk = q.shape[-2], CPU_BF16_QUERY_CHUNK
-    if q.device.type != "cpu" or q.dtype != torch.bfloat16 or n <= chunk:
+    if (q.device.type != "cpu" or q.dtype != torch.bfloat16 or n <= chunk
+            or q.shape[0] * q.shape[1] < CPU_BF16_CHUNK_MIN_HEADS):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return torch.cat([F.scaled_dot_product_attention(q[..., i:i + chunk, :], k, v,
                                                      attn_mask=mask)
