@@ -4,9 +4,7 @@ samples in a few steps without guidance by default."""
 
 from __future__ import annotations
 
-import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,40 +25,7 @@ from longplay.diffusion import VDenoiser, cfg_model, sample_euler
 from longplay.pipelines import TextToMusicPipeline
 from longplay.training import distill
 from longplay.training.distill import DistillTrainingModule, load_teacher
-
-
-@dataclass(frozen=True)
-class Example:
-    latents: torch.Tensor
-    seconds_start: float
-    seconds_total: float
-    prompt: str
-
-
-@dataclass(frozen=True)
-class Batch:
-    latents: torch.Tensor
-    seconds_start: torch.Tensor
-    seconds_total: torch.Tensor
-    prompts: list[str]
-
-
-class ToyLatents:
-    """Four fixed 'songs' of the tiny model's 8 latent channels."""
-
-    def __len__(self) -> int:
-        return 4
-
-    def example(self, index: int, position: int) -> Example:
-        g = torch.Generator().manual_seed(index)
-        base = torch.randn(8, 1, generator=g) * torch.linspace(-1, 1, 32)  # [8, 32]
-        return Example(base, float(index), 30.0, f"song number {index}")
-
-
-def collate(items: list[Example]) -> Batch:
-    return Batch(torch.stack([i.latents for i in items]),
-                 torch.tensor([i.seconds_start for i in items]),
-                 torch.tensor([i.seconds_total for i in items]), [i.prompt for i in items])
+from test_training_dit import ToyLatents, collate, losses
 
 
 @pytest.fixture(autouse=True)
@@ -78,13 +43,6 @@ def config(steps: int, teacher: Path = SAO1_TINY) -> DistillTrainConfig:
         data=DataConfig(kind="latents", path="unused"),
         trainer=TrainerConfig(max_steps=steps, batch_size=4, checkpoint_every_n_steps=3,
                               log_every_n_steps=1))
-
-
-def losses(run_dir: Path) -> list[float]:
-    rows = []
-    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
-        rows += [float(r["train/loss"]) for r in csv.DictReader(path.open()) if r["train/loss"]]
-    return rows
 
 
 def test_the_teacher_step_is_one_guided_euler_step() -> None:

@@ -85,21 +85,7 @@ class DistillTrainingModule(DiTTrainingModule):
         grid = log_linear_sigmas(config.teacher_steps, config.sigma_min, config.sigma_max)
         self.register_buffer("levels", grid[:-1], persistent=False)  # [N], highest first
 
-    def configure_optimizers(self):
-        return super().configure_optimizers()  # ``net`` only: teacher and target are frozen
-
-    # -- the step -----------------------------------------------------------------------
-
-    def _features(self, batch):
-        if self.text_encoder is None:
-            return None
-        features = self.text_encoder.encode(self.text_encoder.tokenize(batch.prompts))
-        return type(features)(features.tokens.clone().to(self.device),
-                              features.mask.clone().to(self.device))
-
-    def _seconds(self, batch, conditioner) -> dict[str, torch.Tensor]:
-        seconds = {"seconds_start": batch.seconds_start, "seconds_total": batch.seconds_total}
-        return {cid: seconds[cid].to(self.device) for cid in conditioner.timing_ids}
+    # -- the step (``_features``, ``_seconds`` and ``_latents`` are the DiT trainer's) ----
 
     def _denoise(self, parts: nn.ModuleDict, x: torch.Tensor, sigma: torch.Tensor,
                  cond: Conditioning) -> torch.Tensor:

@@ -51,15 +51,22 @@ class DiTTrainingModule(TrainingModule):
             noise = torch.randn(posterior.mean.shape, generator=generator).to(self.device)
             return posterior.sample(noise=noise)
 
-    def _conditioning(self, batch, generator: torch.Generator) -> Conditioning:
-        features = None
-        if self.text_encoder is not None:
-            features = self.text_encoder.encode(self.text_encoder.tokenize(batch.prompts))
-            features = type(features)(features.tokens.clone().to(self.device),
-                                      features.mask.clone().to(self.device))
+    def _features(self, batch):
+        """The frozen text encoder's features of the batch's prompts (None without one)."""
+        if self.text_encoder is None:
+            return None
+        features = self.text_encoder.encode(self.text_encoder.tokenize(batch.prompts))
+        return type(features)(features.tokens.clone().to(self.device),
+                              features.mask.clone().to(self.device))
+
+    def _seconds(self, batch, conditioner) -> dict[str, torch.Tensor]:
+        """The batch's timing values that ``conditioner`` embeds."""
         seconds = {"seconds_start": batch.seconds_start, "seconds_total": batch.seconds_total}
-        seconds = {cid: seconds[cid].to(self.device) for cid in self.net["conditioner"].timing_ids}
-        cond = self.net["conditioner"](features, seconds)
+        return {cid: seconds[cid].to(self.device) for cid in conditioner.timing_ids}
+
+    def _conditioning(self, batch, generator: torch.Generator) -> Conditioning:
+        conditioner = self.net["conditioner"]
+        cond = conditioner(self._features(batch), self._seconds(batch, conditioner))
         # CFG dropout: the whole cross-attention context of a sample is zeroed.
         keep = torch.rand(cond.batch_size, generator=generator) >= self.config.cfg_dropout
         keep = keep.to(self.device, cond.cross_attn.dtype)[:, None, None]
