@@ -9,6 +9,7 @@ them in one line, the HTTP API as a 4xx.
 from __future__ import annotations
 
 __all__ = [
+    "AdapterError",
     "AudioFileError",
     "CheckpointError",
     "ConfigError",
@@ -20,6 +21,10 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A configuration that longplay can't use; the message names the field."""
+
+
+class AdapterError(ValueError):
+    """An adapter (LoRA) file that can't be used with this model; the message says why."""
 
 
 class CheckpointError(ValueError):

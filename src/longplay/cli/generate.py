@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from longplay import __version__
+from longplay.adapters import load_adapter, parse_adapter_argument
 from longplay.assets import model_or_demo
 from longplay.atomic import write_json_atomic
 from longplay.audio import load_audio, save_audio
@@ -40,6 +41,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-encoder", type=Path, metavar="PATH",
                         help="local folder of the model's text encoder (default: inside the "
                              "model folder)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                        help="apply a LoRA adapter folder (from `longplay train lora` or peft) "
+                             "with this strength (default 1); repeat to stack adapters")
 
 
 def _interval(text: str) -> tuple[float, float]:
@@ -213,6 +217,10 @@ def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -
     if args.num_outputs < 1:
         raise ValueError("--num-outputs must be >= 1")
     paths = _output_paths(args.output, args.num_outputs)
+    adapters = []
+    for entry in args.lora:  # read (and checked) before the model loads
+        path, scale = parse_adapter_argument(entry)
+        adapters.append((load_adapter(path), scale))
     pipe = TextToMusicPipeline.from_pretrained(args.model, text_encoder_path=args.text_encoder,
                                                device=args.device, precision=args.precision,
                                                compile=args.compile)
@@ -241,7 +249,7 @@ def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -
               f"each keeping {settings.context_s:.2f} s of what came before")
     progress = _Progress(args.no_progress)
     try:
-        out = pipe(settings, progress=progress, **audio)
+        out = pipe(settings, progress=progress, adapters=adapters, **audio)
     finally:
         progress.close()
     _write(args, out, paths, prompt, source)
@@ -262,6 +270,7 @@ def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], 
             "init_audio": None if init_audio is None else str(init_audio),
             "input": None if source is None else str(source),
             "joins_s": list(out.joins_s),
+            "adapters": list(out.adapters),
             "sample_rate": out.sample_rate,
             "num_samples": int(out.audio.shape[-1]),
             "longplay_version": __version__,

@@ -1,4 +1,4 @@
-"""``longplay train vae|clap|dit|distill CONFIG`` and ``longplay export RUN -o MODEL_DIR``."""
+"""``longplay train vae|clap|dit|distill|lora CONFIG`` and ``longplay export RUN -o OUT``."""
 
 from __future__ import annotations
 
@@ -6,22 +6,27 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from longplay.adapters import load_adapter, parse_adapter_argument
+from longplay.assets import model_or_demo
 from longplay.config import (
     CLAPTrainConfig,
     ConfigError,
     DistillTrainConfig,
     DiTTrainConfig,
+    LoRATrainConfig,
     VAETrainConfig,
     load_config_file,
 )
 from longplay.training.clap import train_clap
 from longplay.training.distill import train_distill
 from longplay.training.export import export_run
+from longplay.training.lora import train_lora
 from longplay.training.runner import train_dit
 from longplay.training.vae import train_vae
 
 STAGES = {"vae": (VAETrainConfig, train_vae), "clap": (CLAPTrainConfig, train_clap),
-          "dit": (DiTTrainConfig, train_dit), "distill": (DistillTrainConfig, train_distill)}
+          "dit": (DiTTrainConfig, train_dit), "distill": (DistillTrainConfig, train_distill),
+          "lora": (LoRATrainConfig, train_lora)}
 """Each stage's run config and trainer."""
 
 
@@ -32,6 +37,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--data", metavar="DIR", help="training data (overrides data.path)")
     train.add_argument("--teacher", metavar="MODEL",
                        help="distill: the model folder to distil (overrides teacher)")
+    train.add_argument("--model", metavar="MODEL",
+                       help="lora: the base model folder to adapt, or 'demo' (overrides base)")
     train.add_argument("-o", "--run-dir", type=Path, default=None,
                        help="run folder (default runs/<stage>-<config name>)")
     train.add_argument("--devices", type=int, default=None, help="devices per node")
@@ -49,6 +56,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--no-ema", action="store_true", help="export the raw weights")
     export.add_argument("--copy-text-encoder", action="store_true",
                         help="copy the text encoder into the folder instead of referencing it")
+    export.add_argument("--merge-lora", action="store_true",
+                        help="a LoRA run or adapter folder: write its base model with the "
+                             "adapter merged (a plain model folder) instead of the adapter")
+    export.add_argument("--model", metavar="MODEL",
+                        help="with --merge-lora: the base model (default: the run's; "
+                             "required for an adapter folder)")
+    export.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                        help="with --merge-lora: another adapter to merge, with its strength "
+                             "(repeatable)")
     export.set_defaults(run=run_export)
 
 
@@ -66,6 +82,12 @@ def _override(config, args: argparse.Namespace):
         if not isinstance(config, DistillTrainConfig):
             raise ConfigError(f"--teacher is for `longplay train distill`, not {args.stage}")
         config = replace(config, teacher=args.teacher)
+    if args.model is not None:
+        if not isinstance(config, LoRATrainConfig):
+            raise ConfigError(f"--model is for `longplay train lora`, not {args.stage}")
+        config = replace(config, base=str(model_or_demo(Path(args.model))))
+    elif isinstance(config, LoRATrainConfig) and config.base == "demo":
+        config = replace(config, base=str(model_or_demo(Path("demo"))))
     return config
 
 
@@ -80,7 +102,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    adapters = []
+    for entry in args.lora:
+        path, scale = parse_adapter_argument(entry)
+        adapters.append((load_adapter(path), scale))
+    base = None if args.model is None else model_or_demo(Path(args.model))
     folder = export_run(args.run_path, args.output, use_ema=not args.no_ema,
-                        copy_text_encoder=args.copy_text_encoder)
+                        copy_text_encoder=args.copy_text_encoder, merge_lora=args.merge_lora,
+                        base=base, adapters=adapters)
     print(f"wrote {folder}")
     return 0

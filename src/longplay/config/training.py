@@ -257,3 +257,51 @@ class DistillTrainConfig:
         if self.window_frames is not None and self.window_frames < 1:
             raise ConfigError(f"window_frames must be a positive number of latent frames, got "
                               f"{self.window_frames}")
+
+
+@dataclass(frozen=True)
+class LoRATrainConfig:
+    """Training a LoRA (or DoRA) adapter of a model's diffusion transformer
+    (``longplay train lora``, :mod:`longplay.training.lora`).
+
+    ``base`` (a model folder; ``--model`` overrides it) stays frozen: only the adapter's
+    low-rank weights are trained, optimised and checkpointed. ``targets``: the blocks'
+    linear layers to adapt, a preset ("attention": the self- and cross-attention
+    projections; "feed-forward"; "all") or a list of names such as ``self_attn.qkv`` and
+    ``ff.proj_in``. ``alpha / rank`` scales the update, as in peft; ``dora`` trains a
+    weight-decomposed adapter (DoRA) instead.
+    """
+
+    base: str | None = None
+    text_encoder_path: str | None = None
+    rank: int = 16
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: str | tuple[str, ...] = "attention"
+    dora: bool = False
+    cfg_dropout: float = 0.1
+    window_frames: int | None = None
+    """Train on windows of this many latent frames (default the model's window)."""
+    inpaint_mask_probabilities: tuple[float, float, float] = (0.1, 0.8, 0.1)
+    """For an inpainting base: as in ``DiTTrainConfig``."""
+    inpaint_max_segments: int = 10
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
+                                                 inv_gamma=1e6, power=0.5, warmup=0.9)
+    ema: EMAConfig = EMAConfig(enabled=False)
+    """Off by default, as adapters usually are trained; when on, the average covers the
+    adapter's weights only."""
+    data: DataConfig = DataConfig(kind="latents")
+    trainer: TrainerConfig = TrainerConfig()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ConfigError(f"rank must be an integer >= 1, got {self.rank!r}")
+        if not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ConfigError(f"alpha must be > 0, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.cfg_dropout < 1:
+            raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+        if self.window_frames is not None and self.window_frames < 1:
+            raise ConfigError(f"window_frames must be a positive number of latent frames, got "
+                              f"{self.window_frames}")

@@ -15,10 +15,17 @@ from pathlib import Path
 
 import torch
 
+from longplay.adapters import (
+    BaseIdentity,
+    LoRAAdapter,
+    adapters_applied,
+    base_identity,
+    load_adapter,
+)
 from longplay.builders import DiffusionModel
 from longplay.checkpoints import load_diffusion_model
 from longplay.conditioning import Conditioning, ConditioningTokens
-from longplay.config import INPAINT_INPUT_ID, INPAINT_MASK_ID
+from longplay.config import INPAINT_INPUT_ID, INPAINT_MASK_ID, dataclass_to_dict
 from longplay.diffusion import (
     CircularModel,
     InpaintingModel,
@@ -31,7 +38,7 @@ from longplay.diffusion import (
     sample_with_resampling,
     soft_keep_mask,
 )
-from longplay.errors import GenerationError, SettingsError
+from longplay.errors import AdapterError, GenerationError, SettingsError
 from longplay.layers import (
     Compiler,
     int8_unavailable_reason,
@@ -68,6 +75,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+AdapterArg = tuple["str | Path | LoRAAdapter", float]
+"""An adapter (its folder, or one loaded with :func:`longplay.adapters.load_adapter`) and
+its strength."""
 
 ProgressFn = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` with stage "sampling" or "decoding"."""
@@ -155,6 +166,8 @@ class TextToMusicOutput:
     sample_rate: int
     settings: GenerationSettings
     joins_s: tuple[float, ...] = ()
+    adapters: tuple[dict, ...] = ()
+    """The adapters applied: name, path, scale and rank of each."""
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -214,6 +227,9 @@ class TextToMusicPipeline:
         vae.compile_decoder(self._compilers.get("vae"))
         self.model = DiffusionModel(model.config, vae, model.conditioner, dit,
                                     model.text_encoder, model.source)
+        self._adapters: dict[str, LoRAAdapter] = {}
+        self._active: list[tuple[str, float]] = []
+        self._identity: BaseIdentity | None = None
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, text_encoder_path: str | Path | None = None,
@@ -265,6 +281,94 @@ class TextToMusicPipeline:
     @property
     def max_duration_s(self) -> float:
         return self.config.max_duration_s
+
+    # -- adapters -----------------------------------------------------------------------
+
+    def base_identity(self) -> BaseIdentity:
+        """The identity of this pipeline's DiT that adapters record (computed once)."""
+        if self._identity is None:
+            if self.precision == "int8":
+                raise AdapterError("adapters apply to fp32 and bf16 pipelines, not int8: merge "
+                                   "the adapter into the model (`longplay export --merge-lora`) "
+                                   "and run that in int8")
+            name = Path(str(self.model.source)).name if self.model.source else ""
+            self._identity = base_identity(self.model.dit, dataclass_to_dict(self.config.dit),
+                                           name)
+        return self._identity
+
+    def _loaded(self, adapter: str | Path | LoRAAdapter) -> LoRAAdapter:
+        loaded = adapter if isinstance(adapter, LoRAAdapter) else load_adapter(adapter)
+        loaded.check_base(self.base_identity())
+        return loaded
+
+    def load_lora_weights(self, path: str | Path | LoRAAdapter, adapter_name: str | None = None,
+                          scale: float = 1.0) -> str:
+        """Load an adapter folder (peft's format, from ``longplay train lora``) and make it
+        active with ``scale``, next to those already active; returns its name (default
+        the folder's name). An adapter trained on another model is refused here.
+
+        >>> pipe.load_lora_weights("adapters/chorales", scale=0.8)
+        >>> pipe.set_adapters(["chorales", "jazz"], [0.8, 0.5])  # stacked
+        >>> pipe.unload_lora_weights()  # the base model again
+        """
+        adapter = self._loaded(path)
+        name = adapter_name or adapter.name
+        if not math.isfinite(scale):
+            raise AdapterError(f"the scale of adapter {name!r} must be finite, got {scale}")
+        self._adapters[name] = adapter
+        self._active = [(n, w) for n, w in self._active if n != name] + [(name, float(scale))]
+        return name
+
+    def set_adapters(self, adapter_names: str | Sequence[str],
+                     adapter_weights: float | Sequence[float] | None = None) -> None:
+        """Choose which loaded adapters apply, and with which strengths (default 1 each);
+        an empty list applies none."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        if adapter_weights is None:
+            weights = [1.0] * len(names)
+        elif isinstance(adapter_weights, int | float):
+            weights = [float(adapter_weights)] * len(names)
+        else:
+            weights = [float(w) for w in adapter_weights]
+        if len(weights) != len(names):
+            raise AdapterError(f"{len(names)} adapters but {len(weights)} weights")
+        unknown = [n for n in names if n not in self._adapters]
+        if unknown:
+            raise AdapterError(f"adapter {unknown[0]!r} is not loaded (loaded: "
+                               f"{', '.join(self._adapters) or 'none'}); load it with "
+                               "load_lora_weights")
+        if not all(math.isfinite(w) for w in weights):
+            raise AdapterError(f"adapter weights must be finite, got {weights}")
+        self._active = list(zip(names, weights, strict=True))
+
+    def unload_lora_weights(self) -> None:
+        """Forget every loaded adapter: the pipeline generates with its base model."""
+        self._adapters.clear()
+        self._active = []
+
+    @property
+    def active_adapters(self) -> tuple[tuple[str, float], ...]:
+        """(name, scale) of the adapters a call applies."""
+        return tuple(self._active)
+
+    def _call_adapters(self, adapters: Sequence[AdapterArg] | None
+                       ) -> list[tuple[str, LoRAAdapter, float]]:
+        if adapters is None:
+            return [(n, self._adapters[n], w) for n, w in self._active]
+        resolved = []
+        for i, item in enumerate(adapters):
+            try:
+                adapter, scale = item
+            except (TypeError, ValueError):
+                raise SettingsError("adapters", f"adapters[{i}] must be (adapter folder, "
+                                                f"scale), got {item!r}") from None
+            if isinstance(scale, bool) or not isinstance(scale, int | float) or not (
+                    math.isfinite(scale)):
+                raise SettingsError("adapters", f"adapters[{i}]: the scale must be a finite "
+                                                f"number, got {scale!r}")
+            loaded = self._loaded(adapter)
+            resolved.append((loaded.name, loaded, float(scale)))
+        return resolved
 
     # -- settings -----------------------------------------------------------------------
 
@@ -351,6 +455,7 @@ class TextToMusicPipeline:
         loop: bool = False,
         guidance_interval: Sequence[float] | None = None,
         unguided_final_steps: int = 0,
+        adapters: Sequence[AdapterArg] | None = None,
         noise_fn: NoiseFn | None = None,
         progress: ProgressFn | None = None,
     ) -> TextToMusicOutput:
@@ -398,6 +503,9 @@ class TextToMusicPipeline:
                 for flows) outside which guidance is off, one network pass instead of
                 two (Kynkäänniemi et al. 2024); default everywhere.
             unguided_final_steps: run the last this many evaluations without guidance.
+            adapters: LoRA adapters for this call only, as (folder or loaded adapter,
+                scale) pairs; default the pipeline's (:meth:`load_lora_weights`). They are
+                applied for the call and removed after it.
             noise_fn: replaces the stochastic samplers' per-step noise (tests).
             progress: ``progress(stage, done, total)``.
         """
@@ -443,10 +551,17 @@ class TextToMusicPipeline:
                 resample_steps=resample_steps, jump_length=jump_length, context_s=context_s,
                 sections=sections, loop=loop, guidance_interval=guidance_interval,
                 unguided_final_steps=unguided_final_steps, **tensors)
-        with torch.inference_mode():
-            return self._generate(settings, latents, init_audio, inpaint_audio, prompt_embeds,
-                                  prompt_attention_mask, negative_prompt_embeds,
-                                  negative_attention_mask, noise_fn, progress)
+        applied = self._call_adapters(adapters)
+        with (adapters_applied(self.model.dit, [(a, w) for _, a, w in applied]),
+              torch.inference_mode()):
+            out = self._generate(settings, latents, init_audio, inpaint_audio, prompt_embeds,
+                                 prompt_attention_mask, negative_prompt_embeds,
+                                 negative_attention_mask, noise_fn, progress)
+        if not applied:
+            return out
+        record = tuple({"name": name, "path": str(a.path), "scale": w, "rank": a.rank}
+                       for name, a, w in applied)
+        return dataclasses.replace(out, adapters=record)
 
     def _generate(self, s: GenerationSettings, latents: torch.Tensor | None,
                   init_audio: torch.Tensor | None, inpaint_audio: torch.Tensor | None,

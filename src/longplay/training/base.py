@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from longplay.config import OptimizerConfig, dataclass_to_dict
-from longplay.training.ema import make_ema
+from longplay.training.ema import make_ema, update_ema
 from longplay.training.sampler import PositionedDataset, PositionSampler
 from longplay.training.schedules import inverse_lr_factor
 
@@ -98,6 +98,10 @@ class TrainingModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["longplay"] = {"stage": self.stage, "config": dataclass_to_dict(self.config),
                                   **self.checkpoint_metadata()}
+
+    def update_average(self, decay: float) -> None:
+        """ema <- decay * ema + (1 - decay) * net (the EMA callback's step)."""
+        update_ema(self.ema, self.net, decay)
 
     def averaged(self) -> nn.Module:
         """The weights to export: the EMA when enabled, else the trained ones."""

@@ -38,7 +38,7 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 class EMACallback(L.Callback):
-    """Updates ``module.ema`` from ``module.net`` once per optimiser step.
+    """Updates ``module.ema`` once per optimiser step (``module.update_average``).
 
     Lightning runs checkpoint callbacks after the others, so a checkpoint written at a
     step already holds that step's average and a resumed run continues it exactly.
@@ -55,5 +55,5 @@ class EMACallback(L.Callback):
         if module.ema is None or trainer.global_step == self._last_step:
             return  # no ema, or a micro-batch of gradient accumulation
         self._last_step = trainer.global_step
-        update_ema(module.ema, module.net,
-                   ema_decay(trainer.global_step, self.max_decay, self.power, self.inv_gamma))
+        module.update_average(ema_decay(trainer.global_step, self.max_decay, self.power,
+                                        self.inv_gamma))
