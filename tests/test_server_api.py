@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -550,3 +551,62 @@ def test_bad_editing_requests_are_422_at_submission(tiny, extra, field):
         assert response.status_code == 422, response.text
         assert field in fields(response)
     assert wrapped.calls == []
+
+
+# -- adapters ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory) -> Path:
+    from test_adapters import random_adapter
+
+    root = tmp_path_factory.mktemp("served-adapters")
+    random_adapter(root / "bright", 1)
+    random_adapter(root / "dark", 2, rank=4)
+    (root / "not-an-adapter").mkdir()
+    return root
+
+
+def audio_of(client: TestClient, job: dict[str, Any]) -> np.ndarray:
+    body = wait_for(client, job["id"])
+    assert body["status"] == "succeeded", body["error"]
+    data = client.get(f"/v1/generations/{job['id']}/audio").content
+    return sf.read(io.BytesIO(data), dtype="float32")[0]
+
+
+def test_adapters_apply_per_job_and_leave_the_model_clean(tiny, adapter_dir):
+    with serve(tiny, adapters_dir=adapter_dir) as client:
+        listed = client.get("/v1/adapters").json()
+        assert [(a["name"], a["rank"]) for a in listed] == [("bright", 2), ("dark", 4)]
+        styled = {"adapters": [{"name": "bright", "scale": 0.8}]}
+        first = submit(client, **styled)
+        assert first["adapters"] == [{"name": "bright", "scale": 0.8}]
+        with_adapter = audio_of(client, first)
+        base = audio_of(client, submit(client))
+        stacked = audio_of(client, submit(client, adapters=[{"name": "bright", "scale": 0.8},
+                                                            {"name": "dark"}]))
+        base_again = audio_of(client, submit(client))
+        with_adapter_again = audio_of(client, submit(client, **styled))
+    assert np.abs(with_adapter - base).max() > 1e-3
+    assert np.abs(stacked - with_adapter).max() > 1e-3
+    np.testing.assert_array_equal(base_again, base)
+    np.testing.assert_array_equal(with_adapter_again, with_adapter)
+
+
+def test_unknown_or_unusable_adapters_are_422_before_queueing(tiny, adapter_dir):
+    with serve(tiny, adapters_dir=adapter_dir) as client:
+        response = client.post("/v1/generations", json={**JOB, "adapters": [{"name": "nope"}]})
+        assert response.status_code == 422 and fields(response) == ["adapters.0.name"]
+        assert "available: bright, dark" in response.json()["detail"]
+        response = client.post("/v1/generations",
+                               json={**JOB, "adapters": [{"name": "dark", "scale": 1e9}]})
+        assert response.status_code == 422 and fields(response) == ["adapters.0.scale"]
+        assert client.get("/v1/health").json()["queue"]["length"] == 0
+    other = TextToMusicPipeline.from_pretrained(SAOS_TINY)
+    with serve(other, adapters_dir=adapter_dir) as client:
+        response = client.post("/v1/generations", json={**JOB, "sampler": None,
+                                                        "adapters": [{"name": "bright"}]})
+        assert response.status_code == 422 and "trained on" in response.json()["detail"]
+        assert client.get("/v1/adapters").json() == []  # none fits this model
+    with serve(tiny) as client:
+        response = client.post("/v1/generations", json={**JOB, "adapters": [{"name": "x"}]})
+        assert response.status_code == 422 and "--lora-dir" in response.json()["detail"]

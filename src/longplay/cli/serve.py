@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        metavar="N",
                        help="finished jobs (with their audio) kept in memory; the oldest is "
                             "forgotten first (default %(default)s)")
+    serve.add_argument("--lora-dir", type=Path, default=None, metavar="DIR",
+                       help="a folder of LoRA adapter folders that requests may apply by name "
+                            "(GET /v1/adapters)")
     serve.set_defaults(run=run_serve)
 
 
@@ -85,7 +88,7 @@ def run_serve(args: argparse.Namespace) -> int:
         model_name=args.model.resolve().name, api_key=args.api_key,
         queue_size=args.queue_size, workers=args.workers, max_duration_s=args.max_duration,
         max_steps=args.max_steps, max_outputs=args.max_outputs,
-        max_finished_jobs=args.keep_finished)
+        max_finished_jobs=args.keep_finished, adapters_dir=args.lora_dir)
     if not is_loopback(args.host) and settings.api_key is None:
         logger.warning("listening on %s without --api-key: anyone who can reach this address "
                        "can run generations", args.host)

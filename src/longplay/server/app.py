@@ -9,10 +9,13 @@ Endpoints (all JSON unless stated; errors are ``{"detail": "...", "errors": [...
 - ``GET /v1/generations/{id}/audio?format=wav|flac&index=i``: the audio (16-bit) once the
   job succeeded; 409 before that.
 - ``GET /v1/health``: model, queue, workers and limits; never needs the API key.
+- ``GET /v1/adapters``: the LoRA adapters of the server's adapter folder, which a request
+  applies by name (``adapters: [{"name": ..., "scale": ...}]``) to its job only.
 
-With an API key set, the ``/v1/generations`` endpoints need ``Authorization: Bearer KEY``
-or ``X-API-Key: KEY`` (401 otherwise). ``/v1/health``, ``/openapi.json`` and ``/docs``
-stay open: they describe the service and hold no generations.
+With an API key set, the ``/v1/generations`` and ``/v1/adapters`` endpoints need
+``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (401 otherwise). ``/v1/health``,
+``/openapi.json`` and ``/docs`` stay open: they describe the service and hold no
+generations.
 
 Everything the app needs lives on ``app.state.server`` (a :class:`ServerState`). The
 worker threads start and stop with the app's lifespan (``with TestClient(app)`` in tests,
@@ -37,8 +40,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from longplay import __version__
-from longplay.errors import SettingsError
+from longplay.errors import AdapterError, SettingsError
 from longplay.pipelines import MAX_DURATION_S, GenerationSettings
+from longplay.server.adapters import AdapterLibrary
 from longplay.server.audio import MEDIA_TYPES, AudioFormat, decode_audio_b64, encode_audio
 from longplay.server.jobs import (
     GenerationPipeline,
@@ -50,6 +54,8 @@ from longplay.server.jobs import (
 )
 from longplay.server.middleware import BodySizeLimit
 from longplay.server.schemas import (
+    AdapterInfo,
+    AdapterUse,
     ErrorResponse,
     FieldError,
     GenerationRequest,
@@ -78,6 +84,7 @@ class ServerState:
     model: ModelInfo
     limits: RequestLimits
     validator: GenerationPipeline
+    adapters: AdapterLibrary
 
 
 def _state(request: Request) -> ServerState:
@@ -171,7 +178,8 @@ def _status(view: JobView) -> GenerationStatus:
         sample_rate=view.sample_rate,
         num_samples=int(view.audio.shape[-1]) if done else None,
         audio_url=f"/v1/generations/{view.id}/audio" if done else None,
-        joins_s=list(view.joins_s))
+        joins_s=list(view.joins_s),
+        adapters=[AdapterUse(name=n, scale=w) for n, w in view.adapters])
 
 
 def _find(state: ServerState, job_id: str) -> JobView:
@@ -221,6 +229,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 generations = APIRouter(prefix="/v1/generations", tags=["generations"], responses=_ERRORS)
 health = APIRouter(prefix="/v1", tags=["health"])
+adapters_router = APIRouter(prefix="/v1/adapters", tags=["adapters"], responses=_ERRORS)
 
 
 @generations.post(
@@ -245,11 +254,18 @@ def create_generation(body: GenerationRequest, response: Response,
         except ValueError as error:
             errors.append({"type": "value_error", "loc": ("body", f"{name}_b64"),
                            "msg": str(error), "input": None})
+    adapters = []
+    for i, use in enumerate(body.adapters):
+        try:
+            adapters.append((use.name, state.adapters.get(use.name), use.scale))
+        except AdapterError as error:
+            errors.append({"type": "value_error", "loc": ("body", "adapters", i, "name"),
+                           "msg": str(error), "input": use.name})
     if errors:
         raise RequestValidationError(errors)
     settings = _resolve(body, inputs, state)
     try:
-        view = state.queue.submit(settings, inputs)
+        view = state.queue.submit(settings, inputs, adapters)
     except QueueFullError as error:
         wait_s = state.settings.retry_after_s
         raise HTTPException(429, f"{error}; try again in {wait_s} s",
@@ -291,6 +307,22 @@ def get_generation_audio(
     filename = f"{job_id}_{index}.{audio_format}"
     return Response(data, media_type=MEDIA_TYPES[audio_format],
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@adapters_router.get("", response_model=list[AdapterInfo])
+def list_adapters(state: State) -> list[AdapterInfo]:
+    """The adapters a request may apply (the server's adapter folder; empty without one)."""
+    found = []
+    for name in state.adapters.names():
+        try:
+            adapter = state.adapters.get(name)
+        except (AdapterError, ValueError) as error:
+            logger.warning("adapter %s is not usable: %s", name, error)
+            continue
+        found.append(AdapterInfo(name=name, rank=adapter.rank,
+                                 dora=bool(adapter.config.get("use_dora", False)),
+                                 base_model=adapter.base.name if adapter.base else ""))
+    return found
 
 
 @health.get("/health", response_model=Health)
@@ -350,8 +382,9 @@ def create_app(pipeline: GenerationPipeline | PipelineFactory,
                            max_prompt_chars=settings.max_prompt_chars,
                            max_body_bytes=settings.max_body_bytes)
     queue = GenerationQueue(pipelines, settings.queue_size, settings.max_finished_jobs)
+    identity = getattr(first, "base_identity", None)
     state = ServerState(settings=settings, queue=queue, model=model, limits=limits,
-                        validator=first)
+                        validator=first, adapters=AdapterLibrary(settings.adapters_dir, identity))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -369,5 +402,6 @@ def create_app(pipeline: GenerationPipeline | PipelineFactory,
     app.add_exception_handler(StarletteHTTPException, _http_error)
     auth = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(generations, dependencies=auth)
+    app.include_router(adapters_router, dependencies=auth)
     app.include_router(health)
     return app

@@ -103,6 +103,7 @@ class JobView:
     sample_rate: int
     audio: torch.Tensor | None  # [B, C, S] once succeeded
     joins_s: tuple[float, ...] = ()  # where generated audio meets kept audio, once succeeded
+    adapters: tuple[tuple[str, float], ...] = ()  # (name, scale) of the adapters applied
 
 
 @dataclass(eq=False)
@@ -121,6 +122,7 @@ class _Job:
     finished_at: datetime | None = None
     audio: torch.Tensor | None = None  # [B, C, S]
     joins_s: tuple[float, ...] = ()
+    adapters: tuple[tuple[str, Any, float], ...] = ()  # (name, loaded adapter, scale)
 
 
 @dataclass(frozen=True)
@@ -206,17 +208,19 @@ class GenerationQueue:
     # -- the API's side -------------------------------------------------------------------
 
     def submit(self, settings: GenerationSettings,
-               inputs: Mapping[str, torch.Tensor] | None = None) -> JobView:
-        """Queue a job with its resolved settings (``pipeline.resolve_settings``) and the
-        tensors they were resolved with (``init_audio``, ``inpaint_audio``); returns its
-        snapshot as queued."""
+               inputs: Mapping[str, torch.Tensor] | None = None,
+               adapters: Sequence[tuple[str, Any, float]] = ()) -> JobView:
+        """Queue a job with its resolved settings (``pipeline.resolve_settings``), the
+        tensors they were resolved with (``init_audio``, ``inpaint_audio``) and the
+        adapters to apply ((name, loaded adapter, scale)); returns its snapshot as
+        queued."""
         with self._cond:
             if self._closed:
                 raise QueueClosedError("the server is shutting down")
             if len(self._pending) >= self.capacity:
                 raise QueueFullError(f"the queue is full ({self.capacity} jobs waiting)")
             job = _Job(id=uuid.uuid4().hex, settings=settings, inputs=dict(inputs or {}),
-                       created_at=_now())
+                       created_at=_now(), adapters=tuple(adapters))
             self._jobs[job.id] = job
             self._pending.append(job)
             view = self._view(job)
@@ -256,8 +260,11 @@ class GenerationQueue:
                 raise _ShutdownError
             self._report(job, stage, done, total)
 
+        # Adapters are applied for this call only: the worker's model is the base again
+        # for the next job.
+        extra = {"adapters": [(a, w) for _, a, w in job.adapters]} if job.adapters else {}
         try:
-            out = pipeline(job.settings, progress=on_progress, **job.inputs)
+            out = pipeline(job.settings, progress=on_progress, **extra, **job.inputs)
         except _ShutdownError:
             self._end(job, error="the server shut down while this job ran")
         except Exception as error:
@@ -309,5 +316,6 @@ class GenerationQueue:
                        progress=job.progress, queue_position=position, error=job.error,
                        created_at=job.created_at, started_at=job.started_at,
                        finished_at=job.finished_at, sample_rate=self.sample_rate,
-                       audio=job.audio, joins_s=job.joins_s)
+                       audio=job.audio, joins_s=job.joins_s,
+                       adapters=tuple((n, w) for n, _, w in job.adapters))
 

@@ -26,6 +26,26 @@ SamplerName = Literal[SAMPLER_NAMES]  # type: ignore[valid-type]
 WindowName = Literal[WINDOWS]  # type: ignore[valid-type]
 
 
+MAX_ADAPTERS = 8
+"""Most adapters one request may stack."""
+
+
+class AdapterUse(BaseModel):
+    """An adapter of the server's adapter folder and its strength."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(min_length=1, description="the adapter's folder name (GET /v1/adapters)")
+    scale: float = Field(1.0, ge=-4, le=4, description="strength: 0 = off, 1 = as trained")
+
+
+class AdapterInfo(BaseModel):
+    name: str
+    rank: int
+    dora: bool
+    base_model: str = Field(description="the name of the model it was trained on")
+
+
 class GenerationRequest(BaseModel):
     """``POST /v1/generations``: the pipeline call's arguments; omitted ones take the
     model's defaults (see ``GET /v1/health``)."""
@@ -88,6 +108,10 @@ class GenerationRequest(BaseModel):
                           "model: [0.5, 20]); [0, 1e9] guides every step")
     unguided_final_steps: int = Field(0, ge=0, description="the last steps run without "
                                                            "guidance")
+    adapters: list[AdapterUse] = Field(
+        default_factory=list, max_length=MAX_ADAPTERS,
+        description="LoRA adapters of this server's adapter folder (GET /v1/adapters) "
+                    "applied to this job only, each with its strength; their updates add up")
 
 
 class RequestLimits(BaseModel):
@@ -150,6 +174,8 @@ class GenerationStatus(BaseModel):
         default_factory=list,
         description="where generated audio meets kept audio (region edges, windows, a "
                     "loop's wrap-around), once succeeded")
+    adapters: list[AdapterUse] = Field(default_factory=list,
+                                       description="the adapters the job applies")
 
 
 class ModelInfo(BaseModel):

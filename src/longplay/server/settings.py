@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MIB = 1024 * 1024
 
@@ -31,6 +32,9 @@ class ServerSettings:
             its float32 audio: 16.8 MB for a 47.55 s stereo window at 44.1 kHz, so 32 jobs
             of one output take about 540 MB.
         retry_after_s: the ``Retry-After`` a 429 carries (a fixed hint, not an estimate).
+        adapters_dir: a folder of LoRA adapter folders (``longplay train lora`` exports, or
+            peft's) that requests may apply by folder name (``adapters``); None = none.
+            Each is read once, on first use, and checked against the model.
     """
 
     model_name: str = "model"
@@ -44,6 +48,7 @@ class ServerSettings:
     max_body_bytes: int = 16 * MIB
     max_finished_jobs: int = 32
     retry_after_s: int = 10
+    adapters_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not self.api_key.strip():
@@ -53,5 +58,7 @@ class ServerSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.adapters_dir is not None and not Path(self.adapters_dir).is_dir():
+            raise ValueError(f"adapters_dir {self.adapters_dir} is not a folder")
         if self.max_duration_s is not None and not self.max_duration_s > 0:
             raise ValueError(f"max_duration_s must be > 0, got {self.max_duration_s!r}")
