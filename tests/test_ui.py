@@ -68,6 +68,31 @@ def test_the_page_shows_the_models_own_defaults(tmp_path: Path) -> None:
                               for c in components["Sampler"].choices]
 
 
+def test_adapters_are_listed_with_strengths_and_applied(tmp_path: Path) -> None:
+    from test_adapters import random_adapter
+
+    folder = tmp_path / "adapters"
+    random_adapter(folder / "organ", 1)
+    (folder / "broken").mkdir()
+    (folder / "broken" / "adapter_config.json").write_text("{}")
+    studio = Studio(TextToMusicPipeline.from_pretrained(SAO1_TINY), "tiny", tmp_path / "out",
+                    adapters_dir=folder)
+    assert studio.adapter_names() == ["organ"]  # the broken one is left out
+    components = {c.elem_id: c for c in studio.build().blocks.values()
+                  if getattr(c, "elem_id", None)}
+    assert [c[0] if isinstance(c, tuple) else c for c in components["adapter0"].choices] == [
+        "(none)", "organ"]
+    assert components["adapter_strength0"].value == 1.0
+    args = ("a calm piano", "", 1.0, 3, 3.0, "dpmpp-2m", 5, False, 1, None, 1.0)
+    base, _ = studio.generate(*args)
+    styled, settings = studio.generate(*args, adapters=[("organ", 0.5), ("(none)", 1.0)])
+    assert settings["adapters"][0]["name"] == "organ" and settings["adapters"][0]["scale"] == 0.5
+    audio = [sf.read(r[0].audio_path)[0] for r in (base, styled)]
+    assert abs(audio[0] - audio[1]).max() > 1e-3
+    again, _ = studio.generate(*args)  # the base model again
+    assert (sf.read(again[0].audio_path)[0] == audio[0]).all()
+
+
 def test_the_page_values_become_the_pipeline_record(studio: Studio) -> None:
     settings = studio.settings("a calm piano", "", 1.0, 3, 2.0, "dpmpp-2m", 5, False, 2)
     assert settings.seeds == (5, 6) and settings.num_inference_steps == 3

@@ -2,6 +2,7 @@
 format, applied for a generation (several at once, each with its strength) or merged
 into a model. Trained by ``longplay train lora`` (:mod:`longplay.training.lora`)."""
 
+from longplay.adapters.library import AdapterLibrary
 from longplay.adapters.lora import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -24,6 +25,7 @@ __all__ = [
     "ADAPTER_CONFIG",
     "ADAPTER_WEIGHTS",
     "TARGET_PRESETS",
+    "AdapterLibrary",
     "BaseIdentity",
     "LoRAAdapter",
     "adapter_state",

@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ui.add_argument("--port", type=int, default=7860)
     ui.add_argument("--device", default="cpu")
     add_speed_options(ui)
+    ui.add_argument("--lora-dir", type=Path, default=None, metavar="DIR",
+                    help="a folder of LoRA adapter folders to choose from on the page")
     ui.set_defaults(run=run_ui)
 
 
@@ -39,6 +41,7 @@ def run_ui(args: argparse.Namespace) -> int:
         logger.warning("listening on %s: anyone who can reach this address can use the "
                        "studio", args.host)
     studio = load_studio(args.model, args.text_encoder, args.device,
-                         precision=args.precision, compile=args.compile)
+                         precision=args.precision, compile=args.compile,
+                         adapters_dir=args.lora_dir)
     studio.launch(args.host, args.port)
     return 0

@@ -40,9 +40,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from longplay import __version__
+from longplay.adapters import AdapterLibrary
 from longplay.errors import AdapterError, SettingsError
 from longplay.pipelines import MAX_DURATION_S, GenerationSettings
-from longplay.server.adapters import AdapterLibrary
 from longplay.server.audio import MEDIA_TYPES, AudioFormat, decode_audio_b64, encode_audio
 from longplay.server.jobs import (
     GenerationPipeline,
@@ -312,17 +312,10 @@ def get_generation_audio(
 @adapters_router.get("", response_model=list[AdapterInfo])
 def list_adapters(state: State) -> list[AdapterInfo]:
     """The adapters a request may apply (the server's adapter folder; empty without one)."""
-    found = []
-    for name in state.adapters.names():
-        try:
-            adapter = state.adapters.get(name)
-        except (AdapterError, ValueError) as error:
-            logger.warning("adapter %s is not usable: %s", name, error)
-            continue
-        found.append(AdapterInfo(name=name, rank=adapter.rank,
-                                 dora=bool(adapter.config.get("use_dora", False)),
-                                 base_model=adapter.base.name if adapter.base else ""))
-    return found
+    return [AdapterInfo(name=name, rank=adapter.rank,
+                        dora=bool(adapter.config.get("use_dora", False)),
+                        base_model=adapter.base.name if adapter.base else "")
+            for name, adapter in state.adapters.usable()]
 
 
 @health.get("/health", response_model=Health)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import soundfile as sf
 
+from longplay.adapters import AdapterLibrary
 from longplay.audio import load_audio, save_audio
 from longplay.audio.images import spectrogram_image, waveform_image
 from longplay.pipelines import (
@@ -33,6 +35,9 @@ MAX_STEPS = 250
 MAX_INIT_NOISE_LEVEL = 100.0  # the slider's top for v models (sigma_max is 500)
 EDIT_MODES = ("region", "extend")
 MAX_EXTEND_S = 600.0
+MAX_ADAPTERS = 3
+"""Adapter rows on the page (each a choice and a strength; their updates add up)."""
+NO_ADAPTER = "(none)"
 HISTORY_COLUMNS = ["#", "time", "prompt", "seed", "duration (s)", "steps", "cfg", "sampler"]
 
 
@@ -55,8 +60,11 @@ class Studio:
     offered for playback and download."""
 
     def __init__(self, pipeline: TextToMusicPipeline, model_name: str,
-                 output_dir: str | Path | None = None) -> None:
+                 output_dir: str | Path | None = None,
+                 adapters_dir: str | Path | None = None) -> None:
         self.pipe = pipeline
+        self.adapters = AdapterLibrary(None if adapters_dir is None else Path(adapters_dir),
+                                       pipeline.base_identity)
         self.model_name = model_name
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="longplay-ui-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +73,18 @@ class Studio:
         self.samplers = list(pipeline.objective.sampler_names)
 
     # -- generation ---------------------------------------------------------------------
+
+    def adapter_names(self) -> list[str]:
+        """The adapters of the adapter folder that fit the model."""
+        return [name for name, _ in self.adapters.usable()]
+
+    def chosen_adapters(self, choices: Sequence[tuple[str | None, float]]) -> list:
+        """The page's adapter rows (name or none, strength) as the pipeline's adapters."""
+        chosen = []
+        for name, scale in choices:
+            if name and name != NO_ADAPTER:
+                chosen.append((self.adapters.get(name), float(scale)))
+        return chosen
 
     def settings(self, prompt: str, negative: str, duration_s: float, steps: int, cfg: float,
                  sampler: str, seed: int | None, random_seed: bool, num_outputs: int,
@@ -86,16 +106,21 @@ class Studio:
     def generate(self, prompt: str, negative: str, duration_s: float, steps: int, cfg: float,
                  sampler: str, seed: int | None, random_seed: bool, num_outputs: int,
                  init_audio_path: str | None, init_noise_level: float,
-                 progress=None) -> tuple[list[Result], dict]:
-        """Run the pipeline and write every output's files; returns results and settings."""
+                 progress=None, adapters: Sequence[tuple[str | None, float]] = ()
+                 ) -> tuple[list[Result], dict]:
+        """Run the pipeline (with the chosen adapters: (name, strength) rows) and write
+        every output's files; returns results and settings."""
         init_audio = None
         if init_audio_path:
             init_audio = load_audio(init_audio_path, sample_rate=self.pipe.sample_rate,
                                     channels=self.pipe.config.audio_channels).audio
         settings = self.settings(prompt, negative, duration_s, steps, cfg, sampler, seed,
                                  random_seed, num_outputs, init_audio, init_noise_level)
-        out = self.pipe(settings, init_audio=init_audio, progress=_gradio_progress(progress))
-        return self._write_results(out), out.settings.as_dict()
+        chosen = self.chosen_adapters(adapters)
+        out = self.pipe(settings, init_audio=init_audio, progress=_gradio_progress(progress),
+                        adapters=chosen)
+        return self._write_results(out), dict(out.settings.as_dict(),
+                                              adapters=list(out.adapters))
 
     def edit(self, source_path: str | None, mode: str, start_s: float, end_s: float,
              extend_s: float, prompt: str, negative: str, steps: int, cfg: float, seed: int | None,
@@ -155,7 +180,7 @@ class Studio:
                 sf.write(str(mp3), audio.T.numpy(), out.sample_rate, format="MP3")
                 downloads.append(mp3)
             item = dict(record, seed=out.seeds[i], model=self.model_name,
-                        joins_s=list(out.joins_s))
+                        joins_s=list(out.joins_s), adapters=list(out.adapters))
             results.append(Result(wav, spectrogram_image(audio, out.sample_rate), downloads,
                                   item))
         return results
@@ -196,6 +221,17 @@ class Studio:
                         init_level = gr.Slider(0.01, min(top, MAX_INIT_NOISE_LEVEL),
                                                value=objective.default_init_noise_level,
                                                label="Init noise level")
+                    names = self.adapter_names()
+                    adapter_rows = []
+                    with gr.Accordion("Adapters (LoRA)", open=bool(names), visible=bool(names)):
+                        for i in range(MAX_ADAPTERS):
+                            with gr.Row():
+                                adapter_rows.append(gr.Dropdown(
+                                    [NO_ADAPTER, *names], value=NO_ADAPTER,
+                                    label=f"Adapter {i + 1}", elem_id=f"adapter{i}"))
+                                adapter_rows.append(gr.Slider(
+                                    -2.0, 2.0, value=1.0, step=0.05, label="Strength",
+                                    elem_id=f"adapter_strength{i}"))
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     status = gr.Markdown(elem_id="status")
                 with gr.Column(scale=3):
@@ -264,16 +300,18 @@ class Studio:
                 reuse = gr.Button("Use these settings again")
 
             controls = [prompt, negative, duration, steps, cfg, sampler, seed, random_seed,
-                        outputs, init_audio, init_level]
+                        outputs, init_audio, init_level, *adapter_rows]
             slot_outputs = [c for slot in slots for c in slot]
 
             def run(prompt_v, negative_v, duration_v, steps_v, cfg_v, sampler_v, seed_v,
-                    random_v, outputs_v, init_v, level_v, past,
+                    random_v, outputs_v, init_v, level_v, *rest,
                     progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
+                *rows, past = rest
+                pairs = list(zip(rows[0::2], rows[1::2], strict=True))
                 try:
                     results, settings = self.generate(
                         prompt_v, negative_v, duration_v, steps_v, cfg_v, sampler_v, seed_v,
-                        random_v, outputs_v, init_v, level_v, progress)
+                        random_v, outputs_v, init_v, level_v, progress, adapters=pairs)
                 except (ValueError, GenerationError) as err:
                     raise gr.Error(str(err)) from None
                 updates = []
@@ -381,8 +419,8 @@ def _gradio_progress(progress):
 
 def load_studio(model: str | Path, text_encoder: str | Path | None = None,
                 device: str = "cpu", *, precision: str = "fp32",
-                compile: bool = False) -> Studio:
+                compile: bool = False, adapters_dir: str | Path | None = None) -> Studio:
     pipe = TextToMusicPipeline.from_pretrained(model, text_encoder_path=text_encoder,
                                                device=device, precision=precision,
                                                compile=compile)
-    return Studio(pipe, Path(model).name)
+    return Studio(pipe, Path(model).name, adapters_dir=adapters_dir)

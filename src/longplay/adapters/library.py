@@ -1,13 +1,17 @@
-"""The server's adapter folder: LoRA adapters that requests apply by name."""
+"""A folder of adapter folders, applied by name (the server's ``--lora-dir``, the
+studio's adapter list)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from longplay.adapters import ADAPTER_CONFIG, BaseIdentity, LoRAAdapter, load_adapter
+from longplay.adapters.lora import ADAPTER_CONFIG, BaseIdentity, LoRAAdapter, load_adapter
 from longplay.errors import AdapterError
+
+logger = logging.getLogger(__name__)
 
 
 class AdapterLibrary:
@@ -28,11 +32,21 @@ class AdapterLibrary:
         return sorted(p.name for p in self.folder.iterdir()
                       if p.is_dir() and (p / ADAPTER_CONFIG).is_file())
 
+    def usable(self) -> list[tuple[str, LoRAAdapter]]:
+        """The adapters that load and fit the model, by name."""
+        found = []
+        for name in self.names():
+            try:
+                found.append((name, self.get(name)))
+            except ValueError as error:  # AdapterError, CheckpointError
+                logger.warning("adapter %s is not usable here: %s", name, error)
+        return found
+
     def get(self, name: str) -> LoRAAdapter:
         """The adapter called ``name``, loaded and checked against the model."""
         if self.folder is None:
-            raise AdapterError("this server has no adapter folder (longplay serve --lora-dir "
-                               "DIR)")
+            raise AdapterError("no adapter folder is configured (longplay serve / ui "
+                               "--lora-dir DIR)")
         available = self.names()
         if name not in available:
             raise AdapterError(f"no adapter named {name!r} (available: "
