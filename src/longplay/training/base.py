@@ -4,6 +4,7 @@ checkpoint."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import lightning as L
@@ -59,6 +60,31 @@ class TrainingModule(L.LightningModule):
         self.dataset = dataset
         self.collate = collate
         self.ema: nn.Module | None = None
+
+    def configure_model(self) -> None:
+        """Under ``--strategy fsdp`` (Lightning's ModelParallelStrategy with a data-parallel
+        device mesh): shard the trained modules and their average with FSDP2's
+        ``fully_shard``, each unit that runs a forward pass of its own (``shard_units``).
+        Nothing happens under the other strategies."""
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is None or getattr(self, "_sharded", False):
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        # The feed-forward returns a view, which FSDP2 warns about in case the caller adds
+        # to it in place; the blocks add out of place.
+        warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view")
+        for tree in (self.net, self.ema):
+            if tree is None:
+                continue
+            for unit in self.shard_units(tree):
+                fully_shard(unit, mesh=mesh["data_parallel"])
+        self._sharded = True
+
+    def shard_units(self, tree: nn.Module) -> list[nn.Module]:
+        """The modules of ``tree`` (``net`` or ``ema``) that FSDP shards, innermost first:
+        by default each child module (its whole forward gathers its weights at once)."""
+        return list(tree.children())
 
     def init_ema(self) -> None:
         self.ema = make_ema(self.net) if self.config.ema.enabled else None

@@ -41,6 +41,14 @@ class DiTTrainingModule(TrainingModule):
         self.text_encoder = model.text_encoder  # frozen, outside the state dict
         model.dit.gradient_checkpointing = config.trainer.gradient_checkpointing
 
+    def shard_units(self, tree: nn.Module) -> list[nn.Module]:
+        """Each block's self-attention and feed-forward (the bulk of the weights), then
+        the DiT with the rest (the cross-attention, whose context projections the DiT runs
+        once for all steps outside the blocks' forward) and the conditioner."""
+        blocks = tree["dit"].blocks
+        return [*(b.self_attn for b in blocks), *(b.ff for b in blocks), tree["dit"],
+                tree["conditioner"]]
+
     # -- the step -----------------------------------------------------------------------
 
     def _latents(self, batch, generator: torch.Generator) -> torch.Tensor:

@@ -117,7 +117,14 @@ class LoRATrainingModule(DiTTrainingModule):
 
     def update_average(self, decay: float) -> None:
         for name, p in self.adapter_parameters().items():
-            self.ema.weights[_slot(name)].detach().lerp_(p.detach(), 1.0 - decay)
+            value = p.detach()
+            if hasattr(value, "full_tensor"):  # sharded by FSDP; the average is whole
+                value = value.full_tensor()
+            self.ema.weights[_slot(name)].detach().lerp_(value, 1.0 - decay)
+
+    def shard_units(self, tree: nn.Module) -> list[nn.Module]:
+        """The DiT's units (the adapter inside them); the adapter's average stays whole."""
+        return [] if isinstance(tree, AdapterAverage) else super().shard_units(tree)
 
     def averaged_adapter(self, use_ema: bool = True) -> dict:
         """The adapter's weights (under ``net``'s names): the average or the raw ones."""
@@ -146,6 +153,8 @@ class LoRATrainingModule(DiTTrainingModule):
                 f"the base model {self.config.base} is not the one this run started from "
                 f"(its DiT's weights changed: sha256 {self.base.dit_sha256[:12]}, was "
                 f"{saved.dit_sha256[:12]}); resume with the original base")
+        if "state_dict" not in checkpoint:
+            return  # FSDP: the strategy loads the weights into the sharded model itself
         expected = {f"net.{n}" for n in self.adapter_parameters()}
         missing = expected - set(checkpoint["state_dict"])
         if missing:

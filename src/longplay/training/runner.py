@@ -183,6 +183,19 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
+def _strategy(t):
+    """Lightning's strategy for ``trainer.strategy``. "fsdp" is FSDP2 (``fully_shard``
+    over a data-parallel mesh of every process, :meth:`TrainingModule.configure_model`)
+    through Lightning's ModelParallelStrategy, which also runs on CPUs (gloo); checkpoints
+    are gathered into one file on rank 0, like the other strategies'."""
+    if t.strategy != "fsdp":
+        return t.strategy
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    return ModelParallelStrategy(data_parallel_size=t.devices * t.num_nodes,
+                                 tensor_parallel_size=1, save_distributed_checkpoint=False)
+
+
 def make_trainer(config, run_dir: Path, callbacks: list | None = None,
                  enable_progress_bar: bool = True) -> L.Trainer:
     t = config.trainer
@@ -195,7 +208,7 @@ def make_trainer(config, run_dir: Path, callbacks: list | None = None,
                                   enable_version_counter=False)
     return L.Trainer(
         max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        num_nodes=t.num_nodes, strategy=_strategy(t), precision=t.precision,
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
         callbacks=[checkpoints, *(callbacks or [])], logger=_loggers(run_dir),
