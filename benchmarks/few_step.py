@@ -91,7 +91,13 @@ def configurations(steps: int, student: Path | None) -> list[dict]:
                  {"name": "distilled, 8 steps", "model": "student",
                   "kwargs": {"num_inference_steps": 8}},
                  {"name": "distilled, 2 steps", "model": "student",
-                  "kwargs": {"num_inference_steps": 2}}]
+                  "kwargs": {"num_inference_steps": 2}},
+                 # The student's x0 estimates with deterministic solvers instead of the
+                 # consistency sampler's fresh noise at each level.
+                 {"name": "distilled, 4 steps, euler", "model": "student",
+                  "kwargs": {"sampler": "euler", "num_inference_steps": 4}},
+                 {"name": "distilled, 4 steps, dpmpp-2m", "model": "student",
+                  "kwargs": {"sampler": "dpmpp-2m", "num_inference_steps": 4}}]
     return rows
 
 

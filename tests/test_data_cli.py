@@ -12,6 +12,8 @@ import pytest
 import soundfile as sf
 
 from conftest import SAO1_TINY
+from longplay.assets import demo_model_path
+from longplay.checkpoints import load_vae
 from longplay.cli import data as data_cli
 from longplay.cli import main as main_cli
 from longplay.data import LatentDataset, TarShardDataset
@@ -88,3 +90,13 @@ def test_pack_writes_tar_shards(music: Path, tmp_path: Path, capsys) -> None:
     assert len(examples) == 3 and examples[0].prompt == "first"
     assert run("data", "pack", music, "-o", out) == 2
     assert "already holds shards" in capsys.readouterr().err
+
+
+def test_encode_defaults_to_the_bundled_model_and_takes_its_name(music: Path,
+                                                                  tmp_path: Path) -> None:
+    """As every other command: no --model is the demo model, and --model demo names it."""
+    for name, extra in (("default", []), ("named", ["--model", "demo"])):
+        out = tmp_path / name
+        assert run("data", "encode", *extra, music, "-o", out, "--no-progress") == 0
+        channels = LatentDataset(out, num_frames=8)[0].latents.shape[0]
+        assert channels == load_vae(demo_model_path()).latent_dim

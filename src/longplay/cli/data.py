@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from longplay.assets import model_or_demo
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES
 from longplay.checkpoints import load_vae
 from longplay.cli.corpus import add_build_corpus
@@ -28,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     enc.add_argument("input", type=Path, metavar="DIR", help="folder of audio files")
     enc.add_argument("-o", "--output", type=Path, required=True, metavar="LATENTS",
                      help="output folder (created if missing)")
-    enc.add_argument("--model", type=Path, required=True, metavar="VAE",
-                     help="model folder or VAE weight file (as for `longplay vae`)")
+    enc.add_argument("--model", type=Path, default=None, metavar="VAE",
+                     help="model folder or VAE weight file (as for `longplay vae`), or a "
+                          "bundled model's name (default: the bundled demo model)")
     enc.add_argument("--shard-size", type=int, default=DEFAULT_LATENT_SHARD_SIZE,
                      help=f"files per shard (default {DEFAULT_LATENT_SHARD_SIZE})")
     enc.add_argument("--seed", type=int, default=0,
@@ -71,7 +73,7 @@ def run_encode(args: argparse.Namespace) -> int:
     _check_common(args)
     if args.chunk_frames < 0:
         raise ValueError(f"--chunk-frames must be >= 0, got {args.chunk_frames}.")
-    vae = load_vae(args.model, device=args.device)
+    vae = load_vae(model_or_demo(args.model), device=args.device)
     bar = tqdm(desc="encoding", unit="file", disable=args.no_progress)
 
     def progress(done: int, total: int) -> None:
