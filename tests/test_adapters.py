@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 import torch
@@ -223,10 +224,10 @@ def toy_data(monkeypatch) -> None:
 
 def train_config(steps: int, **kwargs) -> LoRATrainConfig:
     kwargs.setdefault("targets", "all")
+    kwargs.setdefault("data", DataConfig(kind="latents", path="unused"))
     return LoRATrainConfig(
         base=str(SAO1_TINY), rank=4, alpha=8.0,
         optimizer=OptimizerConfig(lr=1e-2, inv_gamma=1e4, warmup=0.0),
-        data=DataConfig(kind="latents", path="unused"),
         trainer=TrainerConfig(max_steps=steps, batch_size=4, checkpoint_every_n_steps=3,
                               log_every_n_steps=1), **kwargs)
 
@@ -335,3 +336,21 @@ def test_merging_an_adapter_folder_needs_its_base(adapters, tmp_path: Path) -> N
                                (load_adapter(adapters["b"]), 0.5)])
     for key, value in expected.state_dict().items():
         torch.testing.assert_close(merged.dit.state_dict()[key], value, **TOL)
+
+
+def test_training_from_an_audio_folder(tmp_path: Path) -> None:
+    """Without pre-encoded latents: the base's VAE encodes the audio on the fly."""
+    music = tmp_path / "music"
+    music.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        soundfile.write(str(music / f"{i}.wav"),
+                        (0.3 * rng.standard_normal((44100, 2))).astype(np.float32), 44100)
+        (music / f"{i}.txt").write_text(f"song number {i}")
+    config = train_config(2, window_frames=8,
+                          data=DataConfig(kind="audio", path=str(music)))
+    run = tmp_path / "run"
+    lora_training.train_lora(config, run, enable_progress_bar=False)
+    assert len(losses(run)) == 2
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2 and all(".lora_" in k for k in ckpt["state_dict"])
