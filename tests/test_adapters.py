@@ -14,7 +14,7 @@ import soundfile
 import torch
 from peft import PeftModel
 
-from conftest import SAO1_TINY, SAOS_TINY
+from conftest import SAO1_TINY, SAO1_TINY_DIFFUSERS, SAOS_TINY
 from longplay.adapters import (
     ADAPTER_WEIGHTS,
     TARGET_PRESETS,
@@ -194,6 +194,15 @@ def test_an_adapter_for_another_base_is_refused(adapters, tmp_path: Path) -> Non
             adapters["a"])
     assert parse_adapter_argument("x/y:0.5") == ("x/y", 0.5)
     assert parse_adapter_argument("x/y") == ("x/y", 1.0)
+
+
+def test_an_adapter_applies_to_the_same_weights_in_the_diffusers_layout(adapters) -> None:
+    """The base is identified by its DiT's weights, not by the folder's layout."""
+    TextToMusicPipeline.from_pretrained(SAO1_TINY_DIFFUSERS).load_lora_weights(adapters["a"])
+    adapter = [(load_adapter(adapters["a"]), 1.0)]
+    ours = out_with(load_diffusion_model(SAO1_TINY), adapter)
+    theirs = out_with(load_diffusion_model(SAO1_TINY_DIFFUSERS), adapter)
+    torch.testing.assert_close(theirs, ours, **TOL)
 
 
 def test_the_pipeline_applies_adapters_per_call_and_by_name(adapters) -> None:
