@@ -240,7 +240,7 @@ def report(rows: list[dict], args, sample_rate: int) -> str:
     ]
     for r in rows:
         guidance = f"{r['guidance_scale']:g}"
-        if r["guidance_interval"] is not None:
+        if r["guidance_interval"] is not None and r["guidance_scale"] != 1:
             lo, hi = r["guidance_interval"]
             guidance += f" for sigma in ({lo:g}, {hi:g}]"
         if r["unguided_final_steps"]:

@@ -150,3 +150,17 @@ def test_unusable_teachers_and_options_are_refused(tmp_path: Path, capsys) -> No
                  str(tmp_path / "r")]) == 2
     assert "--teacher is for `longplay train distill`" in capsys.readouterr().err
 
+
+
+def test_the_student_drops_the_teachers_guidance_interval() -> None:
+    """The student samples without guidance: a teacher's default interval (the demo
+    model's (0.5, 20]) means nothing to it and is not passed on."""
+    from dataclasses import replace
+
+    from longplay.training.distill import distilled_config
+
+    teacher = load_diffusion_model(SAO1_TINY)
+    teacher.config = replace(teacher.config, guidance_interval=(0.5, 20.0))
+    student = distilled_config(teacher, config(1))
+    assert (student.guidance_scale, student.guidance_interval, student.sampler) == (
+        1.0, None, "consistency")

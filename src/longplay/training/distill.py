@@ -46,7 +46,7 @@ def distilled_config(model: DiffusionModel, config: DistillTrainConfig):
     """The student's model config: the teacher's, sampling with the consistency sampler in
     ``student_steps`` steps without guidance by default."""
     return replace(model.config, sampler=STUDENT_SAMPLER, steps=config.student_steps,
-                   guidance_scale=1.0)
+                   guidance_scale=1.0, guidance_interval=None)
 
 
 def load_teacher(config: DistillTrainConfig) -> DiffusionModel:
