@@ -108,6 +108,7 @@ def test_a_fresh_adapter_and_scale_zero_change_nothing(adapters) -> None:
 
 def test_the_base_is_left_as_it_was(adapters) -> None:
     model = load_diffusion_model(SAO1_TINY)
+    model.dit.train()
     before = {k: v.clone() for k, v in model.dit.state_dict().items()}
     modules = {n: type(m) for n, m in model.dit.named_modules()}
     flags = {n: p.requires_grad for n, p in model.dit.named_parameters()}
@@ -119,6 +120,7 @@ def test_the_base_is_left_as_it_was(adapters) -> None:
     assert all(torch.equal(after[k], v) for k, v in before.items())
     assert {n: type(m) for n, m in model.dit.named_modules()} == modules
     assert {n: p.requires_grad for n, p in model.dit.named_parameters()} == flags
+    assert model.dit.training
 
 
 @pytest.mark.parametrize("name", ["a", "dora"])

@@ -68,6 +68,15 @@ def test_the_page_shows_the_models_own_defaults(tmp_path: Path) -> None:
                               for c in components["Sampler"].choices]
 
 
+def test_outputs_of_one_seed_within_a_second_keep_their_own_files(studio: Studio) -> None:
+    args = ("a calm piano", "", 1.0, 2, 3.0, "dpmpp-2m", 11, False, 1, None, 1.0)
+    first, _ = studio.generate(*args)
+    second, _ = studio.generate(*args[:2], 1.5, *args[3:])  # another duration, same seed
+    assert first[0].audio_path != second[0].audio_path
+    assert sf.info(str(first[0].audio_path)).duration == pytest.approx(1.0, abs=1e-3)
+    assert sf.info(str(second[0].audio_path)).duration == pytest.approx(1.5, abs=1e-3)
+
+
 def test_adapters_are_listed_with_strengths_and_applied(tmp_path: Path) -> None:
     from test_adapters import random_adapter
 

@@ -294,7 +294,8 @@ def adapters_applied(dit: nn.Module, adapters: Sequence[tuple[LoRAAdapter, float
                      ) -> Iterator[nn.Module]:
     """``dit`` with ``adapters`` applied (each with its scale: the adapter's update times
     scale, and the updates of several adapters add up) for the time of the block; the DiT
-    is its old self afterwards (same modules, weights and ``requires_grad`` flags).
+    is its old self afterwards (same modules, weights, ``requires_grad`` flags and
+    train/eval mode; peft's dropout is off inside the block).
 
     An adapter with scale 0 is left out. A DoRA adapter's scale weighs its low-rank
     direction update, while its learned magnitudes apply at any other scale (peft's
@@ -309,6 +310,7 @@ def adapters_applied(dit: nn.Module, adapters: Sequence[tuple[LoRAAdapter, float
     for adapter, _ in adapters:
         _check_targets(dit, adapter)
     flags = {name: p.requires_grad for name, p in dit.named_parameters()}
+    training = dit.training
     model = None
     try:
         names = []
@@ -336,6 +338,7 @@ def adapters_applied(dit: nn.Module, adapters: Sequence[tuple[LoRAAdapter, float
             model.unload()
         for name, p in dit.named_parameters():
             p.requires_grad_(flags.get(name, p.requires_grad))
+        dit.train(training)
 
 
 def merge_adapters(dit: nn.Module, adapters: Sequence[tuple[LoRAAdapter, float]]) -> nn.Module:

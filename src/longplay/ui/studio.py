@@ -163,6 +163,14 @@ class Studio:
         region = (float(start_s), float(end_s)) if mode == "region" else None
         return waveform_image(audio, self.pipe.sample_rate, region_s=region)
 
+    def _unique_stem(self, name: str) -> Path:
+        """``output_dir / name``, or with a number appended where a file of that name is
+        already there (two generations of one seed within a second keep both)."""
+        stem, number = self.output_dir / name, 2
+        while any(stem.with_suffix(s).exists() for s in (".wav", ".flac", ".mp3")):
+            stem, number = self.output_dir / f"{name}-{number}", number + 1
+        return stem
+
     def _write_results(self, out) -> list[Result]:
         """Each output as files (WAV, FLAC and MP3 where libsndfile writes it), its
         spectrogram and its settings."""
@@ -172,7 +180,7 @@ class Studio:
         for i in range(out.audio.shape[0]):
             audio = out.audio[i]
             audio = audio / audio.abs().max().clamp(min=1.0)  # no clipping in the files
-            stem = self.output_dir / f"{stamp}-seed{out.seeds[i]}"
+            stem = self._unique_stem(f"{stamp}-seed{out.seeds[i]}")
             wav = save_audio(stem.with_suffix(".wav"), audio, out.sample_rate)
             downloads = [wav, save_audio(stem.with_suffix(".flac"), audio, out.sample_rate)]
             if mp3_supported():
