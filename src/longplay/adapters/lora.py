@@ -63,6 +63,12 @@ META_BASE_NAME = "longplay.base_model"
 
 # -- what an adapter targets ----------------------------------------------------------------
 
+def is_adapter_key(key: str) -> bool:
+    """Whether a parameter or state-dict name belongs to a peft LoRA/DoRA layer's adapter
+    (``lora_A``, ``lora_B``, ``lora_magnitude_vector``) rather than to the base."""
+    return ".lora_" in key
+
+
 def resolve_targets(targets: str | Sequence[str]) -> tuple[str, ...]:
     """The block sub-layers named by a preset ("attention", "feed-forward", "all") or a
     list of them (``"self_attn.qkv"``, ``"ff.proj_in"``, ...)."""
@@ -133,7 +139,7 @@ def _base_state(dit: nn.Module) -> dict[str, torch.Tensor]:
     """The DiT's own weights under their plain names, also while adapters are applied."""
     state = {}
     for key, value in dit.state_dict().items():
-        if ".lora_" in key:
+        if is_adapter_key(key):
             continue
         state[key.replace(".base_layer.", ".")] = value
     return state
@@ -246,7 +252,7 @@ def load_adapter(path: str | Path) -> LoRAAdapter:
         raise AdapterError(f"{folder / ADAPTER_CONFIG}: peft_type {found!r} is not supported; "
                            "longplay applies LoRA and DoRA adapters (peft_type 'LORA')")
     state = read_state_dict(folder / ADAPTER_WEIGHTS)
-    bad = [k for k in state if not k.startswith(PEFT_PREFIX) or ".lora_" not in k]
+    bad = [k for k in state if not k.startswith(PEFT_PREFIX) or not is_adapter_key(k)]
     if bad or not state:
         raise AdapterError(f"{folder / ADAPTER_WEIGHTS} does not hold peft LoRA weights "
                            f"(unexpected key {bad[0] if bad else 'none at all'})")

@@ -23,6 +23,7 @@ from longplay.adapters import (
     BaseIdentity,
     LoRAAdapter,
     base_identity,
+    is_adapter_key,
     lora_config,
     merge_adapters,
     resolve_targets,
@@ -40,10 +41,6 @@ logger = logging.getLogger(__name__)
 
 ADAPTER_NAME = "default"
 """The name of the trained adapter inside the DiT (peft's default)."""
-
-
-def is_adapter_key(key: str) -> bool:
-    return ".lora_" in key
 
 
 def adapter_peft_config(config: LoRATrainConfig, base_name: str | None = None):
