@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
 import textwrap
 import threading
 import time
@@ -17,10 +19,12 @@ import pytest
 import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
+from starlette.routing import Mount
 
 from conftest import SAO1_TINY, SAOS_TINY
 from longplay.pipelines import GenerationError, GenerationSettings, TextToMusicPipeline
-from longplay.server import ServerSettings, create_app
+from longplay.server import GenerationRequest, ServerSettings, create_app
+from longplay.server.settings import PUBLIC_PATHS
 
 # Small and fast: 2 deterministic steps over half a second.
 JOB = {"prompt": "warm lo-fi piano", "duration_s": 0.5, "num_inference_steps": 2,
@@ -295,6 +299,112 @@ def test_malformed_json_is_422(tiny, content, field):
         assert field in fields(response)
 
 
+def refused_without_a_trace(wrapped: Wrapped, client: TestClient, response) -> str:
+    """The 422's message, after checking that the refused request reached no pipeline and
+    left nothing queued (the server writes no files: a job's audio lives in memory)."""
+    assert response.status_code == 422, response.text
+    assert wrapped.calls == []
+    assert client.get("/v1/health").json()["queue"] == {"length": 0, "capacity": 16,
+                                                         "running": 0}
+    return response.json()["detail"]
+
+
+@pytest.mark.parametrize(("content", "offset"), [
+    (b'{"prompt": "caf\xe9 au lait"}', 15),  # Latin-1, not UTF-8
+    (b'{"prompt": "x"}\xff', 15),
+    (b'{"prompt": "x", "negative_prompt": "\xc3\x28"}', 36),  # a broken 2-byte sequence
+])
+def test_a_body_that_is_not_utf8_is_422_saying_where(tiny, content, offset):
+    wrapped = Wrapped(tiny)
+    with serve(wrapped) as client:
+        response = client.post("/v1/generations", content=content,
+                               headers={"content-type": "application/json"})
+        detail = refused_without_a_trace(wrapped, client, response)
+        assert fields(response) == ["body"]
+        assert "not valid UTF-8 JSON" in detail and f"offset {offset}" in detail
+        assert client.post("/v1/generations", json=JOB).status_code == 202  # still serving
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"prompt": "lo-fi \ud800 piano"}, "prompt"),
+    ({"negative_prompt": "\udfff"}, "negative_prompt"),
+    ({"sections": [[0.2, "drums \udc00"]]}, "sections.0.1"),
+    ({"adapters": [{"name": "a\ud83d"}]}, "adapters.0.name"),
+])
+def test_text_with_a_lone_surrogate_is_422_naming_the_field(tiny, extra, field):
+    # json.dumps writes the lone surrogate as a \uXXXX escape, as a JavaScript client may.
+    wrapped = Wrapped(tiny)
+    with serve(wrapped) as client:
+        response = client.post("/v1/generations", content=json.dumps({**JOB, **extra}),
+                               headers={"content-type": "application/json"})
+        detail = refused_without_a_trace(wrapped, client, response)
+        assert fields(response) == [field]
+        assert detail.startswith(f"{field}: is not valid Unicode") and "surrogate" in detail
+        # A proper pair (an emoji) is text like any other.
+        assert client.post("/v1/generations", json={**JOB, "prompt": "piano \U0001f3b9"}
+                           ).status_code == 202
+
+
+def _request_fields_of_type(*json_types: str) -> list[str]:
+    """The request's fields whose JSON type (or a member of its union) is one of these."""
+    properties = GenerationRequest.model_json_schema()["properties"]
+    return sorted(name for name, schema in properties.items()
+                  if {s.get("type") for s in schema.get("anyOf", [schema])} & set(json_types))
+
+
+NUMBER_FIELDS = _request_fields_of_type("integer", "number")
+FLAG_FIELDS = _request_fields_of_type("boolean")
+
+
+def test_every_number_and_flag_field_is_found():
+    assert {"num_inference_steps", "seed", "duration_s", "guidance_scale",
+            "unguided_final_steps"} <= set(NUMBER_FIELDS)
+    assert FLAG_FIELDS == ["loop", "splice"]
+
+
+@pytest.mark.parametrize(("extra", "field", "message"), [
+    *(({name: True}, name, "got true") for name in NUMBER_FIELDS),
+    *(({name: 1}, name, "must be true or false, got 1") for name in FLAG_FIELDS),
+    ({"num_inference_steps": "2"}, "num_inference_steps", 'must be an integer, got "2"'),
+    ({"num_inference_steps": 2.5}, "num_inference_steps", "must be an integer, got 2.5"),
+    ({"guidance_scale": "7"}, "guidance_scale", 'must be a number, got "7"'),
+    ({"guidance_interval": [True, 20.0]}, "guidance_interval.0", "must be a number"),
+    ({"inpaint_regions": [[0.1, False]]}, "inpaint_regions.0.1", "must be a number"),
+    ({"sections": [[True, "drums"]]}, "sections.0.0", "must be a number"),
+    ({"adapters": [{"name": "x", "scale": True}]}, "adapters.0.scale", "must be a number"),
+])
+def test_numbers_and_flags_take_only_their_json_type(tiny, extra, field, message):
+    wrapped = Wrapped(tiny)
+    with serve(wrapped) as client:
+        response = client.post("/v1/generations", json={**JOB, **extra})
+        detail = refused_without_a_trace(wrapped, client, response)
+        assert fields(response) == [field]
+        assert detail.startswith(f"{field}: ") and message in detail
+
+
+def test_integers_are_numbers(tiny):
+    with serve(tiny) as client:
+        done = wait_for(client, submit(client, guidance_scale=3, duration_s=1)["id"])
+    assert done["status"] == "succeeded" and done["settings"]["guidance_scale"] == 3.0
+
+
+RIFF_WITHOUT_DATA = (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x02\x00"
+                     b"\x44\xac\x00\x00\x10\xb1\x02\x00\x04\x00\x10\x00")
+
+
+@pytest.mark.parametrize("field", ["init_audio_b64", "inpaint_audio_b64"])
+@pytest.mark.parametrize("raw", [b"RIFF but not audio", RIFF_WITHOUT_DATA, b"fLaC\x00\x00"])
+def test_unreadable_audio_is_422_in_plain_words(tiny, field, raw):
+    wrapped = Wrapped(tiny)
+    with serve(wrapped) as client:
+        response = client.post("/v1/generations",
+                               json={**JOB, field: base64.b64encode(raw).decode()})
+        detail = refused_without_a_trace(wrapped, client, response)
+    assert fields(response) == [field]
+    assert detail.startswith(f"{field}: is not a readable WAV or FLAC file (")
+    assert " at 0x" not in detail and "<" not in detail  # no object's repr
+
+
 def test_audio_format_and_index_are_validated(tiny):
     with serve(tiny) as client:
         done = wait_for(client, submit(client)["id"])
@@ -406,6 +516,55 @@ def test_api_key_guards_everything_but_health(tiny):
 
         schema = client.get("/openapi.json").json()
         assert {"HTTPBearer", "APIKeyHeader"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_the_key_guards_every_path_but_the_public_ones(tiny):
+    """What the server answers without the key agrees with PUBLIC_PATHS, which the help
+    of --api-key lists: every route of the app is either public or refused."""
+    key = "s3cret-key"
+    app = create_app(tiny, ServerSettings(api_key=key))
+
+    def public(path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS)
+
+    with TestClient(app) as client:
+        # The API's operations (its schema lists them all), and what the app serves
+        # besides: the schema, the docs pages and their files.
+        operations = {(method.upper(), path)
+                      for path, item in client.get("/openapi.json").json()["paths"].items()
+                      for method in item}
+        for route in app.routes:
+            if isinstance(route, Mount):
+                operations.add(("GET", route.path + "/swagger-ui-bundle.js"))
+            elif hasattr(route, "path"):
+                operations |= {(m, route.path) for m in route.methods - {"HEAD"}}
+        checked = set()
+        for method, route_path in sorted(operations):
+            path = route_path.replace("{job_id}", "nope")
+            response = client.request(method, path)
+            if public(path):
+                assert response.status_code == 200, (method, path)
+            else:
+                assert response.status_code == 401, (method, path)
+                assert client.request(method, path, headers={"X-API-Key": key}
+                                      ).status_code != 401
+            checked.add((method, route_path, public(path)))
+    assert {("GET", "/docs", True), ("GET", "/openapi.json", True), ("GET", "/redoc", True),
+            ("GET", "/v1/health", True), ("POST", "/v1/generations", False),
+            ("GET", "/v1/adapters", False)} <= checked
+
+
+def test_docs_pages_load_nothing_from_elsewhere(tiny):
+    with serve(tiny) as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page).text
+            assert "http://" not in html and "https://" not in html, page
+            links = re.findall(r'(?:src|href)="([^"]+)"', html)
+            assert links and all(link.startswith("/docs/assets/") for link in links), links
+            for link in links:
+                assert client.get(link).status_code == 200, link
+        script = client.get("/docs/assets/swagger-ui-bundle.js")
+        assert "javascript" in script.headers["content-type"] and len(script.content) > 100_000
 
 
 def test_health_describes_model_queue_and_limits(tiny):

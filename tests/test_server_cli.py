@@ -10,6 +10,7 @@ import uvicorn
 
 from conftest import SAO1_TINY
 from longplay.cli import serve as serve_cli
+from longplay.server.settings import PUBLIC_PATHS
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -102,3 +103,14 @@ def test_precision_and_compile_reach_the_pipeline(served, monkeypatch):
     args = parse("--model", str(SAO1_TINY))
     assert args.run(args) == 0
     assert seen[-1]["precision"] == "auto" and seen[-1]["compile"] is False  # the defaults
+
+
+def test_api_key_help_names_the_paths_that_stay_open(capsys):
+    """The paths the help calls open are the ones the app serves without the key
+    (test_server_api.py::test_the_key_guards_every_path_but_the_public_ones)."""
+    with pytest.raises(SystemExit):
+        parse("--help")
+    help_text = " ".join(capsys.readouterr().out.split())
+    api_key_help = help_text.split("--api-key KEY", 2)[2].split("--queue-size")[0]
+    assert f"every endpoint but {', '.join(PUBLIC_PATHS)}" in api_key_help
+    assert "/docs" in PUBLIC_PATHS and "/openapi.json" in PUBLIC_PATHS

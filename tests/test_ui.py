@@ -198,3 +198,74 @@ def test_studio_in_a_real_browser(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_http_api_docs_render_offline_in_a_real_browser() -> None:
+    """The HTTP API's /docs in headless Chromium with every request that leaves the test
+    server refused: the page renders the operations from the server's own files, and its
+    Authorize button gives the key to the calls tried there."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    import threading
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from longplay.server import ServerSettings, create_app
+
+    key = "browser-key"
+    app = create_app(TextToMusicPipeline.from_pretrained(SAO1_TINY),
+                     ServerSettings(model_name="tiny", api_key=key))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    refused: list[str] = []
+
+    def only_the_server(route) -> None:
+        if route.request.url.startswith(base + "/"):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    try:
+        deadline = time.time() + 30
+        while not server.started:
+            assert thread.is_alive() and time.time() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+                      "--disable-background-networking", "--disable-component-update"])
+            page = browser.new_page()
+            page.route("**/*", only_the_server)
+            page.goto(f"{base}/docs", timeout=60000)
+            for path in ("/v1/generations", "/v1/generations/{job_id}", "/v1/adapters"):
+                page.wait_for_selector(f'.opblock-summary-path[data-path="{path}"]',
+                                       timeout=30000)
+            # The key, given once, goes with the calls the page makes.
+            page.locator("button.authorize").first.click()
+            bearer = page.locator(".auth-container", has=page.locator("#auth-bearer-value"))
+            bearer.locator("#auth-bearer-value").fill(key)
+            bearer.locator("button.authorize").click()
+            page.locator(".modal-ux button.close-modal").click()
+            operation = page.locator("#operations-adapters-list_adapters_v1_adapters_get")
+            operation.locator(".opblock-summary").click()
+            operation.get_by_role("button", name="Try it out").click()
+            operation.get_by_role("button", name="Execute").click()
+            status = operation.locator(".live-responses-table tr.response .response-col_status")
+            status.wait_for(timeout=30000)
+            assert status.inner_text().strip() == "200"
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+    assert refused == []

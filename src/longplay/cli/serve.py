@@ -12,7 +12,7 @@ from pathlib import Path
 from longplay.assets import model_or_demo
 from longplay.cli.options import add_speed_options
 from longplay.pipelines import TextToMusicPipeline
-from longplay.server.settings import ServerSettings
+from longplay.server.settings import PUBLIC_PATHS, ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "serve", help="serve the HTTP API (queued generations, JSON + audio files)",
         description="Serve text-to-music generation over HTTP: POST /v1/generations queues a "
                     "job, GET /v1/generations/{id} reports it, .../audio returns the file. "
-                    "The schema is at /openapi.json, an interactive page at /docs.")
+                    "The schema is at /openapi.json, an interactive page at /docs (and "
+                    "/redoc); both work offline.")
     serve.add_argument("--model", type=Path, metavar="PATH",
                        help="model folder (default: the bundled demo model)")
     serve.add_argument("--text-encoder", type=Path, metavar="PATH",
@@ -40,8 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
                        help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' on every "
-                            f"endpoint but /v1/health (default: ${API_KEY_ENV}; the variable "
-                            "keeps the key out of the process list)")
+                            f"endpoint but {', '.join(PUBLIC_PATHS)} (these describe the API "
+                            "and hold no generations; on /docs, Authorize takes the key) "
+                            f"(default: ${API_KEY_ENV}; the variable keeps the key out of the "
+                            "process list)")
     serve.add_argument("--queue-size", type=int, default=_DEFAULTS.queue_size, metavar="N",
                        help="jobs that may wait; more get 429 (default %(default)s)")
     serve.add_argument("--workers", type=int, default=_DEFAULTS.workers, metavar="N",

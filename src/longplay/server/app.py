@@ -13,9 +13,11 @@ Endpoints (all JSON unless stated; errors are ``{"detail": "...", "errors": [...
   applies by name (``adapters: [{"name": ..., "scale": ...}]``) to its job only.
 
 With an API key set, the ``/v1/generations`` and ``/v1/adapters`` endpoints need
-``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (401 otherwise). ``/v1/health``,
-``/openapi.json`` and ``/docs`` stay open: they describe the service and hold no
-generations.
+``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (401 otherwise); the paths of
+:data:`~longplay.server.settings.PUBLIC_PATHS` stay open: ``/v1/health``, and
+``/openapi.json`` with the pages that show it, ``/docs`` (Swagger UI: its Authorize
+button takes the key for the calls tried there) and ``/redoc``, whose scripts and styles
+the server holds itself (the ``fastapi-offline`` package), so they work offline.
 
 Everything the app needs lives on ``app.state.server`` (a :class:`ServerState`). The
 worker threads start and stop with the app's lifespan (``with TestClient(app)`` in tests,
@@ -24,6 +26,7 @@ uvicorn when served).
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -37,6 +40,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from longplay import __version__
@@ -69,6 +73,9 @@ from longplay.server.schemas import (
 from longplay.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
+
+DOCS_ASSETS = "/docs/assets"
+"""Where the scripts and styles of /docs and /redoc are served (public, under /docs)."""
 
 REQUEST_FIELDS = {"init_audio": "init_audio_b64", "inpaint_audio": "inpaint_audio_b64"}
 """Pipeline arguments that a request gives under another name."""
@@ -190,6 +197,17 @@ def _find(state: ServerState, job_id: str) -> JobView:
     return view
 
 
+_EXPECTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+             "string_type": "a string"}
+"""What a field of each strict JSON type takes, for the message when it gets another."""
+
+
+def _json_value(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value) if isinstance(value, bool | int | float | str | None) else (
+        type(value).__name__)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _readable(error: dict[str, Any]) -> FieldError:
     """One pydantic/FastAPI error as ``field: message``."""
     loc = [str(part) for part in error.get("loc", ())]
@@ -199,23 +217,43 @@ def _readable(error: dict[str, Any]) -> FieldError:
     kind = error.get("type")
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
+    elif kind in _EXPECTED:
+        message = f"must be {_EXPECTED[kind]}, got {_json_value(error.get('input'))}"
     elif kind == "json_invalid":
         field = "body"
-        message = f"is not valid JSON ({error.get('ctx', {}).get('error', 'decode error')})"
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        message = (f"is not valid JSON{where} "
+                   f"({error.get('ctx', {}).get('error', 'decode error')})")
     return FieldError(field=field, location=location, message=message)
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [_readable(e) for e in exc.errors()]
-    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
-    return JSONResponse(status_code=422,
+def _error_response(status: int, errors: list[FieldError], detail: str | None = None,
+                    headers: dict[str, str] | None = None) -> JSONResponse:
+    detail = detail or "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
+    return JSONResponse(status_code=status, headers=headers,
                         content=ErrorResponse(detail=detail, errors=errors).model_dump())
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _error_response(422, [_readable(e) for e in exc.errors()])
+
+
+def _not_utf8(error: UnicodeDecodeError) -> FieldError:
+    """A body that JSON cannot decode as text: where, and the fix."""
+    byte = error.object[error.start:error.start + 1].hex()
+    return FieldError(field="body", location="body",
+                      message=f"is not valid UTF-8 JSON: the byte 0x{byte} at offset "
+                              f"{error.start} cannot be decoded ({error.reason}); send the "
+                              "body encoded as UTF-8")
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Every other error in the same shape as the validation errors."""
-    return JSONResponse(status_code=exc.status_code, headers=exc.headers,
-                        content=ErrorResponse(detail=str(exc.detail)).model_dump())
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI's answer to a body json.loads cannot decode is a bare "error parsing the
+        # body"; the cause says where, and it is the same kind of error as bad JSON.
+        return _error_response(422, [_not_utf8(exc.__cause__)])
+    return _error_response(exc.status_code, [], str(exc.detail), exc.headers)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -387,8 +425,10 @@ def create_app(pipeline: GenerationPipeline | PipelineFactory,
         finally:
             await run_in_threadpool(queue.stop)
 
-    app = FastAPI(title="longplay", version=__version__, lifespan=lifespan,
-                  description="Text-to-music generation: queue a job, poll it, fetch the audio.")
+    # FastAPI's /docs and /redoc load their scripts from a CDN: blank pages offline.
+    app = FastAPIOffline(title="longplay", version=__version__, lifespan=lifespan,
+                         description="Text-to-music generation: queue a job, poll it, fetch "
+                                     "the audio.", static_url=DOCS_ASSETS)
     app.state.server = state
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)

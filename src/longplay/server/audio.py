@@ -61,7 +61,9 @@ def decode_audio_b64(data_b64: str, *, sample_rate: int, channels: int,
             num_frames = min(file.frames, math.ceil(max_duration_s * file_rate))
             data = file.read(num_frames, dtype="float32", always_2d=True)  # [S, C]
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise ValueError(f"is not a readable WAV or FLAC file ({error})") from None
+        # libsndfile's own words; str(error) would also show the in-memory file's repr.
+        reason = error.error_string if isinstance(error, sf.LibsndfileError) else str(error)
+        raise ValueError(f"is not a readable WAV or FLAC file ({reason})") from None
     if data.shape[0] == 0:
         raise ValueError("holds no samples")
     if not np.isfinite(data).all():

@@ -1,19 +1,19 @@
 """Request and response bodies of the HTTP API (pydantic models, shown in /openapi.json).
 
-The request model carries the checks that hold for every server (types, signs, known
-sampler names, no unknown fields); the limits of one server (duration, step and output
-caps, prompt length) are checked by :func:`limit_errors`, and everything that depends on
-the model (the window, the samplers that fit it, audio-to-audio's noise levels...) by the
-pipeline's own ``resolve_settings``, all before a job is queued: a request the pipeline
-would refuse never enters the queue.
+The request model carries the checks that hold for every server (JSON types taken
+strictly, signs, valid Unicode text, known sampler names, no unknown fields); the limits
+of one server (duration, step and output caps, prompt length) are checked by
+:func:`limit_errors`, and everything that depends on the model (the window, the samplers
+that fit it, audio-to-audio's noise levels...) by the pipeline's own ``resolve_settings``,
+all before a job is queued: a request the pipeline would refuse never enters the queue.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from longplay.config import WINDOWS
 from longplay.diffusion import OBJECTIVES
@@ -30,13 +30,35 @@ MAX_ADAPTERS = 8
 """Most adapters one request may stack."""
 
 
+def _valid_unicode(value: Any) -> Any:
+    """Refuse a string with a lone surrogate before anything reads it: JSON can spell
+    one (``"\\ud800"``), but it is no character, and a tokenizer cannot encode it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"is not valid Unicode: character {error.start} is a lone surrogate "
+                f"({value[error.start]!r}, half of a UTF-16 pair); send the text as UTF-8, "
+                "or escape both halves of the pair") from None
+    return value
+
+
+# Request fields take JSON's own types only: no true for 1, no "2" for 2, no 2.0 for an
+# integer (pydantic's lax mode would convert them silently).
+Integer = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]  # an integer is a number too
+Flag = Annotated[bool, Strict()]
+Text = Annotated[str, BeforeValidator(_valid_unicode)]
+
+
 class AdapterUse(BaseModel):
     """An adapter of the server's adapter folder and its strength."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(min_length=1, description="the adapter's folder name (GET /v1/adapters)")
-    scale: float = Field(1.0, ge=-4, le=4, description="strength: 0 = off, 1 = as trained")
+    name: Text = Field(min_length=1, description="the adapter's folder name (GET /v1/adapters)")
+    scale: Number = Field(1.0, ge=-4, le=4, description="strength: 0 = off, 1 = as trained")
 
 
 class AdapterInfo(BaseModel):
@@ -52,29 +74,30 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    prompt: str = Field(min_length=1, description="what the music should be (from 0 s, "
+    prompt: Text = Field(min_length=1, description="what the music should be (from 0 s, "
                                                   "before any sections)")
-    negative_prompt: str | None = Field(
+    negative_prompt: Text | None = Field(
         None, description="prompt for the unconditional branch of guidance")
-    duration_s: float | None = Field(
+    duration_s: Number | None = Field(
         None, gt=0, description="seconds of audio; default and maximum: limits.max_duration_s")
-    seconds_start: float = Field(0.0, ge=0, description="timing conditioning: start of the piece")
-    seconds_total: float | None = Field(
+    seconds_start: Number = Field(0.0, ge=0,
+                                  description="timing conditioning: start of the piece")
+    seconds_total: Number | None = Field(
         None, gt=0, description="timing conditioning: length of the piece; default duration_s")
-    num_inference_steps: int | None = Field(None, ge=1, description="sampler steps")
-    guidance_scale: float | None = Field(None, gt=0, description="1 = no guidance")
+    num_inference_steps: Integer | None = Field(None, ge=1, description="sampler steps")
+    guidance_scale: Number | None = Field(None, gt=0, description="1 = no guidance")
     sampler: SamplerName | None = Field(  # type: ignore[valid-type]
         None, description="one of the model's samplers (GET /v1/health: model.samplers)")
-    sigma_min: float = Field(0.03, gt=0, description="lowest noise level (v models)")
-    sigma_max: float = Field(500.0, gt=0, description="highest noise level (v models)")
-    seed: int | None = Field(
+    sigma_min: Number = Field(0.03, gt=0, description="lowest noise level (v models)")
+    sigma_max: Number = Field(500.0, gt=0, description="highest noise level (v models)")
+    seed: Integer | None = Field(
         None, ge=0, le=MAX_SEED,
         description="seed of output 0; output i uses seed + i; default: drawn and reported")
-    num_outputs: int = Field(1, ge=1, description="outputs generated from the prompt")
+    num_outputs: Integer = Field(1, ge=1, description="outputs generated from the prompt")
     init_audio_b64: str | None = Field(
         None, description="audio-to-audio: a base64 WAV or FLAC file to start from (resampled "
                           "to the model's rate; only the model's window is used)")
-    init_noise_level: float | None = Field(
+    init_noise_level: Number | None = Field(
         None, gt=0, description="how much of init_audio to change: a sigma for v models "
                                 "(default 1.0), a time in (0, 1] for rectified flow (0.5)")
     window: WindowName | None = Field(  # type: ignore[valid-type]
@@ -83,30 +106,31 @@ class GenerationRequest(BaseModel):
     inpaint_audio_b64: str | None = Field(
         None, description="extension and inpainting: a base64 WAV or FLAC file to keep "
                           "(resampled to the model's rate); the model generates around it")
-    inpaint_regions: list[tuple[float, float]] | None = Field(
+    inpaint_regions: list[tuple[Number, Number]] | None = Field(
         None, description="with inpaint_audio_b64: the regions [start_s, end_s] to generate; "
                           "default: what follows the audio")
-    extend_s: float | None = Field(
+    extend_s: Number | None = Field(
         None, gt=0, description="with inpaint_audio_b64: continue it by this many seconds "
                                 "(instead of duration_s)")
-    inpaint_edge_s: float = Field(DEFAULT_EDGE_S, ge=0, description="soft edge of the kept audio")
-    splice: bool = Field(True, description="keep the audio's own samples outside the generated "
+    inpaint_edge_s: Number = Field(DEFAULT_EDGE_S, ge=0,
+                                   description="soft edge of the kept audio")
+    splice: Flag = Field(True, description="keep the audio's own samples outside the generated "
                                            "regions (else its VAE reconstruction)")
-    resample_steps: int = Field(1, ge=1, description="RePaint resampling (1: off)")
-    jump_length: int = Field(DEFAULT_JUMP_LENGTH, ge=1, description="steps per resampled "
+    resample_steps: Integer = Field(1, ge=1, description="RePaint resampling (1: off)")
+    jump_length: Integer = Field(DEFAULT_JUMP_LENGTH, ge=1, description="steps per resampled "
                                                                     "segment")
-    context_s: float | None = Field(
+    context_s: Number | None = Field(
         None, ge=0, description="beyond one window: seconds each window keeps of what came "
                                 "before (default a quarter of the window)")
-    sections: list[tuple[float, str]] | None = Field(
+    sections: list[tuple[Number, Text]] | None = Field(
         None, description="[start_s, prompt] parts of the piece after the opening prompt "
                           "(which holds from 0 s)")
-    loop: bool = Field(False, description="make the audio loop seamlessly")
-    guidance_interval: tuple[float, float] | None = Field(
+    loop: Flag = Field(False, description="make the audio loop seamlessly")
+    guidance_interval: tuple[Number, Number] | None = Field(
         None, description="[lo, hi]: guidance only for noise levels in (lo, hi] (VE sigmas "
                           "for v models, RF times for flows); default the model's (the demo "
                           "model: [0.5, 20]); [0, 1e9] guides every step")
-    unguided_final_steps: int = Field(0, ge=0, description="the last steps run without "
+    unguided_final_steps: Integer = Field(0, ge=0, description="the last steps run without "
                                                            "guidance")
     adapters: list[AdapterUse] = Field(
         default_factory=list, max_length=MAX_ADAPTERS,

@@ -7,6 +7,13 @@ from pathlib import Path
 
 MIB = 1024 * 1024
 
+PUBLIC_PATHS = ("/v1/health", "/openapi.json", "/docs", "/redoc")
+"""What needs no API key, with everything under it (``/docs/assets/...``): the health
+check and the API's description (its schema and the pages that show it, served from
+the package: they work offline). They hold no generations, and a browser, which cannot
+send a header with a page load, can read the docs and then give the key with the page's
+Authorize button for the calls it tries."""
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -14,7 +21,8 @@ class ServerSettings:
 
     Attributes:
         model_name: shown by ``/v1/health``.
-        api_key: when set, every endpoint except ``/v1/health`` needs
+        api_key: when set, every endpoint except those of :data:`PUBLIC_PATHS` (the health
+            check, ``/openapi.json``, ``/docs`` and ``/redoc``) needs
             ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``.
         queue_size: jobs that may wait (not counting running ones); one more is a 429.
         workers: generation workers; each owns one pipeline and runs one job at a time.
