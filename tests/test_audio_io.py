@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,91 @@ def test_nan_in_float_file_raises(tmp_path: Path) -> None:
     with pytest.raises(AudioFileError, match="NaN") as excinfo:
         load_audio(path)
     assert str(path) in str(excinfo.value)
+
+
+# --- limits and truncated files ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rate", "channels", "value", "limit"), [
+    (1, 1, "1 Hz", f"{audio_io.MIN_INPUT_SAMPLE_RATE}..{audio_io.MAX_INPUT_SAMPLE_RATE} Hz"),
+    (audio_io.MAX_INPUT_SAMPLE_RATE + 1, 1, f"{audio_io.MAX_INPUT_SAMPLE_RATE + 1} Hz",
+     f"{audio_io.MAX_INPUT_SAMPLE_RATE} Hz"),
+    (SR, audio_io.MAX_INPUT_CHANNELS + 1, f"{audio_io.MAX_INPUT_CHANNELS + 1} channels",
+     f"the {audio_io.MAX_INPUT_CHANNELS}"),
+])
+def test_implausible_rates_and_channel_counts_are_refused_before_decoding(
+        tmp_path: Path, rate: int, channels: int, value: str, limit: str) -> None:
+    """A header of 1 Hz used to be resampled to billions of samples (MemoryError)."""
+    path = tmp_path / "odd.wav"
+    sf.write(str(path), np.full((2000, channels), 0.1, dtype=np.float32), rate)
+    for reader in (audio_info, lambda p: load_audio(p, sample_rate=44100, channels=2)):
+        with pytest.raises(audio_io.AudioLimitError) as excinfo:
+            reader(path)
+        message = str(excinfo.value)
+        assert str(path) in message and value in message and limit in message
+        assert isinstance(excinfo.value, AudioFileError)
+
+
+def test_files_longer_than_the_load_limit_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    sf.write(str(path), _sine(440, SR, SR), SR)  # 1 s
+    assert load_audio(path, max_duration_s=1.0).num_samples == SR
+    assert load_audio(path, max_duration_s=None).num_samples == SR
+    with pytest.raises(audio_io.AudioLimitError, match=r"1\.0 s .* the 0\.5 s") as excinfo:
+        load_audio(path, max_duration_s=0.5)
+    assert str(path) in str(excinfo.value)
+    with pytest.raises(ValueError, match="max_duration_s"):
+        load_audio(path, max_duration_s=0)
+
+
+def test_the_default_load_limit_is_checked_on_the_header_before_decoding(
+        tmp_path: Path) -> None:
+    """A tiny FLAC whose header claims more than MAX_LOAD_DURATION_S is refused from the
+    header alone (decoding it would fail, or fill memory with a real file)."""
+    path = tmp_path / "claims_hours.flac"
+    sf.write(str(path), _sine(440, SR, 4096), SR, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    claimed = int((audio_io.MAX_LOAD_DURATION_S + 60) * SR)
+    # STREAMINFO: 8 bytes from offset 18 = rate (20 bits), channels-1 (3), bits-1 (5),
+    # total samples (36).
+    fields = int.from_bytes(data[18:26], "big")
+    fields = (fields & ~((1 << 36) - 1)) | claimed
+    data[18:26] = fields.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    assert audio_info(path).num_samples == claimed  # the header is readable
+    with pytest.raises(audio_io.AudioLimitError, match=f"{audio_io.MAX_LOAD_DURATION_S:g} s"):
+        load_audio(path)
+
+
+def test_a_truncated_wav_is_read_with_a_warning_naming_both_lengths(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "cut.wav"
+    sf.write(str(path), _sine(440, SR, SR), SR, subtype="PCM_16")
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    with caplog.at_level(logging.WARNING, logger="longplay.audio.io"):
+        wave = load_audio(path)
+    assert 0 < wave.num_samples < SR
+    assert str(path) in caplog.text and "truncated" in caplog.text
+    assert f"holds {wave.num_samples} samples" in caplog.text and f"declares {SR}" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="longplay.audio.io"):
+        assert audio_info(path).num_samples == wave.num_samples
+    assert f"declares {SR}" in caplog.text
+    caplog.clear()
+    complete = tmp_path / "complete.wav"
+    complete.write_bytes(whole)
+    with caplog.at_level(logging.WARNING, logger="longplay.audio.io"):
+        load_audio(complete)
+        audio_info(complete)
+    assert "truncated" not in caplog.text
+
+
+def test_file_names_that_are_not_utf8_are_read(tmp_path: Path) -> None:
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.wav"))
+    sf.write(os.fsencode(path), _sine(440, SR, 800), SR)
+    assert audio_info(path).num_samples == 800
+    assert load_audio(path).num_samples == 800
 
 
 # --- writing -------------------------------------------------------------------------------

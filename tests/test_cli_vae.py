@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from conftest import SAO1_TINY
+from longplay.assets import demo_model_path
 from longplay.audio import load_audio, save_audio
+from longplay.checkpoints import load_vae, write_safetensors
 from longplay.checkpoints.files import read_safetensors_metadata, read_state_dict
-from longplay.cli.main import main
+from longplay.cli import vae as vae_cli
+from longplay.cli.main import build_parser, main
 
 
 @pytest.fixture
@@ -60,13 +68,20 @@ def test_encode_sample_is_seeded(wav: Path, tmp_path: Path) -> None:
 
 
 def test_random_weights_only_when_asked_and_with_a_warning(wav: Path, tmp_path: Path,
-                                                            capsys, caplog) -> None:
+                                                            caplog) -> None:
     out = tmp_path / "out.wav"
-    assert run("vae", "reconstruct", wav, "-o", out, "--no-progress") == 2
-    assert "--model PATH" in capsys.readouterr().err and not out.exists()
     assert run("vae", "reconstruct", wav, "-o", out, "--random-weights", "debug",
                "--no-progress") == 0
     assert "output is noise" in caplog.text and out.exists()
+
+
+def test_without_model_the_bundled_demo_model_is_used(wav: Path, tmp_path: Path) -> None:
+    """As every other command: no --model is the demo model, and --model demo names it."""
+    demo_dim = load_vae(demo_model_path()).latent_dim
+    for name, extra in (("default", []), ("named", ["--model", "demo"])):
+        latents = tmp_path / f"{name}.safetensors"
+        assert run("vae", "encode", wav, "-o", latents, *extra, "--no-progress") == 0
+        assert read_state_dict(latents)["latents"].shape[1] == demo_dim
 
 
 def test_unreadable_input_fails_cleanly(tmp_path: Path, capsys) -> None:
@@ -86,8 +101,6 @@ def test_bad_model_path_fails_cleanly(wav: Path, tmp_path: Path, capsys) -> None
 
 def test_decode_rejects_latents_of_another_model(tmp_path: Path, capsys) -> None:
     latents = tmp_path / "z.safetensors"
-    from longplay.checkpoints import write_safetensors
-
     write_safetensors(latents, {"latents": torch.randn(1, 64, 5)})
     out = tmp_path / "out.wav"
     assert run("vae", "decode", latents, "-o", out, "--model", SAO1_TINY) == 2
@@ -109,3 +122,80 @@ def test_console_script_is_installed() -> None:
     result = subprocess.run([str(exe), "vae", "--help"], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0 and "reconstruct" in result.stdout
+
+
+def _scores(text: str) -> tuple[str, str, str]:
+    match = re.search(r"STFT distance (\S+)  MEL distance (\S+)  SI-SDR (\S+) dB", text)
+    assert match, text
+    return match.groups()
+
+
+def test_reconstruct_and_metrics_report_the_same_numbers_for_the_same_pair(
+        wav: Path, tmp_path: Path, capsys) -> None:
+    """reconstruct scores the file it wrote (16-bit), as metrics does, at the VAE's rate."""
+    out = tmp_path / "out.wav"
+    assert run("vae", "reconstruct", wav, "-o", out, "--model", SAO1_TINY, "--no-progress") == 0
+    printed = _scores(capsys.readouterr().out)
+    assert run("vae", "metrics", wav, out, "--sample-rate", "44100", "--json") == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert printed == (f"{scores['stft_distance']:.3f}", f"{scores['mel_distance']:.3f}",
+                       f"{scores['si_sdr']:.2f}")
+
+
+def test_reconstruct_refuses_audio_too_short_to_score_before_writing(
+        tmp_path: Path, capsys) -> None:
+    short = save_audio(tmp_path / "short.wav", 0.3 * torch.randn(2, 1000).clamp(-3, 3), 44100)
+    out = tmp_path / "out.wav"
+    assert run("vae", "reconstruct", short, "-o", out, "--model", SAO1_TINY,
+               "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "short.wav" in err and "1000 samples" in err and str(vae_cli.MIN_SCORED_SAMPLES) in err
+    assert not out.exists()
+
+
+def _no_model(args) -> None:
+    raise AssertionError("the model was loaded although an argument was wrong")
+
+
+def test_arguments_are_checked_before_the_model_loads(wav: Path, tmp_path: Path, capsys,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vae_cli, "_load_model", _no_model)
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    one_hertz = tmp_path / "one_hertz.wav"
+    sf.write(str(one_hertz), np.full((3, 2), 0.1, np.float32), 1)
+    empty_latents = tmp_path / "empty.safetensors"
+    write_safetensors(empty_latents, {"latents": torch.zeros(1, 8, 0)})
+    nan_latents = tmp_path / "nan.safetensors"
+    write_safetensors(nan_latents, {"latents": torch.full((8, 3), float("nan"))})
+    out = tmp_path / "out.wav"
+    cases = [
+        (["encode", tmp_path / "missing.wav", "-o", tmp_path / "z.safetensors"], "not found"),
+        (["encode", text, "-o", tmp_path / "z.safetensors"], "not a readable audio file"),
+        (["reconstruct", one_hertz, "-o", out], "1 Hz"),
+        (["reconstruct", wav, "-o", tmp_path / "no" / "out.wav"], "does not exist"),
+        (["reconstruct", wav, "-o", tmp_path / "out.mp4"], "must end in"),
+        (["reconstruct", wav, "-o", out, "--chunk-frames", "-1"], "--chunk-frames"),
+        (["decode", tmp_path / "missing.safetensors", "-o", out], "does not exist"),
+        (["decode", empty_latents, "-o", out], "hold no frames"),
+        (["decode", nan_latents, "-o", out], "NaN"),
+    ]
+    for args, message in cases:
+        assert run("vae", *args, "--no-progress") == 2, message
+        assert message in capsys.readouterr().err, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["in.wav", "notes.wav", "one_hertz.wav", "empty.safetensors", "nan.safetensors"])
+
+
+def test_every_option_of_the_vae_and_data_commands_has_help() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name in ("vae", "data"):
+        actions = next(a for a in commands.choices[name]._actions
+                       if isinstance(a, argparse._SubParsersAction))
+        for action_name, sub in actions.choices.items():
+            for action in sub._actions:
+                if not isinstance(action, argparse._HelpAction) and not action.help:
+                    missing.append(f"{name} {action_name} {action.dest}")
+    assert not missing, missing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,26 @@ def test_bad_files_are_skipped_with_one_warning_each_and_never_raise(
     assert ds.summary.num_skipped == 6
     assert ds.summary.reasons["silent"] == 1 and ds.summary.reasons["decode error"] == 1
     assert "6 skipped" in str(ds.summary)
+
+
+def test_out_of_range_files_are_skipped_with_a_warning_and_the_rest_is_used(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 1 Hz header or nine channels skip the file (before, the 1 Hz one was resampled to
+    billions of samples); a file name that is not UTF-8 is an ordinary file."""
+    write(tmp_path / "good.wav", noise(1.0))
+    write(tmp_path / "one_hertz.wav", noise(0.01, rate=100)[:, :5], rate=1)
+    write(tmp_path / "nine.wav", noise(1.0, channels=9))
+    odd_name = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.wav"))
+    sf.write(os.fsencode(odd_name), noise(1.0, seed=1).T.astype(np.float32), RATE)
+    with caplog.at_level(logging.WARNING, logger="longplay.data"):
+        ds = AudioFolderDataset(tmp_path, sample_rate=44100, num_samples=4410)
+    assert sorted(f.path.name for f in ds.files) == sorted([odd_name.name, "good.wav"])
+    assert ds.summary.reasons == {"out of range": 2}
+    for name, value in (("one_hertz.wav", "1 Hz"), ("nine.wav", "9 channels")):
+        assert _warnings_about(caplog, name) == 1, name
+        assert value in caplog.text
+    for i in range(len(ds)):
+        assert ds[i].audio.shape == (2, 4410) and float(ds[i].audio.abs().max()) > 0.01
 
 
 def test_a_folder_without_usable_audio_is_an_error(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,3 +102,68 @@ def test_encode_defaults_to_the_bundled_model_and_takes_its_name(music: Path,
         assert run("data", "encode", *extra, music, "-o", out, "--no-progress") == 0
         channels = LatentDataset(out, num_frames=8)[0].latents.shape[0]
         assert channels == load_vae(demo_model_path()).latent_dim
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model was loaded although an argument was wrong")
+
+
+def test_encode_checks_its_arguments_before_loading_the_model(
+        music: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data_cli, "load_vae", _no_model)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    no_audio = tmp_path / "no_audio"
+    no_audio.mkdir()
+    (no_audio / "notes.txt").write_text("x")
+    cases = [
+        ([music, "-o", a_file], "a_file is a file"),
+        ([music, "-o", a_file / "latents"], "a_file is a file"),
+        ([music, "-o", tmp_path / "out", "--model", tmp_path / "no-model"], "no-model"),
+        ([music, "-o", tmp_path / "out", "--max-duration", "0"], "--max-duration"),
+        ([music, "-o", tmp_path / "out", "--chunk-frames", "-1"], "--chunk-frames"),
+        ([music, "-o", tmp_path / "out", "--min-duration", "-1"], "--min-duration"),
+        ([no_audio, "-o", tmp_path / "out"], "holds no audio file"),
+    ]
+    for args, message in cases:
+        assert run("data", "encode", *args, "--no-progress") == 2, message
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_encode_skips_files_beyond_max_duration(music: Path, tmp_path: Path, capsys,
+                                                caplog) -> None:
+    out = tmp_path / "latents"
+    assert run("data", "encode", "--model", SAO1_TINY, music, "-o", out, "--max-duration",
+               "0.4", "--no-progress") == 0
+    assert "encoded 1 file(s)" in capsys.readouterr().out
+    assert "1.wav" in caplog.text and "2.wav" in caplog.text and "0.4 s" in caplog.text
+
+
+def test_file_names_that_are_not_utf8_do_not_stop_pack_or_encode(
+        music: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    odd = os.fsdecode(b"caf\xe9")
+    sf.write(os.fsencode(music / f"{odd}.wav"), np.full((4410, 2), 0.1, np.float32), 44100)
+    # stdout that refuses what it cannot encode, as a terminal with LANG=en_US.UTF-8 does
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert run("data", "pack", music, "-o", tmp_path / f"shards-{odd}") == 0
+    assert run("data", "encode", "--model", SAO1_TINY, music, "-o", tmp_path / "z",
+               "--no-progress") == 0
+    stdout.flush()
+    printed = stdout.buffer.getvalue().decode("utf-8")
+    assert "wrote 1 shard(s)" in printed and "encoded 4 file(s)" in printed
+    examples = list(TarShardDataset([str(tmp_path / f"shards-{odd}" / "shard-00000.tar")],
+                                    sample_rate=44100, num_samples=4410,
+                                    shuffle_shards=False))
+    assert len(examples) == 4
+    assert len(LatentDataset(tmp_path / "z", num_frames=8)) == 4
+
+
+def test_encode_refuses_an_output_folder_safetensors_cannot_open(
+        music: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """safetensors opens only UTF-8 paths: latents written there could never be read."""
+    monkeypatch.setattr(data_cli, "load_vae", _no_model)
+    out = tmp_path / os.fsdecode(b"z-caf\xe9")
+    assert run("data", "encode", music, "-o", out, "--no-progress") == 2
+    assert "not valid UTF-8" in capsys.readouterr().err and not out.exists()

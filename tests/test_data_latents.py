@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,32 @@ def test_bad_files_are_skipped_and_counted(vae: AudioVAE, tmp_path: Path, caplog
     assert summary.num_encoded == 5 and summary.num_skipped == 2
     assert summary.reasons == {"unreadable": 1, "silent": 1}
     assert "notes.wav" in caplog.text and "silent.wav" in caplog.text
+
+
+def test_out_of_range_files_are_skipped_and_the_folder_goes_on(vae: AudioVAE, tmp_path: Path,
+                                                               caplog) -> None:
+    """A 1 Hz header, nine channels or a file beyond max_duration_s skip that file only
+    (a 1 Hz file used to be resampled, a large one until memory ran out); a file name
+    that is not UTF-8 is encoded, indexed and found again by the next run."""
+    root = make_folder(tmp_path / "music")
+    sf.write(str(root / "one_hertz.wav"), np.full((3, 2), 0.1, np.float32), 1)
+    sf.write(str(root / "nine.wav"), np.full((RATE // 4, 9), 0.1, np.float32), RATE)
+    odd = os.fsencode(root) + b"/caf\xe9.wav"
+    sf.write(odd, 0.3 * np.random.default_rng(1).standard_normal((RATE // 2, 2)), RATE)
+    out = tmp_path / "latents"
+    with caplog.at_level(logging.WARNING, logger="longplay.data"):
+        summary = encode_folder(vae, root, out, max_duration_s=3.0)
+    assert summary.reasons == {"out of range": 3} and summary.num_skipped == 3
+    for name, value in (("one_hertz.wav", "1 Hz"), ("nine.wav", "9 channels"),
+                        ("b.wav", "3.2 s")):
+        assert name in caplog.text and value in caplog.text, name
+    paths = [e.path for e in read_latent_index(out)]
+    assert len(paths) == 5 and os.fsdecode(b"caf\xe9.wav") in paths and "b.wav" not in paths
+    assert len(LatentDataset(out, num_frames=4)) == 5
+    again = encode_folder(vae, root, out, max_duration_s=3.0)
+    assert again.num_encoded == 0 and again.num_already_encoded == 5
+    with pytest.raises(ValueError, match="max_duration_s"):
+        encode_folder(vae, root, out, max_duration_s=0)
 
 
 def test_latent_windows_keep_timing_consistent_with_the_crop(vae: AudioVAE,

@@ -1,9 +1,14 @@
 """Audio input/output, resampling, cropping and spectral helpers."""
 
 from longplay.audio.io import (
+    MAX_INPUT_CHANNELS,
+    MAX_INPUT_SAMPLE_RATE,
+    MAX_LOAD_DURATION_S,
+    MIN_INPUT_SAMPLE_RATE,
     SUPPORTED_OUTPUT_SUBTYPES,
     AudioFileError,
     AudioInfo,
+    AudioLimitError,
     Waveform,
     audio_info,
     convert_channels,
@@ -15,9 +20,14 @@ from longplay.audio.segment import Segment, crop, pad_or_trim, random_crop
 from longplay.audio.spectral import hz_to_mel, mel_filterbank, mel_to_hz, stft_magnitude
 
 __all__ = [
+    "MAX_INPUT_CHANNELS",
+    "MAX_INPUT_SAMPLE_RATE",
+    "MAX_LOAD_DURATION_S",
+    "MIN_INPUT_SAMPLE_RATE",
     "SUPPORTED_OUTPUT_SUBTYPES",
     "AudioFileError",
     "AudioInfo",
+    "AudioLimitError",
     "Segment",
     "Waveform",
     "audio_info",

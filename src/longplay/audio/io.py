@@ -8,6 +8,20 @@ Audio files are written through :func:`longplay.atomic.atomic_output_path`, so a
 crash or an exception while writing never leaves a partial file under the final
 name, and an existing file is only replaced once the new one is complete.
 
+Limits on reading. A file whose header gives a sample rate outside
+[:data:`MIN_INPUT_SAMPLE_RATE`, :data:`MAX_INPUT_SAMPLE_RATE`] or more than
+:data:`MAX_INPUT_CHANNELS` channels is refused (:class:`AudioLimitError`, which names
+the file, the value and the limit) before any sample is decoded: such a header is
+corrupt or not music, and resampling it could need more memory than the machine has.
+:func:`load_audio` also refuses files longer than ``max_duration_s`` (default
+:data:`MAX_LOAD_DURATION_S`), since it decodes the whole file into memory.
+
+Truncated files. A WAV or AIFF file whose data ends before the length its header
+declares (an interrupted copy or download), or a compressed file that decodes to fewer
+samples than its header says, is read as the samples that are there, with a warning
+naming the file and both lengths: the audio present is intact, and refusing it would
+throw away the rest of a dataset's run.
+
 Shape legend: C audio channels, S samples.
 """
 
@@ -15,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +44,14 @@ from longplay.errors import AudioFileError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MAX_INPUT_CHANNELS",
+    "MAX_INPUT_SAMPLE_RATE",
+    "MAX_LOAD_DURATION_S",
+    "MIN_INPUT_SAMPLE_RATE",
     "SUPPORTED_OUTPUT_SUBTYPES",
     "AudioFileError",
     "AudioInfo",
+    "AudioLimitError",
     "Waveform",
     "audio_info",
     "convert_channels",
@@ -41,6 +61,24 @@ __all__ = [
 ]
 
 RESAMPLE_QUALITIES = ("VHQ", "HQ", "MQ", "LQ", "QQ")
+
+# What an input audio file may be. Beyond these a header is corrupt or the file is not
+# music for these models, and decoding or resampling it could exhaust memory.
+MIN_INPUT_SAMPLE_RATE = 8_000
+"""Lowest sample rate (Hz) of a file longplay reads (telephone audio)."""
+MAX_INPUT_SAMPLE_RATE = 384_000
+"""Highest sample rate (Hz) of a file longplay reads (the highest studio rate)."""
+MAX_INPUT_CHANNELS = 8
+"""Most channels of a file longplay reads (7.1 surround); the models use one or two."""
+MAX_LOAD_DURATION_S = 7200.0
+"""Longest file :func:`load_audio` decodes into memory by default: twice the longest
+generation (``longplay.pipelines.MAX_DURATION_S``, one hour), about 2.5 GB of float32
+stereo at 44.1 kHz. Longer recordings are split into files first."""
+
+
+class AudioLimitError(AudioFileError):
+    """An audio file outside the limits longplay reads (sample rate, channels, duration);
+    the message names the file, the value and the limit."""
 
 # Extension -> (libsndfile format, allowed subtypes). The first subtype is the default.
 _OUTPUT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -127,28 +165,91 @@ def _zero_length(path: Path) -> AudioFileError:
     )
 
 
+def _open_sound(path: Path) -> sf.SoundFile:
+    """``path`` opened by libsndfile, by its bytes name: a file name that is not valid
+    UTF-8 opens too (soundfile would encode a str name strictly)."""
+    try:
+        return sf.SoundFile(os.fsencode(path))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise _unreadable(path, error) from error
+
+
+def _check_format_limits(path: Path, sample_rate: int, channels: int) -> None:
+    """Raise AudioLimitError when the header's rate or channel count is out of range."""
+    if not MIN_INPUT_SAMPLE_RATE <= sample_rate <= MAX_INPUT_SAMPLE_RATE:
+        raise AudioLimitError(
+            f"{path}: sample rate {sample_rate} Hz is outside the {MIN_INPUT_SAMPLE_RATE}.."
+            f"{MAX_INPUT_SAMPLE_RATE} Hz longplay reads (a corrupt header?). Convert the file "
+            "to a usual rate (e.g. ffmpeg -i IN -ar 44100 OUT.wav) or remove it from the input."
+        )
+    if channels > MAX_INPUT_CHANNELS:
+        raise AudioLimitError(
+            f"{path}: {channels} channels are more than the {MAX_INPUT_CHANNELS} longplay "
+            "reads. Mix the file down to stereo (e.g. ffmpeg -i IN -ac 2 OUT.wav) or remove it "
+            "from the input."
+        )
+
+
+def _declared_frames(sound: sf.SoundFile) -> int | None:
+    """The length a WAV or AIFF header declares, when libsndfile found less data than that.
+
+    libsndfile sizes such a file by the data actually present and only notes the
+    mismatch in its log ("data : <declared bytes> (should be <present bytes>)" for WAV,
+    "Frame count read from 'COMM' chunk (<frames>)" for AIFF). None when it noted none.
+    """
+    log = sound.extra_info
+    aiff = re.search(r"Frame count read from 'COMM' chunk \((\d+)\)", log)
+    if aiff:
+        return int(aiff.group(1))
+    wav = re.search(r"^data : (\d+) \(should be \d+\)", log, flags=re.MULTILINE)
+    block = re.search(r"Block Align\s*:\s*(\d+)", log)
+    if wav and block and int(block.group(1)) > 0:
+        return int(wav.group(1)) // int(block.group(1))
+    return None
+
+
+def _warn_if_truncated(path: Path, num_samples: int, declared: int | None,
+                       sample_rate: int) -> None:
+    if declared is not None and declared > num_samples:
+        logger.warning(
+            "%s: holds %d samples (%.2f s) but its header declares %d (%.2f s); the file is "
+            "truncated (an interrupted copy or download?). Using the %d samples present; "
+            "replace it with a complete copy to use all of it.",
+            path, num_samples, num_samples / sample_rate, declared, declared / sample_rate,
+            num_samples,
+        )
+
+
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     """Read the header of an audio file without decoding its samples.
+
+    A WAV or AIFF file whose data is shorter than its header declares is described by
+    the data present, with a warning (see the module docstring).
 
     Raises:
         AudioFileError: the file is missing, a directory, empty, holds zero samples or
             cannot be parsed as audio.
+        AudioLimitError: its sample rate or channel count is outside the limits
+            (:data:`MIN_INPUT_SAMPLE_RATE`, :data:`MAX_INPUT_SAMPLE_RATE`,
+            :data:`MAX_INPUT_CHANNELS`).
     """
     path = Path(path)
     _check_input_file(path)
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise _unreadable(path, error) from error
-    if info.frames <= 0:
+    with _open_sound(path) as sound:
+        sample_rate, channels, frames = int(sound.samplerate), int(sound.channels), sound.frames
+        file_format = str(sound.format)
+        declared = _declared_frames(sound)
+    if frames <= 0:
         raise _zero_length(path)
+    _check_format_limits(path, sample_rate, channels)
+    _warn_if_truncated(path, frames, declared, sample_rate)
     return AudioInfo(
         path=path,
-        sample_rate=int(info.samplerate),
-        channels=int(info.channels),
-        num_samples=int(info.frames),
-        duration_s=info.frames / info.samplerate,
-        format=str(info.format),
+        sample_rate=sample_rate,
+        channels=channels,
+        num_samples=int(frames),
+        duration_s=frames / sample_rate,
+        format=file_format,
     )
 
 
@@ -157,14 +258,22 @@ def load_audio(
     *,
     sample_rate: int | None = None,
     channels: int | None = None,
+    max_duration_s: float | None = MAX_LOAD_DURATION_S,
 ) -> Waveform:
     """Decode an audio file into a float32 [C, S] waveform.
+
+    The header is checked before any sample is decoded: its rate and channel count
+    against the module's limits, its length against ``max_duration_s``. A file that
+    holds less data than its header declares is read as what it holds, with a warning
+    naming the file and both lengths (see the module docstring).
 
     Args:
         path: wav, flac, ogg or mp3 file (anything libsndfile decodes).
         sample_rate: resample to this rate (soxr, very high quality) when given and
             different from the file's rate.
         channels: convert to this many channels when given (see :func:`convert_channels`).
+        max_duration_s: refuse files longer than this many seconds (the whole file is
+            decoded into memory); None for no limit.
 
     Returns:
         Waveform whose ``audio`` is [C, S] float32 (C = ``channels`` when given).
@@ -172,21 +281,38 @@ def load_audio(
     Raises:
         AudioFileError: the file is missing, a directory, empty, holds zero samples,
             cannot be decoded, or contains NaN/inf samples.
-        ValueError: ``sample_rate`` or ``channels`` is not positive, or the channel
-            conversion is not defined.
+        AudioLimitError: its sample rate, channel count or duration is beyond the limits.
+        ValueError: ``sample_rate``, ``channels`` or ``max_duration_s`` is not positive,
+            or the channel conversion is not defined.
     """
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate}.")
     if channels is not None and channels <= 0:
         raise ValueError(f"channels must be a positive integer, got {channels}.")
+    if max_duration_s is not None and not max_duration_s > 0:
+        raise ValueError(f"max_duration_s must be > 0 or None, got {max_duration_s}.")
     path = Path(path)
     _check_input_file(path)
-    try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise _unreadable(path, error) from error
+    with _open_sound(path) as sound:
+        file_rate, header_frames = int(sound.samplerate), int(sound.frames)
+        if header_frames <= 0:
+            raise _zero_length(path)
+        _check_format_limits(path, file_rate, int(sound.channels))
+        if max_duration_s is not None and header_frames > max_duration_s * file_rate:
+            raise AudioLimitError(
+                f"{path}: {header_frames / file_rate:.1f} s of audio is longer than the "
+                f"{max_duration_s:g} s that are decoded into memory at once. Split it into "
+                "shorter files (e.g. ffmpeg -i IN -f segment -segment_time 600 OUT%03d.wav) "
+                "or remove it from the input."
+            )
+        declared = _declared_frames(sound) or header_frames
+        try:
+            data = sound.read(dtype="float32", always_2d=True)  # [S, C]
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise _unreadable(path, error) from error
     if data.shape[0] == 0:
         raise _zero_length(path)
+    _warn_if_truncated(path, int(data.shape[0]), declared, file_rate)
     if not np.isfinite(data).all():
         raise AudioFileError(
             f"{path}: contains NaN or infinite samples (a corrupt float file). Re-export it "
@@ -195,7 +321,6 @@ def load_audio(
     audio = torch.from_numpy(np.ascontiguousarray(data.T))  # [C, S]
     if channels is not None:
         audio = convert_channels(audio, channels)
-    file_rate = int(file_rate)
     if sample_rate is not None and sample_rate != file_rate:
         audio = resample(audio, file_rate, sample_rate)
         file_rate = sample_rate

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from longplay.assets import model_or_demo
+from longplay.audio import MAX_LOAD_DURATION_S
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES
-from longplay.checkpoints import load_vae
+from longplay.checkpoints import CheckpointError, load_vae
 from longplay.cli.corpus import add_build_corpus
-from longplay.data import encode_folder, write_tar_shards
+from longplay.data import DEFAULT_EXTENSIONS, encode_folder, write_tar_shards
 from longplay.data.shards import DEFAULT_SHARD_SIZE as DEFAULT_TAR_SHARD_SIZE
 
 DEFAULT_LATENT_SHARD_SIZE = 64
@@ -41,6 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           f"(default {DEFAULT_CHUNK_FRAMES})")
     enc.add_argument("--min-duration", type=float, default=0.0, metavar="SECONDS",
                      help="skip files shorter than this (default 0)")
+    enc.add_argument("--max-duration", type=float, default=MAX_LOAD_DURATION_S,
+                     metavar="SECONDS",
+                     help="skip files longer than this, with a warning: each file is decoded "
+                          f"whole into memory (default {MAX_LOAD_DURATION_S:g}, two hours)")
     enc.add_argument("--device", default="cpu", help="torch device (default cpu)")
     enc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     enc.set_defaults(run=run_encode)
@@ -60,20 +67,59 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_build_corpus(data_sub)
 
 
+def printable(text: object) -> str:
+    """``text`` as stdout can print it: a file name that is not valid UTF-8 (or not in
+    the terminal's encoding) gets replacement characters instead of crashing ``print``."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return str(text).encode(encoding, "replace").decode(encoding)
+
+
+def _check_output_folder(path: Path) -> None:
+    """``-o`` is a folder, or can be created: no file in the way, and the nearest folder
+    that exists is writable."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"-o {path}: {existing} is a file, not a folder; choose another "
+                         "output folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"-o {path}: {existing} is not writable; choose another output "
+                              "folder.")
+
+
 def _check_common(args: argparse.Namespace) -> None:
+    """Everything both commands can check before reading any audio or weights."""
     if not args.input.is_dir():
         raise ValueError(f"{args.input} is not a folder; pass the folder of audio files.")
     if args.shard_size < 1:
         raise ValueError(f"--shard-size must be >= 1, got {args.shard_size}.")
     if args.min_duration < 0:
         raise ValueError(f"--min-duration must be >= 0, got {args.min_duration}.")
+    _check_output_folder(args.output)
+    if not any(p.suffix.lower() in DEFAULT_EXTENSIONS and p.is_file()
+               for p in args.input.rglob("*")):
+        raise ValueError(f"{args.input} holds no audio file ({', '.join(DEFAULT_EXTENSIONS)}, "
+                         "searched recursively); pass the folder of your audio files.")
 
 
 def run_encode(args: argparse.Namespace) -> int:
     _check_common(args)
     if args.chunk_frames < 0:
         raise ValueError(f"--chunk-frames must be >= 0, got {args.chunk_frames}.")
-    vae = load_vae(model_or_demo(args.model), device=args.device)
+    if not args.max_duration > 0:
+        raise ValueError(f"--max-duration must be > 0, got {args.max_duration}.")
+    try:
+        str(args.output.absolute()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"-o {printable(args.output)}: the path is not valid UTF-8, and "
+                         "safetensors cannot open such paths; choose another output "
+                         "folder.") from None
+    model = model_or_demo(args.model)
+    if not model.exists():
+        raise CheckpointError(f"--model {model} does not exist: pass a model folder, a VAE "
+                              "weight file, or the name of a bundled model (demo)")
+    vae = load_vae(model, device=args.device)
     bar = tqdm(desc="encoding", unit="file", disable=args.no_progress)
 
     def progress(done: int, total: int) -> None:
@@ -83,10 +129,11 @@ def run_encode(args: argparse.Namespace) -> int:
     try:
         summary = encode_folder(vae, args.input, args.output, shard_size=args.shard_size,
                                 seed=args.seed, chunk_frames=args.chunk_frames or None,
-                                progress=progress, min_duration_s=args.min_duration)
+                                progress=progress, min_duration_s=args.min_duration,
+                                max_duration_s=args.max_duration)
     finally:
         bar.close()
-    print(summary)
+    print(printable(summary))
     if summary.num_encoded + summary.num_already_encoded == 0:
         raise ValueError(f"no audio file of {args.input} could be encoded; see the warnings "
                          "above.")
@@ -97,6 +144,6 @@ def run_pack(args: argparse.Namespace) -> int:
     _check_common(args)
     shards = write_tar_shards(args.input, args.output, args.shard_size,
                               min_duration_s=args.min_duration)
-    print(f"wrote {len(shards)} shard(s) to {args.output}: {shards[0].name} .. "
-          f"{shards[-1].name}")
+    print(printable(f"wrote {len(shards)} shard(s) to {args.output}: {shards[0].name} .. "
+                    f"{shards[-1].name}"))
     return 0

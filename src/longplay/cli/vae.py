@@ -1,16 +1,30 @@
-"""``longplay vae encode | decode | reconstruct | metrics``."""
+"""``longplay vae encode | decode | reconstruct | metrics``.
+
+Every command checks what needs no weights (the input file, the output path, the
+numeric options) before the model loads, so a mistake is reported at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from longplay.audio import load_audio, save_audio
+from longplay.assets import model_or_demo
+from longplay.audio import (
+    MAX_INPUT_SAMPLE_RATE,
+    MIN_INPUT_SAMPLE_RATE,
+    Waveform,
+    convert_channels,
+    load_audio,
+    resample,
+    save_audio,
+)
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES, DEFAULT_CONTEXT_FRAMES, AudioVAE
 from longplay.builders import build_vae
 from longplay.checkpoints import load_vae
@@ -21,36 +35,53 @@ from longplay.checkpoints.files import (
     write_safetensors,
 )
 from longplay.config import VAE_PRESETS, vae_preset
-from longplay.evaluation import ReconstructionMetrics, compare_audio
+from longplay.evaluation import compare_audio
+from longplay.evaluation.autoencoder_metrics import STFT_WINDOW_LENGTHS
 
 logger = logging.getLogger(__name__)
 
 LATENTS_KEY = "latents"
+MIN_SCORED_SAMPLES = max(STFT_WINDOW_LENGTHS) // 2 + 1
+"""The shortest audio the reconstruction metrics score (their centred 2048-point STFT)."""
+
+_METRICS_NOTE = ("Both `vae reconstruct` and `vae metrics` score the files as written (the "
+                 "16-bit output, not the model's float samples), at one sample rate, as "
+                 "stereo: `vae metrics IN OUT --sample-rate R` prints the numbers `vae "
+                 "reconstruct IN -o OUT` printed, R being the VAE's rate.")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    vae = sub.add_parser("vae", help="encode, decode and reconstruct audio with the VAE")
+    vae = sub.add_parser("vae", help="encode, decode and reconstruct audio with the VAE",
+                         description="Encode, decode and reconstruct audio with a model's VAE "
+                                     "(the bundled demo model unless --model is given), and "
+                                     "score reconstructions.")
     vae_sub = vae.add_subparsers(dest="vae_command", required=True, metavar="ACTION")
 
     def common(p: argparse.ArgumentParser) -> None:
         src = p.add_mutually_exclusive_group()
         src.add_argument("--model", type=Path, metavar="PATH",
-                         help="model folder (Stable Audio Open, stable-audio-tools or diffusers) "
-                              "or VAE weight file (.safetensors / .ckpt)")
+                         help="model folder (Stable Audio Open, stable-audio-tools or "
+                              "diffusers), VAE weight file (.safetensors / .ckpt), or a "
+                              "bundled model's name (default: the bundled demo model)")
         src.add_argument("--random-weights", choices=sorted(VAE_PRESETS), metavar="PRESET",
                          help="use an untrained VAE of this preset (output is noise; for "
                               f"testing only): {', '.join(sorted(VAE_PRESETS))}")
-        p.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
+        p.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES, metavar="N",
                        help="latent frames per chunk; 0 processes the whole input at once "
                             f"(default {DEFAULT_CHUNK_FRAMES})")
         p.add_argument("--context-frames", type=int, default=DEFAULT_CONTEXT_FRAMES,
-                       help=f"context on each side of a chunk (default {DEFAULT_CONTEXT_FRAMES})")
+                       metavar="N",
+                       help="latent frames of context on each side of a chunk (default "
+                            f"{DEFAULT_CONTEXT_FRAMES})")
         p.add_argument("--device", default="cpu", help="torch device (default cpu)")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     enc = vae_sub.add_parser("encode", help="audio file -> latents (.safetensors)")
-    enc.add_argument("input", type=Path, metavar="IN")
-    enc.add_argument("-o", "--output", type=Path, required=True, help="latents .safetensors")
+    enc.add_argument("input", type=Path, metavar="IN",
+                     help="audio file (wav, flac, ogg or mp3), resampled and converted to "
+                          "the VAE's rate and channels")
+    enc.add_argument("-o", "--output", type=Path, required=True,
+                     help="latents file to write (.safetensors)")
     enc.add_argument("--sample", action="store_true",
                      help="store a sample of the posterior instead of its mean")
     enc.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
@@ -58,23 +89,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     enc.set_defaults(run=run_encode)
 
     dec = vae_sub.add_parser("decode", help="latents (.safetensors) -> audio file")
-    dec.add_argument("input", type=Path, metavar="LATENTS")
-    dec.add_argument("-o", "--output", type=Path, required=True, help="output .wav or .flac")
+    dec.add_argument("input", type=Path, metavar="LATENTS",
+                     help="latents file written by `longplay vae encode` ([D, T] or [B, D, T] "
+                          f"tensor '{LATENTS_KEY}')")
+    dec.add_argument("-o", "--output", type=Path, required=True,
+                     help="output .wav or .flac (16-bit); a batch of B latents writes "
+                          "OUT_0 .. OUT_{B-1}")
     common(dec)
     dec.set_defaults(run=run_decode)
 
-    rec = vae_sub.add_parser("reconstruct",
-                             help="encode then decode an audio file and print the metrics")
-    rec.add_argument("input", type=Path, metavar="IN")
-    rec.add_argument("-o", "--output", type=Path, required=True, help="output .wav or .flac")
+    rec = vae_sub.add_parser(
+        "reconstruct", help="encode then decode an audio file and print the metrics",
+        description="Encode IN with the VAE (the posterior mean), decode it, write the result "
+                    "and print the STFT distance, MEL distance and SI-SDR of the written file "
+                    "against IN at the VAE's sample rate. " + _METRICS_NOTE)
+    rec.add_argument("input", type=Path, metavar="IN",
+                     help=f"audio file (wav, flac, ogg or mp3) of at least {MIN_SCORED_SAMPLES} "
+                          "samples at the VAE's rate")
+    rec.add_argument("-o", "--output", type=Path, required=True,
+                     help="output .wav or .flac (16-bit)")
     common(rec)
     rec.set_defaults(run=run_reconstruct)
 
-    met = vae_sub.add_parser("metrics",
-                             help="STFT distance, MEL distance and SI-SDR of two files or folders")
-    met.add_argument("reference", type=Path)
-    met.add_argument("estimate", type=Path)
-    met.add_argument("--sample-rate", type=int, default=44100)
+    met = vae_sub.add_parser(
+        "metrics", help="STFT distance, MEL distance and SI-SDR of two files or folders",
+        description="Score estimates against references: two audio files, or two folders "
+                    "whose files are paired by relative path (extension ignored). " +
+                    _METRICS_NOTE)
+    met.add_argument("reference", type=Path, help="original audio file or folder")
+    met.add_argument("estimate", type=Path,
+                     help="reconstruction: a file, or a folder with a file for every reference")
+    met.add_argument("--sample-rate", type=int, default=44100, metavar="HZ",
+                     help="rate both sides are resampled to before scoring (default 44100; "
+                          "use the VAE's rate to match `vae reconstruct`)")
     met.add_argument("--json", action="store_true", help="print JSON")
     met.set_defaults(run=run_metrics)
 
@@ -84,11 +131,7 @@ def _load_model(args: argparse.Namespace) -> AudioVAE:
         logger.warning("using an untrained %r VAE with random weights: the output is noise",
                        args.random_weights)
         return build_vae(vae_preset(args.random_weights), seed=0).to(args.device).eval()
-    if args.model is None:
-        raise ValueError("no VAE given: pass --model PATH (a Stable Audio Open model folder, a "
-                         "diffusers folder or a VAE weight file), or --random-weights PRESET "
-                         "to test with an untrained model")
-    return load_vae(args.model, device=args.device)
+    return load_vae(model_or_demo(args.model), device=args.device)
 
 
 def _chunk_args(args: argparse.Namespace) -> dict:
@@ -114,26 +157,40 @@ class _Progress:
 def _check_output(path: Path, suffixes: tuple[str, ...]) -> None:
     if path.suffix.lower() not in suffixes:
         raise ValueError(f"output {path} must end in {' or '.join(suffixes)}")
-    if not path.parent.exists():
-        raise FileNotFoundError(f"output folder {path.parent} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {path.parent} does not exist; create it first "
+                                "(mkdir -p)")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {path.parent} is not writable; choose another -o")
+
+
+def _model_audio(wave: Waveform, vae: AudioVAE) -> torch.Tensor:
+    """The waveform as the VAE takes it, [C, S]: as ``load_audio(path, sample_rate=...,
+    channels=...)`` would have read it (channels converted, then resampled)."""
+    audio = convert_channels(wave.audio, vae.audio_channels)
+    return resample(audio, wave.sample_rate, vae.sample_rate).contiguous()
 
 
 def run_encode(args: argparse.Namespace) -> int:
     _check_output(args.output, (".safetensors",))
+    chunks = _chunk_args(args)
+    wave = load_audio(args.input)  # the input's problems are found before the model loads
     vae = _load_model(args)
-    wave = load_audio(args.input, sample_rate=vae.sample_rate, channels=vae.audio_channels)
+    audio = _model_audio(wave, vae)
     progress = _Progress("encoding", args.no_progress)
     with torch.inference_mode():
-        dist = vae.encode(wave.audio[None].to(args.device), progress=progress, **_chunk_args(args))
+        dist = vae.encode(audio[None].to(args.device), progress=progress, **chunks)
         generator = torch.Generator(device=args.device).manual_seed(args.seed)
         latents = dist.sample(generator) if args.sample else dist.mode()
     progress.close()
     metadata = {
         "sample_rate": str(vae.sample_rate),
         "hop_length": str(vae.hop_length),
-        "num_samples": str(wave.num_samples),
+        "num_samples": str(audio.shape[-1]),
         "latents": f"sample (seed {args.seed})" if args.sample else "mean",
-        "source": str(args.input),
+        "source": os.fsencode(args.input).decode("utf-8", "replace"),
     }
     write_safetensors(args.output, {LATENTS_KEY: latents.float().cpu()}, metadata)
     print(f"wrote {args.output}: latents {tuple(latents.shape)} "
@@ -141,30 +198,53 @@ def run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_decode(args: argparse.Namespace) -> int:
-    _check_output(args.output, (".wav", ".flac"))
-    state = read_state_dict(args.input)
+def _read_latents(path: Path) -> tuple[torch.Tensor, dict[str, str]]:
+    """(latents [B, D, T], metadata) of a latents file, checked as far as no model is
+    needed: the tensor exists, has 2 or 3 dimensions, at least one frame, finite values,
+    and the metadata's lengths are whole numbers that fit it."""
+    state = read_state_dict(path)
     if LATENTS_KEY not in state:
-        raise CheckpointError(f"{args.input} has no '{LATENTS_KEY}' tensor; write one with "
+        raise CheckpointError(f"{path} has no '{LATENTS_KEY}' tensor; write one with "
                               "`longplay vae encode`")
     latents = state[LATENTS_KEY]
     if latents.dim() == 2:
         latents = latents[None]
-    metadata = read_safetensors_metadata(args.input) if args.input.suffix == ".safetensors" else {}
+    if latents.dim() != 3:
+        raise ValueError(f"{path}: latents {tuple(latents.shape)} must be [D, T] or [B, D, T]")
+    if latents.shape[0] == 0 or latents.shape[-1] == 0:
+        raise ValueError(f"{path}: latents {tuple(latents.shape)} hold no frames, so there is "
+                         "nothing to decode; encode a non-empty audio file")
+    if not latents.is_floating_point() or not torch.isfinite(latents).all():
+        raise ValueError(f"{path} contains NaN, infinite or non-float latents")
+    metadata = read_safetensors_metadata(path) if path.suffix == ".safetensors" else {}
+    for key in ("hop_length", "num_samples"):
+        if key in metadata and not (metadata[key].isdigit() and int(metadata[key]) > 0):
+            raise ValueError(f"{path}: metadata {key}={metadata[key]!r} is not a positive "
+                             "integer; write the file again with `longplay vae encode`")
+    if "hop_length" in metadata and "num_samples" in metadata:
+        capacity = latents.shape[-1] * int(metadata["hop_length"])
+        if int(metadata["num_samples"]) > capacity:
+            raise ValueError(f"{path}: metadata num_samples={metadata['num_samples']} is more "
+                             f"than its {latents.shape[-1]} frames hold ({capacity} samples)")
+    return latents, metadata
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    _check_output(args.output, (".wav", ".flac"))
+    chunks = _chunk_args(args)
+    latents, metadata = _read_latents(args.input)
     vae = _load_model(args)
-    if latents.dim() != 3 or latents.shape[1] != vae.latent_dim:
+    if latents.shape[1] != vae.latent_dim:
         raise ValueError(f"{args.input}: latents {tuple(latents.shape)} do not fit this VAE, "
                          f"which expects [B, {vae.latent_dim}, T]")
     if "hop_length" in metadata and int(metadata["hop_length"]) != vae.hop_length:
         raise ValueError(f"{args.input} was encoded with hop {metadata['hop_length']}, this VAE "
                          f"has hop {vae.hop_length}")
     num_samples = int(metadata["num_samples"]) if "num_samples" in metadata else None
-    if not torch.isfinite(latents).all():
-        raise ValueError(f"{args.input} contains NaN or infinite latents")
     progress = _Progress("decoding", args.no_progress)
     with torch.inference_mode():
         audio = vae.decode(latents.to(args.device), num_samples=num_samples, progress=progress,
-                           **_chunk_args(args))
+                           **chunks)
     progress.close()
     outputs = _write_batch(args.output, audio.cpu(), vae.sample_rate)
     print(f"wrote {', '.join(str(p) for p in outputs)}")
@@ -181,10 +261,15 @@ def _write_batch(path: Path, audio: torch.Tensor, sample_rate: int) -> list[Path
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     _check_output(args.output, (".wav", ".flac"))
-    vae = _load_model(args)
-    wave = load_audio(args.input, sample_rate=vae.sample_rate, channels=vae.audio_channels)
-    audio = wave.audio[None].to(args.device)  # [1, C, S]
     chunks = _chunk_args(args)
+    wave = load_audio(args.input)  # the input's problems are found before the model loads
+    vae = _load_model(args)
+    audio = _model_audio(wave, vae)[None].to(args.device)  # [1, C, S]
+    if audio.shape[-1] < MIN_SCORED_SAMPLES:
+        raise ValueError(f"{args.input}: {audio.shape[-1]} samples at {vae.sample_rate} Hz are "
+                         f"too few to score; the metrics need at least {MIN_SCORED_SAMPLES} "
+                         f"({MIN_SCORED_SAMPLES / vae.sample_rate:.3f} s). Nothing was written; "
+                         "pass a longer file")
     progress = _Progress("encoding", args.no_progress)
     with torch.inference_mode():
         latents = vae.encode(audio, progress=progress, **chunks).mode()
@@ -193,16 +278,19 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         recon = vae.decode(latents, num_samples=audio.shape[-1], progress=progress, **chunks)
     progress.close()
     save_audio(args.output, recon[0].cpu(), vae.sample_rate)
-    metrics = ReconstructionMetrics()
-    metrics.update(audio.cpu(), recon.cpu(), vae.sample_rate)
-    scores = metrics.compute()
+    # Scored as `vae metrics` scores the pair: the written file against the input.
+    scores = compare_audio(args.input, args.output, sample_rate=vae.sample_rate)
     print(f"wrote {args.output} ({wave.duration_s:.2f} s, {latents.shape[-1]} latent frames)")
     print(f"STFT distance {scores.stft_distance:.3f}  MEL distance {scores.mel_distance:.3f}  "
-          f"SI-SDR {scores.si_sdr:.2f} dB")
+          f"SI-SDR {scores.si_sdr:.2f} dB  (the written file against the input at "
+          f"{vae.sample_rate} Hz)")
     return 0
 
 
 def run_metrics(args: argparse.Namespace) -> int:
+    if not MIN_INPUT_SAMPLE_RATE <= args.sample_rate <= MAX_INPUT_SAMPLE_RATE:
+        raise ValueError(f"--sample-rate must be in {MIN_INPUT_SAMPLE_RATE}.."
+                         f"{MAX_INPUT_SAMPLE_RATE} Hz, got {args.sample_rate}")
     scores = compare_audio(args.reference, args.estimate, sample_rate=args.sample_rate)
     if args.json:
         print(json.dumps(scores.as_dict(), indent=2))

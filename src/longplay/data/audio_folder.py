@@ -43,8 +43,9 @@ class AudioFolderDataset(Dataset[AudioExample]):
     Files are found recursively in sorted order (see
     :func:`longplay.data.folder.scan_audio_folder`, which also documents the metadata
     sources and their precedence). Only headers are read at construction; files that
-    are empty, unreadable, hold no samples or are shorter than ``min_duration_s`` are
-    skipped there with one warning each and counted in :attr:`summary`.
+    are empty, unreadable, hold no samples, have a sample rate or channel count outside
+    ``longplay.audio``'s limits, or are shorter than ``min_duration_s`` are skipped
+    there with one warning each and counted in :attr:`summary`.
 
     Each item is one window of ``num_samples`` samples at ``sample_rate``, decoded from
     just the frames it needs (:class:`~longplay.data.windows.WindowReader`):

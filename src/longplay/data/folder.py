@@ -32,7 +32,7 @@ from typing import Any
 
 import soundfile as sf
 
-from longplay.audio import AudioFileError, AudioInfo, audio_info
+from longplay.audio import AudioFileError, AudioInfo, AudioLimitError, audio_info
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ PATH_COLUMNS: tuple[str, ...] = ("file", "path")
 REASON_EMPTY = "empty file"
 REASON_UNREADABLE = "unreadable"
 REASON_NO_AUDIO = "no audio"
+REASON_OUT_OF_RANGE = "out of range"  # rate, channels or length beyond longplay.audio's limits
 REASON_TOO_SHORT = "too short"
 REASON_BAD_METADATA = "bad metadata"
 REASON_DECODE_ERROR = "decode error"
@@ -225,10 +226,12 @@ def _is_hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def _header_failure(path: Path) -> str:
+def _header_failure(path: Path, err: AudioFileError) -> str:
     """The skip reason for a file whose header ``audio_info`` rejected."""
+    if isinstance(err, AudioLimitError):
+        return REASON_OUT_OF_RANGE
     try:
-        frames = sf.info(str(path)).frames
+        frames = sf.info(os.fsencode(path)).frames
     except (sf.SoundFileError, RuntimeError, OSError):
         return REASON_UNREADABLE
     return REASON_NO_AUDIO if frames <= 0 else REASON_UNREADABLE
@@ -245,7 +248,9 @@ def scan_audio_folder(
     Files are taken in sorted order of their relative paths, so every scan of the same
     folder gives the same list. Hidden files and folders (names starting with ".", such
     as macOS ``._song.wav`` resource forks) are ignored. Only headers are read here. A
-    file that is empty, unreadable, holds no samples, is shorter than
+    file that is empty, unreadable, holds no samples, has a sample rate or channel
+    count outside ``longplay.audio``'s limits (``MIN_INPUT_SAMPLE_RATE``..
+    ``MAX_INPUT_SAMPLE_RATE``, ``MAX_INPUT_CHANNELS``), is shorter than
     ``min_duration_s`` or has a broken sidecar is skipped with one warning naming it
     and the reason, and counted in the summary.
 
@@ -282,7 +287,7 @@ def scan_audio_folder(
         try:
             info = audio_info(path)
         except AudioFileError as err:
-            skip(_header_failure(path), str(err))
+            skip(_header_failure(path, err), str(err))
             continue
         if info.duration_s < min_duration_s:
             skip(REASON_TOO_SHORT, f"{info.duration_s:.3f} s is shorter than the minimum "

@@ -51,7 +51,13 @@ from safetensors import SafetensorError, safe_open
 from torch.utils.data import Dataset
 
 from longplay.atomic import atomic_output_path
-from longplay.audio import AudioFileError, Waveform, load_audio
+from longplay.audio import (
+    MAX_LOAD_DURATION_S,
+    AudioFileError,
+    AudioLimitError,
+    Waveform,
+    load_audio,
+)
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES, AudioVAE
 from longplay.checkpoints.files import (
     CheckpointError,
@@ -61,6 +67,7 @@ from longplay.checkpoints.files import (
 from longplay.data.folder import (
     DEFAULT_EXTENSIONS,
     REASON_DECODE_ERROR,
+    REASON_OUT_OF_RANGE,
     REASON_SILENT,
     AudioFile,
     DatasetSummary,
@@ -216,8 +223,20 @@ def read_latent_index(root: str | os.PathLike[str], *,
     return entries
 
 
+def _json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """``value`` as JSON that is valid UTF-8. Non-ASCII text is kept as it is, except in a
+    value holding a file name that is not UTF-8: its undecodable bytes (lone surrogates
+    in Python) are then escaped as ``\\udcXX``, which ``json.loads`` reads back the same."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, ensure_ascii=True, sort_keys=sort_keys)
+    return text
+
+
 def _index_line(entry: LatentIndexEntry) -> str:
-    return json.dumps(entry.to_json(), ensure_ascii=False, sort_keys=True) + "\n"
+    return _json_text(entry.to_json(), sort_keys=True) + "\n"
 
 
 def _append_index(root: Path, entries: Sequence[LatentIndexEntry]) -> None:
@@ -231,7 +250,8 @@ def _append_index(root: Path, entries: Sequence[LatentIndexEntry]) -> None:
 def _path_seed(seed: int, relative_path: str) -> int:
     """The posterior-sample seed of a file: from ``seed`` and a hash of its relative path,
     so a file's latents do not change when other files are added, removed or resumed."""
-    digest = hashlib.blake2b(relative_path.encode("utf-8"), digest_size=8).digest()
+    name = relative_path.encode("utf-8", "surrogateescape")  # the bytes of a non-UTF-8 name
+    digest = hashlib.blake2b(name, digest_size=8).digest()
     return mix_seed(seed, int.from_bytes(digest, "little"))
 
 
@@ -257,14 +277,17 @@ def _next_shard_number(entries: Sequence[LatentIndexEntry]) -> int:
     return max(numbers) + 1 if numbers else 0
 
 
-def _load_for_encoding(file: AudioFile, vae: AudioVAE, summary: DatasetSummary) -> Waveform | None:
+def _load_for_encoding(file: AudioFile, vae: AudioVAE, summary: DatasetSummary,
+                       max_duration_s: float | None) -> Waveform | None:
     """The whole file at the VAE's rate and channels; None (warned, counted) when it
-    cannot be decoded or is silent."""
+    cannot be decoded, is longer than ``max_duration_s`` or is silent."""
     try:
-        wave = load_audio(file.path, sample_rate=vae.sample_rate, channels=vae.audio_channels)
+        wave = load_audio(file.path, sample_rate=vae.sample_rate, channels=vae.audio_channels,
+                          max_duration_s=max_duration_s)
     except AudioFileError as err:
-        logger.warning("skipping %s (%s): %s", file.path, REASON_DECODE_ERROR, err)
-        summary.skip(REASON_DECODE_ERROR)
+        reason = REASON_OUT_OF_RANGE if isinstance(err, AudioLimitError) else REASON_DECODE_ERROR
+        logger.warning("skipping %s (%s): %s", file.path, reason, err)
+        summary.skip(reason)
         return None
     if float(wave.audio.abs().max()) < SILENCE_PEAK:
         logger.warning("skipping %s (%s): peak below %g", file.path, REASON_SILENT, SILENCE_PEAK)
@@ -284,6 +307,7 @@ def encode_folder(
     progress: ProgressFn | None = None,
     extensions: Sequence[str] = DEFAULT_EXTENSIONS,
     min_duration_s: float = 0.0,
+    max_duration_s: float | None = MAX_LOAD_DURATION_S,
 ) -> EncodeSummary:
     """Encode every usable audio file under ``root`` into latent shards in ``out_dir``.
 
@@ -291,7 +315,10 @@ def encode_folder(
     skips and metadata). Each whole file is loaded at the VAE's rate and channel count,
     encoded (in chunks of ``chunk_frames``, see ``AudioVAE.encode``) and one posterior
     sample is stored, drawn with a generator seeded from ``seed`` and the file's
-    relative path. Files that fail to decode or are silent are skipped with a warning.
+    relative path. Files that fail to decode, are silent, are longer than
+    ``max_duration_s`` (each is decoded whole into memory) or have a sample rate or
+    channel count outside ``longplay.audio``'s limits are skipped with a warning naming
+    the file and the reason; the run goes on with the others.
 
     Resumable: files already in ``out_dir``'s index (by relative path) are skipped, and
     numbering continues after the last indexed shard. The run must use the same VAE
@@ -307,6 +334,7 @@ def encode_folder(
         progress: called as ``progress(files_done, files_total)`` over this run's files.
         extensions: audio file extensions.
         min_duration_s: files shorter than this are skipped.
+        max_duration_s: files longer than this are skipped (None: no limit).
 
     Returns:
         EncodeSummary of this run.
@@ -317,6 +345,8 @@ def encode_folder(
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}.")
+    if max_duration_s is not None and not max_duration_s > 0:
+        raise ValueError(f"max_duration_s must be > 0 or None, got {max_duration_s}.")
     out = Path(out_dir)
     files, summary = scan_audio_folder(root, extensions=extensions,
                                        min_duration_s=min_duration_s)
@@ -338,7 +368,7 @@ def encode_folder(
         nonlocal shard_number
         name = SHARD_PATTERN.format(shard_number)
         batch = [(replace(e, shard=name), z) for e, z in pending]
-        items = json.dumps([e.to_json() for e, _ in batch], ensure_ascii=False)
+        items = _json_text([e.to_json() for e, _ in batch])
         write_safetensors(out / name, {e.item_id: z for e, z in batch},
                           {**header, "items": items})
         _append_index(out, [e for e, _ in batch])
@@ -347,7 +377,7 @@ def encode_folder(
         shard_number += 1
 
     for done_count, file in enumerate(todo, start=1):
-        wave = _load_for_encoding(file, vae, summary)
+        wave = _load_for_encoding(file, vae, summary, max_duration_s)
         if wave is not None:
             generator = torch.Generator(device=device).manual_seed(
                 _path_seed(seed, file.relative_path))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ def open_sound(source: AudioSource, name: str) -> sf.SoundFile:
     Raises:
         BrokenAudioFileError: libsndfile cannot parse it or it holds no frames.
     """
-    handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    handle = io.BytesIO(source) if isinstance(source, bytes) else os.fsencode(source)
     try:
         sound = sf.SoundFile(handle)
     except (sf.SoundFileError, RuntimeError, OSError) as err:
