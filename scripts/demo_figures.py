@@ -46,7 +46,7 @@ from longplay.atomic import atomic_output_path
 from longplay.audio import save_audio
 from longplay.audio.images import save_spectrogram_png
 from longplay.data import PromptBuilder
-from longplay.evaluation.runner import Evaluation, EvaluationConfig
+from longplay.evaluation.runner import PLOTS_SECTION, Evaluation, EvaluationConfig
 from longplay.pipelines import TextToMusicPipeline
 
 PAPER_VAE = {"stft": 1.19, "mel": 0.71, "si_sdr": 7.14}
@@ -164,6 +164,7 @@ def write_evaluation_page(args: argparse.Namespace, reference_ids: list[str],
                 shutil.copyfile(run / "structure" / name, assets / "structure" / name)
             shown.append(png.name)
     text = (run / "report.md").read_text().replace("](timing/", "](evaluation/timing/")
+    text = text.split(f"\n{PLOTS_SECTION}\n")[0]  # every clip's: this page shows a few
     text = text.replace("# Evaluation report", "# Evaluation of the bundled demo model", 1)
     durations = ",".join(f"{d:g}" for d in args.timing_durations)
     lines = [text.rstrip(), "", "## Structure plots", "",

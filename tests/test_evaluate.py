@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import re
+import struct
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import SAO1_TINY
 from longplay.audio import save_audio
+from longplay.cli import evaluate as evaluate_cli
 from longplay.cli.main import main
 from longplay.evaluation.embedders import own_clap, peak_normalise, windows
-from longplay.evaluation.runner import Evaluation, EvaluationConfig
+from longplay.evaluation.plots import MARK_COLOUR, MIN_PLOT_PIXELS
+from longplay.evaluation.runner import (
+    DEFAULT_METRICS,
+    Evaluation,
+    EvaluationConfig,
+    ProgressBars,
+)
+from longplay.pipelines import TextToMusicPipeline
 
 
 @pytest.fixture
@@ -193,3 +206,146 @@ def test_evaluate_scores_the_joins_its_sidecars_record(tmp_path, prompts) -> Non
     assert {r["id"] for r in joins["items"]} == {"b", "c"}  # a has no join
     assert joins["joins"] == len(joins["items"]) and joins["max_click"] >= joins["mean_click"]
     assert "## Joins" in (tmp_path / "r" / "report.md").read_text()
+
+
+def read_png(path: Path) -> np.ndarray:
+    """RGB uint8 [H, W, 3] of a PNG as longplay writes them (8-bit RGB, filter 0 rows)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    chunks, pos = [], 8
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            chunks.append(data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+    rows = np.frombuffer(zlib.decompress(b"".join(chunks)), np.uint8).reshape(height, -1)
+    assert (rows[:, 0] == 0).all()  # filter type 0 on every row
+    return rows[:, 1:].reshape(height, width, 3)
+
+
+def axes_of(picture: np.ndarray, min_length: int) -> tuple[int, int]:
+    """(row of the bottom axis, column of the left axis): the black lines at least
+    ``min_length`` pixels long, the lowest row and the leftmost column."""
+    black = (picture == 0).all(axis=2)
+    rows = [r for r in range(picture.shape[0]) if _longest_run(black[r]) >= min_length]
+    columns = [c for c in range(picture.shape[1]) if _longest_run(black[:, c]) >= min_length]
+    assert rows and columns, "no axis line"
+    return rows[-1], columns[0]
+
+
+def _longest_run(line: np.ndarray) -> int:
+    best = run = 0
+    for value in line:
+        run = run + 1 if value else 0
+        best = max(best, run)
+    return best
+
+
+class Recorder:
+    """A progress callback that keeps every report."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.calls.append((stage, done, total))
+
+    def finished(self, stage: str) -> int:
+        """The total of ``stage``, after checking it started at 0 and counted up to it."""
+        reports = [(d, t) for s, d, t in self.calls if s == stage]
+        assert reports, f"{stage} reported no progress"
+        total = reports[0][1]
+        assert [d for d, _ in reports] == list(range(total + 1)), reports
+        return total
+
+
+def test_defaults_leave_out_timing_report_every_stage_and_show_the_plots(
+        tmp_path, prompts, clap_folder) -> None:
+    out = tmp_path / "report"
+    config = EvaluationConfig(prompts=prompts, model=SAO1_TINY, clap=clap_folder,
+                              duration_s=1.0, steps=2)
+    assert "timing" not in config.metrics and config.metrics == DEFAULT_METRICS
+    progress = Recorder()
+    report = Evaluation(config, out, progress=progress).run()
+    assert set(report.metrics) == {"clap", "structure"} and not (out / "timing").exists()
+    assert progress.finished("generating") == progress.finished("clap") == 3
+    assert progress.finished("structure") == 3
+    steps = {stage for stage, _, _ in progress.calls if stage.startswith("generating: ")}
+    assert steps == {"generating: sampling", "generating: decoding"}
+
+    markdown = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(links) == 6  # chroma and MFCC of each clip
+    for item_id in "abc":
+        for kind in ("chroma", "mfcc"):
+            assert f"structure/generated_{item_id}_{kind}.png" in links
+    for link in links:
+        assert (out / link).is_file()  # relative to report.md
+
+    # The chroma matrix of a 1 s clip is 22 x 22 frames; the plot is larger, with a black
+    # axis below and left of the (enlarged) matrix and ink (numbers, label) beyond them.
+    picture = read_png(out / "structure" / "generated_a_chroma.png")
+    assert picture.shape[0] > MIN_PLOT_PIXELS and picture.shape[1] > MIN_PLOT_PIXELS
+    axis_row, axis_col = axes_of(picture, MIN_PLOT_PIXELS)
+    ink = (picture == 0).all(axis=2)
+    assert ink[axis_row + 2:].sum() > 50 and ink[:, :axis_col - 1].sum() > 50
+    matrix = picture[:axis_row, axis_col + 1:]
+    shaded = matrix[(matrix != 255).any(axis=2)]
+    assert (shaded[:, 0] == shaded[:, 1]).all()  # the matrix itself is gray
+
+
+def test_every_metric_reports_progress_and_timing_marks_the_end(
+        tmp_path, prompts, reference, clap_folder) -> None:
+    audio = tmp_path / "generated"
+    audio.mkdir()
+    for item_id in "abc":
+        save_audio(audio / f"{item_id}.wav", torch.randn(2, 44100) * 0.1, 44100)
+    metrics = ("clap", "fd_clap", "timing", "structure", "autoencoder", "joins")
+    config = EvaluationConfig(prompts=prompts, audio=audio, reference=reference,
+                              clap=clap_folder, model=SAO1_TINY, metrics=metrics, steps=2,
+                              timing_durations=(1.0,))
+    progress = Recorder()
+    report = Evaluation(config, tmp_path / "r", progress=progress).run()
+    assert set(report.metrics) == set(metrics)
+    assert "generating" not in {stage for stage, _, _ in progress.calls}  # --audio
+    expected = {"clap": 3, "fd_clap": 5, "timing": 1, "structure": 5, "autoencoder": 2,
+                "joins": 3}
+    assert {metric: progress.finished(metric) for metric in metrics} == expected
+    assert any(stage == "timing: sampling" for stage, _, _ in progress.calls)
+
+    # The timing spectrogram: time axis over the whole window, the requested end marked.
+    picture = read_png(tmp_path / "r" / "timing" / "1.png")
+    axis_row, axis_col = axes_of(picture, 100)
+    marked = np.flatnonzero(((picture[:axis_row] == MARK_COLOUR).all(axis=2)).any(axis=0))
+    window_s = TextToMusicPipeline.from_pretrained(SAO1_TINY).max_duration_s
+    # The axis line runs from the corner under the whole picture.
+    width = (picture[axis_row, axis_col:] == 0).all(axis=1).argmin() - 1
+    assert len(marked) == 1
+    assert (marked[0] - axis_col - 1) / (width - 1) == pytest.approx(1.0 / window_s, abs=0.01)
+
+
+def test_progress_bars_show_each_stage_and_restart_for_each_generation(capsys) -> None:
+    bars = ProgressBars()
+    for done in range(3):
+        bars("generating: sampling", done, 2)  # one generation's steps
+    bars("generating: sampling", 1, 4)  # the next one's
+    bars("generating", 0, 2)
+    bars("generating", 2, 2)
+    assert list(bars._bars) == ["generating: sampling"]  # "generating" ended
+    restarted = bars._bars["generating: sampling"]
+    assert (restarted.n, restarted.total) == (1, 4)
+    bars.close()
+    assert bars._bars == {}
+    err = capsys.readouterr().err
+    assert "generating: sampling" in err and "generating: 100%" in err and "2/2" in err
+
+
+def test_every_evaluate_option_has_help() -> None:
+    parser = argparse.ArgumentParser(prog="longplay")
+    sub = parser.add_subparsers()
+    evaluate_cli.add_parser(sub)
+    actions = sub.choices["evaluate"]._actions
+    assert [a.dest for a in actions if not a.help] == []
+    args = parser.parse_args(["evaluate", "--prompts", "p.jsonl", "-o", "out"])
+    assert args.metrics == DEFAULT_METRICS and "timing" not in args.metrics

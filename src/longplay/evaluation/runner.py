@@ -5,13 +5,14 @@ Layout of the report folder::
 
     REPORT_DIR/
       audio/<id>.wav, audio/<id>.json    generations (sidecar: prompt, seed, settings)
-      timing/<seconds>.wav               full-window generations for timing adherence
-      structure/<id>_chroma.png, ...     self-similarity matrices
-      report.json, report.md
+      timing/<seconds>.wav, .png         full-window generations for timing adherence
+      structure/<set>_<id>_chroma.png    self-similarity matrices (and _mfcc), time in s
+      report.json, report.md             report.md shows the PNGs (links relative to it)
 
 A generation whose sidecar matches (prompt, seed, duration, steps, guidance) is kept
 on a rerun, so an interrupted evaluation continues where it stopped. Item i of the
-prompt file uses seed ``seed + i``.
+prompt file uses seed ``seed + i``. Every stage (generating, then each metric) reports
+its progress, and a generation its sampler steps (:class:`ProgressBars` on a terminal).
 
 Metrics (``--metrics``; see each one's definition in its module):
 
@@ -19,7 +20,9 @@ Metrics (``--metrics``; see each one's definition in its module):
   clip with the next item's prompt: chance level), with longplay's own CLAP (offline);
 - ``fd_clap``: Fréchet distance between own-CLAP window embeddings of the generated
   and the reference audio (needs ``--reference``);
-- ``timing``: timing adherence of requests generated in the full window;
+- ``timing``: timing adherence of requests generated in the full window. Not a default:
+  each request is one generation of the model's whole window (the demo model: 285 s of
+  audio, minutes on a CPU), whatever duration it asks for;
 - ``structure``: chroma and MFCC self-similarity matrices (PNG) and the structure
   score (novelty peaks per minute, block contrast) of generated and reference audio;
 - ``autoencoder``: STFT/MEL distance and SI-SDR of the model's VAE on the reference
@@ -38,9 +41,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from tqdm import tqdm
@@ -48,12 +52,13 @@ from tqdm import tqdm
 from longplay.assets import demo_clap_path, model_or_demo
 from longplay.atomic import atomic_output_path
 from longplay.audio import load_audio, save_audio
-from longplay.audio.images import save_spectrogram_png
+from longplay.audio.images import spectrogram_image, write_png
 from longplay.evaluation import embedders
 from longplay.evaluation.autoencoder_metrics import mel_distance, si_sdr, stft_distance
 from longplay.evaluation.distribution_metrics import CLAPScore, FrechetDistance, KLDivergence
 from longplay.evaluation.embedders import own_clap
 from longplay.evaluation.joins import JoinMetric
+from longplay.evaluation.plots import with_axes
 from longplay.evaluation.prompts import PromptItem, read_prompts
 from longplay.evaluation.structure import (
     chroma_features,
@@ -64,11 +69,20 @@ from longplay.evaluation.structure import (
 )
 from longplay.evaluation.timing import timing_adherence
 from longplay.pipelines import TextToMusicPipeline
+from longplay.pipelines.text_to_music import ProgressFn
 
 METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "joins", "clap_laion",
            "fd_openl3", "kl_passt")
 OFFLINE_METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "joins")
+DEFAULT_METRICS = ("clap", "structure")
+"""What ``longplay evaluate`` computes unless told: a few seconds per item beyond the
+generations themselves (timing adherence costs a whole window per request: opt in)."""
+PLOTS_SECTION = "## Structure plots"
+"""The last section of report.md: the self-similarity plots of every clip."""
+GENERATING = "generating"
+"""The stage name under which the items are generated; the metrics' stages are their names."""
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+Unit = TypeVar("Unit")
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,7 @@ class EvaluationConfig:
     model: Path | None = None  # None: the bundled demo model (when generating)
     audio: Path | None = None  # already generated audio, <id>.<ext>, instead of generating
     reference: Path | None = None  # real audio, <id>.<ext> (any names for FD)
-    metrics: tuple[str, ...] = ("clap", "timing", "structure")
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     clap: Path | None = None  # own CLAP folder; default: the demo model's
     duration_s: float = 10.0  # for prompts without a duration
     steps: int | None = None
@@ -143,14 +157,58 @@ def _safe_id(item_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
 
 
+class ProgressBars:
+    """Progress reports (``progress(stage, done, total)``) as tqdm bars on stderr: one per
+    stage, closed when the stage is done; a generation's own steps ("generating:
+    sampling") get a bar that is cleared when it ends."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self._bars.get(stage)
+        if bar is None or done < bar.n:  # a new stage, or the next generation's steps
+            if bar is not None:
+                bar.close()
+            bar = self._bars[stage] = tqdm(total=total, desc=stage, leave=": " not in stage,
+                                           dynamic_ncols=True)
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            del self._bars[stage]
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    """A progress callback that shows nothing."""
+
+
 class Evaluation:
-    """One evaluation run into ``out_dir`` (see the module docstring)."""
+    """One evaluation run into ``out_dir`` (see the module docstring).
+
+    ``progress``: True shows tqdm bars (:class:`ProgressBars`), False nothing; or a
+    callback ``progress(stage, done, total)``, called with ``done = 0`` when a stage starts
+    and after each of its units (items, files or timing requests), ``done == total`` last.
+    The stages are ``"generating"`` (without ``--audio``), then each metric by its name;
+    within a generation the pipeline's steps come as ``"<stage>: sampling"`` and
+    ``"<stage>: decoding"``.
+    """
 
     def __init__(self, config: EvaluationConfig, out_dir: str | Path, *,
-                 progress: bool = True) -> None:
+                 progress: bool | ProgressFn = True) -> None:
         self.config = config
         self.out = Path(out_dir)
-        self.progress = progress
+        self._bars = ProgressBars() if progress is True else None
+        self.progress: ProgressFn
+        if self._bars is not None:
+            self.progress = self._bars
+        else:
+            self.progress = _quiet if progress is False else progress
         self._pipe = None
         self._clap_embedder = None
         items = read_prompts(config.prompts)
@@ -181,6 +239,10 @@ class Evaluation:
             folder = demo_clap_path()
         return own_clap(folder)
 
+    def _steps(self, stage: str) -> ProgressFn:
+        """The pipeline's progress callback within ``stage``."""
+        return lambda step, done, total: self.progress(f"{stage}: {step}", done, total)
+
     # -- generation -----------------------------------------------------------------------
 
     def _settings_of(self, index: int, item: PromptItem) -> dict[str, Any]:
@@ -202,22 +264,23 @@ class Evaluation:
         folder = self.out / "audio"
         folder.mkdir(parents=True, exist_ok=True)
         result = {}
-        bar = tqdm(self.items, desc="generating", unit="item", disable=not self.progress)
-        for index, item in enumerate(bar):
+        total = len(self.items)
+        self.progress(GENERATING, 0, total)
+        for index, item in enumerate(self.items):
             settings = self._settings_of(index, item)
             path = folder / f"{_safe_id(item.id)}.wav"
-            if _made_with(path, settings):
-                result[item.id] = path
-                continue
-            pipe = self.pipe
-            duration = min(settings["duration_s"], pipe.max_duration_s)
-            out = pipe(item.prompt, duration_s=duration, num_inference_steps=settings["steps"],
-                       guidance_scale=settings["guidance_scale"], seed=settings["seed"],
-                       window=settings["window"])
-            save_audio(path, out.audio[0], out.sample_rate)
-            _record(path, {"id": item.id, "request": settings,
-                           "settings": out.settings.as_dict()})
+            if not _made_with(path, settings):
+                pipe = self.pipe
+                duration = min(settings["duration_s"], pipe.max_duration_s)
+                out = pipe(item.prompt, duration_s=duration,
+                           num_inference_steps=settings["steps"],
+                           guidance_scale=settings["guidance_scale"], seed=settings["seed"],
+                           window=settings["window"], progress=self._steps(GENERATING))
+                save_audio(path, out.audio[0], out.sample_rate)
+                _record(path, {"id": item.id, "request": settings,
+                               "settings": out.settings.as_dict()})
             result[item.id] = path
+            self.progress(GENERATING, index + 1, total)
         return result
 
     # -- metrics --------------------------------------------------------------------------
@@ -230,7 +293,7 @@ class Evaluation:
         ids = [i.id for i in self.items]
         prompts = [i.prompt for i in self.items]
         audio_emb = torch.cat([embedder.embed_audio(self._load(generated[i])[None], 44100)
-                               for i in ids])
+                               for i in self._each("clap", ids)])
         text_emb = embedder.embed_text(prompts)
         matched, shuffled = CLAPScore(), CLAPScore()
         matched.update_embeddings(audio_emb, text_emb)
@@ -245,10 +308,14 @@ class Evaluation:
     def _fd_clap(self, generated: dict[str, Path], report: Report) -> None:
         embedder = self._own_clap()
         fd = FrechetDistance()
-        for path in generated.values():
-            fd.update_generated(embedder.embed_windows(self._load(path)[None], 44100)[0])
-        for path in _audio_files(self.config.reference).values():
-            fd.update_reference(embedder.embed_windows(self._load(path)[None], 44100)[0])
+        reference = list(_audio_files(self.config.reference).values())
+        files = [(path, True) for path in generated.values()] + [(p, False) for p in reference]
+        for path, is_generated in self._each("fd_clap", files):
+            vectors = embedder.embed_windows(self._load(path)[None], 44100)[0]
+            if is_generated:
+                fd.update_generated(vectors)
+            else:
+                fd.update_reference(vectors)
         report.metrics["fd_clap"] = {"embedder": embedder.name, "value": fd.compute(),
                                      "generated_vectors": fd.num_generated,
                                      "reference_vectors": fd.num_reference}
@@ -260,7 +327,7 @@ class Evaluation:
         prompt = self.config.timing_prompt or self.items[0].prompt
         window_s = pipe.max_duration_s
         rows = []
-        for i, duration in enumerate(self.config.timing_durations):
+        for i, duration in self._each("timing", list(enumerate(self.config.timing_durations))):
             if duration >= window_s:
                 duration = math.floor((window_s - 0.2) * 10) / 10  # the longest that fits
             guard = min(1.0, (window_s - duration) / 2)
@@ -271,7 +338,7 @@ class Evaluation:
             if not _made_with(path, request):  # missing, or made with other settings
                 out = pipe(prompt, duration_s=duration, num_inference_steps=request["steps"],
                            guidance_scale=request["guidance_scale"], seed=request["seed"],
-                           window="full")
+                           window="full", progress=self._steps("timing"))
                 with torch.inference_mode():
                     full = pipe.model.vae.decode(out.latents.to(pipe.device))[0].float().cpu()
                 save_audio(path, full, pipe.sample_rate, subtype="FLOAT")
@@ -282,7 +349,10 @@ class Evaluation:
                          "content_db": r.content_db, "tail_db": r.tail_db,
                          "relative_db": r.relative_db, "guard_s": guard,
                          "spectrogram": f"timing/{duration:g}.png"})
-            save_spectrogram_png(folder / f"{duration:g}.png", full, pipe.sample_rate)
+            picture = spectrogram_image(full, pipe.sample_rate)
+            write_png(folder / f"{duration:g}.png", with_axes(
+                picture, x_extent=(0.0, full.shape[-1] / pipe.sample_rate),
+                x_label="time (s)", y_label="frequency (mel)", x_marks=(duration,)))
         report.metrics["timing"] = {"prompt": prompt, "items": rows,
                                     "mean_relative_db": sum(r["relative_db"] for r in rows)
                                     / len(rows)}
@@ -293,29 +363,38 @@ class Evaluation:
         sets = {"generated": generated}
         if self.config.reference is not None:
             sets["reference"] = _audio_files(self.config.reference)
-        summary = {}
-        for name, files in sets.items():
-            peaks, contrast = [], []
-            for item_id, path in files.items():
-                audio = self._load(path)
-                minutes = audio.shape[-1] / 44100 / 60
-                for kind, features in (("chroma", chroma_features(audio, 44100)),
-                                       ("mfcc", mfcc_features(audio, 44100))):
-                    ssm = self_similarity(features, standardize=kind == "mfcc")
-                    save_ssm_png(folder / f"{name}_{_safe_id(item_id)}_{kind}.png", ssm)
-                    if kind == "chroma" and ssm.shape[0] >= 3:
-                        score = structure_score(ssm)
-                        peaks.append(score.num_boundaries / max(minutes, 1e-9))
-                        contrast.append(score.block_contrast)
-            summary[name] = {"items": len(files),
-                             "boundaries_per_minute": sum(peaks) / max(len(peaks), 1),
-                             "block_contrast": sum(contrast) / max(len(contrast), 1)}
+        summary: dict[str, dict[str, Any]] = {
+            name: {"items": len(files), "plots": []} for name, files in sets.items()}
+        peaks: dict[str, list[float]] = {name: [] for name in sets}
+        contrast: dict[str, list[float]] = {name: [] for name in sets}
+        every = [(name, item_id, path) for name, files in sets.items()
+                 for item_id, path in files.items()]
+        for name, item_id, path in self._each("structure", every):
+            audio = self._load(path)
+            duration_s = audio.shape[-1] / 44100
+            plots = {"id": item_id}
+            for kind, features in (("chroma", chroma_features(audio, 44100)),
+                                   ("mfcc", mfcc_features(audio, 44100))):
+                ssm = self_similarity(features, standardize=kind == "mfcc")
+                relative = f"structure/{name}_{_safe_id(item_id)}_{kind}.png"
+                save_ssm_png(self.out / relative, ssm,
+                             seconds_per_frame=duration_s / ssm.shape[0])
+                plots[kind] = relative
+                if kind == "chroma" and ssm.shape[0] >= 3:
+                    score = structure_score(ssm)
+                    peaks[name].append(score.num_boundaries / max(duration_s / 60, 1e-9))
+                    contrast[name].append(score.block_contrast)
+            summary[name]["plots"].append(plots)
+        for name in sets:
+            summary[name]["boundaries_per_minute"] = (
+                sum(peaks[name]) / max(len(peaks[name]), 1))
+            summary[name]["block_contrast"] = sum(contrast[name]) / max(len(contrast[name]), 1)
         report.metrics["structure"] = summary
 
     def _autoencoder(self, report: Report) -> None:
         vae = self.pipe.model.vae
         rows = []
-        for path in _audio_files(self.config.reference).values():
+        for path in self._each("autoencoder", list(_audio_files(self.config.reference).values())):
             audio = self._load(path)
             with torch.inference_mode():
                 rec = vae.reconstruct(audio[None].to(self.pipe.device))[0, :, : audio.shape[-1]]
@@ -330,7 +409,7 @@ class Evaluation:
     def _joins(self, generated: dict[str, Path], report: Report) -> None:
         metric = JoinMetric()
         rows = []
-        for item in self.items:
+        for item in self._each("joins", self.items):
             path = generated[item.id]
             sidecar = path.with_suffix(".json")
             record = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
@@ -352,7 +431,7 @@ class Evaluation:
                                  "Hugging Face folder)")
             embedder = embedders.laion_clap(c.laion_clap)
             score = CLAPScore()
-            for item in self.items:
+            for item in self._each(name, self.items):
                 score.update_embeddings(
                     embedder.embed_audio(self._load(generated[item.id])[None], 44100),
                     embedder.embed_text([item.prompt]))
@@ -360,10 +439,10 @@ class Evaluation:
         elif name == "fd_openl3":
             embed = embedders.openl3(c.openl3)
             fd = FrechetDistance(embed)
-            for path in generated.values():
-                fd.update(self._load(path)[None], 44100, generated=True)
-            for path in _audio_files(c.reference).values():
-                fd.update(self._load(path)[None], 44100, generated=False)
+            files = [(path, True) for path in generated.values()]
+            files += [(path, False) for path in _audio_files(c.reference).values()]
+            for path, is_generated in self._each(name, files):
+                fd.update(self._load(path)[None], 44100, generated=is_generated)
             report.metrics[name] = {"value": fd.compute()}
         else:
             logits = embedders.passt(c.passt)
@@ -373,14 +452,30 @@ class Evaluation:
             if not paired:
                 raise ValueError("kl_passt pairs generations with reference files of the same id; "
                                  f"none of the prompt ids has a file in {c.reference}")
-            for item_id in paired:
+            for item_id in self._each(name, paired):
                 kl.update(logits(self._load(generated[item_id])[None], 44100),
                           logits(self._load(reference[item_id])[None], 44100))
             report.metrics[name] = {"value": kl.compute(), "items": kl.num_items}
 
     # -- the run --------------------------------------------------------------------------
 
+    def _each(self, stage: str, units: Sequence[Unit]) -> Iterator[Unit]:
+        """Yield ``units`` one by one, reporting ``stage``'s progress before the first and
+        after each."""
+        total = len(units)
+        self.progress(stage, 0, total)
+        for done, unit in enumerate(units, 1):
+            yield unit
+            self.progress(stage, done, total)
+
     def run(self) -> Report:
+        try:
+            return self._run()
+        finally:
+            if self._bars is not None:
+                self._bars.close()
+
+    def _run(self) -> Report:
         self.out.mkdir(parents=True, exist_ok=True)
         config = {k: (str(v) if isinstance(v, Path) else v)
                   for k, v in asdict(self.config).items()}
@@ -464,7 +559,7 @@ def report_markdown(report: Report) -> str:
         for name, x in m["structure"].items():
             lines.append(f"| {name} | {x['items']} | {_fmt(x['boundaries_per_minute'], 2)} | "
                          f"{_fmt(x['block_contrast'])} |")
-        lines += ["", "Matrices: `structure/<set>_<id>_<chroma|mfcc>.png`.", ""]
+        lines.append("")
     if "joins" in m:
         x = m["joins"]
         lines += ["## Joins (extension, inpainting, windows, loops)", ""]
@@ -490,6 +585,15 @@ def report_markdown(report: Report) -> str:
         for row in report.items:
             lines.append(f"| {row['id']} | {row['seed']} | {row['prompt']} |"
                          + (f" {_fmt(row['clap'])} |" if has_clap else ""))
+        lines.append("")
+    if "structure" in m:
+        lines += [PLOTS_SECTION, "",
+                  "Self-similarity of each clip over time (white: alike, black: opposite); "
+                  "sections show as bright blocks along the diagonal.", "",
+                  "| set | id | chroma | MFCC |", "|---|---|---|---|"]
+        for name, x in m["structure"].items():
+            lines += [f"| {name} | {p['id']} | ![{p['id']} chroma]({p['chroma']}) | "
+                      f"![{p['id']} MFCC]({p['mfcc']}) |" for p in x["plots"]]
         lines.append("")
     return "\n".join(lines)
 

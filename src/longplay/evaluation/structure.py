@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from longplay.audio.images import write_png
 from longplay.audio.spectral import mel_filterbank, stft_magnitude
+from longplay.evaluation.plots import with_axes
 
 __all__ = [
     "StructureScore",
@@ -211,10 +212,14 @@ a long track's plot stays a few hundred KB."""
 
 def save_ssm_png(path: str | Path, ssm: torch.Tensor,
                  value_range: tuple[float, float] = (-1.0, 1.0),
-                 max_pixels: int = MAX_SSM_PIXELS) -> Path:
+                 max_pixels: int = MAX_SSM_PIXELS, *,
+                 seconds_per_frame: float | None = None) -> Path:
     """Write an SSM [T, T] as a grayscale PNG (frame 0 at the top left): T x T pixels, or
     for T > ``max_pixels`` the matrix average-pooled by ceil(T / max_pixels) frames.
-    ``value_range[0]`` and below is black, ``value_range[1]`` and above white, linear between."""
+    ``value_range[0]`` and below is black, ``value_range[1]`` and above white, linear between.
+
+    With ``seconds_per_frame`` the matrix gets time axes in seconds, left and bottom
+    (:func:`longplay.evaluation.plots.with_axes`; a small matrix is enlarged first)."""
     if ssm.dim() != 2 or ssm.shape[0] != ssm.shape[1] or ssm.shape[0] == 0:
         raise ValueError(f"ssm must be square [T, T], got shape {tuple(ssm.shape)}.")
     low, high = value_range
@@ -222,10 +227,17 @@ def save_ssm_png(path: str | Path, ssm: torch.Tensor,
         raise ValueError(f"value_range must be increasing, got {value_range}.")
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}.")
+    if seconds_per_frame is not None and not seconds_per_frame > 0:
+        raise ValueError(f"seconds_per_frame must be > 0, got {seconds_per_frame}.")
     matrix = ssm.detach().to("cpu", torch.float64)
     factor = -(-matrix.shape[0] // max_pixels)
     if factor > 1:
         matrix = torch.nn.functional.avg_pool2d(matrix[None, None], factor, ceil_mode=True)[0, 0]
     levels = ((matrix.numpy() - low) / (high - low)).clip(0, 1)
     gray = np.round(levels * 255).astype(np.uint8)
-    return write_png(path, np.repeat(gray[:, :, None], 3, axis=2))
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    if seconds_per_frame is not None:
+        length_s = ssm.shape[0] * seconds_per_frame
+        rgb = with_axes(rgb, x_extent=(0.0, length_s), x_label="time (s)",
+                        y_extent=(0.0, length_s), y_label="time (s)")
+    return write_png(path, rgb)
