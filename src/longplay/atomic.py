@@ -30,7 +30,8 @@ def atomic_output_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     writes to it. When the block completes, the file replaces ``path``; when it raises,
     the temporary file is removed, ``path`` is left untouched and the exception
     propagates. (No fsync: this guards against crashes and errors of the process,
-    not against power loss.)
+    not against power loss.) The final file has the permissions of a new file (0o666
+    less the umask, typically 0644), whatever the block gave the temporary one.
 
     Raises:
         FileNotFoundError: the parent directory of ``path`` does not exist.
@@ -54,6 +55,7 @@ def atomic_output_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
             continue
+        mode = os.fstat(fd).st_mode & 0o777  # 0o666 less the umask
         os.close(fd)
         break
     try:
@@ -63,6 +65,9 @@ def atomic_output_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 f"the temporary file {tmp} for {path} disappeared before it could be moved "
                 "into place; the block must write to the yielded path, not remove it."
             )
+        # Writers that replace the file with their own (safetensors writes 0600) would
+        # otherwise leave an output only its owner can read.
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

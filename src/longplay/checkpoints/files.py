@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +49,49 @@ def read_config(path: Path, parse: Callable[[dict[str, Any]], T]) -> T:
         raise CheckpointError(f"{path}: {err}") from None
 
 
+_UNSUPPORTED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
+
+
+def load_torch_file(path: str | Path, *, mmap: bool = False) -> Any:
+    """The contents of a ``.ckpt``/``.pt`` file, read with ``torch.load(weights_only=True)``
+    on the CPU (``mmap``: tensors memory-mapped, which checks a file without reading it).
+
+    Raises:
+        CheckpointError: the file does not exist, is damaged (empty, truncated, not a
+            PyTorch file: a save or copy that was interrupted), or holds pickled objects
+            other than tensors and plain data, which longplay never loads (unpickling
+            them can run arbitrary code). The message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist" if not path.exists()
+                              else f"{path} is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is damaged: it is empty (0 bytes), probably a save "
+                              "or copy that was interrupted")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True,
+                          mmap=mmap and zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        found = _UNSUPPORTED_GLOBAL.search(str(err))
+        refers = f" (it refers to {found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{path} is unsafe: it holds pickled objects other than tensors and plain "
+            f"data{refers}, and loading those can run arbitrary code, so longplay refuses "
+            "it (it reads such files with torch.load weights_only=True only); use a "
+            "checkpoint written by longplay, or weights in safetensors format"
+        ) from None
+    except (FileNotFoundError, PermissionError, MemoryError):
+        raise
+    except Exception as err:  # every way a damaged file can fail to parse
+        reason = ("it ends too early" if isinstance(err, EOFError) else
+                  "its zip archive is cut short or corrupt" if "zip archive" in str(err) else
+                  f"it is not a readable PyTorch file: {type(err).__name__}")
+        raise CheckpointError(f"{path} is damaged ({reason}; {size} bytes), probably a save "
+                              "or copy that was interrupted") from None
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a weight file, keyed by name, on the CPU.
 
@@ -65,16 +110,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path} is not a readable safetensors file ({err}); "
                                   "re-download or re-export it") from None
     if suffix in TORCH_SUFFIXES:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise CheckpointError(
-                f"{path} holds pickled objects that are not plain tensors, which longplay "
-                f"refuses to load (torch.load weights_only=True: {str(err).splitlines()[0]}); "
-                "convert it to safetensors in an environment you trust"
-            ) from None
-        except (RuntimeError, EOFError, OSError) as err:
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({err})") from None
+        obj = load_torch_file(path)
         if isinstance(obj, Mapping) and "state_dict" in obj:
             obj = obj["state_dict"]
         if not isinstance(obj, Mapping) or not all(

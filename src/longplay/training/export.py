@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
@@ -12,26 +11,12 @@ from longplay.builders import DiffusionModel, build_conditioner, build_dit, buil
 from longplay.checkpoints import save_model_folder
 from longplay.config import DiffusionModelConfig, dataclass_from_dict
 from longplay.errors import CheckpointError
+from longplay.training.checkpointing import read_run_checkpoint
 from longplay.training.clap import export_clap_checkpoint
 from longplay.training.lora import adapter_from_checkpoint, export_adapter, export_merged
-from longplay.training.runner import last_checkpoint
 from longplay.training.vae import export_vae_checkpoint
 
-
-def read_run_checkpoint(run: str | Path) -> tuple[Path, dict]:
-    """The checkpoint of a run folder (its last.ckpt) or a .ckpt path, loaded safely."""
-    run = Path(run)
-    path = run if run.is_file() else last_checkpoint(run)
-    if path is None:
-        raise CheckpointError(f"{run} holds no checkpoint (expected checkpoints/last.ckpt)")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path} holds objects other than tensors and plain data "
-                              f"(torch.load weights_only=True: {err})") from None
-    if "longplay" not in ckpt:
-        raise CheckpointError(f"{path} is not a longplay training checkpoint")
-    return path, ckpt
+__all__ = ["export_run", "read_run_checkpoint"]
 
 
 def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -1,18 +1,26 @@
 """Building and running a training job: model, data, Lightning Trainer, checkpoints,
 logs and resumption. A run folder holds ``config.json`` (the resolved config),
-``checkpoints/`` (``last.ckpt`` and periodic ``step=N.ckpt``), ``logs/`` (CSV, and
-TensorBoard when installed) and ``demos/``."""
+``checkpoints/`` (``last.ckpt`` and periodic ``step=N.ckpt``, see
+:mod:`longplay.training.checkpointing`), ``logs/`` (CSV, and TensorBoard when installed)
+and ``demos/``.
+
+A run is checked before anything is written: the run folder, the checkpoint to resume,
+the model and the data are all settled first (:func:`prepare_run`, then the trainers
+build model and data), and only :func:`fit` creates the folder and its files."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger
 
 from longplay.atomic import write_json_atomic
@@ -42,14 +50,26 @@ from longplay.data import (
     collate_latents,
 )
 from longplay.errors import TextEncoderError
+from longplay.training.checkpointing import (
+    CHECKPOINT_DIR,
+    LAST,
+    AtomicCheckpointIO,
+    RunCheckpoints,
+    holds_checkpoints,
+    is_first_process,
+    last_checkpoint,
+    resume_checkpoint,
+)
 from longplay.training.demos import DemoCallback
 from longplay.training.dit import DiTTrainingModule
 from longplay.training.ema import EMACallback
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.ckpt"
+__all__ = ["CHECKPOINT_DIR", "LAST", "build_audio_dataset", "build_dataset",
+           "build_dit_model", "fit", "last_checkpoint", "load_model_to_train", "make_trainer",
+           "prepare_run", "train_dit"]
+
 
 
 def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
@@ -72,8 +92,9 @@ def _base_model(config: DiTTrainConfig) -> DiffusionModel:
                                   f"channels; preset {config.preset!r} expects "
                                   f"{mconfig.vae.latent_dim}")
         else:
-            logger.warning("no vae_path: the DiT learns the latents of an untrained %r VAE",
-                           config.preset)
+            if is_first_process():
+                logger.warning("no vae_path: the DiT learns the latents of an untrained %r "
+                               "VAE", config.preset)
             vae = build_vae(mconfig.vae)
         text_encoder = None
         if mconfig.conditioning.text is not None:
@@ -198,61 +219,106 @@ def _strategy(t):
 
 def make_trainer(config, run_dir: Path, callbacks: list | None = None,
                  enable_progress_bar: bool = True) -> L.Trainer:
+    """Lightning's Trainer for a run; checkpoints are saved atomically in the run folder
+    (:class:`~longplay.training.checkpointing.AtomicCheckpointIO`). Nothing is written
+    until it trains."""
     t = config.trainer
-    checkpoints = ModelCheckpoint(dirpath=str(run_dir / CHECKPOINT_DIR),
-                                  filename="step={step}", auto_insert_metric_name=False,
-                                  every_n_train_steps=t.checkpoint_every_n_steps,
-                                  save_top_k=-1, save_last=True,
-                                  # Always checkpoints/last.ckpt, also when a resumed run
-                                  # changes the checkpoint interval (no last-v1.ckpt).
-                                  enable_version_counter=False)
-    return L.Trainer(
-        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=_strategy(t), precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
-        callbacks=[checkpoints, *(callbacks or [])], logger=_loggers(run_dir),
-        enable_progress_bar=enable_progress_bar, enable_model_summary=False,
-        default_root_dir=str(run_dir), use_distributed_sampler=False,
-        limit_val_batches=0, num_sanity_val_steps=0)
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    path = run_dir / CHECKPOINT_DIR / LAST
-    return path if path.exists() else None
-
-
-def _is_first_process() -> bool:
-    """False in the processes Lightning's DDP launcher starts for ranks > 0 (they see the
-    run folder after rank 0 may already have written to it)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK",
-                                                                              "0")) == 0
+    checkpoints = RunCheckpoints(run_dir, t.checkpoint_every_n_steps)
+    try:
+        return L.Trainer(
+            max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+            num_nodes=t.num_nodes, strategy=_strategy(t), precision=t.precision,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
+            callbacks=[checkpoints, *(callbacks or [])], logger=_loggers(run_dir),
+            plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=enable_progress_bar, enable_model_summary=False,
+            default_root_dir=str(run_dir), use_distributed_sampler=False,
+            limit_val_batches=0, num_sanity_val_steps=0)
+    except MisconfigurationException as err:
+        raise ConfigError(f"trainer: {err}") from None
 
 
 def prepare_run(config, run_dir: str | Path, resume: bool) -> tuple[Path, Path | None]:
-    """Check the run folder, write the resolved config; returns (run_dir, checkpoint)."""
+    """Check the run folder and choose the checkpoint to resume from, writing nothing;
+    returns (run_dir, checkpoint or None). :func:`fit` creates the folder.
+
+    Raises:
+        FileExistsError: without ``resume``, the folder already holds a run.
+        FileNotFoundError: with ``resume``, it holds no checkpoint.
+        ConfigError: with ``resume``, the run already reached ``trainer.max_steps``.
+        CheckpointError: with ``resume``, no checkpoint of the run can be read safely.
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = last_checkpoint(run_dir) if resume else None
-    if resume and ckpt is None:
-        raise FileNotFoundError(f"--resume: no {CHECKPOINT_DIR}/{LAST} in {run_dir}")
-    if not resume and last_checkpoint(run_dir) is not None and _is_first_process():
+    ckpt = None
+    if resume:
+        ckpt, step = resume_checkpoint(run_dir)
+        if step >= config.trainer.max_steps:
+            raise ConfigError(f"run {run_dir} already reached step {step} of max_steps "
+                              f"{config.trainer.max_steps}: nothing to train; raise --max-steps "
+                              "(or trainer.max_steps) to continue it")
+    elif holds_checkpoints(run_dir) and is_first_process():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another folder")
-    resolved = dataclass_to_dict(config)
-    logger.info("resolved config:\n%s", json.dumps(resolved, indent=2))
-    if _is_first_process():
-        write_json_atomic(run_dir / "config.json", resolved)
+    if is_first_process():
+        logger.info("resolved config:\n%s", json.dumps(dataclass_to_dict(config), indent=2))
     return run_dir, ckpt
+
+
+LIGHTNING_NOISE = (
+    r"💡 Tip",
+    r"TPU available: False",
+    r"GPU available but not used",
+    r"Found \d+ module\(s\) in eval mode",  # the frozen VAE, text encoder, teacher: on purpose
+    r".*does not have many workers",  # data.num_workers is the user's setting
+    r".*LeafSpec.* is deprecated",  # inside Lightning's use of torch's pytree
+    r"Checkpoint directory .* exists and is not empty",  # resuming: longplay checked it
+    r"The dirpath has changed from",  # a moved run folder: nothing of it is lost
+)
+"""Lightning's tips and warnings that do not concern a longplay user; its other messages
+(devices used, distributed set-up, real warnings) are kept."""
+_NOISE = re.compile("|".join(f"(?:{p})" for p in LIGHTNING_NOISE))
+_LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero",
+                      "lightning.fabric.utilities.rank_zero")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _NOISE.match(record.getMessage())
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """While training: Lightning's tips and noise (:data:`LIGHTNING_NOISE`) are dropped,
+    from its log messages and its warnings."""
+    drop = _DropNoise()
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    for log in loggers:
+        log.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            for pattern in LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for log in loggers:
+            log.removeFilter(drop)
 
 
 def fit(module, config, run_dir: Path, ckpt: Path | None, callbacks: list,
         enable_progress_bar: bool) -> Path:
-    """Train ``module`` with EMA and checkpoints; returns the last checkpoint."""
+    """Train ``module`` with EMA and checkpoints; returns the last checkpoint. The run
+    folder and its ``config.json`` are written here, once everything is ready."""
     e = config.ema
     callbacks = [EMACallback(e.max_decay, e.power, e.inv_gamma), *callbacks]
-    trainer = make_trainer(config, run_dir, callbacks, enable_progress_bar)
-    trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
+    with quiet_lightning():
+        trainer = make_trainer(config, run_dir, callbacks, enable_progress_bar)
+        if is_first_process():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(run_dir / "config.json", dataclass_to_dict(config))
+        # weights_only: a checkpoint never runs pickled code (it was checked by
+        # prepare_run, and Lightning reads it the same way).
+        trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     return run_dir / CHECKPOINT_DIR / LAST
 
 
