@@ -125,7 +125,7 @@ def test_window_setting_round_trips_through_model_config_json() -> None:
     bad = dict(sat, inference={"window": "fit", "extra": 1})
     with pytest.raises(ConfigError, match="extra"):
         diffusion_config_from_sat(bad)
-    with pytest.raises(ConfigError, match="window 'half'"):
+    with pytest.raises(ConfigError, match="window must be one of 'full', 'fit', got 'half'"):
         replace(demo, window="half")
     with pytest.raises(ConfigError, match="steps must be a positive"):
         replace(demo, steps=0)

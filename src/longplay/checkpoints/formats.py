@@ -19,15 +19,19 @@ from longplay.config import (
     INPAINT_IDS,
     ConditioningConfig,
     ConfigError,
+    ConfigFieldError,
     DiffusionModelConfig,
     DiTConfig,
     TextConditionerConfig,
     TimingConditionerConfig,
     VAEConfig,
     check_keys,
+    check_value,
     expect_value,
+    read_field,
     require_field,
 )
+from longplay.config.fields import FrameCount, Width
 
 __all__ = [
     "TEXT_ENCODER_DIR",
@@ -90,40 +94,41 @@ def vae_config_from_sat_autoencoder(cfg: Mapping[str, Any], sample_rate: int,
     check_keys(f"{section}.bottleneck", bottleneck, {"type", "config"})
     expect_value(f"{section}.bottleneck", "type", bottleneck.get("type"), ("vae",))
 
-    latent_dim = int(require_field(section, cfg, "latent_dim"))
+    ec_sec, dc_sec = f"{enc_sec}.config", f"{dec_sec}.config"
+    latent_dim = read_field(section, cfg, "latent_dim", VAEConfig)
     # SAT defaults, applied here and only here.
-    enc_mults = tuple(ec.get("c_mults", (1, 2, 4, 8)))
-    dec_mults = tuple(dc.get("c_mults", (1, 2, 4, 8)))
-    enc_strides = tuple(ec.get("strides", (2, 4, 8, 8)))
-    dec_strides = tuple(dc.get("strides", (2, 4, 8, 8)))
+    enc_mults = read_field(ec_sec, ec, "c_mults", VAEConfig, "channel_mults", (1, 2, 4, 8))
+    dec_mults = read_field(dc_sec, dc, "c_mults", VAEConfig, "channel_mults", (1, 2, 4, 8))
+    enc_strides = read_field(ec_sec, ec, "strides", VAEConfig, "strides", (2, 4, 8, 8))
+    dec_strides = read_field(dc_sec, dc, "strides", VAEConfig, "strides", (2, 4, 8, 8))
     if enc_mults != dec_mults or enc_strides != dec_strides:
         raise ConfigError(
             f"{section}: encoder and decoder must share c_mults and strides "
             f"(encoder {enc_mults} / {enc_strides}, decoder {dec_mults} / {dec_strides})"
         )
-    if int(ec.get("latent_dim", 2 * latent_dim)) != 2 * latent_dim:
+    if ec.get("latent_dim", 2 * latent_dim) != 2 * latent_dim:
         raise ConfigError(f"{enc_sec}.config.latent_dim must be 2 * latent_dim = {2 * latent_dim} "
                           "(means and scales of the VAE bottleneck)")
-    if int(dc.get("latent_dim", latent_dim)) != latent_dim:
+    if dc.get("latent_dim", latent_dim) != latent_dim:
         raise ConfigError(f"{dec_sec}.config.latent_dim must equal latent_dim = {latent_dim}")
-    audio_channels = int(ec.get("in_channels", 2))
-    if int(dc.get("out_channels", 2)) != audio_channels:
+    audio_channels = read_field(ec_sec, ec, "in_channels", VAEConfig, "audio_channels", 2)
+    if dc.get("out_channels", 2) != audio_channels:
         raise ConfigError(f"{dec_sec}.config.out_channels must equal "
                           f"{enc_sec}.config.in_channels ({audio_channels})")
-    if "io_channels" in cfg and int(cfg["io_channels"]) != audio_channels:
+    if "io_channels" in cfg and cfg["io_channels"] != audio_channels:
         raise ConfigError(f"{section}.io_channels must equal the encoder's in_channels "
                           f"({audio_channels})")
     config = VAEConfig(
         audio_channels=audio_channels,
-        sample_rate=int(sample_rate),
-        encoder_channels=int(ec.get("channels", 128)),
-        decoder_channels=int(dc.get("channels", 128)),
+        sample_rate=sample_rate,
+        encoder_channels=read_field(ec_sec, ec, "channels", VAEConfig, "encoder_channels", 128),
+        decoder_channels=read_field(dc_sec, dc, "channels", VAEConfig, "decoder_channels", 128),
         channel_mults=enc_mults,
         strides=enc_strides,
         latent_dim=latent_dim,
-        final_tanh=bool(dc.get("final_tanh", True)),
+        final_tanh=read_field(dc_sec, dc, "final_tanh", VAEConfig, default=True),
     )
-    if "downsampling_ratio" in cfg and int(cfg["downsampling_ratio"]) != config.hop_length:
+    if "downsampling_ratio" in cfg and cfg["downsampling_ratio"] != config.hop_length:
         raise ConfigError(f"{section}.downsampling_ratio = {cfg['downsampling_ratio']} disagrees "
                           f"with the product of the strides ({config.hop_length})")
     return config
@@ -137,7 +142,7 @@ def vae_config_from_sat_model_config(cfg: Mapping[str, Any]) -> VAEConfig:
     describing the VAE are read here; the rest belongs to the diffusion loader.
     """
     model_type = cfg.get("model_type")
-    sample_rate = require_field("model_config", cfg, "sample_rate")
+    sample_rate = read_field("", cfg, "sample_rate", VAEConfig)
     model = require_field("model_config", cfg, "model")
     if model_type == "autoencoder":
         return vae_config_from_sat_autoencoder(model, sample_rate, "model")
@@ -145,7 +150,7 @@ def vae_config_from_sat_model_config(cfg: Mapping[str, Any]) -> VAEConfig:
         pre = require_field("model", model, "pretransform")
         check_keys("model.pretransform", pre, _SAT_PRETRANSFORM_KEYS)
         expect_value("model.pretransform", "type", pre.get("type"), ("autoencoder",))
-        scale = float(pre.get("scale", 1.0))
+        scale = pre.get("scale", 1.0)
         if scale != 1.0:
             raise ConfigError(f"model.pretransform.scale = {scale} is not supported "
                               "(the Stable Audio models use 1.0)")
@@ -168,14 +173,17 @@ def vae_config_from_diffusers(cfg: Mapping[str, Any]) -> VAEConfig:
     check_keys("vae/config.json", cfg, _DIFFUSERS_VAE_KEYS)
     expect_value("vae/config.json", "_class_name", cfg.get("_class_name"), ("AutoencoderOobleck",))
     # diffusers' defaults, applied here and only here.
+    def field(key: str, name: str, default: Any) -> Any:
+        return read_field("", cfg, key, VAEConfig, name, default)
+
     return VAEConfig(
-        audio_channels=int(cfg.get("audio_channels", 2)),
-        sample_rate=int(cfg.get("sampling_rate", 44100)),
-        encoder_channels=int(cfg.get("encoder_hidden_size", 128)),
-        decoder_channels=int(cfg.get("decoder_channels", 128)),
-        channel_mults=tuple(cfg.get("channel_multiples", (1, 2, 4, 8, 16))),
-        strides=tuple(cfg.get("downsampling_ratios", (2, 4, 4, 8, 8))),
-        latent_dim=int(cfg.get("decoder_input_channels", 64)),
+        audio_channels=field("audio_channels", "audio_channels", 2),
+        sample_rate=field("sampling_rate", "sample_rate", 44100),
+        encoder_channels=field("encoder_hidden_size", "encoder_channels", 128),
+        decoder_channels=field("decoder_channels", "decoder_channels", 128),
+        channel_mults=field("channel_multiples", "channel_mults", (1, 2, 4, 8, 16)),
+        strides=field("downsampling_ratios", "strides", (2, 4, 4, 8, 8)),
+        latent_dim=field("decoder_input_channels", "latent_dim", 64),
         final_tanh=False,
     )
 
@@ -205,6 +213,9 @@ _SAT_MODEL_KEYS = {"pretransform", "conditioning", "diffusion", "io_channels"}
 _SAT_CONDITIONING_KEYS = {"configs", "cond_dim", "default_keys", "pre_encoded_keys"}
 _SAT_DIFFUSION_KEYS = {"cross_attention_cond_ids", "global_cond_ids", "type", "config",
                        "diffusion_objective", "input_concat_ids", "prepend_cond_ids"}
+_SAT_ID_FIELDS = {"cross_attention_cond_ids": "cross_attention_ids",
+                  "global_cond_ids": "global_ids"}
+"""stable-audio-tools' lists of conditioning ids -> ConditioningConfig's fields."""
 _SAT_DIT_KEYS = {"io_channels", "embed_dim", "depth", "num_heads", "cond_token_dim",
                  "global_cond_dim", "project_cond_tokens", "transformer_type", "attn_kwargs",
                  "patch_size", "project_global_cond", "global_cond_type", "timestep_cond_type",
@@ -214,6 +225,10 @@ _SAT_DIT_KEYS = {"io_channels", "embed_dim", "depth", "num_heads", "cond_token_d
 def _parse_sat_text(sec: str, entry: Mapping[str, Any], cond_dim: int) -> TextConditionerConfig:
     kind = entry["type"]
     cfg = entry.get("config", {})
+
+    def field(key: str, name: str, default: Any) -> Any:
+        return read_field(f"{sec}.config", cfg, key, TextConditionerConfig, name, default)
+
     if kind == "t5":
         check_keys(f"{sec}.config", cfg, {"t5_model_name", "max_length", "model_path",
                                             "enable_grad", "project_out"})
@@ -223,27 +238,29 @@ def _parse_sat_text(sec: str, entry: Mapping[str, Any], cond_dim: int) -> TextCo
                               f"({', '.join(sorted(_T5_DIMS))})")
         dim = _T5_DIMS[name]
         return TextConditionerConfig(
-            kind="t5", name=name, max_length=int(cfg.get("max_length", 128)), feature_dim=dim,
-            layer=-1, model_path=cfg.get("model_path"),
-            projection=dim != cond_dim or bool(cfg.get("project_out", False)))
+            kind="t5", name=name, max_length=field("max_length", "max_length", 128),
+            feature_dim=dim, layer=-1, model_path=field("model_path", "model_path", None),
+            projection=dim != cond_dim or field("project_out", "projection", False))
     if kind == "clap_text":
         check_keys(f"{sec}.config", cfg, {"pretrained_model", "audio_model_type",
                                             "enable_fusion", "feature_layer_ix", "project_out",
                                             "finetune", "model_path", "max_length"})
         dim = 768
         return TextConditionerConfig(
-            kind="clap", name="clap", max_length=int(cfg.get("max_length", 77)), feature_dim=dim,
-            layer=int(cfg.get("feature_layer_ix", -1)),
-            model_path=cfg.get("model_path", cfg.get("pretrained_model")),
-            projection=dim != cond_dim or bool(cfg.get("project_out", False)))
+            kind="clap", name="clap", max_length=field("max_length", "max_length", 77),
+            feature_dim=dim, layer=field("feature_layer_ix", "layer", -1),
+            model_path=field("model_path", "model_path",
+                             field("pretrained_model", "model_path", None)),
+            projection=dim != cond_dim or field("project_out", "projection", False))
     if kind == "hf":
         check_keys(f"{sec}.config", cfg, {"model_path", "max_length", "feature_dim", "layer",
                                             "project_out", "name"})
-        dim = int(require_field(f"{sec}.config", cfg, "feature_dim"))
+        dim = read_field(f"{sec}.config", cfg, "feature_dim", TextConditionerConfig)
         return TextConditionerConfig(
-            kind="hf", name=str(cfg.get("name", "hf")), max_length=int(cfg.get("max_length", 128)),
-            feature_dim=dim, layer=int(cfg.get("layer", -1)), model_path=cfg.get("model_path"),
-            projection=dim != cond_dim or bool(cfg.get("project_out", False)))
+            kind="hf", name=field("name", "name", "hf"),
+            max_length=field("max_length", "max_length", 128), feature_dim=dim,
+            layer=field("layer", "layer", -1), model_path=field("model_path", "model_path", None),
+            projection=dim != cond_dim or field("project_out", "projection", False))
     raise ConfigError(f"{sec}.type {kind!r} is not a text conditioner longplay supports "
                       "(t5, clap_text, hf)")
 
@@ -259,17 +276,24 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
 
     cond = require_field("model", model, "conditioning")
     check_keys("model.conditioning", cond, _SAT_CONDITIONING_KEYS)
-    cond_dim = int(require_field("model.conditioning", cond, "cond_dim"))
+    cond_dim = read_field("model.conditioning", cond, "cond_dim", ConditioningConfig)
     text, text_id, timing = None, "prompt", []
-    for i, entry in enumerate(require_field("model.conditioning", cond, "configs")):
+    configs = require_field("model.conditioning", cond, "configs")
+    if not isinstance(configs, list):
+        raise ConfigError(f"model.conditioning.configs must be a list, got {configs!r}")
+    for i, entry in enumerate(configs):
         sec = f"model.conditioning.configs[{i}]"
         check_keys(sec, entry, {"id", "type", "config"})
-        cid, kind = require_field(sec, entry, "id"), require_field(sec, entry, "type")
+        cid = check_value(require_field(sec, entry, "id"), str, f"{sec}.id")
+        kind = require_field(sec, entry, "type")
         if kind == "number":
             c = entry.get("config", {})
             check_keys(f"{sec}.config", c, {"min_val", "max_val"})
-            timing.append((cid, TimingConditionerConfig(float(c.get("min_val", 0)),
-                                                        float(c.get("max_val", 1)))))
+            timing.append((cid, TimingConditionerConfig(
+                read_field(f"{sec}.config", c, "min_val", TimingConditionerConfig,
+                           "min_seconds", 0.0),
+                read_field(f"{sec}.config", c, "max_val", TimingConditionerConfig,
+                           "max_seconds", 1.0))))
         else:
             if text is not None:
                 raise ConfigError(f"{sec}: longplay supports one text conditioner, found a second "
@@ -281,7 +305,8 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
     expect_value("model.diffusion", "type", diff.get("type"), ("dit",))
     if diff.get("prepend_cond_ids"):
         raise ConfigError("model.diffusion.prepend_cond_ids is not supported by longplay")
-    concat_ids = tuple(diff.get("input_concat_ids", ()))
+    concat_ids = read_field("model.diffusion", diff, "input_concat_ids", ConditioningConfig,
+                            default=())
     if (model_type == SAT_INPAINT_MODEL_TYPE) != bool(concat_ids):
         raise ConfigError(f"model.diffusion.input_concat_ids {list(concat_ids)} and "
                           f"model_type {model_type!r} disagree: an inpainting model "
@@ -298,54 +323,65 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
     check_keys("model.diffusion.config.attn_kwargs", attn, {"qk_norm"})
     qk = attn.get("qk_norm", "none")
     expect_value("model.diffusion.config.attn_kwargs", "qk_norm", qk, ("none", "ln"))
-    objective = diff.get("diffusion_objective",
-                         dc.get("diffusion_objective", SAT_DEFAULT_OBJECTIVE))
+    objective = read_field(
+        "model.diffusion", diff, "diffusion_objective", DiffusionModelConfig, "objective",
+        read_field("model.diffusion.config", dc, "diffusion_objective", DiffusionModelConfig,
+                   "objective", SAT_DEFAULT_OBJECTIVE))
     inference = cfg.get("inference", {})
-    check_keys("model_config.inference", inference, {"window", "steps", "sampler",
-                                                      "guidance_scale", "guidance_interval"})
-    interval = inference.get("guidance_interval")
-    if interval is not None and (not isinstance(interval, list | tuple) or len(interval) != 2):
-        raise ConfigError(f"model_config.inference.guidance_interval must be [lo, hi], got "
-                          f"{interval!r}")
+    check_keys("inference", inference, {"window", "steps", "sampler", "guidance_scale",
+                                        "guidance_interval"})
+
+    def setting(key: str, default: Any = None) -> Any:
+        return read_field("inference", inference, key, DiffusionModelConfig, default=default)
+
+    def given_ids(key: str) -> tuple[str, ...]:
+        return read_field("model.diffusion", diff, key, ConditioningConfig, _SAT_ID_FIELDS[key],
+                          ())
 
     def ids(key: str) -> tuple[str, ...]:
-        return tuple("text" if i == text_id else i for i in diff.get(key, []))
+        return tuple("text" if i == text_id else i for i in given_ids(key))
 
     known_ids = {cid for cid, _ in timing} | ({text_id} if text else set())
-    for key in ("cross_attention_cond_ids", "global_cond_ids"):
-        for cid in diff.get(key, []):
+    for key in _SAT_ID_FIELDS:
+        for cid in given_ids(key):
             if cid not in known_ids:
                 raise ConfigError(f"model.diffusion.{key} names {cid!r}, which no conditioner in "
                                   "model.conditioning.configs defines")
-    dit = DiTConfig(
-        io_channels=int(dc.get("io_channels", 32)),
-        width=int(dc.get("embed_dim", 768)),
-        depth=int(dc.get("depth", 12)),
-        num_heads=int(dc.get("num_heads", 8)),
-        cond_token_dim=int(dc.get("cond_token_dim", 0)),
-        global_cond_dim=int(dc.get("global_cond_dim", 0)),
-        project_cond_tokens=bool(dc.get("project_cond_tokens", True)),
+
+    def dit_field(key: str, name: str, default: Any) -> Any:
+        return read_field("model.diffusion.config", dc, key, DiTConfig, name, default)
+
+    dit_fields = dict(
+        io_channels=dit_field("io_channels", "io_channels", 32),
+        width=dit_field("embed_dim", "width", 768),
+        depth=dit_field("depth", "depth", 12),
+        num_heads=dit_field("num_heads", "num_heads", 8),
+        cond_token_dim=dit_field("cond_token_dim", "cond_token_dim", 0),
+        global_cond_dim=dit_field("global_cond_dim", "global_cond_dim", 0),
+        project_cond_tokens=dit_field("project_cond_tokens", "project_cond_tokens", True),
         qk_norm=qk == "ln",
-        input_concat_dim=int(dc.get("input_concat_dim", 0)),
+        input_concat_dim=dit_field("input_concat_dim", "input_concat_dim", 0),
     )
+    try:
+        dit = DiTConfig(**dit_fields)
+    except ConfigFieldError as err:  # num_heads against the width
+        raise err.within("model.diffusion.config") from None
     return DiffusionModelConfig(
-        sample_rate=int(require_field("model_config", cfg, "sample_rate")),
-        audio_channels=int(cfg.get("audio_channels", 2)),
-        sample_size=int(require_field("model_config", cfg, "sample_size")),
+        sample_rate=read_field("", cfg, "sample_rate", DiffusionModelConfig),
+        audio_channels=read_field("", cfg, "audio_channels", DiffusionModelConfig, default=2),
+        sample_size=read_field("", cfg, "sample_size", DiffusionModelConfig),
         vae=vae,
         conditioning=ConditioningConfig(
             cond_dim=cond_dim, text=text, text_id=text_id, timing=tuple(timing),
             cross_attention_ids=ids("cross_attention_cond_ids"),
             global_ids=ids("global_cond_ids"), input_concat_ids=concat_ids),
         dit=dit,
-        objective=str(objective),
-        window=str(inference.get("window", "full")),
-        steps=None if inference.get("steps") is None else int(inference["steps"]),
-        sampler=None if inference.get("sampler") is None else str(inference["sampler"]),
-        guidance_scale=(None if inference.get("guidance_scale") is None
-                        else float(inference["guidance_scale"])),
-        guidance_interval=None if interval is None else (float(interval[0]),
-                                                         float(interval[1])),
+        objective=objective,
+        window=setting("window", "full"),
+        steps=setting("steps"),
+        sampler=setting("sampler"),
+        guidance_scale=setting("guidance_scale"),
+        guidance_interval=setting("guidance_interval"),
     )
 
 
@@ -437,38 +473,60 @@ _DIFFUSERS_PROJ_KEYS = {"_class_name", "_diffusers_version", "_name_or_path", "t
                         "conditioning_dim", "min_value", "max_value"}
 
 
+def _dit_from_diffusers(dc: Mapping[str, Any]) -> tuple[DiTConfig, int]:
+    """The DiT of a diffusers ``transformer/config.json`` and its window in latent frames."""
+    check_keys("transformer/config.json", dc, _DIFFUSERS_DIT_KEYS)
+    expect_value("", "_class_name", dc.get("_class_name"), ("StableAudioDiTModel",))
+    expect_value("", "time_proj_dim", dc.get("time_proj_dim", 256), (256,))
+    head_dim = check_value(require_field("", dc, "attention_head_dim"), Width,
+                           "attention_head_dim")
+    heads = read_field("", dc, "num_attention_heads", DiTConfig, "num_heads")
+    width = head_dim * heads
+    context_dim = check_value(require_field("", dc, "cross_attention_dim"), Width,
+                              "cross_attention_dim")
+    token_dim = read_field("", dc, "cross_attention_input_dim", DiTConfig, "cond_token_dim")
+    if context_dim not in (width, token_dim):
+        raise ConfigError(f"cross_attention_dim {context_dim} must equal the width {width} or "
+                          f"cross_attention_input_dim {token_dim}")
+    if context_dim // head_dim != dc.get("num_key_value_attention_heads", heads):
+        raise ConfigError("num_key_value_attention_heads must be cross_attention_dim / "
+                          f"attention_head_dim = {context_dim // head_dim}")
+    dit = DiTConfig(io_channels=read_field("", dc, "in_channels", DiTConfig, "io_channels"),
+                    width=width, depth=read_field("", dc, "num_layers", DiTConfig, "depth"),
+                    num_heads=heads, cond_token_dim=token_dim,
+                    global_cond_dim=read_field("", dc, "global_states_input_dim", DiTConfig,
+                                               "global_cond_dim"),
+                    project_cond_tokens=context_dim == width != token_dim)
+    return dit, check_value(dc.get("sample_size", 1024), FrameCount, "sample_size")
+
+
+def _projection_from_diffusers(
+        pc: Mapping[str, Any]) -> tuple[TimingConditionerConfig, int, int]:
+    """(timing, text feature width, conditioning width) of a diffusers
+    ``projection_model/config.json``."""
+    check_keys("projection_model/config.json", pc, _DIFFUSERS_PROJ_KEYS)
+    timing = TimingConditionerConfig(
+        read_field("", pc, "min_value", TimingConditionerConfig, "min_seconds", 0.0),
+        read_field("", pc, "max_value", TimingConditionerConfig, "max_seconds", 512.0))
+    return (timing, read_field("", pc, "text_encoder_dim", TextConditionerConfig, "feature_dim"),
+            read_field("", pc, "conditioning_dim", ConditioningConfig, "cond_dim"))
+
+
 def diffusion_config_from_diffusers(folder: Path) -> DiffusionModelConfig:
     """The config of a diffusers StableAudioPipeline folder."""
     vae = read_config(folder / "vae" / "config.json", vae_config_from_diffusers)
-    dit_path = folder / "transformer" / "config.json"
-    proj_path = folder / "projection_model" / "config.json"
-    dc, pc = read_json(dit_path), read_json(proj_path)
+    dit, frames = read_config(folder / "transformer" / "config.json", _dit_from_diffusers)
+    timing, text_dim, cond_dim = read_config(folder / "projection_model" / "config.json",
+                                             _projection_from_diffusers)
+    enc_cfg = read_json(folder / TEXT_ENCODER_DIR / "config.json")
+    tok_cfg = folder / "tokenizer" / "tokenizer_config.json"
+    max_length = read_config(tok_cfg, lambda c: read_field(
+        "", c, "model_max_length", TextConditionerConfig, "max_length", 128)) \
+        if tok_cfg.is_file() else 128
     try:
-        check_keys(str(dit_path), dc, _DIFFUSERS_DIT_KEYS)
-        check_keys(str(proj_path), pc, _DIFFUSERS_PROJ_KEYS)
-        expect_value(str(dit_path), "_class_name", dc.get("_class_name"), ("StableAudioDiTModel",))
-        expect_value(str(dit_path), "time_proj_dim", dc.get("time_proj_dim", 256), (256,))
-        head_dim, heads = int(dc["attention_head_dim"]), int(dc["num_attention_heads"])
-        width = head_dim * heads
-        context_dim, token_dim = int(dc["cross_attention_dim"]), int(
-            dc["cross_attention_input_dim"])
-        if context_dim not in (width, token_dim):
-            raise ConfigError(f"{dit_path}: cross_attention_dim {context_dim} must equal the "
-                              f"width {width} or cross_attention_input_dim {token_dim}")
-        if context_dim // head_dim != int(dc.get("num_key_value_attention_heads", heads)):
-            raise ConfigError(f"{dit_path}: num_key_value_attention_heads must be "
-                              "cross_attention_dim / attention_head_dim = "
-                              f"{context_dim // head_dim}")
-        timing = TimingConditionerConfig(float(pc.get("min_value", 0)),
-                                         float(pc.get("max_value", 512)))
-        text_dim, cond_dim = int(pc["text_encoder_dim"]), int(pc["conditioning_dim"])
-        enc_cfg = read_json(folder / TEXT_ENCODER_DIR / "config.json")
-        tok_cfg = folder / "tokenizer" / "tokenizer_config.json"
-        max_length = int(read_json(tok_cfg).get("model_max_length", 128)) if tok_cfg.is_file() \
-            else 128
         return DiffusionModelConfig(
             sample_rate=vae.sample_rate, audio_channels=vae.audio_channels,
-            sample_size=int(dc.get("sample_size", 1024)) * vae.hop_length,
+            sample_size=frames * vae.hop_length,
             vae=vae,
             conditioning=ConditioningConfig(
                 cond_dim=cond_dim,
@@ -481,14 +539,8 @@ def diffusion_config_from_diffusers(folder: Path) -> DiffusionModelConfig:
                 timing=(("seconds_start", timing), ("seconds_total", timing)),
                 cross_attention_ids=("text", "seconds_start", "seconds_total"),
                 global_ids=("seconds_start", "seconds_total")),
-            dit=DiTConfig(io_channels=int(dc["in_channels"]), width=width,
-                          depth=int(dc["num_layers"]), num_heads=heads,
-                          cond_token_dim=token_dim,
-                          global_cond_dim=int(dc["global_states_input_dim"]),
-                          project_cond_tokens=context_dim == width != token_dim),
+            dit=dit,
             objective=SAT_DEFAULT_OBJECTIVE,  # diffusers' StableAudioPipeline: v only
         )
-    except KeyError as err:
-        raise CheckpointError(f"{folder}: missing config field {err}") from None
     except ConfigError as err:
-        raise CheckpointError(str(err)) from None
+        raise CheckpointError(f"{folder}: {err}") from None

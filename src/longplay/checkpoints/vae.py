@@ -37,7 +37,7 @@ from longplay.checkpoints.formats import (
 )
 from longplay.checkpoints.keymaps import vae_key_map
 from longplay.checkpoints.remap import find_weight_file, remap_state
-from longplay.config import VAEConfig
+from longplay.config import ConfigError, VAEConfig
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +113,32 @@ def infer_vae_config(state: dict[str, torch.Tensor], sample_rate: int = 44100) -
 
 def vae_state_to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: str,
                   source: Path) -> dict[str, torch.Tensor]:
-    """Rename ``foreign`` weights to longplay's names; every key must be accounted for."""
+    """Rename ``foreign`` weights to longplay's names; every key must be accounted for.
+    Weights of another architecture than ``config``'s are an error that names the config
+    fields they disagree with (when the weights' own architecture can be read)."""
     key_map = vae_key_map(layout, len(config.strides))
     shapes = build_vae_shapes(config)
     own_to_foreign = {k: key_map.foreign_key(k) for k in shapes}
-    return remap_state(foreign, own_to_foreign, shapes, f"VAE ({layout} layout)", source)
+    try:
+        return remap_state(foreign, own_to_foreign, shapes, f"VAE ({layout} layout)", source)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}{_disagreeing_fields(foreign, config, layout)}") from None
+
+
+def _disagreeing_fields(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: str) -> str:
+    """"; the weights are of a VAE with audio_channels 2 (the config says 1)..." for the
+    fields whose values in the config differ from the weights' (stable-audio-tools layout)."""
+    if layout != "stable-audio-tools":
+        return ""
+    try:
+        found = infer_vae_config(foreign, config.sample_rate)
+    except (CheckpointError, ConfigError):
+        return ""
+    names = ("audio_channels", "encoder_channels", "decoder_channels", "channel_mults",
+             "strides", "latent_dim")
+    wrong = [f"{n} {getattr(found, n)} (the config says {getattr(config, n)})" for n in names
+             if getattr(found, n) != getattr(config, n)]
+    return f"; the weights are of a VAE with {', '.join(wrong)}" if wrong else ""
 
 
 def build_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:

@@ -1,15 +1,32 @@
 """Typed, frozen configurations: the models (:mod:`.model`), the training runs
-(:mod:`.training`) and the strict loader that builds them from dicts and files
-(:mod:`.loader`). Parsing is strict: a field longplay does not know is an error that
-names it, and so is a known field with a value longplay does not implement."""
+(:mod:`.training`), what each field accepts (:mod:`.fields`) and the strict loader that
+builds and checks them (:mod:`.loader`). Parsing is strict: a field longplay does not
+know is an error that names it, and so is a value of the wrong type, out of the field's
+range or not implemented by longplay. In a config file, relative paths are relative to
+the file's folder."""
 
+from longplay.config.fields import (
+    AUDIO_CHANNELS,
+    MAX_HOP_LENGTH,
+    MAX_LATENT_FRAMES,
+    MAX_LAYERS,
+    MAX_SAMPLE_SIZE,
+    MAX_TOKENS,
+    MAX_WIDTH,
+    SAMPLE_RATES,
+)
 from longplay.config.loader import (
     ConfigError,
+    ConfigFieldError,
+    check_config,
     check_keys,
+    check_value,
+    config_dataclass,
     dataclass_from_dict,
     dataclass_to_dict,
     expect_value,
     load_config_file,
+    read_field,
     require_field,
 )
 from longplay.config.model import (
@@ -45,11 +62,19 @@ from longplay.config.training import (
 )
 
 __all__ = [
+    "AUDIO_CHANNELS",
     "CLAP_FORMAT_VERSION",
     "INPAINT_IDS",
     "INPAINT_INPUT_ID",
     "INPAINT_MASK_ID",
+    "MAX_HOP_LENGTH",
+    "MAX_LATENT_FRAMES",
+    "MAX_LAYERS",
+    "MAX_SAMPLE_SIZE",
+    "MAX_TOKENS",
+    "MAX_WIDTH",
     "MODEL_PRESETS",
+    "SAMPLE_RATES",
     "VAE_PRESETS",
     "WINDOWS",
     "CLAPAudioEncoderConfig",
@@ -57,6 +82,7 @@ __all__ = [
     "CLAPTrainConfig",
     "ConditioningConfig",
     "ConfigError",
+    "ConfigFieldError",
     "DataConfig",
     "DemoConfig",
     "DiTConfig",
@@ -71,12 +97,16 @@ __all__ = [
     "TrainerConfig",
     "VAEConfig",
     "VAETrainConfig",
+    "check_config",
     "check_keys",
+    "check_value",
+    "config_dataclass",
     "dataclass_from_dict",
     "dataclass_to_dict",
     "expect_value",
     "load_config_file",
     "model_preset",
+    "read_field",
     "require_field",
     "vae_preset",
 ]

@@ -8,17 +8,36 @@ turn them into modules are in :mod:`longplay.builders`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
+from longplay.config.fields import (
+    MAX_HOP_LENGTH,
+    MAX_WIDTH,
+    AudioChannels,
+    Depth,
+    NonNegativeFloat,
+    OneOf,
+    OptionalWidth,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    SampleCount,
+    SampleRate,
+    TokenCount,
+    Width,
+)
+from longplay.config.loader import ConfigFieldError, config_dataclass
 from longplay.diffusion import OBJECTIVES
 from longplay.errors import ConfigError
 
 WINDOWS = ("full", "fit")
 """How a pipeline picks the sampled window: the model's whole window, or the shortest
 that holds the request."""
+TEXT_ENCODER_KINDS = ("t5", "clap", "hf")
+"""The text encoders a model config can name (see ``TextConditionerConfig``)."""
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class VAEConfig:
     """The Oobleck audio VAE (SYSTEM.md section 2).
 
@@ -27,31 +46,35 @@ class VAEConfig:
     The hop (samples per latent frame) is the product of ``strides``.
     """
 
-    audio_channels: int = 2
-    sample_rate: int = 44100
-    encoder_channels: int = 128
-    decoder_channels: int = 128
-    channel_mults: tuple[int, ...] = (1, 2, 4, 8, 16)
-    strides: tuple[int, ...] = (2, 4, 4, 8, 8)
-    latent_dim: int = 64
+    audio_channels: AudioChannels = 2
+    sample_rate: SampleRate = 44100
+    encoder_channels: Width = 128
+    decoder_channels: Width = 128
+    channel_mults: tuple[PositiveInt, ...] = (1, 2, 4, 8, 16)
+    strides: tuple[PositiveInt, ...] = (2, 4, 4, 8, 8)
+    latent_dim: Width = 64
     final_tanh: bool = False
 
     def __post_init__(self) -> None:
+        if not self.strides:
+            raise ConfigFieldError("strides", "must list one stride per block, got []")
         if len(self.channel_mults) != len(self.strides):
             raise ConfigError(
                 f"channel_mults has {len(self.channel_mults)} entries but strides has "
                 f"{len(self.strides)}: give one multiplier per strided block"
             )
-        for name in ("audio_channels", "sample_rate", "encoder_channels", "decoder_channels",
-                     "latent_dim"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if any(s < 1 for s in self.strides) or any(m < 1 for m in self.channel_mults):
-            raise ConfigError(f"strides {self.strides} and channel_mults {self.channel_mults} "
-                              "must all be >= 1")
         if any(s % 2 for s in self.strides if s > 1):
-            raise ConfigError(f"strides must be even (or 1) so that each block resamples by "
-                              f"exactly its stride, got {self.strides}")
+            raise ConfigFieldError("strides", f"must be even (or 1) so that each block "
+                                              f"resamples by exactly its stride, got "
+                                              f"{list(self.strides)}")
+        if self.hop_length > MAX_HOP_LENGTH:
+            raise ConfigFieldError("strides", f"must multiply to at most {MAX_HOP_LENGTH} "
+                                              f"(MAX_HOP_LENGTH), got {list(self.strides)}")
+        for name in ("encoder_channels", "decoder_channels"):
+            widest = getattr(self, name) * max(self.channel_mults)
+            if widest > MAX_WIDTH:
+                raise ConfigFieldError(name, f"times the largest of channel_mults must be at "
+                                             f"most {MAX_WIDTH} (MAX_WIDTH), got {widest}")
 
     @property
     def hop_length(self) -> int:
@@ -92,59 +115,64 @@ def vae_preset(name: str) -> VAEConfig:
         ) from None
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class DiTConfig:
     """The diffusion transformer (SYSTEM.md section 4)."""
 
-    io_channels: int = 64
-    width: int = 1536
-    depth: int = 24
-    num_heads: int = 24
-    cond_token_dim: int = 768
-    global_cond_dim: int = 1536
+    io_channels: Width = 64
+    width: Width = 1536
+    depth: Depth = 24
+    num_heads: PositiveInt = 24
+    cond_token_dim: OptionalWidth = 768
+    global_cond_dim: OptionalWidth = 1536
     project_cond_tokens: bool = False
     qk_norm: bool = False
     use_cross_attn_mask: bool = False
-    input_concat_dim: int = 0
+    input_concat_dim: OptionalWidth = 0
     """Extra input channels concatenated to the latents (an inpainting model's mask and
     masked latents: 1 + io_channels)."""
 
     def __post_init__(self) -> None:
-        if self.input_concat_dim < 0:
-            raise ConfigError(f"input_concat_dim must be >= 0, got {self.input_concat_dim}")
         if self.width % self.num_heads:
-            raise ConfigError(f"DiT width {self.width} is not divisible by num_heads "
-                              f"{self.num_heads}")
+            raise ConfigFieldError("num_heads", f"must divide the DiT's width {self.width} "
+                                                f"(embed_dim), got {self.num_heads}")
         if self.width // self.num_heads < 32:
-            raise ConfigError(f"DiT head width {self.width // self.num_heads} is below 32, the "
-                              "rotary width of the reference models")
+            raise ConfigFieldError("num_heads", f"must leave heads at least 32 wide (the "
+                                                f"rotary width of the reference models): "
+                                                f"width {self.width} / {self.num_heads} heads "
+                                                f"= {self.width // self.num_heads}")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class TextConditionerConfig:
     """The prompt's encoder: ``kind`` "t5" (last hidden state), "clap" (a CLAP text
     tower, hidden states of ``layer``) or "hf" (any Hugging Face encoder)."""
 
-    kind: str = "t5"
+    kind: Annotated[str, OneOf(TEXT_ENCODER_KINDS)] = "t5"
     name: str = "t5-base"
-    max_length: int = 128
-    feature_dim: int = 768
+    max_length: TokenCount = 128
+    feature_dim: Width = 768
     layer: int = -1
     model_path: str | None = None  # as written in the config; resolved by the loader
     projection: bool = False  # a learned Linear(feature_dim, cond_dim) with bias
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class TimingConditionerConfig:
     """A number conditioner: clamp to [min_seconds, max_seconds], then embed."""
 
-    min_seconds: float = 0.0
-    max_seconds: float = 512.0
+    min_seconds: NonNegativeFloat = 0.0
+    max_seconds: NonNegativeFloat = 512.0
+
+    def __post_init__(self) -> None:
+        if not self.max_seconds > self.min_seconds:
+            raise ConfigFieldError("max_seconds", f"must be above min_seconds "
+                                                  f"{self.min_seconds}, got {self.max_seconds}")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class ConditioningConfig:
-    cond_dim: int = 768
+    cond_dim: Width = 768
     text: TextConditionerConfig | None = TextConditionerConfig()
     text_id: str = "prompt"  # the id of the text conditioner in the model config
     timing: tuple[tuple[str, TimingConditionerConfig], ...] = (
@@ -168,55 +196,59 @@ INPAINT_IDS = (INPAINT_MASK_ID, INPAINT_INPUT_ID)
 
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class DiffusionModelConfig:
     """A whole text-to-audio model: VAE, conditioning, DiT and the diffusion objective."""
 
-    sample_rate: int = 44100
-    audio_channels: int = 2
-    sample_size: int = 2097152  # the training window in samples (47.55 s for SAO 1.0)
+    sample_rate: SampleRate = 44100
+    audio_channels: AudioChannels = 2
+    sample_size: SampleCount = 2097152  # the training window in samples (47.55 s for SAO 1.0)
     vae: VAEConfig = VAEConfig()
     conditioning: ConditioningConfig = ConditioningConfig()
     dit: DiTConfig = DiTConfig()
-    objective: str = "v"
-    window: str = "full"
+    objective: Annotated[str, OneOf(OBJECTIVES)] = "v"
+    window: Annotated[str, OneOf(WINDOWS)] = "full"
     """The pipeline's default sampling window: "full" (always the whole training window,
     then trim, as the paper and diffusers do) or "fit" (the shortest window that holds the
     request, for models trained on shorter windows too). Stored in model_config.json as
     ``inference.window``, a key stable-audio-tools ignores."""
-    steps: int | None = None
+    steps: PositiveInt | None = None
     """The pipeline's default number of sampler steps for this model (None: the
     objective's default, 100 for v models); ``inference.steps`` in model_config.json."""
     sampler: str | None = None
     """The pipeline's default sampler for this model (None: the objective's), e.g.
     "consistency" for a distilled few-step model; ``inference.sampler``."""
-    guidance_scale: float | None = None
+    guidance_scale: PositiveFloat | None = None
     """The pipeline's default guidance scale (None: the objective's; 1 for a model that
     was distilled with its guidance built in); ``inference.guidance_scale``."""
-    guidance_interval: tuple[float, float] | None = None
+    guidance_interval: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
     """The pipeline's default guidance interval: noise levels (lo, hi] outside which
     guidance is off (None: everywhere); ``inference.guidance_interval``."""
 
     def __post_init__(self) -> None:
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be a positive integer, got {self.steps}")
-        if self.guidance_scale is not None and not self.guidance_scale > 0:
-            raise ConfigError(f"guidance_scale must be > 0, got {self.guidance_scale}")
         if self.guidance_interval is not None:
             lo, hi = self.guidance_interval
-            if not 0 <= lo < hi:
-                raise ConfigError(f"guidance_interval needs 0 <= lo < hi, got "
-                                  f"{list(self.guidance_interval)}")
-        if self.objective in OBJECTIVES and self.sampler is not None:
+            if not lo < hi:
+                raise ConfigFieldError("guidance_interval", f"needs 0 <= lo < hi, got "
+                                                            f"{list(self.guidance_interval)}")
+        if self.sampler is not None:
             try:
                 OBJECTIVES[self.objective].sampler(self.sampler)
             except ValueError as err:
                 raise ConfigError(f"sampler: {err}") from None
-        if self.window not in WINDOWS:
-            raise ConfigError(f"window {self.window!r} is not one of {', '.join(WINDOWS)}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"diffusion objective {self.objective!r} is not one of "
-                              f"{', '.join(sorted(OBJECTIVES))}")
+        if self.audio_channels != self.vae.audio_channels:
+            raise ConfigFieldError("audio_channels", f"must match the VAE's "
+                                                     f"{self.vae.audio_channels} audio channels "
+                                                     f"(vae.audio_channels), got "
+                                                     f"{self.audio_channels}")
+        if self.sample_rate != self.vae.sample_rate:
+            raise ConfigFieldError("sample_rate", f"must match the VAE's sample rate "
+                                                  f"{self.vae.sample_rate} (vae.sample_rate), "
+                                                  f"got {self.sample_rate}")
+        if self.sample_size % self.vae.hop_length:
+            raise ConfigFieldError("sample_size", f"must be a multiple of the VAE's "
+                                                  f"{self.vae.hop_length} samples per latent "
+                                                  f"frame, got {self.sample_size}")
         if self.dit.io_channels != self.vae.latent_dim:
             raise ConfigError(f"DiT io_channels {self.dit.io_channels} != VAE latent_dim "
                               f"{self.vae.latent_dim}")
@@ -296,23 +328,28 @@ def model_preset(name: str) -> DiffusionModelConfig:
 # The CLAP text-audio model (stage 2)
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class CLAPAudioEncoderConfig:
     """The CLAP's audio tower (``conditioning.CLAPAudioEncoder``): a log-mel front end
     (``n_fft``, ``hop_length``, ``n_mels``) and one convolution block per width."""
 
-    n_fft: int
-    hop_length: int
-    n_mels: int
-    widths: tuple[int, ...]
-    norm_groups: int
-    embed_dim: int
+    n_fft: Annotated[int, Range(16, 65536)]
+    hop_length: SampleCount
+    n_mels: Annotated[int, Range(1, 1024)]
+    widths: tuple[Width, ...]
+    norm_groups: PositiveInt
+    embed_dim: Width
+
+    def __post_init__(self) -> None:
+        if not self.widths or any(w % self.norm_groups for w in self.widths):
+            raise ConfigFieldError("widths", f"must be one or more multiples of norm_groups "
+                                             f"{self.norm_groups}, got {list(self.widths)}")
 
 
 CLAP_FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class CLAPConfig:
     """A CLAP model folder's ``clap_config.json`` (format version 1); every field but
     ``text_encoder`` is required.
@@ -329,10 +366,10 @@ class CLAPConfig:
     """
 
     format_version: int
-    sample_rate: int
-    embed_dim: int
+    sample_rate: SampleRate
+    embed_dim: Width
     text_layer: int
-    max_length: int
+    max_length: TokenCount
     audio_encoder: CLAPAudioEncoderConfig
     text_encoder: str | None = None
 

@@ -3,35 +3,66 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated
 
+from longplay.config.fields import (
+    FilePath,
+    Fraction,
+    FrameCount,
+    ModelPath,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Range,
+    SampleCount,
+    SampleRate,
+    Seed,
+    TextEncoderPath,
+    TokenCount,
+    TrainingDataPath,
+    Width,
+)
+from longplay.config.loader import ConfigFieldError, config_dataclass
+from longplay.config.model import MODEL_PRESETS, VAE_PRESETS
 from longplay.errors import ConfigError
 
+DATA_KINDS = ("audio", "latents", "shards")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
+              "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64")
+"""PyTorch Lightning's precisions (the short names are its aliases)."""
+STRATEGIES = ("auto", "ddp", "fsdp")
+"""The distributed strategies (``--strategy``); "fsdp" is FSDP2 (training.runner)."""
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+VAE_INITS = ("variance_preserving", "pytorch")
 
-@dataclass(frozen=True)
+
+@config_dataclass
 class OptimizerConfig:
     """AdamW with the inverse-LR schedule of k-diffusion:
     lr(step) = lr * (1 - warmup^(step + 1)) * (1 + step / inv_gamma)^-power."""
 
-    lr: float = 5e-5
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 1e-3
-    inv_gamma: float = 1e6
-    power: float = 0.5
-    warmup: float = 0.99
+    lr: PositiveFloat = 5e-5
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    weight_decay: NonNegativeFloat = 1e-3
+    inv_gamma: PositiveFloat = 1e6
+    power: NonNegativeFloat = 0.5
+    warmup: Fraction = 0.99
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class EMAConfig:
     """EMA with warm-up: decay(step) = min(max_decay, 1 - (1 + step / inv_gamma)^-power)."""
 
     enabled: bool = True
-    max_decay: float = 0.9999
-    power: float = 0.75
-    inv_gamma: float = 1.0
+    max_decay: Fraction = 0.9999
+    power: PositiveFloat = 0.75
+    inv_gamma: PositiveFloat = 1.0
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class DataConfig:
     """Where training examples come from.
 
@@ -40,47 +71,48 @@ class DataConfig:
     ``longplay data encode``). The window is the model's ``sample_size``.
     """
 
-    kind: str = "audio"
-    path: str | None = None
+    kind: Annotated[str, OneOf(DATA_KINDS)] = "audio"
+    path: TrainingDataPath | None = None
     random_crop: bool = True
     phase_flip: bool = False
-    min_duration_s: float = 0.0
-    num_workers: int = 0
+    min_duration_s: NonNegativeFloat = 0.0
+    num_workers: NonNegativeInt = 0
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class TrainerConfig:
     """The engine's settings (PyTorch Lightning)."""
 
-    max_steps: int = 100000
-    batch_size: int = 8
-    accumulate_grad_batches: int = 1
-    precision: str = "32-true"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    accelerator: str = "auto"
+    max_steps: PositiveInt = 100000
+    batch_size: PositiveInt = 8
+    accumulate_grad_batches: PositiveInt = 1
+    precision: Annotated[str, OneOf(PRECISIONS)] = "32-true"
+    devices: PositiveInt = 1
+    num_nodes: PositiveInt = 1
+    strategy: Annotated[str, OneOf(STRATEGIES)] = "auto"
+    accelerator: Annotated[str, OneOf(ACCELERATORS)] = "auto"
     gradient_checkpointing: bool = False
-    gradient_clip_val: float | None = None
-    log_every_n_steps: int = 10
-    checkpoint_every_n_steps: int = 1000
-    demo_every_n_steps: int = 0
-    seed: int = 0
+    gradient_clip_val: PositiveFloat | None = None
+    log_every_n_steps: PositiveInt = 10
+    checkpoint_every_n_steps: PositiveInt = 1000
+    demo_every_n_steps: NonNegativeInt = 0
+    """0: no demos."""
+    seed: Seed = 0
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class DemoConfig:
     """Periodic demo generations during DiT training."""
 
     prompts: tuple[str, ...] = ("upbeat electronic dance music, 128 BPM",
                                 "solo piano, slow and calm")
-    guidance_scales: tuple[float, ...] = (1.0, 3.0, 6.0)
-    steps: int = 50
-    duration_s: float | None = None
+    guidance_scales: tuple[PositiveFloat, ...] = (1.0, 3.0, 6.0)
+    steps: PositiveInt = 50
+    duration_s: PositiveFloat | None = None
     sampler: str | None = None
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class DiTTrainConfig:
     """Training (or fine-tuning) the diffusion transformer.
 
@@ -89,16 +121,16 @@ class DiTTrainConfig:
     from scratch, with the VAE from ``vae_path`` or random when it is None).
     """
 
-    preset: str | None = "debug"
-    init_from: str | None = None
-    vae_path: str | None = None
-    text_encoder_path: str | None = None
+    preset: Annotated[str, OneOf(MODEL_PRESETS)] | None = "debug"
+    init_from: FilePath | None = None
+    vae_path: FilePath | None = None
+    text_encoder_path: TextEncoderPath | None = None
     text_layer: int | None = None
     """With ``preset``: the encoder layer whose features condition the DiT (default the
     preset's); the feature width is read from the encoder, so any Hugging Face encoder
     (a CLAP text tower, a sentence-transformer) can be used."""
-    cfg_dropout: float = 0.1
-    window_frames: int | None = None
+    cfg_dropout: Fraction = 0.1
+    window_frames: FrameCount | None = None
     """Train on windows of this many latent frames instead of the model's whole window
     (pre-training on short windows, as the paper does before the full window); the
     model's window (its sample_size) is unchanged."""
@@ -106,10 +138,10 @@ class DiTTrainConfig:
     """Train a model that inpaints: its DiT also takes a keep mask and the masked latents
     (stable-audio-tools' ``diffusion_cond_inpaint``). A model without those inputs gains
     them with zero weights, so it starts as it was."""
-    inpaint_mask_probabilities: tuple[float, float, float] = (0.1, 0.8, 0.1)
+    inpaint_mask_probabilities: tuple[Probability, Probability, Probability] = (0.1, 0.8, 0.1)
     """How often a training mask is random segments, everything generated (from
     scratch), or a kept prefix (continuation): stable-audio-tools' defaults."""
-    inpaint_max_segments: int = 10
+    inpaint_max_segments: PositiveInt = 10
     optimizer: OptimizerConfig = OptimizerConfig()
     ema: EMAConfig = EMAConfig()
     data: DataConfig = DataConfig()
@@ -120,21 +152,10 @@ class DiTTrainConfig:
         if (self.preset is None) == (self.init_from is None):
             raise ConfigError("give exactly one of preset (train from scratch) and init_from "
                               "(fine-tune a model folder)")
-        if not 0 <= self.cfg_dropout < 1:
-            raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
-        if self.window_frames is not None and self.window_frames < 1:
-            raise ConfigError(f"window_frames must be a positive number of latent frames, got "
-                              f"{self.window_frames}")
-        probabilities = self.inpaint_mask_probabilities
-        if any(p < 0 for p in probabilities) or not math.isclose(sum(probabilities), 1.0):
-            raise ConfigError(f"inpaint_mask_probabilities must be 3 non-negative numbers "
-                              f"summing to 1, got {list(probabilities)}")
-        if self.inpaint_max_segments < 1:
-            raise ConfigError(f"inpaint_max_segments must be >= 1, got "
-                              f"{self.inpaint_max_segments}")
+        _check_mask_probabilities(self.inpaint_mask_probabilities)
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class VAETrainConfig:
     """Training (or fine-tuning) the VAE (SYSTEM.md section 2).
 
@@ -144,25 +165,26 @@ class VAETrainConfig:
     generator and the discriminator; ``adversarial_start_step`` delays the GAN terms.
     """
 
-    preset: str | None = "debug"
-    init_from: str | None = None
+    preset: Annotated[str, OneOf(VAE_PRESETS)] | None = "debug"
+    init_from: FilePath | None = None
     freeze_encoder: bool = False
-    window_samples: int = 65536
-    loss_weights: tuple[float, float, float, float] = (1.0, 0.1, 5.0, 1e-4)
+    window_samples: SampleCount = 65536
+    loss_weights: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat,
+                        NonNegativeFloat] = (1.0, 0.1, 5.0, 1e-4)
     """reconstruction, adversarial, feature matching, KL."""
-    mel_loss_weight: float = 0.0
+    mel_loss_weight: NonNegativeFloat = 0.0
     """Weight of an extra multi-scale mel loss (``autoencoder.MultiScaleMelLoss``, the
     Descript Audio Codec's); 0 keeps the objective of SYSTEM.md."""
-    adversarial_start_step: int = 0
-    posterior_warmup_steps: int = 0
+    adversarial_start_step: NonNegativeInt = 0
+    posterior_warmup_steps: NonNegativeInt = 0
     """For the first N steps the decoder gets the posterior mean instead of a sample: a
     warm-up in which it learns to follow its input before the latent noise is added
     (with the noise from the start, a small VAE settles on the average spectrum)."""
-    init: str = "variance_preserving"
+    init: Annotated[str, OneOf(VAE_INITS)] = "variance_preserving"
     """From scratch: "variance_preserving" (``init_vae_for_training``: the input reaches
     the latent from the first step) or "pytorch" (the default initialisation of the
     layers, as stable-audio-tools)."""
-    discriminator_filters: int = 64
+    discriminator_filters: Width = 64
     optimizer: OptimizerConfig = OptimizerConfig(lr=1.5e-4, betas=(0.8, 0.99), weight_decay=1e-3,
                                                  inv_gamma=2e5, power=0.5, warmup=0.999)
     discriminator_optimizer: OptimizerConfig = OptimizerConfig(
@@ -175,31 +197,22 @@ class VAETrainConfig:
         if (self.preset is None) == (self.init_from is None):
             raise ConfigError("give exactly one of preset (train from scratch) and init_from "
                               "(fine-tune a VAE)")
-        if not (math.isfinite(self.mel_loss_weight) and self.mel_loss_weight >= 0):
-            raise ConfigError(f"mel_loss_weight must be finite and >= 0, got "
-                              f"{self.mel_loss_weight}")
-        if self.posterior_warmup_steps < 0:
-            raise ConfigError(f"posterior_warmup_steps must be >= 0, got "
-                              f"{self.posterior_warmup_steps}")
-        if self.init not in ("variance_preserving", "pytorch"):
-            raise ConfigError(f"init must be 'variance_preserving' or 'pytorch', got "
-                              f"{self.init!r}")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class CLAPTrainConfig:
     """Training the CLAP text-audio model (stage 2): contrastive, with the text tower
     initialised from the local Hugging Face encoder at ``text_encoder_path``."""
 
-    text_encoder_path: str | None = None
+    text_encoder_path: TextEncoderPath | None = None
     text_layer: int = -2
     train_text: bool = False
-    max_length: int = 77
-    embed_dim: int = 512
-    audio_widths: tuple[int, ...] = (32, 64, 128, 256)
-    n_mels: int = 64
-    sample_rate: int = 44100
-    window_samples: int = 441000
+    max_length: TokenCount = 77
+    embed_dim: Width = 512
+    audio_widths: tuple[Width, ...] = (32, 64, 128, 256)
+    n_mels: Annotated[int, Range(1, 1024)] = 64
+    sample_rate: SampleRate = 44100
+    window_samples: SampleCount = 441000
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-2,
                                                  inv_gamma=1e6, power=0.5, warmup=0.99)
     ema: EMAConfig = EMAConfig(enabled=False)
@@ -212,7 +225,7 @@ class CLAPTrainConfig:
                               "text tower to start from (e.g. a sentence-transformer or RoBERTa)")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class DistillTrainConfig:
     """Distilling a v-objective model into a few-step one without guidance: consistency
     distillation with the teacher's guidance built in (``longplay.training.distill``).
@@ -226,15 +239,15 @@ class DistillTrainConfig:
     guidance 1 by default.
     """
 
-    teacher: str | None = None
-    text_encoder_path: str | None = None
-    teacher_steps: int = 50
-    sigma_min: float = 0.03
-    sigma_max: float = 500.0
-    guidance_scale: float = 7.0
-    target_decay: float = 0.95
-    student_steps: int = 4
-    window_frames: int | None = None
+    teacher: FilePath | None = None
+    text_encoder_path: TextEncoderPath | None = None
+    teacher_steps: Annotated[int, Range(2)] = 50
+    sigma_min: PositiveFloat = 0.03
+    sigma_max: PositiveFloat = 500.0
+    guidance_scale: Annotated[float, Range(1)] = 7.0
+    target_decay: Fraction = 0.95
+    student_steps: PositiveInt = 4
+    window_frames: FrameCount | None = None
     """Train on windows of this many latent frames (default the model's window)."""
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-3,
                                                  inv_gamma=1e5, power=0.5, warmup=0.9)
@@ -243,23 +256,12 @@ class DistillTrainConfig:
     trainer: TrainerConfig = TrainerConfig()
 
     def __post_init__(self) -> None:
-        if self.teacher_steps < 2:
-            raise ConfigError(f"teacher_steps must be >= 2, got {self.teacher_steps}")
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise ConfigError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and "
-                              f"{self.sigma_max}")
-        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 1):
-            raise ConfigError(f"guidance_scale must be >= 1, got {self.guidance_scale}")
-        if not 0 <= self.target_decay < 1:
-            raise ConfigError(f"target_decay must be in [0, 1), got {self.target_decay}")
-        if self.student_steps < 1:
-            raise ConfigError(f"student_steps must be >= 1, got {self.student_steps}")
-        if self.window_frames is not None and self.window_frames < 1:
-            raise ConfigError(f"window_frames must be a positive number of latent frames, got "
-                              f"{self.window_frames}")
+        if not self.sigma_min < self.sigma_max:
+            raise ConfigFieldError("sigma_max", f"must be above sigma_min {self.sigma_min}, "
+                                                f"got {self.sigma_max}")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class LoRATrainConfig:
     """Training a LoRA (or DoRA) adapter of a model's diffusion transformer
     (``longplay train lora``, :mod:`longplay.training.lora`).
@@ -272,19 +274,19 @@ class LoRATrainConfig:
     weight-decomposed adapter (DoRA) instead.
     """
 
-    base: str | None = None
-    text_encoder_path: str | None = None
-    rank: int = 16
-    alpha: float = 16.0
-    dropout: float = 0.0
+    base: ModelPath | None = None
+    text_encoder_path: TextEncoderPath | None = None
+    rank: Width = 16
+    alpha: PositiveFloat = 16.0
+    dropout: Fraction = 0.0
     targets: str | tuple[str, ...] = "attention"
     dora: bool = False
-    cfg_dropout: float = 0.1
-    window_frames: int | None = None
+    cfg_dropout: Fraction = 0.1
+    window_frames: FrameCount | None = None
     """Train on windows of this many latent frames (default the model's window)."""
-    inpaint_mask_probabilities: tuple[float, float, float] = (0.1, 0.8, 0.1)
+    inpaint_mask_probabilities: tuple[Probability, Probability, Probability] = (0.1, 0.8, 0.1)
     """For an inpainting base: as in ``DiTTrainConfig``."""
-    inpaint_max_segments: int = 10
+    inpaint_max_segments: PositiveInt = 10
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
                                                  inv_gamma=1e6, power=0.5, warmup=0.9)
     ema: EMAConfig = EMAConfig(enabled=False)
@@ -294,14 +296,11 @@ class LoRATrainConfig:
     trainer: TrainerConfig = TrainerConfig()
 
     def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ConfigError(f"rank must be an integer >= 1, got {self.rank!r}")
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise ConfigError(f"alpha must be > 0, got {self.alpha}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.cfg_dropout < 1:
-            raise ConfigError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
-        if self.window_frames is not None and self.window_frames < 1:
-            raise ConfigError(f"window_frames must be a positive number of latent frames, got "
-                              f"{self.window_frames}")
+        _check_mask_probabilities(self.inpaint_mask_probabilities)
+
+
+def _check_mask_probabilities(probabilities: tuple[float, float, float]) -> None:
+    if not math.isclose(sum(probabilities), 1.0):
+        raise ConfigFieldError("inpaint_mask_probabilities", f"must be 3 non-negative numbers "
+                                                             f"summing to 1, got "
+                                                             f"{list(probabilities)}")
