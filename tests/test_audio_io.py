@@ -326,7 +326,7 @@ def test_save_empty_or_bad_shape_raises(tmp_path: Path) -> None:
 
 def test_unsupported_extension_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\.wav, \.flac"):
-        save_audio(tmp_path / "out.mp3", _stereo(), SR)
+        save_audio(tmp_path / "out.aiff", _stereo(), SR)
     assert _listing(tmp_path) == []
 
 

@@ -81,7 +81,7 @@ def test_generate_errors_leave_nothing_behind(tmp_path: Path, capsys, monkeypatc
     assert run("generate", "p", "--model", SAOS_TINY, "--sampler", "dpmpp-3m-sde", "-o",
                out) == 2
     assert "does not fit" in capsys.readouterr().err
-    assert run("generate", "p", "--model", SAO1_TINY, "-o", tmp_path / "x.mp3") == 2
+    assert run("generate", "p", "--model", SAO1_TINY, "-o", tmp_path / "x.aiff") == 2
     assert list(tmp_path.iterdir()) == []
 
 

@@ -85,7 +85,44 @@ _OUTPUT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     ".wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT")),
     ".flac": ("FLAC", ("PCM_16", "PCM_24")),
     ".ogg": ("OGG", ("VORBIS",)),  # lossy and small: examples for the web
+    ".mp3": ("MP3", ("MPEG_LAYER_III",)),  # lossy; libsndfile >= 1.1 writes it
 }
+OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
+    "wav": (".wav", "PCM_16"),
+    "wav24": (".wav", "PCM_24"),
+    "wav-float": (".wav", "FLOAT"),
+    "flac": (".flac", "PCM_16"),
+    "flac24": (".flac", "PCM_24"),
+    "ogg": (".ogg", "VORBIS"),
+    "mp3": (".mp3", "MPEG_LAYER_III"),
+}
+"""The named output formats of the command line's ``--format`` (and the studio's and the
+HTTP API's downloads): name -> (extension, libsndfile subtype). The default for a file
+is the first name with its extension (16-bit PCM for .wav and .flac)."""
+
+
+def output_format(path: str | os.PathLike[str], name: str | None = None) -> tuple[str, str]:
+    """(name, subtype) of the format ``path`` is written in: ``name`` checked against the
+    file's extension, or the extension's default.
+
+    Raises:
+        ValueError: an unknown name, an extension no format writes, or a name that does
+            not fit the extension.
+    """
+    suffix = Path(path).suffix.lower()
+    fitting = [n for n, (ext, _) in OUTPUT_FORMATS.items() if ext == suffix]
+    if not fitting:
+        raise ValueError(f"cannot write {path}: unsupported extension {Path(path).suffix!r}; "
+                         f"use one of {', '.join(_OUTPUT_FORMATS)}")
+    if name is None:
+        name = fitting[0]
+    elif name not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown output format {name!r}; choose one of "
+                         f"{', '.join(OUTPUT_FORMATS)}")
+    elif name not in fitting:
+        raise ValueError(f"format {name!r} writes {OUTPUT_FORMATS[name][0]} files, but the "
+                         f"output is {path}; use {', '.join(fitting)} or change the extension")
+    return name, OUTPUT_FORMATS[name][1]
 SUPPORTED_OUTPUT_SUBTYPES: dict[str, tuple[str, ...]] = {
     ext: subtypes for ext, (_, subtypes) in _OUTPUT_FORMATS.items()
 }
@@ -422,15 +459,20 @@ def save_audio(
     sample_rate: int,
     *,
     subtype: str | None = None,
+    atomic: bool = True,
 ) -> Path:
-    """Write [C, S] audio to a .wav, .flac or .ogg file, atomically.
+    """Write [C, S] audio to a .wav, .flac, .ogg or .mp3 file, atomically, as it is (the
+    command line first applies :func:`longplay.audio.normalize_output`).
 
     Args:
         path: output file; the extension picks the format (.wav, .flac, or .ogg for
             Ogg Vorbis, lossy).
         audio: [C, S] floating samples, nominally in [-1, 1].
         sample_rate: samples per second.
-        subtype: "PCM_16" (default), "PCM_24", or "FLOAT" (wav only); "VORBIS" for .ogg.
+        subtype: "PCM_16" (default), "PCM_24", or "FLOAT" (wav only); "VORBIS" for .ogg,
+            "MPEG_LAYER_III" for .mp3 (see :data:`OUTPUT_FORMATS`).
+        atomic: False writes ``path`` directly: for a temporary path the caller moves
+            into place itself.
 
     Returns:
         The output path.
@@ -475,13 +517,19 @@ def save_audio(
     peak = float(np.abs(data).max())
     if subtype != "FLOAT" and peak > 1.0:
         logger.warning(
-            "%s: peak amplitude %.3f exceeds 1.0; samples will be clipped to [-1, 1] in %s. "
-            "Normalise the audio or save with subtype='FLOAT' (wav) to keep them.",
+            "%s: peak amplitude %.3f exceeds 1.0; samples are clipped to [-1, 1] in %s. "
+            "Normalise the audio (longplay.audio.normalize_output; the command line does "
+            "unless --no-normalize) or write float WAV (--format wav-float, "
+            "subtype='FLOAT') to keep them.",
             path,
             peak,
             subtype,
         )
         data = np.clip(data, -1.0, 1.0)
+    if not atomic:  # the caller's own temporary file (longplay.atomic.atomic_output_paths)
+        sf.write(str(path), np.ascontiguousarray(data), sample_rate, subtype=subtype,
+                 format=file_format)
+        return path
     with atomic_output_path(path) as tmp:
         sf.write(
             str(tmp), np.ascontiguousarray(data), sample_rate, subtype=subtype, format=file_format

@@ -8,7 +8,11 @@ from longplay.checkpoints.clap import (
     read_clap_config,
     save_clap,
 )
-from longplay.checkpoints.diffusion import DiffusionModel, load_diffusion_model
+from longplay.checkpoints.diffusion import (
+    DiffusionModel,
+    load_diffusion_model,
+    read_diffusion_config,
+)
 from longplay.checkpoints.export import save_model_folder
 from longplay.checkpoints.files import read_state_dict, write_safetensors
 from longplay.checkpoints.keymaps import VAE_MODULE_TABLE, KeyMap, vae_key_map
@@ -33,6 +37,7 @@ __all__ = [
     "load_diffusion_model",
     "load_vae",
     "read_clap_config",
+    "read_diffusion_config",
     "read_state_dict",
     "read_vae_weights",
     "save_clap",

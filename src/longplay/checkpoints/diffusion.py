@@ -44,6 +44,7 @@ __all__ = [
     "SAT_VAE_PREFIX",
     "DiffusionModel",
     "load_diffusion_model",
+    "read_diffusion_config",
     "resolve_model_text_encoder",
 ]
 
@@ -179,16 +180,36 @@ def load_diffusion_model(path: str | Path, *, text_encoder_path: str | Path | No
     a model run in bfloat16 is loaded that way instead of converted after loading."""
     folder = Path(path)
     dit_dtype = dtype if dit_dtype is None else dit_dtype
+    if _layout(folder) == "stable-audio-tools":
+        return _load_sat_folder(folder, text_encoder_path, device, dtype, dit_dtype,
+                                load_text_encoder)
+    return _load_diffusers_folder(folder, text_encoder_path, device, dtype, dit_dtype,
+                                  load_text_encoder)
+
+
+def _layout(folder: Path) -> str:
+    """"stable-audio-tools" or "diffusers": the layout of the model folder ``folder``."""
     if not folder.is_dir():
         raise CheckpointError(
             f"model folder {folder} does not exist" if not folder.exists() else
             f"{folder} is a file; a text-to-music model is a folder (model_config.json + "
             "model.safetensors, or a diffusers folder with model_index.json)")
     if (folder / "model_config.json").is_file():
-        return _load_sat_folder(folder, text_encoder_path, device, dtype, dit_dtype,
-                                load_text_encoder)
+        return "stable-audio-tools"
     if (folder / "model_index.json").is_file():
-        return _load_diffusers_folder(folder, text_encoder_path, device, dtype, dit_dtype,
-                                      load_text_encoder)
+        return "diffusers"
     raise CheckpointError(f"{folder} holds neither model_config.json (Stable Audio Open / "
                           "stable-audio-tools) nor model_index.json (diffusers)")
+
+
+def read_diffusion_config(path: str | Path) -> DiffusionModelConfig:
+    """The config of a model folder (either layout) without loading any weights: what a
+    generation's settings are checked against before the model loads.
+
+    Raises:
+        CheckpointError: no model folder, or a config longplay can't use (named).
+    """
+    folder = Path(path)
+    if _layout(folder) == "stable-audio-tools":
+        return read_config(folder / "model_config.json", diffusion_config_from_sat)
+    return diffusion_config_from_diffusers(folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -13,28 +14,65 @@ from tqdm import tqdm
 from longplay import __version__
 from longplay.adapters import load_adapter, parse_adapter_argument
 from longplay.assets import model_or_demo
-from longplay.atomic import write_json_atomic
-from longplay.audio import load_audio, save_audio
-from longplay.checkpoints import load_diffusion_model
-from longplay.cli.options import SAMPLER_NAMES, add_speed_options
+from longplay.atomic import atomic_output_paths
+from longplay.audio import (
+    OUTPUT_FORMATS,
+    load_audio,
+    normalize_output,
+    output_format,
+    save_audio,
+)
+from longplay.checkpoints import load_diffusion_model, read_diffusion_config
+from longplay.cli.options import SAMPLER_NAMES, add_speed_options, device_name
 from longplay.config import WINDOWS
 from longplay.pipelines import (
     DEFAULT_EDGE_S,
     DEFAULT_JUMP_LENGTH,
-    DEFAULT_SIGMA_MAX,
-    DEFAULT_SIGMA_MIN,
+    MAX_BATCH_SIZE,
+    MAX_INFERENCE_STEPS,
+    GenerationSettings,
+    SettingsError,
     TextToMusicOutput,
     TextToMusicPipeline,
+    resolve_device,
+    resolve_precision,
+    resolve_settings,
+    sampling_defaults,
 )
 from longplay.pipelines.windows import loop_duration_s
 
 logger = logging.getLogger(__name__)
 
 
+OPTIONS = {"num_inference_steps": "--steps", "guidance_scale": "--cfg", "sampler": "--sampler",
+           "sigma_min": "--sigma-min", "sigma_max": "--sigma-max", "seed": "--seed",
+           "num_outputs": "--num-outputs", "seconds_start": "--seconds-start",
+           "seconds_total": "--seconds-total", "duration_s": "--duration",
+           "init_noise_level": "--init-noise-level", "window": "--window",
+           "context_s": "--context", "sections": "--section", "prompt": "PROMPT",
+           "negative_prompt": "--negative", "guidance_interval": "--guidance-interval",
+           "unguided_final_steps": "--unguided-final-steps", "inpaint_edge_s": "--edge",
+           "resample_steps": "--resample-steps", "jump_length": "--jump-length",
+           "init_audio": "--init-audio", "inpaint_audio": "IN", "inpaint_regions": "--start/--end",
+           "loop": "--loop"}
+"""The command-line option of each pipeline argument, to name it in error messages."""
+
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output .wav or .flac; several outputs get _0, _1, ... suffixes")
+                        help="output .wav, .flac, .ogg or .mp3 file (its folder must exist); "
+                             "several outputs get _0, _1, ... suffixes, and each gets a .json "
+                             "sidecar with its settings")
+    parser.add_argument("--format", choices=tuple(OUTPUT_FORMATS), default=None,
+                        help="how the output is encoded; it must fit the extension: wav "
+                             "(16-bit, the default for .wav), wav24, wav-float (32-bit float: "
+                             "never clips), flac (16-bit), flac24, ogg (Vorbis), mp3")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                        help="apply a DC block (a zero-phase high-pass at 10 Hz) and peak "
+                             "normalisation to -1 dBFS, recorded in the sidecar; "
+                             "--no-normalize writes the model's raw output. Default: on for "
+                             "generate, off for extend and inpaint (the kept audio stays "
+                             "the input's own samples)")
     parser.add_argument("--model", type=Path, metavar="PATH",
                         help="model folder: Stable Audio Open / stable-audio-tools layout or "
                              "diffusers (default: the bundled demo model)")
@@ -59,8 +97,9 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative", default=None, metavar="PROMPT",
                         help="negative prompt for guidance")
     parser.add_argument("--steps", type=int, default=None,
-                        help="sampler steps (default: the model's own; 100 for v models, 8 for "
-                             "rectified flow)")
+                        help=f"sampler steps, at most {MAX_INFERENCE_STEPS} (default: the "
+                             "model's own, which `longplay info MODEL` shows: 50 for the demo "
+                             "model; 100 for v models and 8 for rectified flow that set none)")
     parser.add_argument("--cfg", type=float, default=None,
                         help="guidance scale (default: 7 for v models, 1 for rectified flow)")
     parser.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
@@ -74,14 +113,26 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
                              "0:inf guides every step)")
     parser.add_argument("--unguided-final-steps", type=int, default=0, metavar="N",
                         help="run the last N steps without guidance (default 0)")
-    parser.add_argument("--sigma-min", type=float, default=DEFAULT_SIGMA_MIN)
-    parser.add_argument("--sigma-max", type=float, default=DEFAULT_SIGMA_MAX)
+    parser.add_argument("--sigma-min", type=float, default=None,
+                        help="v models: the lowest noise level of the sampler's log-linear "
+                             "schedule (default 0.03); rectified-flow models take none")
+    parser.add_argument("--sigma-max", type=float, default=None,
+                        help="v models: the highest noise level, where sampling starts "
+                             "(default 500); rectified-flow models take none")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the first output; output i uses seed + i (default: "
                              "random, recorded in the sidecar)")
-    parser.add_argument("--num-outputs", type=int, default=1)
+    parser.add_argument("--num-outputs", type=int, default=1,
+                        help=f"how many outputs to generate from the prompt, with seeds seed, "
+                             f"seed + 1, ... (default 1, at most {MAX_BATCH_SIZE})")
     parser.add_argument("--seconds-start", type=float, default=0.0,
-                        help="timing conditioning: where the piece starts (default 0)")
+                        help="timing conditioning: where in the piece the audio starts "
+                             "(default 0); within the model's timing range and before "
+                             "--seconds-total")
+    parser.add_argument("--seconds-total", type=float, default=None,
+                        help="timing conditioning: how long the whole piece is (default: the "
+                             "duration); within the model's timing range (0-512 s for Stable "
+                             "Audio Open)")
     parser.add_argument("--window", choices=WINDOWS, default=None,
                         help="full: sample the model's whole window, then trim (the paper's "
                              "way); fit: sample the shortest window that holds the request "
@@ -94,8 +145,10 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
                         help="from START seconds on, the piece follows PROMPT (repeatable; "
                              "the main prompt holds from 0)")
     add_speed_options(parser)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--device", default="cpu", type=device_name,
+                        help="where the model runs: cpu (default), cuda, cuda:N or mps")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (for logs)")
 
 
 def _add_editing_options(parser: argparse.ArgumentParser) -> None:
@@ -122,8 +175,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--init-audio", type=Path, metavar="FILE",
                      help="audio-to-audio: start from this file")
     gen.add_argument("--init-noise-level", type=float, default=None,
-                     help="how much of --init-audio to change: a noise sigma for v models "
-                          "(default 1.0), a time in (0, 1] for rectified flow (default 0.5)")
+                     help="how much of --init-audio to change, the level sampling starts "
+                          "from: for v models a noise sigma in (sigma-min, sigma-max] (default "
+                          "1.0; 500 is pure noise), for rectified-flow models a time in (0, 1] "
+                          "(default 0.5; 1 is pure noise)")
     gen.add_argument("--loop", action="store_true",
                      help="make the audio loop seamlessly (its end flows into its start)")
     gen.add_argument("--bpm", type=float, default=None,
@@ -150,8 +205,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     inp.add_argument("--end", type=float, required=True, help="region end, in seconds")
     inp.add_argument("--prompt", required=True, help="what the region should be")
     inp.add_argument("--init-noise-level", type=float, default=None,
-                     help="change the region only in part: start from it at this noise "
-                          "level instead of from noise")
+                     help="change the region only in part: start from it at this level "
+                          "instead of from pure noise (a sigma for v models, a time in (0, 1] "
+                          "for rectified flow; see generate --help)")
     _add_model_options(inp)
     _add_editing_options(inp)
     _add_sampling_options(inp)
@@ -182,14 +238,25 @@ def _sections(prompt: str, entries: list[str] | None) -> list[tuple[float, str]]
     return sections
 
 
-def _output_paths(output: Path, count: int) -> list[Path]:
-    if output.suffix.lower() not in (".wav", ".flac"):
-        raise ValueError(f"output {output} must end in .wav or .flac")
-    if not output.parent.exists():
-        raise FileNotFoundError(f"output folder {output.parent} does not exist")
-    if count == 1:
-        return [output]
-    return [output.with_name(f"{output.stem}_{i}{output.suffix}") for i in range(count)]
+def _output_paths(output: Path, count: int, format_name: str | None) -> list[Path]:
+    """The output files, checked before any work: a known format that fits the
+    extension, an existing writable folder, no directory in the way."""
+    output_format(output, format_name)
+    if not 1 <= count <= MAX_BATCH_SIZE:
+        raise ValueError(f"--num-outputs must be in [1, {MAX_BATCH_SIZE}], got {count}")
+    folder = output.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output folder {folder} does not exist; create it first "
+                                "(mkdir -p)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {folder} is not writable; choose another -o")
+    paths = [output] if count == 1 else [
+        output.with_name(f"{output.stem}_{i}{output.suffix}") for i in range(count)]
+    for path in paths:
+        for target in (path, path.with_suffix(".json")):
+            if target.is_dir():
+                raise IsADirectoryError(f"output {target} is a folder; choose a file name")
+    return paths
 
 
 class _Progress:
@@ -211,72 +278,103 @@ class _Progress:
 
 
 def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -> int:
-    """Load the model, resolve the settings, generate and write every output with its
-    sidecar. ``source``: the input file of an edit (read at the model's rate)."""
+    """Check every argument, then load the model, generate and write every output with
+    its sidecar. Everything that needs no weights (the output files, the adapters, the
+    input audio, every setting against the model's config) is checked first, so that a
+    mistake is reported in a second, not after the model has loaded. ``source``: the
+    input file of an edit (read at the model's rate)."""
     args.model = model_or_demo(args.model)
-    if args.num_outputs < 1:
-        raise ValueError("--num-outputs must be >= 1")
-    paths = _output_paths(args.output, args.num_outputs)
+    paths = _output_paths(args.output, args.num_outputs, args.format)
     adapters = []
-    for entry in args.lora:  # read (and checked) before the model loads
+    for entry in args.lora:
         path, scale = parse_adapter_argument(entry)
         adapters.append((load_adapter(path), scale))
-    pipe = TextToMusicPipeline.from_pretrained(args.model, text_encoder_path=args.text_encoder,
-                                               device=args.device, precision=args.precision,
-                                               compile=args.compile)
+    config = read_diffusion_config(args.model)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     audio = {}
     for name in ("init_audio", "inpaint_audio"):
         path = source if name == "inpaint_audio" else getattr(args, "init_audio", None)
         if name in kwargs or path is None:
             continue
-        audio[name] = load_audio(path, sample_rate=pipe.sample_rate,
-                                 channels=pipe.config.audio_channels).audio
+        audio[name] = load_audio(path, sample_rate=config.sample_rate,
+                                 channels=config.audio_channels).audio
     if "duration_from_input" in kwargs:  # extend: the input's length plus the new seconds
-        kwargs["duration_s"] = (audio["inpaint_audio"].shape[-1] / pipe.sample_rate
+        kwargs["duration_s"] = (audio["inpaint_audio"].shape[-1] / config.sample_rate
                                 + kwargs.pop("duration_from_input"))
     # The settings record: every default filled in from the model, the seed drawn.
-    settings = pipe.resolve_settings(
-        None if args.section else prompt, args.negative, seconds_start=args.seconds_start,
-        num_inference_steps=args.steps, guidance_scale=args.cfg, sampler=args.sampler,
-        sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
-        num_outputs=args.num_outputs, init_noise_level=args.init_noise_level,
-        window=args.window, context_s=args.context, sections=_sections(prompt, args.section),
-        guidance_interval=args.guidance_interval,
-        unguided_final_steps=args.unguided_final_steps, **audio, **kwargs)
+    try:
+        settings = _resolve(config, args, prompt, precision, audio, kwargs)
+    except SettingsError as err:
+        raise SettingsError(err.field, f"{OPTIONS.get(err.field, err.field)}: {err}") from None
     if settings.num_windows > 1:
         print(f"note: {settings.duration_s:.2f} s is longer than the model's window "
-              f"({pipe.max_duration_s:.2f} s): sampled in {settings.num_windows} windows, "
+              f"({config.max_duration_s:.2f} s): sampled in {settings.num_windows} windows, "
               f"each keeping {settings.context_s:.2f} s of what came before")
+    if args.seconds_total is None and settings.seconds_total < settings.duration_s:
+        print(f"note: the model's timing conditioning ends at {settings.seconds_total:g} s: "
+              f"the {settings.duration_s:.2f} s piece is conditioned as "
+              f"{settings.seconds_total:g} s long")
+    pipe = TextToMusicPipeline.from_pretrained(args.model, text_encoder_path=args.text_encoder,
+                                               device=device, precision=args.precision,
+                                               compile=args.compile)
     progress = _Progress(args.no_progress)
     try:
         out = pipe(settings, progress=progress, adapters=adapters, **audio)
     finally:
         progress.close()
-    _write(args, out, paths, prompt, source)
+    _write(args, out, paths, prompt, source, compiled=pipe.compiled)
     return 0
 
 
+def _resolve(config, args: argparse.Namespace, prompt: str, precision: str, audio: dict,
+             kwargs: dict) -> GenerationSettings:
+    """The settings of the command's arguments, checked against the model's config."""
+    return resolve_settings(
+        config, None if args.section else prompt, args.negative,
+        seconds_start=args.seconds_start, seconds_total=args.seconds_total,
+        num_inference_steps=args.steps, guidance_scale=args.cfg, sampler=args.sampler,
+        sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
+        num_outputs=args.num_outputs, init_noise_level=args.init_noise_level,
+        window=args.window, context_s=args.context, sections=_sections(prompt, args.section),
+        guidance_interval=args.guidance_interval,
+        unguided_final_steps=args.unguided_final_steps, precision=precision, **audio,
+        **kwargs)
+
+
+def _absolute(path: Path | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
 def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], prompt: str,
-           source: Path | None) -> None:
+           source: Path | None, compiled: tuple[str, ...] = ()) -> None:
+    """Each output and its sidecar, as one pair: the sidecar moves into place first, the
+    audio right after it, with Ctrl-C and SIGTERM held back in between."""
     record = out.settings.as_dict()
-    init_audio = getattr(args, "init_audio", None)
+    format_name, subtype = output_format(args.output, args.format)
+    normalize = out.settings.normalize_by_default if args.normalize is None else args.normalize
     for i, path in enumerate(paths):
-        save_audio(path, out.audio[i], out.sample_rate)
+        audio, processing = normalize_output(out.audio[i], out.sample_rate,
+                                             normalize=normalize)
         sidecar = {
             "prompt": prompt,
             "seed": out.seeds[i],
-            "model": str(args.model.resolve()),
-            "text_encoder": None if args.text_encoder is None else str(args.text_encoder),
-            "init_audio": None if init_audio is None else str(init_audio),
-            "input": None if source is None else str(source),
+            "model": _absolute(args.model),
+            "text_encoder": _absolute(args.text_encoder),
+            "init_audio": _absolute(getattr(args, "init_audio", None)),
+            "input": _absolute(source),
             "joins_s": list(out.joins_s),
             "adapters": list(out.adapters),
             "sample_rate": out.sample_rate,
             "num_samples": int(out.audio.shape[-1]),
+            "compile": list(compiled),
+            "output": {"format": format_name, "subtype": subtype, **processing.as_dict()},
             "longplay_version": __version__,
             "settings": record,
         }
-        write_json_atomic(path.with_suffix(".json"), sidecar)
+        with atomic_output_paths(path.with_suffix(".json"), path) as (json_tmp, audio_tmp):
+            json_tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+            save_audio(audio_tmp, audio, out.sample_rate, subtype=subtype, atomic=False)
         print(f"wrote {path} ({out.audio.shape[-1] / out.sample_rate:.2f} s, seed {out.seeds[i]})")
 
 
@@ -347,6 +445,12 @@ def run_info(args: argparse.Namespace) -> int:
             "parameters": _count(model.conditioner),
         },
     }
+    defaults = sampling_defaults(cfg)
+    info["sampling"] = {"sampler": defaults.sampler, "steps": defaults.num_inference_steps,
+                        "guidance_scale": defaults.guidance_scale,
+                        "guidance_interval": (None if defaults.guidance_interval is None
+                                              else list(defaults.guidance_interval)),
+                        "window": cfg.window}
     info["parameters_total"] = (info["vae"]["parameters"] + info["dit"]["parameters"]
                                 + info["conditioning"]["parameters"])
     if args.json:
@@ -369,4 +473,9 @@ def run_info(args: argparse.Namespace) -> int:
           f"{', '.join(f'{k} [{a:g}, {b:g}]' for k, (a, b) in c['timing'].items())}")
     print(f"  total       {info['parameters_total'] / 1e6:.2f}M parameters (without the text "
           "encoder)")
+    sm = info["sampling"]
+    interval = ("every step" if sm["guidance_interval"] is None
+                else "sigma in ({:g}, {:g}]".format(*sm["guidance_interval"]))
+    print(f"  defaults    {sm['steps']} steps of {sm['sampler']}, guidance "
+          f"{sm['guidance_scale']:g} ({interval}), window {sm['window']}")
     return 0

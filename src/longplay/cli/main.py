@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -67,6 +68,22 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every write in progress is undone the same way
+    (temporary files removed, no partial output)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _handle_sigterm(command: str) -> None:
+    """SIGTERM interrupts a command as Ctrl-C does; training keeps Lightning's own handling
+    (it stops at the end of the step and its checkpoints stay whole)."""
+    if command != "train":
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s: %(message)s")
     _quiet_transformers()
     try:
+        _handle_sigterm(args.command)
         _set_threads(args.threads)
         return int(args.run(args) or 0)
     except USER_ERRORS as err:
@@ -81,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.exception("failed")
         print(f"longplay: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("longplay: terminated (SIGTERM); nothing half-written was left", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("longplay: interrupted", file=sys.stderr)
         return 130

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from longplay.diffusion import OBJECTIVES
-from longplay.pipelines import PRECISIONS
+from longplay.pipelines import PRECISIONS, resolve_device
 
 SAMPLER_NAMES = tuple(sorted({name for objective in OBJECTIVES.values()
                               for name in objective.accepted_sampler_names}))
@@ -27,3 +27,13 @@ def add_speed_options(parser: argparse.ArgumentParser) -> None:
              "VAE decoder: 1.6x faster decodes in bf16, 1.1x in fp32, after a one-off "
              "compilation of 30-40 s that torch caches on disk); off with a warning where "
              "no compiler is installed")
+
+
+def device_name(text: str) -> str:
+    """An argparse type for ``--device``: a device this machine has (checked before any
+    weights load)."""
+    try:
+        resolve_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from longplay.assets import model_or_demo
-from longplay.cli.options import add_speed_options
+from longplay.cli.options import add_speed_options, device_name
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +18,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ui = sub.add_parser("ui", help="the web studio in your browser")
     ui.add_argument("--model", type=Path, metavar="PATH",
                     help="model folder (default: the bundled demo model)")
-    ui.add_argument("--text-encoder", type=Path, metavar="PATH")
+    ui.add_argument("--text-encoder", type=Path, metavar="PATH",
+                    help="local folder of the model's text encoder (default: inside the "
+                         "model folder)")
     ui.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")
-    ui.add_argument("--port", type=int, default=7860)
-    ui.add_argument("--device", default="cpu")
+    ui.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    ui.add_argument("--device", default="cpu", type=device_name,
+                    help="where the model runs: cpu (default), cuda, cuda:N or mps")
+    ui.add_argument("--no-normalize", action="store_true",
+                    help="offer the model's raw output; by default the files are DC-blocked "
+                         "and peak-normalised to -1 dBFS, as `longplay generate` writes them")
     add_speed_options(ui)
     ui.add_argument("--lora-dir", type=Path, default=None, metavar="DIR",
                     help="a folder of LoRA adapter folders to choose from on the page")
@@ -42,6 +48,6 @@ def run_ui(args: argparse.Namespace) -> int:
                        "studio", args.host)
     studio = load_studio(args.model, args.text_encoder, args.device,
                          precision=args.precision, compile=args.compile,
-                         adapters_dir=args.lora_dir)
+                         adapters_dir=args.lora_dir, normalize=not args.no_normalize)
     studio.launch(args.host, args.port)
     return 0

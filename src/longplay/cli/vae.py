@@ -34,6 +34,7 @@ from longplay.checkpoints.files import (
     read_state_dict,
     write_safetensors,
 )
+from longplay.cli.options import device_name
 from longplay.config import VAE_PRESETS, vae_preset
 from longplay.evaluation import compare_audio
 from longplay.evaluation.autoencoder_metrics import STFT_WINDOW_LENGTHS
@@ -73,7 +74,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        metavar="N",
                        help="latent frames of context on each side of a chunk (default "
                             f"{DEFAULT_CONTEXT_FRAMES})")
-        p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+        p.add_argument("--device", default="cpu", type=device_name,
+                       help="torch device: cpu (default), cuda, cuda:N or mps")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     enc = vae_sub.add_parser("encode", help="audio file -> latents (.safetensors)")

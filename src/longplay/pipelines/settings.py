@@ -32,11 +32,15 @@ __all__ = [
     "DEFAULT_SIGMA_MAX",
     "DEFAULT_SIGMA_MIN",
     "DRAWN_SEED_BOUND",
+    "MAX_BATCH_SIZE",
     "MAX_DURATION_S",
+    "MAX_INFERENCE_STEPS",
+    "MAX_PROMPT_CHARS",
     "MAX_SEED",
     "PRECISIONS",
     "WINDOW_QUANTUM_FRAMES",
     "GenerationSettings",
+    "check_text",
     "draw_seed",
     "guidance_times",
     "resolve_settings",
@@ -67,6 +71,14 @@ DEFAULT_JUMP_LENGTH = 10
 """RePaint's jump length (steps per resampled segment) when resampling is on."""
 MAX_EDGE_S = 10.0
 MAX_RESAMPLE_STEPS = 100
+MAX_PROMPT_CHARS = 20_000
+"""The longest prompt accepted, in characters."""
+MAX_INFERENCE_STEPS = 1000
+"""The most sampler steps a generation accepts (the v-objective's training grid has 1000
+levels; quality stops improving long before)."""
+MAX_BATCH_SIZE = 64
+"""The most items (prompts x outputs) one call generates at once; more would only run out
+of memory: loop over calls instead."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,8 @@ class GenerationSettings:
         num_inference_steps: network evaluations of the sampler (per guidance branch).
         guidance_scale: classifier-free guidance; 1 runs no unconditional pass.
         sampler: the canonical sampler name (an alias given by the caller is resolved).
-        sigma_min, sigma_max: the VE noise levels of the v-objective samplers.
+        sigma_min, sigma_max: the VE noise levels of the v-objective samplers; None for
+            models that do not use them (rectified flow).
         num_outputs: items generated per prompt.
         seeds: [B] the seed of each item: seeds[i] = seeds[0] + i.
         init_noise_level: the level init audio is noised to, None without init audio.
@@ -120,8 +133,8 @@ class GenerationSettings:
     num_inference_steps: int
     guidance_scale: float
     sampler: str
-    sigma_min: float
-    sigma_max: float
+    sigma_min: float | None
+    sigma_max: float | None
     num_outputs: int
     seeds: tuple[int, ...]
     init_noise_level: float | None
@@ -152,6 +165,13 @@ class GenerationSettings:
         if self.guidance_scale == 1:
             return 0
         return self.num_inference_steps - self.unguided_final_steps
+
+    @property
+    def normalize_by_default(self) -> bool:
+        """Whether the outputs are written normalised by default
+        (:func:`longplay.audio.normalize_output`): yes, except for edits that keep input
+        audio (extend, inpaint), whose kept samples stay the input's own."""
+        return not self.has_inpaint_audio
 
     @property
     def batch_size(self) -> int:
@@ -233,6 +253,33 @@ def _finite(field: str, value: Any) -> float:
     return float(value)
 
 
+def check_text(field: str, text: Any) -> str:
+    """``text`` checked to be a usable prompt: a string with something to say, that is
+    valid Unicode (no lone surrogates: what Python makes of undecodable bytes in a
+    command-line argument or a file name). One rule for every entry point: the command
+    line, Python, the HTTP API and the studio all refuse an empty prompt.
+
+    Raises:
+        SettingsError: naming ``field``.
+    """
+    if not isinstance(text, str):
+        raise SettingsError(field, f"{field} must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise SettingsError(field, f"{field} is empty; describe the music (e.g. 'a calm piano "
+                                   "piece')")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise SettingsError(field, f"{field} is not valid text: character {err.start} is an "
+                                   "undecodable byte (the terminal or file is not UTF-8); give "
+                                   "the prompt in UTF-8") from None
+    if len(text) > MAX_PROMPT_CHARS:
+        raise SettingsError(field, f"{field} has {len(text)} characters; at most "
+                                   f"{MAX_PROMPT_CHARS} are accepted (the text encoder reads "
+                                   "only the first few hundred tokens)")
+    return text
+
+
 def _prompts(prompt: Any, field: str) -> tuple[str, ...]:
     prompts = (prompt,) if isinstance(prompt, str) else None
     if prompts is None and isinstance(prompt, Sequence):
@@ -240,6 +287,8 @@ def _prompts(prompt: Any, field: str) -> tuple[str, ...]:
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise SettingsError(field, f"{field} must be a string or a non-empty list of strings, "
                                    f"got {type(prompt).__name__}")
+    for i, text in enumerate(prompts):
+        check_text(field if len(prompts) == 1 else f"{field}[{i}]", text)
     return prompts
 
 
@@ -278,8 +327,8 @@ def resolve_settings(
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     sampler: str | None = None,
-    sigma_min: float = DEFAULT_SIGMA_MIN,
-    sigma_max: float = DEFAULT_SIGMA_MAX,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     num_outputs: int = 1,
@@ -337,9 +386,8 @@ def resolve_settings(
                                                          "prompt_embeds")
         prompts = _prompts(prompt, "prompt")
         num_prompts = len(prompts)
-    if negative_prompt is not None and not isinstance(negative_prompt, str):
-        raise SettingsError("negative_prompt", "negative_prompt must be a string, got "
-                                               f"{type(negative_prompt).__name__}")
+    if negative_prompt is not None:
+        check_text("negative_prompt", negative_prompt)
     if negative_prompt_embeds is not None:
         if negative_prompt is not None:
             raise SettingsError("negative_prompt", "give negative_prompt or "
@@ -352,22 +400,38 @@ def resolve_settings(
 
     num_outputs = _positive_int("num_outputs", num_outputs)
     batch = num_prompts * num_outputs
+    if batch > MAX_BATCH_SIZE:
+        raise SettingsError("num_outputs", f"{num_prompts} prompt(s) x {num_outputs} output(s) "
+                                           f"= {batch} items; at most {MAX_BATCH_SIZE} "
+                                           "(MAX_BATCH_SIZE) are generated at once: split the "
+                                           "request into several calls")
     steps = _positive_int("num_inference_steps", defaults.num_inference_steps
                           if num_inference_steps is None else num_inference_steps)
+    if steps > MAX_INFERENCE_STEPS:
+        raise SettingsError("num_inference_steps", f"num_inference_steps must be at most "
+                                                   f"{MAX_INFERENCE_STEPS} "
+                                                   f"(MAX_INFERENCE_STEPS), got {steps}")
     scale = _finite("guidance_scale", defaults.guidance_scale
                     if guidance_scale is None else guidance_scale)
     if scale <= 0:
         raise SettingsError("guidance_scale", f"guidance_scale must be > 0 (1 = no guidance), "
                                               f"got {scale:g}")
-    sigma_min = _finite("sigma_min", sigma_min)
-    sigma_max = _finite("sigma_max", sigma_max)
-    if not 0 < sigma_min < sigma_max:
-        raise SettingsError("sigma_max", f"need 0 < sigma_min < sigma_max, got {sigma_min:g} "
-                                         f"and {sigma_max:g}")
+    if objective.level_kind == "ve":
+        sigma_min = _finite("sigma_min", DEFAULT_SIGMA_MIN if sigma_min is None else sigma_min)
+        sigma_max = _finite("sigma_max", DEFAULT_SIGMA_MAX if sigma_max is None else sigma_max)
+        if not 0 < sigma_min < sigma_max:
+            raise SettingsError("sigma_max", f"need 0 < sigma_min < sigma_max, got "
+                                             f"{sigma_min:g} and {sigma_max:g}")
+    else:  # the noise levels of a flow are times in [0, 1]: no sigmas to set or record
+        for name, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
+            if value is not None:
+                raise SettingsError(name, f"{name} sets the noise levels of v-objective "
+                                          f"models; this {config.objective} model samples "
+                                          "times in [0, 1] and does not use it")
     # None: the model's default; an interval that holds every level: guidance everywhere.
     interval = _guidance_interval(defaults.guidance_interval if guidance_interval is None
                                   else guidance_interval)
-    top = sigma_max if objective.level_kind == "ve" else 1.0
+    top = sigma_max if sigma_max is not None else 1.0
     if interval is not None and interval[0] <= 0 and interval[1] >= top:
         interval = None
     if not _is_int(unguided_final_steps) or not 0 <= unguided_final_steps < steps:
@@ -458,13 +522,7 @@ def resolve_settings(
     if resample_steps > 1 and not spec.supports_init:
         raise SettingsError("resample_steps", f"the {spec.name!r} sampler cannot resample: it "
                                               "always runs from pure noise to the end")
-    seconds_start = _finite("seconds_start", seconds_start)
-    if seconds_start < 0:
-        raise SettingsError("seconds_start", f"seconds_start must be >= 0, got "
-                                             f"{seconds_start:g}")
-    total = duration if seconds_total is None else _finite("seconds_total", seconds_total)
-    if total <= 0:
-        raise SettingsError("seconds_total", f"seconds_total must be > 0, got {total:g}")
+    seconds_start, total = _timing(config, seconds_start, seconds_total, duration)
     if inpaint_audio is None:
         level = _check_init(objective, spec.supports_init, spec.name, init_audio,
                             init_noise_level, sigma_min, sigma_max, batch, config)
@@ -534,6 +592,38 @@ def _guidance_interval(value: Any) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _timing(config: DiffusionModelConfig, seconds_start: Any, seconds_total: Any,
+            duration: float) -> tuple[float, float]:
+    """(seconds_start, seconds_total) of the timing conditioning, checked against the
+    ranges the model's timing conditioners were trained on (``[min, max]`` of each, 0-512 s
+    for Stable Audio Open): a value given outside its range is refused, not clamped.
+    ``seconds_total`` defaults to ``duration``; when that lies beyond the range (a piece
+    longer than 512 s, sampled window by window), the model is conditioned on the range's
+    end, and the record says so (``seconds_total`` is the value the model saw)."""
+    ranges = dict(config.conditioning.timing)
+    start = _finite("seconds_start", seconds_start)
+    if start < 0:
+        raise SettingsError("seconds_start", f"seconds_start must be >= 0, got {start:g}")
+    if seconds_total is None:
+        total = duration
+        if "seconds_total" in ranges:
+            total = min(total, ranges["seconds_total"].max_seconds)
+    else:
+        total = _finite("seconds_total", seconds_total)
+    if total <= 0:
+        raise SettingsError("seconds_total", f"seconds_total must be > 0, got {total:g}")
+    for name, value in (("seconds_start", start), ("seconds_total", total)):
+        limits = ranges.get(name)
+        if limits is not None and not limits.min_seconds <= value <= limits.max_seconds:
+            raise SettingsError(name, f"{name} must be in [{limits.min_seconds:g}, "
+                                      f"{limits.max_seconds:g}] s, the range this model's "
+                                      f"timing conditioning knows; got {value:g}")
+    if start >= total:
+        raise SettingsError("seconds_start", f"seconds_start ({start:g} s) must be before the "
+                                             f"end of the piece, seconds_total ({total:g} s)")
+    return start, total
+
+
 def _check_init(objective: Objective, supports_init: bool, sampler: str, init_audio: Any,
                 init_noise_level: Any, sigma_min: float, sigma_max: float, batch: int,
                 config: DiffusionModelConfig) -> float | None:
@@ -551,6 +641,12 @@ def _check_init(objective: Objective, supports_init: bool, sampler: str, init_au
         raise SettingsError("init_audio", f"init_audio must be [{channels}, S] or [{batch}, "
                                           f"{channels}, S] at {config.sample_rate} Hz, got "
                                           f"{shape}")
+    if init_audio.shape[-1] < 1:
+        raise SettingsError("init_audio", "init_audio has no samples")
+    if not init_audio.is_floating_point():
+        raise SettingsError("init_audio", f"init_audio must hold float samples in [-1, 1], got "
+                                          f"{init_audio.dtype} (convert integer PCM with "
+                                          "audio.float() / 32768 for 16-bit)")
     if not torch.isfinite(init_audio).all():
         raise SettingsError("init_audio", "init_audio contains NaN or infinite samples")
     if not supports_init:
@@ -644,6 +740,7 @@ def _sections(sections: Any, duration: float) -> tuple[tuple[float, str], ...]:
         start = _finite("sections", start)
         if not isinstance(text, str) or not text.strip():
             raise SettingsError("sections", f"the section at {start:g} s needs a prompt")
+        check_text("sections", text)
         if parts and start <= parts[-1][0]:
             raise SettingsError("sections", "section starts must increase")
         if start >= duration:

@@ -113,7 +113,30 @@ def bf16_supported(device: torch.device) -> bool:
         return False
 
 
-def _resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_device(device: torch.device | str) -> torch.device:
+    """``device`` checked to exist here (before any weights load).
+
+    Raises:
+        ValueError: not a device name, or a CUDA/MPS device this machine lacks.
+    """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a device name; use cpu, cuda or cuda:N") \
+            from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device}: this machine has no CUDA device (or torch was "
+                             "installed without CUDA); use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device}: only {torch.cuda.device_count()} CUDA "
+                             "device(s) here")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device}: MPS is not available here; use cpu")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
     """``precision`` as it will run on ``device``: auto picks, unsupported bf16 warns."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -190,7 +213,7 @@ class TextToMusicPipeline:
     def __init__(self, model: DiffusionModel, *, precision: str = "fp32",
                  compile: bool | str | Sequence[str] = False) -> None:
         device = model.dit.project_in.weight.device
-        self.precision = _resolve_precision(precision, device)
+        self.precision = resolve_precision(precision, device)
         parts = _compile_parts(compile, device)
         self.config = model.config
         self.objective: Objective = get_objective(model.config.objective)
@@ -253,7 +276,8 @@ class TextToMusicPipeline:
 
         ``compile=True`` runs what gains from ``torch.compile`` on the device through it
         (:func:`default_compile_parts`), or name the parts: ``compile=("dit", "vae")``."""
-        target = _resolve_precision(precision, torch.device(device))
+        device = resolve_device(device)
+        target = resolve_precision(precision, device)
         dit_dtype = torch.bfloat16 if target == "bf16" else dtype
         model = load_diffusion_model(path, text_encoder_path=text_encoder_path, device=device,
                                      dtype=dtype, dit_dtype=dit_dtype)
@@ -431,8 +455,8 @@ class TextToMusicPipeline:
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         sampler: str | None = None,
-        sigma_min: float = DEFAULT_SIGMA_MIN,
-        sigma_max: float = DEFAULT_SIGMA_MAX,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         num_outputs: int = 1,
@@ -478,7 +502,8 @@ class TextToMusicPipeline:
                 steps (``inference.steps``; the demo model: 50). Guidance 1 runs no
                 unconditional pass. Rectified-flow models also take stable-audio-tools'
                 sampler names "euler" and "dpmpp" (recorded as "rf-euler", "rf-dpmpp").
-            sigma_min, sigma_max: the log-linear noise levels of the VE samplers.
+            sigma_min, sigma_max: the log-linear noise levels of the VE samplers (default
+                0.03 and 500); rectified-flow models have none and refuse them.
             generator / seed: item i uses seed + i, so item i of a batch equals a single
                 generation with seed + i. A generator gives the base seed from its state;
                 with neither, a random seed is drawn and recorded in the output.
@@ -520,14 +545,13 @@ class TextToMusicPipeline:
                      "seconds_total": seconds_total,
                      "num_inference_steps": num_inference_steps,
                      "guidance_scale": guidance_scale, "sampler": sampler,
+                     "sigma_min": sigma_min, "sigma_max": sigma_max,
                      "generator": generator, "seed": seed, "init_noise_level": init_noise_level,
                      "window": window, "inpaint_regions": inpaint_regions,
                      "context_s": context_s, "sections": sections,
                      "guidance_interval": guidance_interval}
             extra = [k for k, v in given.items() if v is not None] + [
                 k for k, v, default in (("seconds_start", seconds_start, 0.0),
-                                        ("sigma_min", sigma_min, DEFAULT_SIGMA_MIN),
-                                        ("sigma_max", sigma_max, DEFAULT_SIGMA_MAX),
                                         ("num_outputs", num_outputs, 1),
                                         ("inpaint_edge_s", inpaint_edge_s, DEFAULT_EDGE_S),
                                         ("splice", splice, True),
@@ -635,7 +659,8 @@ class TextToMusicPipeline:
                             if init_audio is not None
                             else known if s.init_noise_level is not None else None)
             start = self.objective.start(spec, noise, s.num_inference_steps,
-                                         sigma_min=s.sigma_min, sigma_max=s.sigma_max,
+                                         sigma_min=_or(s.sigma_min, DEFAULT_SIGMA_MIN),
+                                         sigma_max=_or(s.sigma_max, DEFAULT_SIGMA_MAX),
                                          init_latents=init_latents,
                                          init_noise_level=s.init_noise_level)
             interval = guidance_times(s, self.objective, spec, start.grid)
@@ -890,6 +915,10 @@ def _joins(s: GenerationSettings, windows: list, rate: float) -> tuple[float, ..
     joins |= {round(w.first_generated / rate, 6) for w in windows[1:]
               if w.first_generated / rate < s.duration_s}
     return tuple(sorted(joins))
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _positive_seconds(field: str, value: object) -> float:

@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from longplay import __version__
 from longplay.adapters import AdapterLibrary
+from longplay.audio import normalize_output
 from longplay.errors import AdapterError, SettingsError
 from longplay.pipelines import MAX_DURATION_S, GenerationSettings
 from longplay.server.audio import MEDIA_TYPES, AudioFormat, decode_audio_b64, encode_audio
@@ -329,8 +330,13 @@ def get_generation_audio(
     job_id: str, state: State,
     audio_format: Annotated[AudioFormat, Query(alias="format")] = "wav",
     index: Annotated[int, Query(ge=0, description="which output")] = 0,
+    normalize: Annotated[bool | None, Query(description=(
+        "DC block (zero-phase high-pass at 10 Hz) and peak normalisation to -1 dBFS, as "
+        "the command line writes files; false: the raw model output (16-bit, clipped at "
+        "full scale). Default: true, except for edits that keep input audio"))] = None,
 ) -> Response:
-    """Output ``index`` of a succeeded generation as a WAV or FLAC file."""
+    """Output ``index`` of a succeeded generation as a WAV or FLAC file; the
+    ``X-Longplay-Output`` header records the processing (JSON)."""
     view = _find(state, job_id)
     if view.status == "failed":
         raise HTTPException(409, f"generation {job_id} failed: {view.error}")
@@ -341,10 +347,15 @@ def get_generation_audio(
         raise RequestValidationError([{
             "type": "value_error", "loc": ("query", "index"), "input": index,
             "msg": f"must be below num_outputs ({view.audio.shape[0]}), got {index}"}])
-    data = encode_audio(view.audio[index], view.sample_rate, audio_format)
+    if normalize is None:
+        normalize = view.settings.normalize_by_default
+    audio, processing = normalize_output(view.audio[index], view.sample_rate,
+                                         normalize=normalize)
+    data = encode_audio(audio, view.sample_rate, audio_format)
     filename = f"{job_id}_{index}.{audio_format}"
     return Response(data, media_type=MEDIA_TYPES[audio_format],
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                             "X-Longplay-Output": json.dumps(processing.as_dict())})
 
 
 @adapters_router.get("", response_model=list[AdapterInfo])

@@ -16,7 +16,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from longplay.audio import convert_channels, resample
+from longplay.audio import (
+    MAX_INPUT_CHANNELS,
+    MAX_INPUT_SAMPLE_RATE,
+    MIN_INPUT_SAMPLE_RATE,
+    convert_channels,
+    resample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +31,6 @@ AudioFormat = Literal["wav", "flac"]
 MEDIA_TYPES: dict[str, str] = {"wav": "audio/wav", "flac": "audio/flac"}
 _SOUNDFILE_FORMATS: dict[str, str] = {"wav": "WAV", "flac": "FLAC"}
 INPUT_FORMATS = ("WAV", "FLAC")
-# Beyond these a file is not music for this model; refusing them bounds the decoded size.
-MAX_INPUT_CHANNELS = 8
-MAX_INPUT_SAMPLE_RATE = 384_000
 PCM16_SCALE = 32767
 
 
@@ -54,10 +57,13 @@ def decode_audio_b64(data_b64: str, *, sample_rate: int, channels: int,
             if file.format not in INPUT_FORMATS:
                 raise ValueError(f"must be a WAV or FLAC file, got {file.format}")
             file_rate = int(file.samplerate)
-            if file.channels > MAX_INPUT_CHANNELS or file_rate > MAX_INPUT_SAMPLE_RATE:
-                raise ValueError(f"has {file.channels} channels at {file_rate} Hz; at most "
-                                 f"{MAX_INPUT_CHANNELS} channels at {MAX_INPUT_SAMPLE_RATE} Hz "
-                                 "are accepted")
+            # The limits of every audio input (longplay.audio): beyond them a file is not
+            # music for this model, and refusing it bounds the decoded size.
+            if not (1 <= file.channels <= MAX_INPUT_CHANNELS
+                    and MIN_INPUT_SAMPLE_RATE <= file_rate <= MAX_INPUT_SAMPLE_RATE):
+                raise ValueError(f"has {file.channels} channels at {file_rate} Hz; "
+                                 f"{MIN_INPUT_SAMPLE_RATE}-{MAX_INPUT_SAMPLE_RATE} Hz with at "
+                                 f"most {MAX_INPUT_CHANNELS} channels are accepted")
             num_frames = min(file.frames, math.ceil(max_duration_s * file_rate))
             data = file.read(num_frames, dtype="float32", always_2d=True)  # [S, C]
     except (sf.LibsndfileError, RuntimeError) as error:

@@ -17,7 +17,7 @@ from typing import Any
 import soundfile as sf
 
 from longplay.adapters import AdapterLibrary
-from longplay.audio import load_audio, save_audio
+from longplay.audio import load_audio, normalize_output, save_audio
 from longplay.audio.images import spectrogram_image, waveform_image
 from longplay.pipelines import (
     DEFAULT_EDGE_S,
@@ -61,8 +61,12 @@ class Studio:
 
     def __init__(self, pipeline: TextToMusicPipeline, model_name: str,
                  output_dir: str | Path | None = None,
-                 adapters_dir: str | Path | None = None) -> None:
+                 adapters_dir: str | Path | None = None, normalize: bool = True) -> None:
         self.pipe = pipeline
+        # Files are DC-blocked and peak-normalised as the command line writes them
+        # (longplay.audio.normalize_output; edits that keep audio are written as they
+        # are, GenerationSettings.normalize_by_default); False keeps the raw output.
+        self.normalize = normalize
         self.adapters = AdapterLibrary(None if adapters_dir is None else Path(adapters_dir),
                                        pipeline.base_identity)
         self.model_name = model_name
@@ -91,7 +95,7 @@ class Studio:
                  init_audio=None, init_noise_level: float | None = None) -> GenerationSettings:
         """The page's values as the pipeline's settings record (the seed drawn by the
         pipeline when it is random); ValueError for values the model refuses."""
-        if not prompt or not prompt.strip():
+        if not prompt or not prompt.strip():  # the pipeline's rule, in the page's words
             raise ValueError("write a prompt first")
         if float(duration_s) > self.pipe.max_duration_s + 1e-9:
             raise ValueError(f"duration_s must be at most {self.pipe.max_duration_s:.2f} s here "
@@ -131,7 +135,7 @@ class Studio:
         the result's files like :meth:`generate`."""
         if not source_path:
             raise ValueError("load the audio to edit first (upload it, or pick a generation)")
-        if not prompt or not prompt.strip():
+        if not prompt or not prompt.strip():  # the pipeline's rule, in the page's words
             raise ValueError("write a prompt first")
         if mode not in EDIT_MODES:
             raise ValueError(f"mode must be one of {', '.join(EDIT_MODES)}, got {mode!r}")
@@ -178,17 +182,17 @@ class Studio:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         results = []
         for i in range(out.audio.shape[0]):
-            audio = out.audio[i]
-            audio = audio / audio.abs().max().clamp(min=1.0)  # no clipping in the files
+            audio, processing = normalize_output(
+                out.audio[i], out.sample_rate,
+                normalize=self.normalize and out.settings.normalize_by_default)
             stem = self._unique_stem(f"{stamp}-seed{out.seeds[i]}")
             wav = save_audio(stem.with_suffix(".wav"), audio, out.sample_rate)
             downloads = [wav, save_audio(stem.with_suffix(".flac"), audio, out.sample_rate)]
             if mp3_supported():
-                mp3 = stem.with_suffix(".mp3")
-                sf.write(str(mp3), audio.T.numpy(), out.sample_rate, format="MP3")
-                downloads.append(mp3)
+                downloads.append(save_audio(stem.with_suffix(".mp3"), audio, out.sample_rate))
             item = dict(record, seed=out.seeds[i], model=self.model_name,
-                        joins_s=list(out.joins_s), adapters=list(out.adapters))
+                        joins_s=list(out.joins_s), adapters=list(out.adapters),
+                        output=processing.as_dict())
             results.append(Result(wav, spectrogram_image(audio, out.sample_rate), downloads,
                                   item))
         return results
@@ -427,8 +431,9 @@ def _gradio_progress(progress):
 
 def load_studio(model: str | Path, text_encoder: str | Path | None = None,
                 device: str = "cpu", *, precision: str = "fp32",
-                compile: bool = False, adapters_dir: str | Path | None = None) -> Studio:
+                compile: bool = False, adapters_dir: str | Path | None = None,
+                normalize: bool = True) -> Studio:
     pipe = TextToMusicPipeline.from_pretrained(model, text_encoder_path=text_encoder,
                                                device=device, precision=precision,
                                                compile=compile)
-    return Studio(pipe, Path(model).name, adapters_dir=adapters_dir)
+    return Studio(pipe, Path(model).name, adapters_dir=adapters_dir, normalize=normalize)
