@@ -276,7 +276,9 @@ class Evaluation:
                            num_inference_steps=settings["steps"],
                            guidance_scale=settings["guidance_scale"], seed=settings["seed"],
                            window=settings["window"], progress=self._steps(GENERATING))
-                save_audio(path, out.audio[0], out.sample_rate)
+                # The raw model output, unclipped: the metrics judge the model, not the
+                # writer's normalisation (longplay generate's files are normalised).
+                save_audio(path, out.audio[0], out.sample_rate, subtype="FLOAT")
                 _record(path, {"id": item.id, "request": settings,
                                "settings": out.settings.as_dict()})
             result[item.id] = path
