@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import torch
 from longplay.cli.main import main
 from longplay.config import ConfigError
 from longplay.errors import CheckpointError
-from longplay.training import runner
+from longplay.training import checkpointing, runner
 from longplay.training.export import read_run_checkpoint
 from test_training_dit import TEXT_ENCODER, ToyLatents, collate, config
 
@@ -95,31 +96,48 @@ def test_checkpoints_are_written_next_to_their_final_name(tmp_path: Path,
     assert not any((tmp_path / "local-tmp").iterdir())
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_every_strategy_saves_through_the_atomic_writer(tmp_path: Path, other_filesystem,
+                                                        strategy: str) -> None:
+    """DDP, and FSDP's full-state save (ModelParallelStrategy gathers one file)."""
+    trainer_config = replace(config(1).trainer, strategy=strategy, devices=2,
+                             accelerator="cpu")
+    trainer = runner.make_trainer(replace(config(1), trainer=trainer_config), tmp_path / "run")
+    assert isinstance(trainer.strategy.checkpoint_io, checkpointing.AtomicCheckpointIO)
+    target = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    trainer.strategy.save_checkpoint({"global_step": 7}, target)
+    assert [(src.parent, dst) for src, dst in other_filesystem] == [(target.parent, target)]
+    assert step_of(target) == 7
+
+
 def test_a_save_that_dies_half_way_leaves_the_previous_last_ckpt(run_copy: Path,
                                                                    other_filesystem,
                                                                    monkeypatch) -> None:
     """The disk fills up (or the process is killed) in the middle of writing the next
-    checkpoint: the previous last.ckpt is still whole."""
-    real_save = torch.save
+    last.ckpt: the previous one is still whole."""
+    real_save, real_copy = torch.save, shutil.copyfile
 
-    def save_half(obj, target, *args, **kwargs):
-        if not isinstance(target, (str, os.PathLike)):
-            return real_save(obj, target, *args, **kwargs)
-        real_save(obj, target, *args, **kwargs)
+    def cut_short(target) -> None:
         data = Path(target).read_bytes()
         Path(target).write_bytes(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
-    def copy_half(src, dst, *args, **kwargs):  # a copy over the old file, cut short
-        data = Path(src).read_bytes()
-        Path(dst).write_bytes(data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+    def save_half(obj, target, *args, **kwargs):
+        real_save(obj, target, *args, **kwargs)
+        if isinstance(target, (str, os.PathLike)) and "last.ckpt" in str(target):
+            cut_short(target)
+
+    def copy_half(src, dst, *args, **kwargs):  # the copy over the old file, cut short
+        real_copy(src, dst, *args, **kwargs)
+        if "last.ckpt" in str(dst):
+            cut_short(dst)
 
     monkeypatch.setattr(torch, "save", save_half)
     monkeypatch.setattr(shutil, "copyfile", copy_half)
     with pytest.raises(OSError, match="No space left"):
         train(6, run_copy, resume=True)
     folder = run_copy / "checkpoints"
+    assert step_of(folder / "step=6.ckpt") == 6
     assert step_of(folder / "last.ckpt") == 4
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left
 
@@ -222,7 +240,7 @@ def test_ranks_after_the_first_leave_the_run_messages_to_it(tmp_path: Path, capl
 
 NOISE = ("Tip", "litlogger", "LeafSpec", "in eval mode", "TPU available",
          "GPU available but not used", "does not have many workers", "exists and is not empty",
-         "dirpath has changed")
+         "dirpath has changed", "callbacks used to create the checkpoint")
 
 
 def test_a_training_run_shows_each_message_once_and_no_tips(tmp_path: Path, caplog,
@@ -236,6 +254,9 @@ trainer: {{max_steps: 2, batch_size: 4, checkpoint_every_n_steps: 2, log_every_n
 """)
     command = ["train", "dit", str(cfg), "-o", str(tmp_path / "run"), "--no-progress"]
     for extra in ([], ["--resume", "--max-steps", "3"]):
+        if extra:  # resumed with another checkpoint interval
+            cfg.write_text(cfg.read_text().replace("checkpoint_every_n_steps: 2",
+                                                   "checkpoint_every_n_steps: 3"))
         caplog.clear()
         with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
             warnings.simplefilter("always")

@@ -77,6 +77,10 @@ class RunCheckpoints(ModelCheckpoint):
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        # ModelCheckpoint's own key, under which runs saved before this class hold its state.
+        return f"ModelCheckpoint{kwargs!r}"
+
 
 def last_checkpoint(run_dir: Path) -> Path | None:
     path = Path(run_dir) / CHECKPOINT_DIR / LAST

@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from longplay.atomic import write_text_atomic
 from longplay.audio import save_audio
 from longplay.audio.images import save_spectrogram_png
 from longplay.builders import DiffusionModel
@@ -47,8 +48,8 @@ def write_demos(module, out_dir: Path, demo: DemoConfig, seed: int = 0) -> list[
                 written.append(save_audio(stem.with_suffix(".wav"), out.audio[0] / peak,
                                           out.sample_rate))
                 save_spectrogram_png(stem.with_suffix(".png"), out.audio[0], out.sample_rate)
-        (out_dir / "prompts.txt").write_text(
-            "\n".join(f"prompt{i}: {p}" for i, p in enumerate(demo.prompts)) + "\n")
+        write_text_atomic(out_dir / "prompts.txt", "\n".join(
+            f"prompt{i}: {p}" for i, p in enumerate(demo.prompts)) + "\n")
     finally:
         module.train(was_training)
     return written

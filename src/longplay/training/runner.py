@@ -274,6 +274,7 @@ LIGHTNING_NOISE = (
     r".*LeafSpec.* is deprecated",  # inside Lightning's use of torch's pytree
     r"Checkpoint directory .* exists and is not empty",  # resuming: longplay checked it
     r"The dirpath has changed from",  # a moved run folder: nothing of it is lost
+    r"Be aware that when using `ckpt_path`",  # a resumed run with another checkpoint interval
 )
 """Lightning's tips and warnings that do not concern a longplay user; its other messages
 (devices used, distributed set-up, real warnings) are kept."""
