@@ -1,4 +1,5 @@
-"""WebDataset-style tar shards: packing an audio folder, and streaming random windows.
+"""WebDataset-style tar shards: packing an audio folder, streaming random windows, and
+training from them.
 
 Shard format (the WebDataset convention, readable by the ``webdataset`` library too):
 an uncompressed tar whose members are grouped by key, the member name up to the
@@ -7,6 +8,13 @@ original file's bytes) plus optionally ``<key>.json`` (a JSON object of metadata
 ``<key>.txt`` (a caption; the JSON wins when both exist, as in audio folders). The
 members of a sample are consecutive. :func:`write_tar_shards` writes
 ``shard-00000.tar``, ``shard-00001.tar``... this way.
+
+Two readers: :class:`TarShardDataset` streams the shards once per epoch (an iterable
+dataset, split over ranks and workers by shard); :class:`ShardAudioDataset`, the one the
+trainers use (``data: {kind: shards}``), indexes the shards' members at the start and
+reads each example's audio member by byte range, so it has the map-style
+``example(index, position)`` of :class:`~longplay.data.AudioFolderDataset`: the same
+examples for the same files, and exact resumption.
 
 Shape legend: C audio channels, N samples of a training window.
 """
@@ -18,31 +26,49 @@ import json
 import logging
 import os
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 import torch
 import torch.distributed as dist
-from torch.utils.data import IterableDataset, get_worker_info
+from fsspec.implementations.local import LocalFileSystem
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from longplay.atomic import atomic_output_path
 from longplay.audio import AudioFileError
-from longplay.data.folder import DEFAULT_EXTENSIONS, normalize_extensions, scan_audio_folder
+from longplay.data.folder import (
+    DEFAULT_EXTENSIONS,
+    REASON_BAD_METADATA,
+    REASON_DECODE_ERROR,
+    REASON_NO_AUDIO,
+    REASON_SILENT,
+    REASON_TOO_SHORT,
+    DatasetSummary,
+    normalize_extensions,
+    scan_audio_folder,
+)
 from longplay.data.prompts import DEFAULT_PROMPT_BUILDER, PromptBuilder
 from longplay.data.types import AudioExample
 from longplay.data.windows import (
     SILENCE_PEAK,
+    BrokenAudioFileError,
+    SilentAudioError,
     WindowReader,
     decode_peak,
+    example_generator,
     mix_seed,
     open_sound,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SHARD_PATTERN", "TarShardDataset", "split_shards", "write_tar_shards"]
+__all__ = ["SHARD_PATTERN", "ShardAudioDataset", "ShardSample", "TarShardDataset",
+           "find_shards", "index_tar_shards", "split_shards", "write_tar_shards"]
+
+T = TypeVar("T")
 
 SHARD_PATTERN = "shard-{:05d}.tar"
 DEFAULT_SHARD_SIZE = 128
@@ -328,8 +354,15 @@ def _member_metadata(members: dict[str, bytes]) -> dict[str, Any]:
 
 def _samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {extension: bytes}) for each group of consecutive members sharing a key."""
+    return _grouped(tar, lambda member: tar.extractfile(member).read())
+
+
+def _grouped(tar: tarfile.TarFile,
+             take: Callable[[tarfile.TarInfo], T]) -> Iterator[tuple[str, dict[str, T]]]:
+    """(key, {extension: take(member)}) for each group of consecutive file members sharing
+    a key; ``take`` runs as each member is reached (a stream can't go back)."""
     key: str | None = None
-    members: dict[str, bytes] = {}
+    members: dict[str, T] = {}
     for member in tar:
         if not member.isfile():
             continue
@@ -341,8 +374,261 @@ def _samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
             if key is not None:
                 yield key, members
             key, members = member_key, {}
-        handle = tar.extractfile(member)
-        if handle is not None:
-            members[extension] = handle.read()
+        members[extension] = take(member)
     if key is not None:
         yield key, members
+
+
+# -- training from shards: an index of the members, examples read by byte range -------------
+
+SHARD_SUFFIX = ".tar"
+INDEX_BLOCK_SIZE = 1 << 16
+"""Read-ahead while indexing: each member's header and small metadata, not its audio
+(fsspec's default block of megabytes would fetch most of a remote shard)."""
+
+
+def find_shards(spec: str | Sequence[str]) -> list[str]:
+    """The tar shards named by ``spec`` (``data.path`` of ``kind: shards``), in order.
+
+    ``spec`` is a list, or a string of entries separated by commas; each entry is a tar
+    file, a folder (its ``*.tar`` files, as ``longplay data pack`` writes them), or a
+    glob pattern, as a local path or any fsspec URL (``s3://bucket/shards``,
+    ``memory://...``). Local shards are returned as plain paths.
+
+    Raises:
+        FileNotFoundError: an entry names nothing, or a folder or pattern holds no shard.
+    """
+    entries = spec.split(",") if isinstance(spec, str) else [os.fspath(e) for e in spec]
+    urls: list[str] = []
+    for entry in (e.strip() for e in entries):
+        if not entry:
+            continue
+        fs, path = fsspec.core.url_to_fs(entry)
+        if any(c in path for c in "*?["):
+            found = sorted(p for p in fs.glob(path) if p.endswith(SHARD_SUFFIX))
+        elif fs.isdir(path):
+            found = sorted(fs.glob(f"{path.rstrip('/')}/*{SHARD_SUFFIX}"))
+        elif fs.isfile(path):
+            found = [path]
+        else:
+            raise FileNotFoundError(f"tar shards {entry!r}: no such file or folder")
+        if not found:
+            raise FileNotFoundError(f"tar shards {entry!r}: no {SHARD_SUFFIX} file there; pack "
+                                    "an audio folder with `longplay data pack DIR -o SHARDS`")
+        local = isinstance(fs, LocalFileSystem)
+        urls += [p if local else fs.unstrip_protocol(p) for p in found]
+    if not urls:
+        raise FileNotFoundError(f"no tar shards named in {spec!r}")
+    return urls
+
+
+@dataclass(frozen=True)
+class ShardSample:
+    """One sample of a tar shard: where its audio member's bytes lie, and its metadata.
+
+    Attributes:
+        shard: the shard's path or URL.
+        key: the sample's key in the shard.
+        offset: byte offset of the audio member's data in the shard.
+        size: its size in bytes.
+        metadata: the sample's ``.json`` object, else its ``.txt`` caption, else {}.
+    """
+
+    shard: str
+    key: str
+    offset: int
+    size: int
+    metadata: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """``shard#key``, as messages and ``AudioExample.path`` name the sample."""
+        return f"{self.shard}#{self.key}"
+
+
+def index_tar_shards(
+    urls: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+) -> tuple[list[ShardSample], DatasetSummary]:
+    """Every usable sample of the shards, in order, from the members' headers and metadata
+    (the audio is not read).
+
+    A sample without an audio member, with bad metadata, or whose audio member is cut
+    short (a truncated shard) is skipped with one warning and counted in the summary; a
+    shard that is not a valid tar ends with a warning after the samples before the damage.
+
+    Raises:
+        FileNotFoundError: a shard does not exist.
+    """
+    audio_extensions = tuple(e.lstrip(".") for e in normalize_extensions(extensions))
+    samples: list[ShardSample] = []
+    summary = DatasetSummary()
+
+    def skip(url: str, key: str, reason: str, detail: str) -> None:
+        summary.skip(reason)
+        logger.warning("skipping %s#%s (%s): %s", url, key, reason, detail)
+
+    for url in urls:
+        fs, path = fsspec.core.url_to_fs(url)
+        if not fs.isfile(path):
+            raise FileNotFoundError(f"tar shard {url} does not exist")
+        end = fs.size(path)
+        count = 0
+        with fs.open(path, "rb", block_size=INDEX_BLOCK_SIZE) as stream:
+            try:
+                with tarfile.open(fileobj=stream, mode="r:") as tar:
+                    for key, members in _grouped(tar, lambda member: member):
+                        summary.num_files += 1
+                        count += 1
+                        extension = next((e for e in audio_extensions if e in members), None)
+                        if extension is None:
+                            skip(url, key, REASON_NO_AUDIO,
+                                 f"no audio member (found {', '.join(sorted(members))})")
+                            continue
+                        audio = members[extension]
+                        if audio.offset_data + audio.size > end:
+                            skip(url, key, REASON_DECODE_ERROR,
+                                 "the audio member is cut short (a truncated shard)")
+                            continue
+                        small = {e: tar.extractfile(members[e]).read()
+                                 for e in ("json", "txt") if e in members}
+                        try:
+                            metadata = _member_metadata(small)
+                        except ValueError as err:
+                            skip(url, key, REASON_BAD_METADATA, str(err))
+                            continue
+                        samples.append(ShardSample(url, key, audio.offset_data, audio.size,
+                                                   metadata))
+            except (tarfile.TarError, EOFError) as err:
+                logger.warning("%s is not a readable tar shard, or is damaged after %d "
+                               "samples (%s); training uses the samples before the damage",
+                               url, count, err)
+    return samples, summary
+
+
+class _TooShortError(BrokenAudioFileError):
+    """The sample is shorter than the dataset's ``min_duration_s``."""
+
+
+class ShardAudioDataset(Dataset[AudioExample]):
+    """Random windows of the audio samples of tar shards, with timing and prompts: the
+    shard counterpart of :class:`~longplay.data.AudioFolderDataset`, which the trainers
+    use for ``data: {kind: shards}``.
+
+    The shards (local paths or fsspec URLs, see :func:`find_shards`) are indexed at
+    construction (:func:`index_tar_shards`: member headers and metadata, not the audio).
+    Item ``index`` is the index-th usable sample in shard order; ``example(index,
+    position)`` reads its audio member by byte range and cuts the window exactly as the
+    folder dataset does, with the generator of (``seed``, ``position``). So a folder
+    and the shards ``longplay data pack`` makes of it give the same examples (same
+    order, windows, timing and prompts), and a training run resumes exactly.
+
+    Bad data found while reading (undecodable, silent, shorter than ``min_duration_s``)
+    is reported once and the next sample (cyclically) is used instead, as in the folder
+    dataset.
+
+    Raises:
+        ValueError: ``urls`` is empty or one string, or no usable sample was found.
+        FileNotFoundError: a shard does not exist.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        sample_rate: int,
+        channels: int = 2,
+        num_samples: int,
+        random_crop: bool = True,
+        phase_flip: bool = False,
+        prompt_builder: PromptBuilder | None = DEFAULT_PROMPT_BUILDER,
+        seed: int = 0,
+        min_duration_s: float = 0.0,
+        extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    ) -> None:
+        if isinstance(urls, (str, os.PathLike)):
+            raise ValueError("urls must be a sequence of shard paths or URLs, not one string; "
+                             "use find_shards to expand a folder or a list.")
+        if not urls:
+            raise ValueError("urls is empty; pass at least one shard.")
+        if min_duration_s < 0:
+            raise ValueError(f"min_duration_s must be >= 0, got {min_duration_s}.")
+        self.reader = WindowReader(sample_rate=sample_rate, channels=channels,
+                                   num_samples=num_samples, random_crop=random_crop,
+                                   phase_flip=phase_flip, prompt_builder=prompt_builder)
+        self.seed = int(seed)
+        self.min_duration_s = float(min_duration_s)
+        self.urls: tuple[str, ...] = tuple(os.fspath(u) for u in urls)
+        samples, summary = index_tar_shards(self.urls, extensions=extensions)
+        if not samples:
+            raise ValueError(f"no usable audio sample in the {len(self.urls)} shard(s) "
+                             f"{self.urls[0]}... ({summary}).")
+        self.samples: tuple[ShardSample, ...] = tuple(samples)
+        self.summary = summary
+        self._broken: set[int] = set()
+        self._reported: set[int] = set()
+        self._silent: dict[int, bool] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> AudioExample:
+        return self.example(index, index)
+
+    def example(self, index: int, position: int) -> AudioExample:
+        """The example of sample ``index`` drawn at global sample ``position``.
+
+        Raises:
+            IndexError: ``index`` is outside [0, len).
+            RuntimeError: no sample of the dataset can be read any more.
+        """
+        count = len(self.samples)
+        if not 0 <= index < count:
+            raise IndexError(f"index {index} is outside [0, {count})")
+        for step in range(count):
+            i = (index + step) % count
+            if i in self._broken:
+                continue
+            try:
+                return self._read(i, position)
+            except AudioFileError as err:
+                self._report(i, err)
+        raise RuntimeError(f"none of the {count} samples of the shards can be read any more "
+                           f"({self.summary}); check the data.")
+
+    def _read(self, i: int, position: int) -> AudioExample:
+        sample = self.samples[i]
+        data = self._audio_bytes(sample)
+        with open_sound(data, sample.name) as sound:
+            duration_s = sound.frames / sound.samplerate
+        if duration_s < self.min_duration_s:
+            raise _TooShortError(f"{duration_s:.3f} s is shorter than the minimum "
+                                 f"{self.min_duration_s} s")
+        return self.reader.read(data, name=sample.name, metadata=sample.metadata,
+                                generator=example_generator(self.seed, position),
+                                file_is_silent=lambda: self._file_is_silent(i, data))
+
+    @staticmethod
+    def _audio_bytes(sample: ShardSample) -> bytes:
+        fs, path = fsspec.core.url_to_fs(sample.shard)
+        data = fs.cat_file(path, start=sample.offset, end=sample.offset + sample.size)
+        if len(data) != sample.size:
+            raise BrokenAudioFileError(f"{sample.name}: the shard ends inside this sample "
+                                       "(was it changed after the run started?)")
+        return data
+
+    def _file_is_silent(self, i: int, data: bytes) -> bool:
+        if i not in self._silent:
+            self._silent[i] = decode_peak(data, self.samples[i].name) < SILENCE_PEAK
+        return self._silent[i]
+
+    def _report(self, i: int, err: AudioFileError) -> None:
+        if isinstance(err, BrokenAudioFileError):
+            self._broken.add(i)
+        if i in self._reported:
+            return
+        self._reported.add(i)
+        reason = (REASON_TOO_SHORT if isinstance(err, _TooShortError) else
+                  REASON_SILENT if isinstance(err, SilentAudioError) else REASON_DECODE_ERROR)
+        logger.warning("skipping %s (%s): %s; another sample is used in its place",
+                       self.samples[i].name, reason, err)
+        self.summary.skip(reason)

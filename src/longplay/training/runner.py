@@ -42,6 +42,7 @@ from longplay.config import (
     dataclass_to_dict,
     model_preset,
 )
+from longplay.config.training import DATA_KINDS
 from longplay.data import (
     AudioFolderDataset,
     LatentDataset,
@@ -49,6 +50,7 @@ from longplay.data import (
     collate_audio,
     collate_latents,
 )
+from longplay.data.shards import ShardAudioDataset, find_shards
 from longplay.errors import TextEncoderError
 from longplay.training.checkpointing import (
     CHECKPOINT_DIR,
@@ -66,10 +68,14 @@ from longplay.training.ema import EMACallback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_DIR", "LAST", "build_audio_dataset", "build_dataset",
+__all__ = ["AUDIO_KINDS", "CHECKPOINT_DIR", "LAST", "build_audio_dataset", "build_dataset",
            "build_dit_model", "fit", "last_checkpoint", "load_model_to_train", "make_trainer",
            "prepare_run", "train_dit"]
 
+AUDIO_KINDS = ("audio", "shards")
+"""The ``data.kind`` values (of :data:`~longplay.config.training.DATA_KINDS`) that hold
+audio: an audio folder, or tar shards of one (``longplay data pack``). The VAE and CLAP
+trainers take only these; the DiT-based ones also take pre-encoded latents."""
 
 
 def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
@@ -144,28 +150,54 @@ def _with_text_encoder(mconfig: DiffusionModelConfig,
     return mconfig, build_text_encoder(text, found.path)
 
 
-def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: int):
-    """An audio-folder dataset of ``num_samples`` windows, and its collate function."""
+def _audio_windows(config, sample_rate: int, channels: int, num_samples: int):
+    """Random windows of ``num_samples`` from an audio folder or tar shards (``data.kind``
+    "audio" or "shards"), cut, timed and prompted the same way for both."""
+    data = config.data
+    options = dict(sample_rate=sample_rate, channels=channels, num_samples=num_samples,
+                   random_crop=data.random_crop, phase_flip=data.phase_flip,
+                   prompt_builder=PromptBuilder(), seed=config.trainer.seed,
+                   min_duration_s=data.min_duration_s)
+    if data.kind == "audio":
+        try:
+            return AudioFolderDataset(data.path, **options)
+        except ValueError as err:
+            if Path(data.path).is_dir() and any(Path(data.path).glob("*.tar")):
+                raise ConfigError(f"{err} {data.path} holds tar shards: set data.kind to "
+                                  "'shards' to train on them") from None
+            raise
+    try:
+        urls = find_shards(data.path)
+    except FileNotFoundError as err:
+        raise ConfigError(f"data.path (kind shards): {err}") from None
+    return ShardAudioDataset(urls, **options)
+
+
+def _check_data(config, kinds: tuple[str, ...]) -> None:
     data = config.data
     if data.path is None:
         raise ConfigError("no training data: set data.path in the config or pass --data DIR")
-    if data.kind != "audio":
-        raise ConfigError(f"this stage trains on audio: data.kind must be 'audio', not "
-                          f"{data.kind!r}")
-    dataset = AudioFolderDataset(data.path, sample_rate=sample_rate, channels=channels,
-                                 num_samples=num_samples, random_crop=data.random_crop,
-                                 phase_flip=data.phase_flip, prompt_builder=PromptBuilder(),
-                                 seed=config.trainer.seed, min_duration_s=data.min_duration_s)
+    if data.kind not in kinds:
+        raise ConfigError(f"data.kind {data.kind!r} is not one of "
+                          f"{', '.join(repr(k) for k in kinds)}" +
+                          (" (this stage trains on audio)" if "latents" not in kinds else ""))
+
+
+def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: int):
+    """An audio-folder or tar-shard dataset of ``num_samples`` windows, and its collate
+    function (the VAE and CLAP trainers)."""
+    _check_data(config, AUDIO_KINDS)
+    dataset = _audio_windows(config, sample_rate, channels, num_samples)
     if len(dataset) == 0:
-        raise ConfigError(f"no usable training audio in {data.path}")
+        raise ConfigError(f"no usable training audio in {config.data.path}")
     return dataset, collate_audio
 
 
 def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
-    """(dataset with example(index, position), collate function) for the DiT."""
+    """(dataset with example(index, position), collate function) for the DiT: audio
+    windows (encoded by the VAE at each step) or pre-encoded latents."""
+    _check_data(config, DATA_KINDS)
     data = config.data
-    if data.path is None:
-        raise ConfigError("no training data: set data.path in the config or pass --data DIR")
     seed = config.trainer.seed
     frames = model_config.window_frames
     if config.window_frames is not None:
@@ -173,20 +205,15 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
             raise ConfigError(f"window_frames {config.window_frames} exceeds the model's window "
                               f"of {frames} latent frames")
         frames = config.window_frames
-    if data.kind == "audio":
-        dataset = AudioFolderDataset(
-            data.path, sample_rate=model_config.sample_rate, channels=model_config.audio_channels,
-            num_samples=frames * model_config.vae.hop_length, random_crop=data.random_crop,
-            phase_flip=data.phase_flip, prompt_builder=PromptBuilder(), seed=seed,
-            min_duration_s=data.min_duration_s)
+    if data.kind in AUDIO_KINDS:
+        dataset = _audio_windows(config, model_config.sample_rate, model_config.audio_channels,
+                                 frames * model_config.vae.hop_length)
         collate = collate_audio
-    elif data.kind == "latents":
+    else:
         dataset = LatentDataset(data.path, num_frames=frames,
                                 random_crop=data.random_crop, prompt_builder=PromptBuilder(),
                                 seed=seed, latent_rate=model_config.vae.latent_rate)
         collate = collate_latents
-    else:
-        raise ConfigError(f"data.kind {data.kind!r} is not one of 'audio', 'latents'")
     if len(dataset) == 0:
         raise ConfigError(f"no usable training examples in {data.path}")
     return dataset, collate
