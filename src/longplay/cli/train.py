@@ -30,21 +30,51 @@ STAGES = {"vae": (VAETrainConfig, train_vae), "clap": (CLAPTrainConfig, train_cl
 """Each stage's run config and trainer."""
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+TEXT_ENCODER_STAGES = ("clap", "dit", "distill", "lora")
+"""The stages whose config has ``text_encoder_path`` (``--text-encoder``)."""
+MODEL_FIELDS = {"vae": "init_from", "dit": "init_from", "lora": "base"}
+"""``--model``: the config field it sets, per stage (the model to fine-tune or adapt)."""
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train or fine-tune a stage on your audio")
     train.add_argument("stage", choices=tuple(STAGES))
     train.add_argument("config", type=Path, help="YAML or JSON run config (see docs/training.md)")
-    train.add_argument("--data", metavar="DIR", help="training data (overrides data.path)")
+    train.add_argument("--data", metavar="DIR",
+                       help="training data (overrides data.path): a folder of audio or "
+                            "latents, or tar shards (a folder, files or fsspec URLs)")
+    train.add_argument("--text-encoder", metavar="PATH",
+                       help="clap, dit, distill, lora: the text encoder, a local Hugging Face "
+                            "folder or a packaged encoder's name (overrides "
+                            "text_encoder_path)")
+    train.add_argument("--model", metavar="MODEL",
+                       help="the model to start from: dit, a model folder to fine-tune, or "
+                            "'demo' (sets init_from instead of preset); vae, a VAE to "
+                            "fine-tune (init_from); lora, the base model to adapt (base)")
+    train.add_argument("--vae", metavar="PATH",
+                       help="dit from a preset: the trained VAE whose latents the DiT learns "
+                            "(overrides vae_path)")
     train.add_argument("--teacher", metavar="MODEL",
                        help="distill: the model folder to distil (overrides teacher)")
-    train.add_argument("--model", metavar="MODEL",
-                       help="lora: the base model folder to adapt, or 'demo' (overrides base)")
     train.add_argument("-o", "--run-dir", type=Path, default=None,
                        help="run folder (default runs/<stage>-<config name>)")
-    train.add_argument("--devices", type=int, default=None, help="devices per node")
-    train.add_argument("--num-nodes", type=int, default=None)
+    train.add_argument("--devices", type=positive_int, default=None, metavar="N",
+                       help="devices per node")
+    train.add_argument("--num-nodes", type=positive_int, default=None, metavar="N")
     train.add_argument("--strategy", choices=("auto", "ddp", "fsdp"), default=None)
-    train.add_argument("--max-steps", type=int, default=None)
+    train.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
+                       help="train until this optimiser step (overrides trainer.max_steps)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --run-dir from its last checkpoint")
     train.add_argument("--no-progress", action="store_true")
@@ -68,8 +98,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.set_defaults(run=run_export)
 
 
+def _cli_path(value: str) -> str:
+    """A model path given on the command line, made absolute when it exists (relative
+    paths on the command line are relative to the working directory, not to the config
+    file); names (``demo``, a packaged text encoder) and URLs as given."""
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+def _cli_data_path(value: str) -> str:
+    """``--data``: each comma-separated entry (a folder, shard file or glob pattern) made
+    absolute; URLs as given."""
+    return ",".join(entry if "://" in entry else str(Path(entry).expanduser().absolute())
+                    for entry in (e.strip() for e in value.split(",")) if entry)
+
+
+def _only_for(option: str, stages: tuple[str, ...], stage: str) -> None:
+    if stage not in stages:
+        raise ConfigError(f"{option} is for `longplay train {'|'.join(stages)}`, not {stage}")
+
+
 def _override(config, args: argparse.Namespace):
-    data = config.data if args.data is None else replace(config.data, path=args.data)
+    data = (config.data if args.data is None
+            else replace(config.data, path=_cli_data_path(args.data)))
     t = config.trainer
     trainer = replace(
         t,
@@ -78,14 +129,22 @@ def _override(config, args: argparse.Namespace):
         strategy=t.strategy if args.strategy is None else args.strategy,
         max_steps=t.max_steps if args.max_steps is None else args.max_steps)
     config = replace(config, data=data, trainer=trainer)
+    if args.text_encoder is not None:
+        _only_for("--text-encoder", TEXT_ENCODER_STAGES, args.stage)
+        config = replace(config, text_encoder_path=_cli_path(args.text_encoder))
     if args.teacher is not None:
-        if not isinstance(config, DistillTrainConfig):
-            raise ConfigError(f"--teacher is for `longplay train distill`, not {args.stage}")
-        config = replace(config, teacher=args.teacher)
+        _only_for("--teacher", ("distill",), args.stage)
+        config = replace(config, teacher=_cli_path(args.teacher))
+    if args.vae is not None:
+        _only_for("--vae", ("dit",), args.stage)
+        config = replace(config, vae_path=_cli_path(args.vae))
     if args.model is not None:
-        if not isinstance(config, LoRATrainConfig):
-            raise ConfigError(f"--model is for `longplay train lora`, not {args.stage}")
-        config = replace(config, base=str(model_or_demo(Path(args.model))))
+        _only_for("--model", tuple(MODEL_FIELDS), args.stage)
+        model = _cli_path(str(model_or_demo(Path(args.model))))
+        if args.stage == "lora":
+            config = replace(config, base=model)
+        else:  # a model to fine-tune instead of a preset from scratch
+            config = replace(config, init_from=model, preset=None)
     elif isinstance(config, LoRATrainConfig) and config.base == "demo":
         config = replace(config, base=str(model_or_demo(Path("demo"))))
     return config

@@ -88,6 +88,10 @@ def build_dit_model(config: DiTTrainConfig) -> DiffusionModel:
 
 def _base_model(config: DiTTrainConfig) -> DiffusionModel:
     if config.init_from is not None:
+        if config.vae_path is not None:
+            raise ConfigError(f"vae_path ({config.vae_path}) is for a DiT trained from a preset; "
+                              f"the model folder to fine-tune ({config.init_from}, init_from or "
+                              "--model) brings its own VAE: remove vae_path (or --vae)")
         return load_model_to_train(config.init_from, config.text_encoder_path)
     mconfig: DiffusionModelConfig = model_preset(config.preset)
     with seeded(config.trainer.seed):
