@@ -18,12 +18,13 @@ import torch
 WORKER = Path(__file__).parent / "dist_worker.py"
 
 
-def launch(run: Path, stage: str, strategy: str, steps: int, resume: bool = False) -> list[dict]:
+def launch(run: Path, stage: str, strategy: str, steps: int, resume: bool = False,
+           audio: Path | None = None) -> list[dict]:
     with socket.socket() as s:  # a free loopback port for the process group
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "LONGPLAY_TEST_AUDIO": str(audio or "")}
     command = [sys.executable, str(WORKER), str(run), stage, strategy, str(steps)]
     result = subprocess.run(command + (["--resume"] if resume else []), env=env,
                             capture_output=True, text=True, timeout=600, check=False)
@@ -68,3 +69,24 @@ def test_two_process_fsdp_shards_trains_and_resumes(tmp_path: Path, stage: str) 
                                    atol=1e-6, msg=key)
     if stage == "lora":  # only the adapter is in the checkpoint
         assert all(".lora_" in k for k in a["state_dict"])
+
+
+@pytest.mark.slow
+def test_two_process_ddp_trains_the_vae_with_its_discriminator(tmp_path: Path) -> None:
+    """The VAE's generator and discriminator steps each use part of the parameters:
+    plain DDP would wait for the others' gradients and fail."""
+    import math
+
+    from longplay.audio import save_audio
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i, freq in enumerate((110, 220, 440, 880)):
+        t = torch.arange(int(1.2 * 44100)) / 44100
+        tone = 0.4 * torch.sin(2 * math.pi * freq * t)
+        save_audio(audio / f"tone{i}.wav", torch.stack([tone, 0.8 * tone]), 44100)
+    ranks = launch(tmp_path / "run", "vae", "ddp", 2, audio=audio)
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert [r["global_step"] for r in ranks] == [2, 2]  # generator + discriminator updates
+    assert ranks[0]["checksum"] == ranks[1]["checksum"]
+    assert checkpoint(tmp_path / "run")["global_step"] == ranks[0]["global_step"]

@@ -235,11 +235,15 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
-def _strategy(t):
+def _strategy(t, alternating: bool = False):
     """Lightning's strategy for ``trainer.strategy``. "fsdp" is FSDP2 (``fully_shard``
     over a data-parallel mesh of every process, :meth:`TrainingModule.configure_model`)
     through Lightning's ModelParallelStrategy, which also runs on CPUs (gloo); checkpoints
-    are gathered into one file on rank 0, like the other strategies'."""
+    are gathered into one file on rank 0, like the other strategies'. ``alternating``: the
+    module's steps each use only some of its parameters (the VAE's generator and
+    discriminator steps), so DDP must not wait for the gradients of the others."""
+    if t.strategy == "ddp" and alternating:
+        return "ddp_find_unused_parameters_true"
     if t.strategy != "fsdp":
         return t.strategy
     from lightning.pytorch.strategies import ModelParallelStrategy
@@ -249,7 +253,7 @@ def _strategy(t):
 
 
 def make_trainer(config, run_dir: Path, callbacks: list | None = None,
-                 enable_progress_bar: bool = True) -> L.Trainer:
+                 enable_progress_bar: bool = True, alternating: bool = False) -> L.Trainer:
     """Lightning's Trainer for a run; checkpoints are saved atomically in the run folder
     (:class:`~longplay.training.checkpointing.AtomicCheckpointIO`). Nothing is written
     until it trains."""
@@ -258,7 +262,7 @@ def make_trainer(config, run_dir: Path, callbacks: list | None = None,
     try:
         return L.Trainer(
             max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-            num_nodes=t.num_nodes, strategy=_strategy(t), precision=t.precision,
+            num_nodes=t.num_nodes, strategy=_strategy(t, alternating), precision=t.precision,
             accumulate_grad_batches=t.accumulate_grad_batches,
             gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
             callbacks=[checkpoints, *(callbacks or [])], logger=_loggers(run_dir),
@@ -344,7 +348,8 @@ def fit(module, config, run_dir: Path, ckpt: Path | None, callbacks: list,
     e = config.ema
     callbacks = [EMACallback(e.max_decay, e.power, e.inv_gamma), *callbacks]
     with quiet_lightning():
-        trainer = make_trainer(config, run_dir, callbacks, enable_progress_bar)
+        trainer = make_trainer(config, run_dir, callbacks, enable_progress_bar,
+                               alternating=getattr(module, "alternating", False))
         if is_first_process():
             run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(run_dir / "config.json", dataclass_to_dict(config))

@@ -41,6 +41,7 @@ class VAETrainingModule(TrainingModule):
                  discriminator: MultiScaleSTFTDiscriminator, dataset, collate) -> None:
         super().__init__(config, dataset, collate)
         self.automatic_optimization = False  # generator and discriminator alternate
+        self.alternating = True  # so each step uses only part of the parameters (DDP)
         self.vae_config = vae_config
         self.net = vae.train()
         if config.freeze_encoder:
@@ -110,7 +111,7 @@ def build_vae_for_training(
 
 
 def train_vae(config: VAETrainConfig, run_dir, *, resume: bool = False,
-              enable_progress_bar: bool = True) -> Path:
+              enable_progress_bar: bool = True, extra_callbacks: list | None = None) -> Path:
     if config.trainer.accumulate_grad_batches != 1:
         raise ConfigError("VAE training alternates optimisers and does not accumulate "
                           "gradients: set trainer.accumulate_grad_batches to 1")
@@ -122,7 +123,7 @@ def train_vae(config: VAETrainConfig, run_dir, *, resume: bool = False,
     dataset, collate = build_audio_dataset(config, vae_config.sample_rate,
                                            vae_config.audio_channels, config.window_samples)
     module = VAETrainingModule(config, vae, vae_config, discriminator, dataset, collate)
-    return fit(module, config, run_dir, ckpt, [], enable_progress_bar)
+    return fit(module, config, run_dir, ckpt, list(extra_callbacks or []), enable_progress_bar)
 
 
 def export_vae_checkpoint(ckpt: dict, out_dir, *, use_ema: bool = True) -> Path:
