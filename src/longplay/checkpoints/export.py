@@ -4,12 +4,16 @@ also open in the reference tools."""
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
-from longplay.atomic import write_json_atomic
+from longplay.atomic import atomic_output_paths
 from longplay.builders import DiffusionModel
 from longplay.checkpoints.diffusion import (
     SAT_CONDITIONER_PREFIX,
@@ -18,7 +22,7 @@ from longplay.checkpoints.diffusion import (
     SAT_LAYERNORM_PARAMS,
     SAT_VAE_PREFIX,
 )
-from longplay.checkpoints.files import CheckpointError, write_safetensors
+from longplay.checkpoints.files import CheckpointError
 from longplay.checkpoints.formats import TEXT_ENCODER_DIR, diffusion_config_to_sat
 from longplay.checkpoints.keymaps import (
     conditioner_module_rows,
@@ -71,17 +75,34 @@ def save_model_folder(model: DiffusionModel, folder: str | Path, *,
         if source is None:
             raise CheckpointError("the model's text encoder has no known path to reference")
         if copy_text_encoder:
-            target = folder / TEXT_ENCODER_DIR
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(source, target)
+            _copy_folder(Path(source), folder / TEXT_ENCODER_DIR)
             text_path = TEXT_ENCODER_DIR
         else:
             # An encoder installed as a package is referenced by its name, which stays
             # valid on other machines.
             text_path = packaged_encoder_name(source) or str(Path(source).resolve())
-    tensors = {k: v.to(dtype) for k, v in sat_state_dict(model).items()}
-    write_safetensors(folder / "model.safetensors", tensors)
-    write_json_atomic(folder / "model_config.json",
-                      diffusion_config_to_sat(model.config, text_path))
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in sat_state_dict(model).items()}
+    config = diffusion_config_to_sat(model.config, text_path)
+    # The weights and the config that describes them appear together (the config last).
+    with atomic_output_paths(folder / "model.safetensors", folder / "model_config.json") as (
+            weights_tmp, config_tmp):
+        save_file(tensors, str(weights_tmp))
+        config_tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def _copy_folder(source: Path, target: Path) -> None:
+    """Copy the folder ``source`` to ``target`` whole or not at all: into a hidden folder
+    beside it first, then moved into place (an older ``target`` is replaced only then)."""
+    staging = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        shutil.copytree(source, staging)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
