@@ -212,7 +212,7 @@ def test_replace_is_checked_and_check_config_names_the_nested_field() -> None:
         replace(DiTConfig(), num_heads=0)
     with pytest.raises(ConfigError, match="devices must be a positive integer, got True"):
         DiTTrainConfig(trainer=TrainerConfig(devices=True))
-    config = DiTTrainConfig()
+    config = DiTTrainConfig(trainer=TrainerConfig())  # its own trainer, not the default's
     assert check_config(config) is config
     object.__setattr__(config.trainer, "max_steps", -1)  # what the checks would have refused
     with pytest.raises(ConfigError, match=r"^run.yaml.trainer.max_steps must be a positive "

@@ -276,9 +276,15 @@ def test_an_output_and_its_sidecar_appear_together(tmp_path, monkeypatch) -> Non
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(atomic.os, "replace", replace_then_interrupt)
-    with pytest.raises(KeyboardInterrupt), atomic.atomic_output_paths(side, audio) as temps:
-        temps[0].write_text("{}")
-        temps[1].write_bytes(b"RIFF")
+    # Python's own Ctrl-C handler (a test runner's worker process may ignore SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), atomic.atomic_output_paths(side,
+                                                                          audio) as temps:
+            temps[0].write_text("{}")
+            temps[1].write_bytes(b"RIFF")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert calls == ["x.json", "x.wav"] and audio.exists() and side.exists()
     monkeypatch.setattr(atomic.os, "replace", real_replace)
     with pytest.raises(RuntimeError, match="encoder failed"), atomic.atomic_output_paths(

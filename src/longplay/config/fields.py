@@ -19,6 +19,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Annotated
 
+from longplay.assets import BUNDLED_MODELS
+from longplay.conditioning.packaged import packaged_text_encoder_path
+from longplay.errors import TextEncoderError
+
 __all__ = [
     "AUDIO_CHANNELS",
     "MAX_HOP_LENGTH",
@@ -130,15 +134,10 @@ class ConfigPath:
 
 
 def _is_bundled_model(name: str) -> bool:
-    from longplay.assets import BUNDLED_MODELS
-
     return name in BUNDLED_MODELS
 
 
 def _is_packaged_text_encoder(name: str) -> bool:
-    from longplay.conditioning.packaged import packaged_text_encoder_path
-    from longplay.errors import TextEncoderError
-
     try:
         return packaged_text_encoder_path(name) is not None
     except TextEncoderError:  # a packaged encoder whose package is missing: still a name
