@@ -310,6 +310,8 @@ LIGHTNING_NOISE = (
     r"Checkpoint directory .* exists and is not empty",  # resuming: longplay checked it
     r"The dirpath has changed from",  # a moved run folder: nothing of it is lost
     r"Be aware that when using `ckpt_path`",  # a resumed run with another checkpoint interval
+    # The VAE's checkpoints hold the state after its step, which resumes exactly (tested).
+    r"Using ModelCheckpoint with manual optimization",
 )
 """Lightning's tips and warnings that do not concern a longplay user; its other messages
 (devices used, distributed set-up, real warnings) are kept."""
