@@ -9,23 +9,16 @@ import logging
 import os
 from collections.abc import Sequence
 
-from torch.utils.data import Dataset
-
-from longplay.audio import AudioFileError
 from longplay.data.folder import (
     DEFAULT_EXTENSIONS,
-    REASON_DECODE_ERROR,
-    REASON_SILENT,
     AudioFile,
-    DatasetSummary,
     scan_audio_folder,
 )
 from longplay.data.prompts import DEFAULT_PROMPT_BUILDER, PromptBuilder
 from longplay.data.types import AudioExample
 from longplay.data.windows import (
     SILENCE_PEAK,
-    BrokenAudioFileError,
-    SilentAudioError,
+    SkippingAudioDataset,
     WindowReader,
     decode_peak,
     example_generator,
@@ -37,7 +30,7 @@ __all__ = ["AudioFolderDataset"]
 
 
 
-class AudioFolderDataset(Dataset[AudioExample]):
+class AudioFolderDataset(SkippingAudioDataset):
     """Random windows of the audio files under a folder, with timing and prompts.
 
     Files are found recursively in sorted order (see
@@ -57,7 +50,8 @@ class AudioFolderDataset(Dataset[AudioExample]):
     ``index``, ``position``): the crop offset, phase flip and prompt come from a
     generator seeded with seed * 1_000_003 + position. A sampler that passes the global
     sample position makes the stream repeatable after a resume; ``dataset[i]`` is
-    ``example(i, i)``.
+    ``example(i, i)``. A file that cannot be read when its window is drawn is skipped
+    (:class:`~longplay.data.windows.SkippingAudioDataset`).
 
     Bad data found while reading. A window that fails to decode, or a file that turns
     out to be silent (peak below 1e-5; checked only when a window is silent), never
@@ -112,37 +106,16 @@ class AudioFolderDataset(Dataset[AudioExample]):
             raise ValueError(f"no usable audio file in {root} ({summary}); it must hold "
                              f"{', '.join(extensions)} files (searched recursively).")
         self.files: tuple[AudioFile, ...] = tuple(files)
-        self.summary: DatasetSummary = summary
-        self._broken: set[int] = set()  # files that cannot be opened or are silent
-        self._reported: set[int] = set()  # files already warned about and counted
-        self._silent: dict[int, bool] = {}  # whole-file silence, once computed
+        super().__init__(summary)
 
-    def __len__(self) -> int:
-        return len(self.files)
+    _kind = "file"
 
-    def __getitem__(self, index: int) -> AudioExample:
-        return self.example(index, index)
+    @property
+    def _items(self) -> tuple[AudioFile, ...]:
+        return self.files
 
-    def example(self, index: int, position: int) -> AudioExample:
-        """The example of file ``index`` drawn at global sample ``position``.
-
-        Raises:
-            IndexError: ``index`` is outside [0, len).
-            RuntimeError: no file of the dataset can be read any more.
-        """
-        count = len(self.files)
-        if not 0 <= index < count:
-            raise IndexError(f"index {index} is outside [0, {count})")
-        for step in range(count):
-            i = (index + step) % count
-            if i in self._broken:
-                continue
-            try:
-                return self._read(i, position)
-            except AudioFileError as err:
-                self._report(i, err)
-        raise RuntimeError(f"none of the {count} audio files can be read any more "
-                           f"({self.summary}); check the data.")
+    def _name(self, i: int) -> str:
+        return str(self.files[i].path)
 
     def _read(self, i: int, position: int) -> AudioExample:
         file = self.files[i]
@@ -155,14 +128,3 @@ class AudioFolderDataset(Dataset[AudioExample]):
             path = self.files[i].path
             self._silent[i] = decode_peak(path, str(path)) < SILENCE_PEAK
         return self._silent[i]
-
-    def _report(self, i: int, err: AudioFileError) -> None:
-        if isinstance(err, BrokenAudioFileError):
-            self._broken.add(i)
-        if i in self._reported:
-            return
-        self._reported.add(i)
-        reason = REASON_SILENT if isinstance(err, SilentAudioError) else REASON_DECODE_ERROR
-        logger.warning("skipping %s (%s): %s; another file is used in its place",
-                       self.files[i].path, reason, err)
-        self.summary.skip(reason)

@@ -35,7 +35,7 @@ import fsspec
 import torch
 import torch.distributed as dist
 from fsspec.implementations.local import LocalFileSystem
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from longplay.atomic import atomic_output_path
 from longplay.audio import AudioFileError
@@ -44,7 +44,6 @@ from longplay.data.folder import (
     REASON_BAD_METADATA,
     REASON_DECODE_ERROR,
     REASON_NO_AUDIO,
-    REASON_SILENT,
     REASON_TOO_SHORT,
     DatasetSummary,
     normalize_extensions,
@@ -55,7 +54,7 @@ from longplay.data.types import AudioExample
 from longplay.data.windows import (
     SILENCE_PEAK,
     BrokenAudioFileError,
-    SilentAudioError,
+    SkippingAudioDataset,
     WindowReader,
     decode_peak,
     example_generator,
@@ -509,7 +508,7 @@ class _TooShortError(BrokenAudioFileError):
     """The sample is shorter than the dataset's ``min_duration_s``."""
 
 
-class ShardAudioDataset(Dataset[AudioExample]):
+class ShardAudioDataset(SkippingAudioDataset):
     """Random windows of the audio samples of tar shards, with timing and prompts: the
     shard counterpart of :class:`~longplay.data.AudioFolderDataset`, which the trainers
     use for ``data: {kind: shards}``.
@@ -563,37 +562,19 @@ class ShardAudioDataset(Dataset[AudioExample]):
             raise ValueError(f"no usable audio sample in the {len(self.urls)} shard(s) "
                              f"{self.urls[0]}... ({summary}).")
         self.samples: tuple[ShardSample, ...] = tuple(samples)
-        self.summary = summary
-        self._broken: set[int] = set()
-        self._reported: set[int] = set()
-        self._silent: dict[int, bool] = {}
+        super().__init__(summary)
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    _kind = "sample"
 
-    def __getitem__(self, index: int) -> AudioExample:
-        return self.example(index, index)
+    @property
+    def _items(self) -> tuple[ShardSample, ...]:
+        return self.samples
 
-    def example(self, index: int, position: int) -> AudioExample:
-        """The example of sample ``index`` drawn at global sample ``position``.
+    def _name(self, i: int) -> str:
+        return self.samples[i].name
 
-        Raises:
-            IndexError: ``index`` is outside [0, len).
-            RuntimeError: no sample of the dataset can be read any more.
-        """
-        count = len(self.samples)
-        if not 0 <= index < count:
-            raise IndexError(f"index {index} is outside [0, {count})")
-        for step in range(count):
-            i = (index + step) % count
-            if i in self._broken:
-                continue
-            try:
-                return self._read(i, position)
-            except AudioFileError as err:
-                self._report(i, err)
-        raise RuntimeError(f"none of the {count} samples of the shards can be read any more "
-                           f"({self.summary}); check the data.")
+    def _reason(self, err: AudioFileError) -> str:
+        return REASON_TOO_SHORT if isinstance(err, _TooShortError) else super()._reason(err)
 
     def _read(self, i: int, position: int) -> AudioExample:
         sample = self.samples[i]
@@ -620,15 +601,3 @@ class ShardAudioDataset(Dataset[AudioExample]):
         if i not in self._silent:
             self._silent[i] = decode_peak(data, self.samples[i].name) < SILENCE_PEAK
         return self._silent[i]
-
-    def _report(self, i: int, err: AudioFileError) -> None:
-        if isinstance(err, BrokenAudioFileError):
-            self._broken.add(i)
-        if i in self._reported:
-            return
-        self._reported.add(i)
-        reason = (REASON_TOO_SHORT if isinstance(err, _TooShortError) else
-                  REASON_SILENT if isinstance(err, SilentAudioError) else REASON_DECODE_ERROR)
-        logger.warning("skipping %s (%s): %s; another sample is used in its place",
-                       self.samples[i].name, reason, err)
-        self.summary.skip(reason)

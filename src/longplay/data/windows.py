@@ -15,6 +15,7 @@ Shape legend: C audio channels, N samples of the window.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -25,10 +26,14 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
+from torch.utils.data import Dataset
 
 from longplay.audio import AudioFileError, convert_channels, crop, resample
+from longplay.data.folder import REASON_DECODE_ERROR, REASON_SILENT, DatasetSummary
 from longplay.data.prompts import PromptBuilder
 from longplay.data.types import AudioExample
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RESAMPLE_MARGIN_S",
@@ -36,6 +41,7 @@ __all__ = [
     "AudioSource",
     "BrokenAudioFileError",
     "SilentAudioError",
+    "SkippingAudioDataset",
     "WindowReader",
     "decode_peak",
     "example_generator",
@@ -239,3 +245,64 @@ class WindowReader:
         if num_valid < segment.num_valid_samples:
             window[:, num_valid:] = 0.0
         return window, offset, num_valid
+
+
+class SkippingAudioDataset(Dataset[AudioExample]):
+    """A map-style dataset of audio items (files, shard samples) that skips an item it
+    cannot read: another one is used in its place, with one warning per item, counted in
+    ``summary``. Subclasses set ``summary`` and ``_items`` and implement ``_read``."""
+
+    _kind = "item"  # what an item is called in messages
+
+    def __init__(self, summary: DatasetSummary) -> None:
+        self.summary = summary
+        self._broken: set[int] = set()  # items that cannot be opened or are silent
+        self._reported: set[int] = set()  # items already warned about and counted
+        self._silent: dict[int, bool] = {}  # whole-item silence, once computed
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> AudioExample:
+        return self.example(index, index)
+
+    def example(self, index: int, position: int) -> AudioExample:
+        """The example of item ``index`` drawn at global sample ``position``.
+
+        Raises:
+            IndexError: ``index`` is outside [0, len).
+            RuntimeError: no item of the dataset can be read any more.
+        """
+        count = len(self._items)
+        if not 0 <= index < count:
+            raise IndexError(f"index {index} is outside [0, {count})")
+        for step in range(count):
+            i = (index + step) % count
+            if i in self._broken:
+                continue
+            try:
+                return self._read(i, position)
+            except AudioFileError as err:
+                self._report(i, err)
+        raise RuntimeError(f"none of the {count} {self._kind}s can be read any more "
+                           f"({self.summary}); check the data.")
+
+    def _read(self, i: int, position: int) -> AudioExample:
+        raise NotImplementedError
+
+    def _name(self, i: int) -> str:
+        raise NotImplementedError
+
+    def _reason(self, err: AudioFileError) -> str:
+        return REASON_SILENT if isinstance(err, SilentAudioError) else REASON_DECODE_ERROR
+
+    def _report(self, i: int, err: AudioFileError) -> None:
+        if isinstance(err, BrokenAudioFileError):
+            self._broken.add(i)
+        if i in self._reported:
+            return
+        self._reported.add(i)
+        reason = self._reason(err)
+        logger.warning("skipping %s (%s): %s; another %s is used in its place",
+                       self._name(i), reason, err, self._kind)
+        self.summary.skip(reason)
