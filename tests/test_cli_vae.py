@@ -114,7 +114,36 @@ def test_metrics_command(wav: Path, tmp_path: Path, capsys) -> None:
     shutil.copy(wav, folder_a / "x.wav")
     shutil.copy(wav, folder_b / "x.wav")
     assert run("vae", "metrics", folder_a, folder_b, "--json") == 0
-    assert '"stft_distance": 0.0' in capsys.readouterr().out
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["stft_distance"] == 0.0 and scores["chroma_correlation"] == 1.0
+    assert scores["added_tone_db"] == scores["worst_added_tone_db"] == -120.0
+    assert scores["pitch_agreement"] == 1.0
+    assert run("vae", "metrics", folder_a, folder_b) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("1 item(s): STFT distance 0.000")
+    dc = f"{scores['dc_offset']:.1e}"
+    assert lines[1] == f"DC offset {dc} (reference {dc})  added tone none  chroma correlation 1.000"
+    share = f"{100 * scores['pitched_share_reference']:.1f} %"
+    assert lines[2] == (f"pitched frames: reference {share}, estimate {share}  "
+                        "pitch agreement 100.0 %")
+
+
+def test_metrics_command_prints_the_worst_added_tone_of_several_items(
+        wav: Path, tmp_path: Path, capsys) -> None:
+    audio = load_audio(wav).audio
+    t = torch.arange(audio.shape[-1]) / 44100
+    comb = 0.01 * torch.sin(2 * math.pi * 44100 / 256 * torch.arange(1, 60)[:, None] * t).sum(0)
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "est").mkdir()
+    for name, estimate in (("clean", audio), ("comb", audio + comb)):
+        for folder, signal in (("ref", audio), ("est", estimate)):
+            save_audio(tmp_path / folder / f"{name}.wav", signal, 44100, subtype="FLOAT")
+    assert run("vae", "metrics", tmp_path / "ref", tmp_path / "est", "--json") == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert -40.0 < scores["worst_added_tone_db"] < -10.0
+    assert run("vae", "metrics", tmp_path / "ref", tmp_path / "est") == 0
+    assert (f"added tone {scores['added_tone_db']:.1f} dB mean, "
+            f"{scores['worst_added_tone_db']:.1f} dB worst item") in capsys.readouterr().out
 
 
 def test_console_script_is_installed() -> None:
@@ -135,11 +164,16 @@ def test_reconstruct_and_metrics_report_the_same_numbers_for_the_same_pair(
     """reconstruct scores the file it wrote (16-bit), as metrics does, at the VAE's rate."""
     out = tmp_path / "out.wav"
     assert run("vae", "reconstruct", wav, "-o", out, "--model", SAO1_TINY, "--no-progress") == 0
-    printed = _scores(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    printed = _scores(text)
     assert run("vae", "metrics", wav, out, "--sample-rate", "44100", "--json") == 0
     scores = json.loads(capsys.readouterr().out)
     assert printed == (f"{scores['stft_distance']:.3f}", f"{scores['mel_distance']:.3f}",
                        f"{scores['si_sdr']:.2f}")
+    assert run("vae", "metrics", wav, out, "--sample-rate", "44100") == 0
+    fidelity = capsys.readouterr().out.splitlines()[1:]
+    assert fidelity[0].startswith("DC offset ") and fidelity[1].startswith("pitched frames: ")
+    assert text.splitlines()[-2:] == fidelity
 
 
 def test_reconstruct_refuses_audio_too_short_to_score_before_writing(

@@ -66,12 +66,15 @@ def test_evaluate_end_to_end_and_resumes(tmp_path, prompts, reference, clap_fold
     assert m["structure"]["generated"]["items"] == 3
     assert m["structure"]["reference"]["items"] == 2
     assert m["autoencoder"]["items"] == 2
+    assert m["autoencoder"]["pitched_share_reference"] > 0.9  # two steady tones
+    assert m["autoencoder"]["worst_added_tone_db"] >= m["autoencoder"]["added_tone_db"]
     assert [row["seed"] for row in report["items"]] == [0, 1, 2]
     sidecar = json.loads((out / "audio" / "c.json").read_text())
     assert sidecar["request"]["duration_s"] == 0.5  # the prompt file's duration wins
     assert (out / "structure" / "generated_a_chroma.png").is_file()
     markdown = (out / "report.md").read_text()
-    for title in ("Text adherence", "Timing adherence", "Structure", "Autoencoder", "Items"):
+    for title in ("Text adherence", "Timing adherence", "Structure", "Autoencoder",
+                  "Fidelity checks", "Items"):
         assert title in markdown
     # A rerun keeps finished generations.
     stamp = (out / "audio" / "a.wav").stat().st_mtime_ns

@@ -117,7 +117,11 @@ def test_metrics_batches_equal_concatenation() -> None:
     merged = first.compute()
     assert merged.num_items == 3
     assert merged.mel_distance == pytest.approx(b.mel_distance, rel=1e-5)
-    assert set(merged.as_dict()) == {"stft_distance", "mel_distance", "si_sdr", "num_items"}
+    assert merged.as_dict() == pytest.approx(b.as_dict(), rel=1e-5)
+    assert set(merged.as_dict()) == {
+        "stft_distance", "mel_distance", "si_sdr", "dc_offset", "reference_dc_offset",
+        "added_tone_db", "worst_added_tone_db", "chroma_correlation", "pitched_share_reference",
+        "pitched_share_estimate", "pitch_agreement", "num_items"}
 
 
 def test_metrics_validation() -> None:

@@ -36,8 +36,9 @@ from longplay.checkpoints.files import (
 )
 from longplay.cli.options import device_name
 from longplay.config import VAE_PRESETS, vae_preset
-from longplay.evaluation import compare_audio
+from longplay.evaluation import ReconstructionScores, compare_audio
 from longplay.evaluation.autoencoder_metrics import STFT_WINDOW_LENGTHS
+from longplay.evaluation.fidelity import ADDED_TONE_FLOOR_DB
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +104,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rec = vae_sub.add_parser(
         "reconstruct", help="encode then decode an audio file and print the metrics",
         description="Encode IN with the VAE (the posterior mean), decode it, write the result "
-                    "and print the STFT distance, MEL distance and SI-SDR of the written file "
-                    "against IN at the VAE's sample rate. " + _METRICS_NOTE)
+                    "and print the STFT distance, MEL distance, SI-SDR and fidelity checks (DC "
+                    "offset, added tonal lines, chroma, pitch) of the written file against IN "
+                    "at the VAE's sample rate. " + _METRICS_NOTE)
     rec.add_argument("input", type=Path, metavar="IN",
                      help=f"audio file (wav, flac, ogg or mp3) of at least {MIN_SCORED_SAMPLES} "
                           "samples at the VAE's rate")
@@ -114,7 +116,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rec.set_defaults(run=run_reconstruct)
 
     met = vae_sub.add_parser(
-        "metrics", help="STFT distance, MEL distance and SI-SDR of two files or folders",
+        "metrics", help="STFT/MEL distance, SI-SDR and fidelity checks of two files or folders",
         description="Score estimates against references: two audio files, or two folders "
                     "whose files are paired by relative path (extension ignored). " +
                     _METRICS_NOTE)
@@ -286,7 +288,29 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     print(f"STFT distance {scores.stft_distance:.3f}  MEL distance {scores.mel_distance:.3f}  "
           f"SI-SDR {scores.si_sdr:.2f} dB  (the written file against the input at "
           f"{vae.sample_rate} Hz)")
+    print(_fidelity_lines(scores))
     return 0
+
+
+def _tone(level_db: float) -> str:
+    return "none" if level_db <= ADDED_TONE_FLOOR_DB else f"{level_db:.1f} dB"
+
+
+def _share(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f} %"
+
+
+def _fidelity_lines(scores: ReconstructionScores) -> str:
+    """The fidelity checks as two lines (definitions: longplay.evaluation.fidelity)."""
+    tone = _tone(scores.added_tone_db)
+    if scores.num_items > 1:
+        tone = f"{tone} mean, {_tone(scores.worst_added_tone_db)} worst item"
+    chroma = "n/a" if scores.chroma_correlation is None else f"{scores.chroma_correlation:.3f}"
+    return (f"DC offset {scores.dc_offset:.1e} (reference {scores.reference_dc_offset:.1e})  "
+            f"added tone {tone}  chroma correlation {chroma}\n"
+            f"pitched frames: reference {_share(scores.pitched_share_reference)}, estimate "
+            f"{_share(scores.pitched_share_estimate)}  pitch agreement "
+            f"{_share(scores.pitch_agreement)}")
 
 
 def run_metrics(args: argparse.Namespace) -> int:
@@ -299,4 +323,5 @@ def run_metrics(args: argparse.Namespace) -> int:
     else:
         print(f"{scores.num_items} item(s): STFT distance {scores.stft_distance:.3f}  "
               f"MEL distance {scores.mel_distance:.3f}  SI-SDR {scores.si_sdr:.2f} dB")
+        print(_fidelity_lines(scores))
     return 0

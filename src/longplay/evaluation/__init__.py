@@ -8,14 +8,30 @@ from longplay.evaluation.autoencoder_metrics import (
     si_sdr,
     stft_distance,
 )
+from longplay.evaluation.fidelity import (
+    FidelityScores,
+    PitchTrack,
+    added_tone_db,
+    chroma_correlation,
+    dc_offset,
+    fidelity_scores,
+    yin_pitch,
+)
 
 __all__ = [
+    "FidelityScores",
+    "PitchTrack",
     "ReconstructionMetrics",
     "ReconstructionScores",
+    "added_tone_db",
+    "chroma_correlation",
     "compare_audio",
+    "dc_offset",
+    "fidelity_scores",
     "mel_distance",
     "si_sdr",
     "stft_distance",
+    "yin_pitch",
 ]
 
 from longplay.evaluation.distribution_metrics import (

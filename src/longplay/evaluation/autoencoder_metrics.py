@@ -25,8 +25,23 @@ SI-SDR (dB)
     in float64; the residual energy is floored at 1e-20 so that identical signals
     give a large finite value (about 200 dB for unit-energy audio) rather than inf.
 
-Every metric is computed per item; dataset scores are means over items. Lower
-is better for the two distances, higher for SI-SDR.
+Fidelity checks (defined exactly in :mod:`longplay.evaluation.fidelity`)
+    Faults the three distances do not name: ``dc_offset`` (max over channels of
+    |mean|; ``reference_dc_offset`` the same of the reference), ``added_tone_db`` (the
+    level of the strongest tonal line of the estimate's long-term spectrum that the
+    reference lacks, relative to the estimate's strongest bin; -120 dB when none),
+    ``chroma_correlation`` (per-frame Pearson correlation of 12-bin chroma over the
+    reference's non-silent frames), ``pitched_share_reference`` /
+    ``pitched_share_estimate`` (share of YIN frames that are voiced) and
+    ``pitch_agreement`` (share of the reference's voiced frames where the estimate is
+    voiced within 50 cents).
+
+Every metric is computed per item; dataset scores are means over items, with two
+exceptions: ``worst_added_tone_db`` is the largest ``added_tone_db`` of any item (the
+target is about the worst line), and ``chroma_correlation`` / ``pitch_agreement`` are
+means over the items where they are defined (a silent reference has no chroma, one
+without voiced frames no pitch to agree with), None when no item has one. Lower is
+better for the two distances, DC offset and added tone; higher for the others.
 
 Shape legend: B batch (items), C audio channels, S samples.
 """
@@ -34,6 +49,7 @@ Shape legend: B batch (items), C audio channels, S samples.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +58,7 @@ import torch
 
 from longplay.audio.io import load_audio
 from longplay.audio.spectral import mel_filterbank, stft_magnitude
+from longplay.evaluation.fidelity import fidelity_scores
 
 logger = logging.getLogger(__name__)
 
@@ -178,11 +195,23 @@ def _check_sample_rate(sample_rate: int) -> None:
 
 @dataclass(frozen=True)
 class ReconstructionScores:
-    """Mean reconstruction metrics over ``num_items`` items."""
+    """Reconstruction metrics over ``num_items`` items (aggregation: module docstring).
+
+    Shares are fractions in [0, 1]; ``chroma_correlation`` and ``pitch_agreement`` are
+    None when no item defines them.
+    """
 
     stft_distance: float
     mel_distance: float
     si_sdr: float
+    dc_offset: float
+    reference_dc_offset: float
+    added_tone_db: float
+    worst_added_tone_db: float
+    chroma_correlation: float | None
+    pitched_share_reference: float
+    pitched_share_estimate: float
+    pitch_agreement: float | None
     num_items: int
 
     def as_dict(self) -> dict[str, float | int]:
@@ -190,8 +219,32 @@ class ReconstructionScores:
         return asdict(self)
 
 
+class _Mean:
+    """Running sum and count of the defined (non-NaN) values of a per-item score."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, values: torch.Tensor) -> None:
+        defined = values[~values.isnan()].double()
+        self.total += float(defined.sum())
+        self.count += int(defined.numel())
+
+    def merge(self, other: _Mean) -> None:
+        self.total += other.total
+        self.count += other.count
+
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+_FIDELITY_MEANS = ("dc_offset", "reference_dc_offset", "added_tone_db", "chroma_correlation",
+                   "pitched_share_reference", "pitched_share_estimate", "pitch_agreement")
+
+
 class ReconstructionMetrics:
-    """Accumulates per-item STFT distance, mel distance and SI-SDR; reports their means.
+    """Accumulates per-item STFT distance, mel distance, SI-SDR and the fidelity checks.
 
     All updates of one accumulator must use the same sample rate (the mel distance
     depends on it).
@@ -201,6 +254,8 @@ class ReconstructionMetrics:
         self._stft_sum = 0.0
         self._mel_sum = 0.0
         self._si_sdr_sum = 0.0
+        self._fidelity = {name: _Mean() for name in _FIDELITY_MEANS}
+        self._worst_added_tone_db = -math.inf
         self._count = 0
         self._sample_rate: int | None = None
 
@@ -234,6 +289,11 @@ class ReconstructionMetrics:
         self._stft_sum += float(_stft_distance_per_item(ref, est).double().sum())
         self._mel_sum += float(_mel_distance_per_item(ref, est, sample_rate).double().sum())
         self._si_sdr_sum += float(_si_sdr_per_item(ref, est).sum())
+        fidelity = fidelity_scores(ref, est, sample_rate)
+        for name, mean in self._fidelity.items():
+            mean.add(getattr(fidelity, name))
+        self._worst_added_tone_db = max(self._worst_added_tone_db,
+                                        float(fidelity.added_tone_db.max()))
         self._count += int(ref.shape[0])
 
     def merge(self, other: ReconstructionMetrics) -> None:
@@ -242,6 +302,9 @@ class ReconstructionMetrics:
         self._stft_sum += other._stft_sum
         self._mel_sum += other._mel_sum
         self._si_sdr_sum += other._si_sdr_sum
+        for name, mean in self._fidelity.items():
+            mean.merge(other._fidelity[name])
+        self._worst_added_tone_db = max(self._worst_added_tone_db, other._worst_added_tone_db)
         self._count += other._count
 
     def compute(self) -> ReconstructionScores:
@@ -249,10 +312,19 @@ class ReconstructionMetrics:
         if self._count == 0:
             raise ValueError("no items were scored; call update() before compute().")
         n = self._count
+        means = {name: mean.mean() for name, mean in self._fidelity.items()}
         return ReconstructionScores(
             stft_distance=self._stft_sum / n,
             mel_distance=self._mel_sum / n,
             si_sdr=self._si_sdr_sum / n,
+            dc_offset=means["dc_offset"],
+            reference_dc_offset=means["reference_dc_offset"],
+            added_tone_db=means["added_tone_db"],
+            worst_added_tone_db=self._worst_added_tone_db,
+            chroma_correlation=means["chroma_correlation"],
+            pitched_share_reference=means["pitched_share_reference"],
+            pitched_share_estimate=means["pitched_share_estimate"],
+            pitch_agreement=means["pitch_agreement"],
             num_items=n,
         )
 

@@ -54,7 +54,7 @@ from longplay.atomic import atomic_output_path
 from longplay.audio import load_audio, save_audio
 from longplay.audio.images import spectrogram_image, write_png
 from longplay.evaluation import embedders
-from longplay.evaluation.autoencoder_metrics import mel_distance, si_sdr, stft_distance
+from longplay.evaluation.autoencoder_metrics import ReconstructionMetrics
 from longplay.evaluation.distribution_metrics import CLAPScore, FrechetDistance, KLDivergence
 from longplay.evaluation.embedders import own_clap
 from longplay.evaluation.joins import JoinMetric
@@ -395,18 +395,14 @@ class Evaluation:
 
     def _autoencoder(self, report: Report) -> None:
         vae = self.pipe.model.vae
-        rows = []
+        metrics = ReconstructionMetrics()
         for path in self._each("autoencoder", list(_audio_files(self.config.reference).values())):
             audio = self._load(path)
             with torch.inference_mode():
                 rec = vae.reconstruct(audio[None].to(self.pipe.device))[0, :, : audio.shape[-1]]
-            rec = rec.float().cpu()
-            rows.append((stft_distance(audio, rec), mel_distance(audio, rec, 44100),
-                         si_sdr(audio, rec)))
-        n = len(rows)
-        report.metrics["autoencoder"] = {
-            "items": n, "stft_distance": sum(r[0] for r in rows) / n,
-            "mel_distance": sum(r[1] for r in rows) / n, "si_sdr": sum(r[2] for r in rows) / n}
+            metrics.update(audio, rec.float().cpu(), 44100)
+        scores = metrics.compute().as_dict()
+        report.metrics["autoencoder"] = {"items": scores.pop("num_items"), **scores}
 
     def _joins(self, generated: dict[str, Path], report: Report) -> None:
         metric = JoinMetric()
@@ -545,6 +541,20 @@ def report_markdown(report: Report) -> str:
                   "| items | STFT distance | MEL distance | SI-SDR (dB) |", "|---|---|---|---|",
                   f"| {x['items']} | {_fmt(x['stft_distance'])} | {_fmt(x['mel_distance'])} | "
                   f"{_fmt(x['si_sdr'], 2)} |", ""]
+        if "added_tone_db" in x:  # reports written before the fidelity checks lack them
+            share = {k: None if x[k] is None else 100 * x[k] for k in
+                     ("pitched_share_reference", "pitched_share_estimate", "pitch_agreement")}
+            lines += ["Fidelity checks (`longplay.evaluation.fidelity`; targets: DC below 1e-3, "
+                      "no added tone above -40 dB, chroma correlation at least 0.8).", "",
+                      "| DC offset (reference) | added tone, mean / worst (dB) | "
+                      "chroma correlation | pitched frames, reference / estimate (%) | "
+                      "pitch agreement (%) |", "|---|---|---|---|---|",
+                      f"| {x['dc_offset']:.1e} ({x['reference_dc_offset']:.1e}) | "
+                      f"{_fmt(x['added_tone_db'], 1)} / {_fmt(x['worst_added_tone_db'], 1)} | "
+                      f"{_fmt(x['chroma_correlation'])} | "
+                      f"{_fmt(share['pitched_share_reference'], 1)} / "
+                      f"{_fmt(share['pitched_share_estimate'], 1)} | "
+                      f"{_fmt(share['pitch_agreement'], 1)} |", ""]
     if "timing" in m:
         lines += ["## Timing adherence (full window)", "",
                   f"Prompt: \"{m['timing']['prompt']}\". Relative level = tail - content (dB).",
