@@ -13,8 +13,11 @@ import torch
 
 from conftest import SAO1_TINY
 from longplay.audio import save_audio
+from longplay.autoencoder import LowBandLoss
+from longplay.checkpoints import read_vae_weights
 from longplay.cli.main import main
 from longplay.config import (
+    VAE_PRESETS,
     CLAPTrainConfig,
     ConfigError,
     DataConfig,
@@ -24,7 +27,7 @@ from longplay.config import (
     VAETrainConfig,
 )
 from longplay.training.clap import train_clap
-from longplay.training.vae import train_vae
+from longplay.training.vae import export_vae_checkpoint, train_vae
 
 SR = 44100
 
@@ -274,3 +277,29 @@ def test_vae_training_adds_the_configured_mel_loss(audio_folder: Path, tmp_path:
     assert run.exists()
     with pytest.raises(ConfigError, match="mel_loss_weight"):
         VAETrainConfig(preset="debug", mel_loss_weight=-1.0)
+
+
+def test_vae_training_adds_the_low_band_term_and_trains_a_nearest_decoder(
+        audio_folder, tmp_path, monkeypatch) -> None:
+    from dataclasses import replace
+
+    calls = []
+    original = LowBandLoss.forward
+
+    def spy(self, prediction, target):
+        value = original(self, prediction, target)
+        calls.append(float(value.detach()))
+        return value
+
+    monkeypatch.setattr(LowBandLoss, "forward", spy)
+    monkeypatch.setitem(VAE_PRESETS, "debug-nearest",
+                        replace(VAE_PRESETS["debug"], nearest_upsample=True))
+    config = replace(vae_config(audio_folder, 2, adversarial_start=10**6),
+                     preset="debug-nearest", low_band_loss_weight=0.5)
+    run = train_vae(config, tmp_path / "run", enable_progress_bar=False)
+    assert len(calls) == 2 and all(c > 0 for c in calls)  # one term per generator step
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["low_band_loss_weight"] == 0.5
+    with pytest.raises(ConfigError, match="low_band_loss_weight"):
+        VAETrainConfig(preset="debug", low_band_loss_weight=-1.0)
+    exported = export_vae_checkpoint(torch.load(run, weights_only=True), tmp_path / "vae")
+    assert read_vae_weights(exported).config.nearest_upsample

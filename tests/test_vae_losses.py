@@ -13,6 +13,7 @@ from longplay.audio import mel_filterbank, stft_magnitude
 from longplay.autoencoder import (
     AWeighting,
     LatentDistribution,
+    LowBandLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     MultiScaleSTFTDiscriminator,
@@ -362,6 +363,54 @@ def test_generator_losses_add_the_weighted_mel_term() -> None:
         result.total, result.reconstruction.total + 1e-4 * result.kl + 2.0 * result.mel)
 
 
+# --- Low band --------------------------------------------------------------------------------
+
+
+def test_low_band_loss_is_zero_for_identical_signals_and_sees_dc() -> None:
+    loss = LowBandLoss(SAMPLE_RATE, fft_sizes=(2048, 1024))
+    audio = _stereo(0, num_samples=8192)
+    assert loss(audio, audio) < 1e-6
+    # A DC of 0.01 on a 0.1-RMS signal (-20 dB): nearly invisible to the A-weighted
+    # MR-STFT loss, plain to this one.
+    shifted = audio + 0.01
+    mrstft = MultiResolutionSTFTLoss(SAMPLE_RATE, fft_sizes=(2048, 1024))
+    assert loss(shifted, audio) > 0.15
+    assert mrstft(shifted, audio) < 0.02
+
+
+def test_low_band_loss_ignores_the_high_band_and_sees_low_phase() -> None:
+    loss = LowBandLoss(SAMPLE_RATE, fft_sizes=(2048, 1024), cutoff_hz=500.0)
+    low = _sine(110.0, 8192).view(1, 1, -1)
+    high = 0.5 * _sine(5000.0, 8192).view(1, 1, -1)
+    # Changing only what lies far above the cutoff costs (almost) nothing...
+    assert loss(low + high, low) < 0.02
+    # ...while the same 110 Hz tone a quarter period late costs the complex term: the
+    # magnitudes agree, the phase does not.
+    late = torch.cos(2 * math.pi * 110.0 * torch.arange(8192) / SAMPLE_RATE).view(1, 1, -1)
+    assert loss(late, low) > 1.0
+
+
+def test_low_band_loss_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="cutoff_hz"):
+        LowBandLoss(SAMPLE_RATE, cutoff_hz=30000.0)
+    with pytest.raises(ValueError, match="fft_sizes"):
+        LowBandLoss(SAMPLE_RATE, fft_sizes=())
+
+
+def test_generator_losses_add_the_weighted_low_band_term() -> None:
+    losses = VAELosses(SAMPLE_RATE, fft_sizes=SMALL_FFTS)
+    audio = _stereo(0, num_samples=8192)
+    reconstruction = audio + 0.02
+    result = losses.generator_losses(audio, reconstruction, _latents(2),
+                                     weights=VAELossWeights(low_band=3.0))
+    torch.testing.assert_close(result.low_band, losses.low_band_loss(reconstruction, audio))
+    assert result.low_band > 0
+    torch.testing.assert_close(
+        result.total, result.reconstruction.total + 1e-4 * result.kl + 3.0 * result.low_band)
+    off = losses.generator_losses(audio, reconstruction, _latents(2))
+    assert off.low_band == 0
+
+
 # --- The training objective ----------------------------------------------------------------
 
 
@@ -418,8 +467,11 @@ def test_discriminator_losses_do_not_reach_the_generator() -> None:
 
 def test_loss_weights_default_to_the_system_values_and_reject_negatives() -> None:
     assert VAELossWeights() == VAELossWeights(reconstruction=1.0, adversarial=0.1,
-                                              feature_matching=5.0, kl=1e-4, mel=0.0)
+                                              feature_matching=5.0, kl=1e-4, mel=0.0,
+                                              low_band=0.0)
     with pytest.raises(ValueError, match="kl"):
         VAELossWeights(kl=-1.0)
     with pytest.raises(ValueError, match="mel"):
         VAELossWeights(mel=float("nan"))
+    with pytest.raises(ValueError, match="low_band"):
+        VAELossWeights(low_band=-0.5)

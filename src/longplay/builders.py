@@ -99,7 +99,8 @@ def build_vae(config: VAEConfig, *, seed: int | None = None,
             audio_channels=config.audio_channels, sample_rate=config.sample_rate,
             encoder_channels=config.encoder_channels, decoder_channels=config.decoder_channels,
             channel_mults=config.channel_mults, strides=config.strides,
-            latent_dim=config.latent_dim, final_tanh=config.final_tanh)
+            latent_dim=config.latent_dim, final_tanh=config.final_tanh,
+            nearest_upsample=config.nearest_upsample)
         if init == "variance_preserving":
             init_vae_for_training(vae)
     return vae

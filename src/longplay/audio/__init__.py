@@ -25,7 +25,13 @@ from longplay.audio.mastering import (
     normalize_output,
 )
 from longplay.audio.segment import Segment, crop, pad_or_trim, random_crop
-from longplay.audio.spectral import hz_to_mel, mel_filterbank, mel_to_hz, stft_magnitude
+from longplay.audio.spectral import (
+    hz_to_mel,
+    mel_filterbank,
+    mel_to_hz,
+    stft_complex,
+    stft_magnitude,
+)
 
 __all__ = [
     "DC_CUTOFF_HZ",
@@ -55,5 +61,6 @@ __all__ = [
     "random_crop",
     "resample",
     "save_audio",
+    "stft_complex",
     "stft_magnitude",
 ]

@@ -81,14 +81,14 @@ def mel_filterbank(
     return torch.from_numpy(weights.astype(np.float32))
 
 
-def stft_magnitude(
+def stft_complex(
     audio: torch.Tensor,
     n_fft: int,
     hop_length: int,
     *,
     center: bool = True,
 ) -> torch.Tensor:
-    """Magnitude of the short-time Fourier transform with a periodic Hann window.
+    """Short-time Fourier transform with a periodic Hann window (complex).
 
     Args:
         audio: [..., S] floating signal (any leading dimensions).
@@ -98,7 +98,8 @@ def stft_magnitude(
             centred on sample t * hop_length (needs S > n_fft // 2).
 
     Returns:
-        [..., F, T] magnitudes with F = n_fft // 2 + 1, in the dtype of ``audio``.
+        [..., F, T] complex coefficients with F = n_fft // 2 + 1, of the complex dtype
+        matching ``audio``'s.
     """
     if n_fft <= 0 or hop_length <= 0:
         raise ValueError(
@@ -106,7 +107,7 @@ def stft_magnitude(
         )
     if audio.dim() == 0 or not audio.is_floating_point():
         raise ValueError(
-            f"stft_magnitude needs a floating tensor [..., S], got shape {tuple(audio.shape)} "
+            f"an STFT needs a floating tensor [..., S], got shape {tuple(audio.shape)} "
             f"and dtype {audio.dtype}."
         )
     length = int(audio.shape[-1])
@@ -132,4 +133,16 @@ def stft_magnitude(
         pad_mode="reflect",
         return_complex=True,
     )  # [N, F, T]
-    return spec.abs().reshape(*lead, spec.shape[-2], spec.shape[-1])
+    return spec.reshape(*lead, spec.shape[-2], spec.shape[-1])
+
+
+def stft_magnitude(
+    audio: torch.Tensor,
+    n_fft: int,
+    hop_length: int,
+    *,
+    center: bool = True,
+) -> torch.Tensor:
+    """Magnitude of :func:`stft_complex`: [..., S] -> [..., F, T] in the dtype of
+    ``audio``."""
+    return stft_complex(audio, n_fft, hop_length, center=center).abs()

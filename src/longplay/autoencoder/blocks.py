@@ -6,6 +6,7 @@ Shape legend: B batch, D channels, N positions along time.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from longplay.layers import SnakeBeta, WNConv1d, WNConvTranspose1d
@@ -46,15 +47,44 @@ class EncoderBlock(nn.Module):
         return self.downsample(self.act(x))
 
 
-class DecoderBlock(nn.Module):
-    """Snake -> transposed conv (k = 2*stride) -> residual units (dilations 1, 3, 9)."""
+class NearestUpsample(WNConv1d):
+    """Each position repeated ``factor`` times, then a convolution of kernel 2*factor
+    without bias, padded as PyTorch's ``padding="same"`` ((k - 1) // 2 before, k // 2
+    after): stable-audio-tools' ``use_nearest_upsample`` (its weights are this conv's).
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    Unlike a transposed convolution, whose output samples take turns through the
+    ``factor`` phases of its kernel, every output sample here sees the same kernel: a
+    constant input (a bias, DC) stays constant, so the upsampling cannot turn it into a
+    comb of tones at multiples of the input rate."""
+
+    def __init__(self, in_channels: int, out_channels: int, factor: int) -> None:
+        super().__init__(in_channels, out_channels, 2 * factor, bias=False)
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, I, N] -> [B, O, N * factor]."""
+        x = F.interpolate(x, scale_factor=self.factor, mode="nearest")
+        kernel = 2 * self.factor
+        return super().forward(F.pad(x, ((kernel - 1) // 2, kernel // 2)))
+
+
+class DecoderBlock(nn.Module):
+    """Snake -> upsampling by ``stride`` -> residual units (dilations 1, 3, 9).
+
+    The upsampling is a transposed conv (k = 2*stride), as the public VAE's, or with
+    ``nearest_upsample`` a :class:`NearestUpsample`."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 nearest_upsample: bool = False) -> None:
         super().__init__()
         self.act = SnakeBeta(in_channels)
-        self.upsample = WNConvTranspose1d(
-            in_channels, out_channels, 2 * stride, stride=stride, padding=(stride + 1) // 2
-        )
+        self.upsample: nn.Module
+        if nearest_upsample:
+            self.upsample = NearestUpsample(in_channels, out_channels, stride)
+        else:
+            self.upsample = WNConvTranspose1d(
+                in_channels, out_channels, 2 * stride, stride=stride, padding=(stride + 1) // 2
+            )
         self.res_units = nn.ModuleList(ResidualUnit(out_channels, d) for d in RESIDUAL_DILATIONS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,13 +121,14 @@ class OobleckDecoder(nn.Module):
     """Latents [B, D_latent, T] -> audio [B, C, T * hop]. No output tanh by default."""
 
     def __init__(self, audio_channels: int, channels: int, channel_mults: tuple[int, ...],
-                 strides: tuple[int, ...], latent_dim: int, final_tanh: bool = False) -> None:
+                 strides: tuple[int, ...], latent_dim: int, final_tanh: bool = False,
+                 nearest_upsample: bool = False) -> None:
         super().__init__()
         widths = [channels * m for m in (1, *channel_mults)]
         self.final_tanh = final_tanh
         self.stem = WNConv1d(latent_dim, widths[-1], 7, padding=3)
         self.blocks = nn.ModuleList(
-            DecoderBlock(widths[i + 1], widths[i], s)
+            DecoderBlock(widths[i + 1], widths[i], s, nearest_upsample)
             for i, s in reversed(list(enumerate(strides)))
         )
         self.act = SnakeBeta(widths[0])

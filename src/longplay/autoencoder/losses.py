@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longplay.audio.spectral import mel_filterbank, stft_magnitude
+from longplay.audio.spectral import mel_filterbank, stft_complex, stft_magnitude
 from longplay.autoencoder.discriminators import MultiScaleSTFTDiscriminator
 from longplay.autoencoder.distribution import LatentDistribution
 
@@ -27,6 +27,7 @@ __all__ = [
     "AWeighting",
     "DiscriminatorLosses",
     "GeneratorLosses",
+    "LowBandLoss",
     "MultiResolutionSTFTLoss",
     "MultiScaleMelLoss",
     "ReconstructionLoss",
@@ -241,6 +242,58 @@ class MultiScaleMelLoss(nn.Module):
         return total
 
 
+class LowBandLoss(nn.Module):
+    """What the A-weighted MR-STFT loss hardly sees: DC and the lowest octaves. An optional
+    extra term (its weight defaults to 0), not part of the Stable Audio objective.
+
+    A-weighting is -50 dB at 20 Hz and -30 dB at 50 Hz, and the short windows of the
+    MR-STFT cannot resolve a bass line's fundamentals, so a decoder trained on it alone
+    may add DC and lose the low octave unnoticed. Every channel of every item is one
+    signal; for each FFT size N (hop N / 4, centred Hann frames), with the complex
+    coefficients X = STFT(x), Y = STFT(y) of the bins below ``cutoff_hz`` (DC included)
+    and m = max(|.|, min_magnitude) their magnitudes:
+
+        L_N = || Y - X ||_F / || Y ||_F + mean | log m(Y) - log m(X) |
+
+    The first term compares complex coefficients, so it also asks for the phase of the
+    low band (a waveform term restricted to it: the low octaves carry most of music's
+    energy, hence most of what SI-SDR measures). The loss is the mean of L_N over the
+    sizes plus the per-signal DC error relative to the target's level, mean over signals
+    of |mean(x) - mean(y)| / (rms(y) + 1e-3).
+    The defaults (4096 and 2048: bins of 10.8 and 21.5 Hz at 44.1 kHz, up to 500 Hz)
+    resolve the fundamentals of a bass line and the first harmonics above them.
+    """
+
+    def __init__(self, sample_rate: int, fft_sizes: tuple[int, ...] = (4096, 2048),
+                 cutoff_hz: float = 500.0, min_magnitude: float = 1e-4) -> None:
+        super().__init__()
+        if not fft_sizes or min(fft_sizes) < 4:
+            raise ValueError(f"fft_sizes must be non-empty and each >= 4, got {fft_sizes}")
+        if not 0 < cutoff_hz <= sample_rate / 2:
+            raise ValueError(f"cutoff_hz must be in (0, {sample_rate / 2}], got {cutoff_hz}")
+        self.sample_rate = sample_rate
+        self.fft_sizes = tuple(fft_sizes)
+        self.cutoff_hz = cutoff_hz
+        self.min_magnitude = min_magnitude
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """prediction, target: [B, C, S] with S > max(fft_sizes) / 2 -> scalar."""
+        prediction, target = _float_pair(prediction, target)
+        total = prediction.new_zeros(())
+        for fft_size in self.fft_sizes:
+            bins = int(self.cutoff_hz * fft_size / self.sample_rate) + 1
+            x = stft_complex(prediction, fft_size, fft_size // 4)[..., :bins, :]
+            y = stft_complex(target, fft_size, fft_size // 4)[..., :bins, :]
+            convergence = torch.linalg.vector_norm(y - x) / (torch.linalg.vector_norm(y)
+                                                             + self.min_magnitude)
+            log_x = x.abs().clamp(min=self.min_magnitude).log()
+            log_y = y.abs().clamp(min=self.min_magnitude).log()
+            total = total + convergence + F.l1_loss(log_x, log_y)
+        dc_error = (prediction.mean(dim=-1) - target.mean(dim=-1)).abs()  # [B, C]
+        level = target.pow(2).mean(dim=-1).sqrt() + 1e-3
+        return total / len(self.fft_sizes) + (dc_error / level).mean()
+
+
 @dataclass(frozen=True)
 class ReconstructionLoss:
     """The terms of :class:`VAEReconstructionLoss`, weighted as they enter ``total``.
@@ -375,9 +428,12 @@ class VAELossWeights:
     kl: float = 1e-4
     mel: float = 0.0
     """Weight of the optional :class:`MultiScaleMelLoss` (not in SYSTEM.md; 0 = off)."""
+    low_band: float = 0.0
+    """Weight of the optional :class:`LowBandLoss` (not in SYSTEM.md; 0 = off)."""
 
     def __post_init__(self) -> None:
-        for name in ("reconstruction", "adversarial", "feature_matching", "kl", "mel"):
+        for name in ("reconstruction", "adversarial", "feature_matching", "kl", "mel",
+                     "low_band"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"loss weight {name} must be finite and >= 0, got {value}")
@@ -394,6 +450,7 @@ class GeneratorLosses:
         feature_matching: scalar relative feature L1; 0 without a discriminator.
         kl: scalar KL of the latent posterior to N(0, I).
         mel: scalar multi-scale mel loss; 0 when its weight is 0 (not computed).
+        low_band: scalar low-band loss; 0 when its weight is 0 (not computed).
     """
 
     total: torch.Tensor
@@ -402,6 +459,7 @@ class GeneratorLosses:
     feature_matching: torch.Tensor
     kl: torch.Tensor
     mel: torch.Tensor
+    low_band: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -440,6 +498,7 @@ class VAELosses(nn.Module):
         super().__init__()
         self.reconstruction_loss = VAEReconstructionLoss(sample_rate, fft_sizes, a_weighting)
         self.mel_loss = MultiScaleMelLoss(sample_rate)
+        self.low_band_loss = LowBandLoss(sample_rate)
 
     def generator_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor,
                          latent_dist: LatentDistribution,
@@ -447,11 +506,11 @@ class VAELosses(nn.Module):
                          weights: VAELossWeights | None = None) -> GeneratorLosses:
         """Objective of the encoder and decoder.
 
-        total = w_rec * reconstruction.total + w_kl * KL + w_mel * mel
+        total = w_rec * reconstruction.total + w_kl * KL + w_mel * mel + w_low * low_band
                 + w_adv * generator_hinge + w_fm * feature_matching,
 
-        the last two only with a discriminator (None during warm-up), the mel term only
-        when its weight is positive.
+        the last two only with a discriminator (None during warm-up), the mel and low-band
+        terms only when their weights are positive.
 
         Args:
             audio: [B, 2, S] the real audio.
@@ -469,6 +528,10 @@ class VAELosses(nn.Module):
         if weights.mel > 0:
             mel = self.mel_loss(reconstruction, audio)
             total = total + weights.mel * mel
+        low_band = rec.total.new_zeros(())
+        if weights.low_band > 0:
+            low_band = self.low_band_loss(reconstruction, audio)
+            total = total + weights.low_band * low_band
         if discriminator is None:
             adversarial = feature_matching = rec.total.new_zeros(())
         else:
@@ -481,7 +544,8 @@ class VAELosses(nn.Module):
             total = (total + weights.adversarial * adversarial
                      + weights.feature_matching * feature_matching)
         return GeneratorLosses(total=total, reconstruction=rec, adversarial=adversarial,
-                               feature_matching=feature_matching, kl=kl, mel=mel)
+                               feature_matching=feature_matching, kl=kl, mel=mel,
+                               low_band=low_band)
 
     def discriminator_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor,
                              discriminator: MultiScaleSTFTDiscriminator) -> DiscriminatorLosses:

@@ -108,7 +108,7 @@ class AudioVAE(nn.Module):
                  encoder_channels: int = 128, decoder_channels: int = 128,
                  channel_mults: tuple[int, ...] = (1, 2, 4, 8, 16),
                  strides: tuple[int, ...] = (2, 4, 4, 8, 8), latent_dim: int = 64,
-                 final_tanh: bool = False) -> None:
+                 final_tanh: bool = False, nearest_upsample: bool = False) -> None:
         super().__init__()
         self.audio_channels = audio_channels
         self.sample_rate = sample_rate
@@ -119,7 +119,7 @@ class AudioVAE(nn.Module):
         self.encoder = OobleckEncoder(audio_channels, encoder_channels, channel_mults, strides,
                                       latent_dim)
         self.decoder = OobleckDecoder(audio_channels, decoder_channels, channel_mults, strides,
-                                      latent_dim, final_tanh)
+                                      latent_dim, final_tanh, nearest_upsample)
         self._compiled_decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property

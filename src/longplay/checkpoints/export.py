@@ -50,7 +50,8 @@ def sat_state_dict(model: DiffusionModel) -> dict[str, torch.Tensor]:
     cond_map = own_to_foreign(conditioner, rows, 1)
     for key, tensor in conditioner.state_dict().items():
         out[SAT_CONDITIONER_PREFIX + cond_map[key]] = tensor
-    vae_map = vae_key_map("stable-audio-tools", len(config.vae.strides))
+    vae_map = vae_key_map("stable-audio-tools", len(config.vae.strides),
+                          nearest_upsample=config.vae.nearest_upsample)
     for key, tensor in model.vae.state_dict().items():
         foreign = vae_map.foreign_key(key)
         if foreign is None:

@@ -88,8 +88,6 @@ def vae_config_from_sat_autoencoder(cfg: Mapping[str, Any], sample_rate: int,
     expect_value(f"{dec_sec}.config", "use_snake", dc.get("use_snake", False), (True,))
     for sec, c in ((f"{enc_sec}.config", ec), (f"{dec_sec}.config", dc)):
         expect_value(sec, "antialias_activation", c.get("antialias_activation", False), (False,))
-    expect_value(f"{dec_sec}.config", "use_nearest_upsample", dc.get("use_nearest_upsample", False),
-            (False,))
     bottleneck = require_field(section, cfg, "bottleneck")
     check_keys(f"{section}.bottleneck", bottleneck, {"type", "config"})
     expect_value(f"{section}.bottleneck", "type", bottleneck.get("type"), ("vae",))
@@ -127,6 +125,8 @@ def vae_config_from_sat_autoencoder(cfg: Mapping[str, Any], sample_rate: int,
         strides=enc_strides,
         latent_dim=latent_dim,
         final_tanh=read_field(dc_sec, dc, "final_tanh", VAEConfig, default=True),
+        nearest_upsample=read_field(dc_sec, dc, "use_nearest_upsample", VAEConfig,
+                                    "nearest_upsample", False),
     )
     if "downsampling_ratio" in cfg and cfg["downsampling_ratio"] != config.hop_length:
         raise ConfigError(f"{section}.downsampling_ratio = {cfg['downsampling_ratio']} disagrees "
@@ -199,7 +199,8 @@ def vae_config_to_sat_autoencoder(config: VAEConfig) -> dict[str, Any]:
             "out_channels": config.audio_channels, "channels": config.decoder_channels,
             "c_mults": list(config.channel_mults), "strides": list(config.strides),
             "latent_dim": config.latent_dim, "use_snake": True,
-            "final_tanh": config.final_tanh}},
+            "final_tanh": config.final_tanh,
+            **({"use_nearest_upsample": True} if config.nearest_upsample else {})}},
         "bottleneck": {"type": "vae"},
         "latent_dim": config.latent_dim,
         "downsampling_ratio": config.hop_length,

@@ -50,6 +50,10 @@ VAE_MODULE_TABLE: tuple[tuple[str, str, str], ...] = (
 LAYOUTS = ("longplay", "stable-audio-tools", "diffusers")
 NUM_RESIDUAL_UNITS = 3
 
+# With ``use_nearest_upsample`` stable-audio-tools' upsampling is Sequential(Upsample,
+# WNConv1d): its conv sits one level deeper. diffusers has no such decoder.
+VAE_NEAREST_UPSAMPLE_ROW = ("decoder.blocks.{b}.upsample", "decoder.layers.{b1}.layers.1.1")
+
 
 @dataclass(frozen=True)
 class KeyMap:
@@ -82,14 +86,22 @@ def _expand(template: str, num_blocks: int) -> Iterable[tuple[dict[str, int], st
             yield {"b": b, "r": r}, template
 
 
-def vae_key_map(layout: str, num_blocks: int) -> KeyMap:
+def vae_key_map(layout: str, num_blocks: int, *, nearest_upsample: bool = False) -> KeyMap:
     """The module map from ``layout`` to longplay's names for a VAE with ``num_blocks``
-    strided blocks (5 for Stable Audio Open)."""
+    strided blocks (5 for Stable Audio Open), whose decoder upsamples by transposed
+    convolutions or, with ``nearest_upsample``, by repetition and a convolution."""
     if layout not in LAYOUTS[1:]:
         raise ValueError(f"unknown checkpoint layout {layout!r}; known: {', '.join(LAYOUTS[1:])}")
+    if nearest_upsample and layout == "diffusers":
+        raise ValueError("diffusers' AutoencoderOobleck has no nearest upsampling; save a VAE "
+                         "with nearest_upsample in the stable-audio-tools layout")
     column = LAYOUTS.index(layout)
+    table = VAE_MODULE_TABLE
+    if nearest_upsample:
+        table = tuple((*VAE_NEAREST_UPSAMPLE_ROW, "") if row[0] == VAE_NEAREST_UPSAMPLE_ROW[0]
+                      else row for row in VAE_MODULE_TABLE)
     to_own: dict[str, str] = {}
-    for row in VAE_MODULE_TABLE:
+    for row in table:
         for idx, _ in _expand(row[0], num_blocks):
             fmt = {"b": idx["b"], "r": idx["r"], "b1": idx["b"] + 1, "r1": idx["r"] + 1,
                    "r2": idx["r"] + 2, "n1": num_blocks + 1, "n2": num_blocks + 2}

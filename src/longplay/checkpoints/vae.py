@@ -80,7 +80,8 @@ def infer_vae_config(state: dict[str, torch.Tensor], sample_rate: int = 44100) -
     """The VAE architecture from the shapes of stable-audio-tools-layout weights.
 
     Used for a bare weight file with no config next to it. The sample rate can't be
-    read from weights: it defaults to 44100 Hz; ``final_tanh`` is assumed off.
+    read from weights: it defaults to 44100 Hz; ``final_tanh`` is assumed off. A nearest
+    upsampling decoder is recognised by its deeper upsampling conv.
     """
     try:
         stem = state["encoder.layers.0.weight_v"]  # [D0, C, 7]
@@ -108,6 +109,7 @@ def infer_vae_config(state: dict[str, torch.Tensor], sample_rate: int = 44100) -
         strides=tuple(d.shape[-1] // 2 for d in downs),
         latent_dim=dec_stem.shape[1],
         final_tanh=False,
+        nearest_upsample="decoder.layers.1.layers.1.1.weight_v" in state,
     )
 
 
@@ -116,7 +118,7 @@ def vae_state_to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, 
     """Rename ``foreign`` weights to longplay's names; every key must be accounted for.
     Weights of another architecture than ``config``'s are an error that names the config
     fields they disagree with (when the weights' own architecture can be read)."""
-    key_map = vae_key_map(layout, len(config.strides))
+    key_map = vae_key_map(layout, len(config.strides), nearest_upsample=config.nearest_upsample)
     shapes = build_vae_shapes(config)
     own_to_foreign = {k: key_map.foreign_key(k) for k in shapes}
     try:
@@ -135,7 +137,7 @@ def _disagreeing_fields(foreign: dict[str, torch.Tensor], config: VAEConfig, lay
     except (CheckpointError, ConfigError):
         return ""
     names = ("audio_channels", "encoder_channels", "decoder_channels", "channel_mults",
-             "strides", "latent_dim")
+             "strides", "latent_dim", "nearest_upsample")
     wrong = [f"{n} {getattr(found, n)} (the config says {getattr(config, n)})" for n in names
              if getattr(found, n) != getattr(config, n)]
     return f"; the weights are of a VAE with {', '.join(wrong)}" if wrong else ""
@@ -228,7 +230,8 @@ def save_vae(vae: AudioVAE, config: VAEConfig, folder: str | Path) -> Path:
     (model_type "autoencoder") + ``model.safetensors`` with unprefixed keys."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    key_map = vae_key_map("stable-audio-tools", len(config.strides))
+    key_map = vae_key_map("stable-audio-tools", len(config.strides),
+                          nearest_upsample=config.nearest_upsample)
     tensors = {}
     for name, tensor in vae.state_dict().items():
         foreign = key_map.foreign_key(name)

@@ -54,6 +54,10 @@ class VAEConfig:
     strides: tuple[PositiveInt, ...] = (2, 4, 4, 8, 8)
     latent_dim: Width = 64
     final_tanh: bool = False
+    nearest_upsample: bool = False
+    """Upsample in the decoder by repeating samples and a convolution (stable-audio-tools'
+    ``use_nearest_upsample``) instead of transposed convolutions, whose phases turn a
+    constant into a comb of tones at multiples of each stage's input rate."""
 
     def __post_init__(self) -> None:
         if not self.strides:
@@ -97,9 +101,16 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     "debug": VAEConfig(
         encoder_channels=8, decoder_channels=8, channel_mults=(1, 2, 2, 2, 4), latent_dim=8
     ),
-    # The bundled demo model's VAE (configs/demo/vae.yaml): the paper's rate (44.1 kHz
-    # stereo, hop 2048, 21.5 Hz) with 32 latent channels; 2M parameters, trains on a CPU.
+    # The bundled demo model's VAE (configs/demo/vae.yaml): the paper's latent (44.1 kHz
+    # stereo -> 64 channels at 21.5 Hz, hop 2048) from a quarter of its width, with
+    # nearest upsampling (no comb of tones from the decoder); 7.8M parameters.
     "demo": VAEConfig(
+        encoder_channels=32, decoder_channels=32, channel_mults=(1, 2, 4, 8, 8), latent_dim=64,
+        nearest_upsample=True,
+    ),
+    # The first demo VAE (32 latent channels, transposed convolutions, 2M parameters):
+    # it kept rhythm but lost pitch, added DC and a 172 Hz comb (docs/demo.md).
+    "demo-v1": VAEConfig(
         encoder_channels=16, decoder_channels=16, channel_mults=(1, 2, 4, 8, 8), latent_dim=32
     ),
 }
@@ -308,7 +319,7 @@ MODEL_PRESETS: dict[str, DiffusionModelConfig] = {
             text=TextConditionerConfig(kind="hf", name="all-MiniLM-L6-v2", max_length=64,
                                        feature_dim=384, layer=-2, projection=True),
         ),
-        dit=DiTConfig(io_channels=32, width=256, depth=4, num_heads=4, cond_token_dim=256,
+        dit=DiTConfig(io_channels=64, width=256, depth=4, num_heads=4, cond_token_dim=256,
                       global_cond_dim=512),
         window="fit",
         steps=50,

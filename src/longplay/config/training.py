@@ -175,6 +175,9 @@ class VAETrainConfig:
     mel_loss_weight: NonNegativeFloat = 0.0
     """Weight of an extra multi-scale mel loss (``autoencoder.MultiScaleMelLoss``, the
     Descript Audio Codec's); 0 keeps the objective of SYSTEM.md."""
+    low_band_loss_weight: NonNegativeFloat = 0.0
+    """Weight of an extra loss on DC and the bins below 500 Hz, unweighted
+    (``autoencoder.LowBandLoss``); 0 keeps the objective of SYSTEM.md."""
     adversarial_start_step: NonNegativeInt = 0
     posterior_warmup_steps: NonNegativeInt = 0
     """For the first N steps the decoder gets the posterior mean instead of a sample: a

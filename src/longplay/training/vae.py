@@ -49,7 +49,8 @@ class VAETrainingModule(TrainingModule):
         self.init_ema()
         self.discriminator = discriminator
         self.losses = VAELosses(vae_config.sample_rate)
-        self.weights = VAELossWeights(*config.loss_weights, mel=config.mel_loss_weight)
+        self.weights = VAELossWeights(*config.loss_weights, mel=config.mel_loss_weight,
+                                      low_band=config.low_band_loss_weight)
 
     def configure_optimizers(self):
         params = [p for p in self.net.parameters() if p.requires_grad]
@@ -81,7 +82,8 @@ class VAETrainingModule(TrainingModule):
                 self.weights)
             loss, optimizer, schedule, name = losses.total, g_opt, g_schedule, "train/loss"
             self.log_dict({"train/reconstruction": losses.reconstruction.total,
-                           "train/kl": losses.kl, "train/mel": losses.mel},
+                           "train/kl": losses.kl, "train/mel": losses.mel,
+                           "train/low_band": losses.low_band},
                           batch_size=audio.shape[0])
         optimizer.zero_grad()
         self.manual_backward(loss)
