@@ -224,12 +224,17 @@ def test_latent_windows_keep_timing_consistent_with_the_crop(vae: AudioVAE,
     assert starts == {0.0, 1.0, 2.0}
 
 
-def test_latent_windows_pad_past_the_end_and_batch(encoded: Path) -> None:
+def test_latent_windows_pad_past_the_end_with_silence_and_batch(vae: AudioVAE,
+                                                               encoded: Path) -> None:
     dataset = LatentDataset(encoded, num_frames=40, seed=0)
     short = dataset[0]  # a.wav: 0.4 s, 9 frames
     assert short.num_valid_frames == 9 and short.seconds_start == 0.0
     assert short.seconds_total == 1.0 and short.prompt == "a caption"
-    assert torch.count_nonzero(short.latents[:, 9:]) == 0
+    # Past the end: the VAE's latent of digital silence (not zeros, which decode to
+    # whatever the decoder's biases make of them), recorded when the folder was encoded.
+    silence = vae.silence_latent()
+    assert torch.count_nonzero(silence) > 0
+    torch.testing.assert_close(short.latents[:, 9:], silence[:, None].expand(-1, 31))
     assert torch.count_nonzero(short.latents[:, :9]) > 0
     again = LatentDataset(encoded, num_frames=40, seed=0)
     assert all(torch.equal(again.example(i, 11).latents, dataset.example(i, 11).latents)
@@ -240,3 +245,37 @@ def test_latent_windows_pad_past_the_end_and_batch(encoded: Path) -> None:
     assert batch.seconds_total.tolist() == [1.0, 4.0, 1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="latent_rate"):
         LatentDataset(encoded, num_frames=4, latent_rate=21.0)
+
+
+def test_the_silence_latent_is_what_silence_encodes_to(vae: AudioVAE) -> None:
+    with torch.inference_mode():
+        posterior = vae.encode(torch.zeros(1, 2, 64 * vae.hop_length), chunk_frames=None)
+    interior = posterior.mean[0, :, 20:44]  # [D, 24], away from the edges
+    torch.testing.assert_close(interior, vae.silence_latent()[:, None].expand_as(interior),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_folders_without_a_silence_latent_pad_with_zeros_and_a_bad_one_is_named(
+        encoded: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from longplay.checkpoints.files import read_safetensors_metadata
+
+    def rewrite(folder: Path, silence: str | None) -> None:
+        for shard in sorted(folder.glob("latents-*.safetensors")):
+            meta = read_safetensors_metadata(shard)
+            meta.pop("silence", None)
+            if silence is not None:
+                meta["silence"] = silence
+            save_file(load_file(str(shard)), str(shard), metadata=meta)
+
+    old = tmp_path / "old"
+    shutil.copytree(encoded, old)
+    rewrite(old, None)
+    short = LatentDataset(old, num_frames=40, seed=0)[0]
+    assert torch.count_nonzero(short.latents[:, 9:]) == 0
+    rewrite(old, "[1.0, 2.0]")
+    with pytest.raises(ValueError, match="silence latent.*encode it again"):
+        LatentDataset(old, num_frames=40, seed=0)

@@ -311,6 +311,17 @@ class AudioVAE(nn.Module):
                         progress(i + 1, len(spans))
         return audio if num_samples is None else audio[..., :num_samples]
 
+    @torch.no_grad()
+    def silence_latent(self) -> torch.Tensor:
+        """[D] the posterior mean of digital silence, away from the edges: what a latent
+        sequence holds where its audio is silent (the padding of a window whose piece ends
+        before it). Not zero in general: the encoder's biases shape it."""
+        frames = 2 * DEFAULT_CONTEXT_FRAMES + 1
+        param = self.encoder.head.weight_v
+        silence = torch.zeros(1, self.audio_channels, frames * self.hop_length,
+                              device=param.device, dtype=param.dtype)
+        return self.encode(silence, chunk_frames=None).mean[0, :, frames // 2].float()
+
     def reconstruct(self, audio: torch.Tensor, *, sample: bool = False,
                     generator: torch.Generator | None = None,
                     chunk_frames: int | None = DEFAULT_CHUNK_FRAMES,

@@ -11,8 +11,11 @@ On-disk format of a latent folder:
   ``shard_size`` items each. Tensor ``<item id>`` is the item's latents [D, T]
   (float32). The safetensors metadata holds ``format`` ("longplay-latents"),
   ``version`` ("1"), ``sample_rate``, ``hop_length``, ``latent_dim``,
-  ``latent_rate``, ``seed``, ``latents`` ("posterior sample") and ``items``: a JSON
-  list of the items' index records (below), in order.
+  ``latent_rate``, ``seed``, ``latents`` ("posterior sample"), ``silence`` (a JSON list:
+  the VAE's latent of digital silence, ``AudioVAE.silence_latent``, with which
+  :class:`LatentDataset` pads a window past the end of its piece; folders written
+  before it was recorded are padded with zeros) and ``items``: a JSON list of the
+  items' index records (below), in order.
 * ``index.jsonl``: one JSON object per item: ``id`` (8-digit string, the tensor
   name), ``shard`` (file name), ``frames`` (T), ``duration_s`` (of the source file),
   ``path`` (source, relative to the encoded folder, "/"-separated), ``sample_rate``
@@ -46,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from torch.utils.data import Dataset
 
@@ -259,7 +261,8 @@ def _model_header(vae: AudioVAE, seed: int) -> dict[str, str]:
     return {"format": LATENTS_FORMAT, "version": LATENTS_FORMAT_VERSION,
             "sample_rate": str(vae.sample_rate), "hop_length": str(vae.hop_length),
             "latent_dim": str(vae.latent_dim), "latent_rate": repr(vae.latent_rate),
-            "seed": str(seed), "latents": "posterior sample"}
+            "seed": str(seed), "latents": "posterior sample",
+            "silence": json.dumps(vae.silence_latent().tolist())}
 
 
 def _check_same_model(out_dir: Path, shard: str, header: Mapping[str, str]) -> None:
@@ -409,7 +412,9 @@ class LatentDataset(Dataset[LatentExample]):
 
     ``example(index, position)`` crops ``num_frames`` frames of item ``index`` at an
     offset drawn uniformly in [0, max(0, T - num_frames)] (0 when not
-    ``random_crop``), zero-padding past the end, and keeps the timing conditioning
+    ``random_crop``), padding past the end with the VAE's latent of silence (recorded
+    in the shards; zeros for folders written without it), as the paper follows a piece
+    shorter than the window with silence, and keeps the timing conditioning
     consistent with the crop: ``seconds_start`` = floor(offset_frames / latent_rate)
     (the reference forgets to move it with the crop on this path), ``seconds_total`` =
     ceil(duration_s of the source). Only the window's frames are read from the shard.
@@ -461,6 +466,8 @@ class LatentDataset(Dataset[LatentExample]):
             raise ValueError(f"the shards of {self.root} were written with different models or "
                              "seeds; keep one encode per folder.")
         fields = dict(zip(_MODEL_FIELDS, next(iter(headers.values())), strict=True))
+        self.silence = self._silence_of(self.root / self.entries[0].shard,
+                                        int(fields["latent_dim"]))
         self.latent_dim = int(fields["latent_dim"])
         self.latent_rate = int(fields["sample_rate"]) / int(fields["hop_length"])
         if latent_rate is not None and not math.isclose(latent_rate, self.latent_rate,
@@ -474,6 +481,21 @@ class LatentDataset(Dataset[LatentExample]):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    @staticmethod
+    def _silence_of(shard: Path, latent_dim: int) -> torch.Tensor:
+        """[D] the padding latent recorded in ``shard`` (zeros when none is)."""
+        text = read_safetensors_metadata(shard).get("silence")
+        if text is None:
+            return torch.zeros(latent_dim)
+        try:
+            silence = torch.tensor(json.loads(text), dtype=torch.float32)
+        except (ValueError, TypeError):
+            silence = None
+        if silence is None or silence.shape != (latent_dim,) or not silence.isfinite().all():
+            raise ValueError(f"{shard}: its silence latent is not {latent_dim} finite numbers; "
+                             "the latent folder is damaged, encode it again.")
+        return silence
 
     def __getitem__(self, index: int) -> LatentExample:
         return self.example(index, index)
@@ -499,7 +521,8 @@ class LatentDataset(Dataset[LatentExample]):
             raise CheckpointError(f"{path}: item {entry.item_id} has shape "
                                   f"{tuple(window.shape)}, expected [{self.latent_dim}, T].")
         num_valid = int(window.shape[-1])
-        latents = F.pad(window.float(), (0, self.num_frames - num_valid))  # [D, T]
+        latents = torch.cat([window.float(), self.silence[:, None].expand(
+            -1, self.num_frames - num_valid)], dim=-1)  # [D, T]
         prompt = ("" if self.prompt_builder is None
                   else self.prompt_builder.build(entry.metadata, generator))
         return LatentExample(
