@@ -255,21 +255,27 @@ def test_posterior_warmup_decodes_the_mean(audio_folder: Path, tmp_path: Path,
         VAETrainConfig(preset="debug", posterior_warmup_steps=-1)
 
 
-def test_vae_training_adds_the_configured_mel_loss(audio_folder: Path, tmp_path: Path,
-                                                   monkeypatch) -> None:
-    from dataclasses import replace
-
-    from longplay.autoencoder import MultiScaleMelLoss
-
+def spy_on_loss(monkeypatch, loss_class) -> list[float]:
+    """The values ``loss_class`` returns from now on, in order."""
     calls: list[float] = []
-    original = MultiScaleMelLoss.forward
+    original = loss_class.forward
 
     def spy(self, prediction, target):
         value = original(self, prediction, target)
         calls.append(float(value.detach()))
         return value
 
-    monkeypatch.setattr(MultiScaleMelLoss, "forward", spy)
+    monkeypatch.setattr(loss_class, "forward", spy)
+    return calls
+
+
+def test_vae_training_adds_the_configured_mel_loss(audio_folder: Path, tmp_path: Path,
+                                                   monkeypatch) -> None:
+    from dataclasses import replace
+
+    from longplay.autoencoder import MultiScaleMelLoss
+
+    calls = spy_on_loss(monkeypatch, MultiScaleMelLoss)
     config = replace(vae_config(audio_folder, 2, adversarial_start=10**6), mel_loss_weight=0.5)
     run = train_vae(config, tmp_path / "run", enable_progress_bar=False)
     assert len(calls) == 2 and all(c > 0 for c in calls)  # one term per generator step
@@ -283,15 +289,7 @@ def test_vae_training_adds_the_low_band_term_and_trains_a_nearest_decoder(
         audio_folder, tmp_path, monkeypatch) -> None:
     from dataclasses import replace
 
-    calls = []
-    original = LowBandLoss.forward
-
-    def spy(self, prediction, target):
-        value = original(self, prediction, target)
-        calls.append(float(value.detach()))
-        return value
-
-    monkeypatch.setattr(LowBandLoss, "forward", spy)
+    calls = spy_on_loss(monkeypatch, LowBandLoss)
     monkeypatch.setitem(VAE_PRESETS, "debug-nearest",
                         replace(VAE_PRESETS["debug"], nearest_upsample=True))
     config = replace(vae_config(audio_folder, 2, adversarial_start=10**6),
