@@ -53,13 +53,19 @@ def reference(tmp_path) -> Path:
 def test_evaluate_end_to_end_and_resumes(tmp_path, prompts, reference, clap_folder) -> None:
     out = tmp_path / "report"
     args = ["evaluate", "--model", SAO1_TINY, "--prompts", prompts, "--reference", reference,
-            "--clap", clap_folder, "--metrics", "clap,fd_clap,timing,structure,autoencoder",
+            "--clap", clap_folder, "--metrics",
+            "clap,pitch,fd_clap,timing,structure,autoencoder",
             "--duration", "1", "--steps", "2", "--timing-durations", "1", "-o", out,
             "--no-progress"]
     assert main([str(a) for a in args]) == 0
     report = json.loads((out / "report.json").read_text())
     m = report["metrics"]
-    assert set(m) == {"clap", "fd_clap", "timing", "structure", "autoencoder"}
+    assert set(m) == {"clap", "pitch", "fd_clap", "timing", "structure", "autoencoder"}
+    assert m["pitch"]["items"] == 3
+    assert [row["prompt"] for row in m["pitch"]["prompts"]] == [
+        "calm piano", "fast drums", "string quartet"]
+    for row in report["items"]:
+        assert row["pitched_share"] is None or 0 <= row["pitched_share"] <= 1
     assert -1 <= m["clap"]["vs_prompts"] <= 1 and m["clap"]["vs_shuffled"] is not None
     assert m["fd_clap"]["value"] >= 0
     assert m["timing"]["items"][0]["duration_s"] == 1.0
@@ -73,8 +79,8 @@ def test_evaluate_end_to_end_and_resumes(tmp_path, prompts, reference, clap_fold
     assert sidecar["request"]["duration_s"] == 0.5  # the prompt file's duration wins
     assert (out / "structure" / "generated_a_chroma.png").is_file()
     markdown = (out / "report.md").read_text()
-    for title in ("Text adherence", "Timing adherence", "Structure", "Autoencoder",
-                  "Fidelity checks", "Items"):
+    for title in ("Text adherence", "Pitched content", "Timing adherence", "Structure",
+                  "Autoencoder", "Fidelity checks", "Items"):
         assert title in markdown
     # A rerun keeps finished generations.
     stamp = (out / "audio" / "a.wav").stat().st_mtime_ns
@@ -100,6 +106,48 @@ def test_evaluate_takes_generated_audio(tmp_path, prompts, reference, clap_folde
     (audio / "c.wav").unlink()
     with pytest.raises(FileNotFoundError, match="no audio for 1 prompt id"):
         Evaluation(config, tmp_path / "r", progress=False).run()
+
+
+def test_pitch_metric_per_clip_per_prompt_and_silence(tmp_path, clap_folder) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [("t1", "calm piano"), ("n", "fast drums"), ("t2", "calm piano"), ("s", "silence")]
+    prompts.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in rows))
+    audio = tmp_path / "generated"
+    audio.mkdir()
+    t = torch.arange(44100) / 44100
+    for item_id, f0 in (("t1", 220.0), ("t2", 330.0)):
+        tone = 0.3 * torch.sin(2 * math.pi * f0 * t) + 0.1 * torch.sin(4 * math.pi * f0 * t)
+        save_audio(audio / f"{item_id}.wav", torch.stack([tone, tone]), 44100)
+    g = torch.Generator().manual_seed(0)
+    save_audio(audio / "n.wav", 0.1 * torch.randn(2, 44100, generator=g), 44100)
+    save_audio(audio / "s.wav", torch.zeros(2, 44100), 44100)
+    out = tmp_path / "r"
+    config = EvaluationConfig(prompts=prompts, audio=audio, clap=clap_folder,
+                              model=SAO1_TINY, metrics=("pitch",))
+    report = Evaluation(config, out, progress=False).run()
+    share = {row["id"]: row["pitched_share"] for row in report.items}
+    assert share["t1"] > 0.95 and share["t2"] > 0.95 and share["n"] < 0.05
+    assert share["s"] is None  # nothing sounds: not counted
+    f0 = {row["id"]: row["median_f0_hz"] for row in report.items}
+    assert f0["t1"] == pytest.approx(220.0, rel=0.01) and f0["t2"] == pytest.approx(330, rel=0.01)
+    pitch = report.metrics["pitch"]
+    assert (pitch["items"], pitch["silent_items"]) == (4, 1)
+    assert pitch["mean_pitched_share"] == pytest.approx(
+        (share["t1"] + share["t2"] + share["n"]) / 3)
+    per_prompt = {row["prompt"]: row for row in pitch["prompts"]}
+    assert list(per_prompt) == ["calm piano", "fast drums", "silence"]
+    assert per_prompt["calm piano"]["items"] == 2
+    assert per_prompt["calm piano"]["mean_pitched_share"] == pytest.approx(
+        (share["t1"] + share["t2"]) / 2)
+    assert per_prompt["silence"]["mean_pitched_share"] is None
+    markdown = (out / "report.md").read_text()
+    section = markdown.split("## Pitched content")[1].split("\n## ")[0]
+    assert f"| 4 | 1 | {100 * pitch['mean_pitched_share']:.1f} |" in section
+    assert f"| calm piano | 2 | {100 * per_prompt['calm piano']['mean_pitched_share']:.1f} |" \
+        in section
+    assert "| silence | 1 | n/a |" in section and "no prompt as tonal" in section
+    items = markdown.split("## Items")[1]
+    assert "pitched (%)" in items and f"| t1 | 0 | calm piano | {100 * share['t1']:.1f} |" in items
 
 
 def test_evaluate_config_errors(prompts) -> None:
@@ -271,8 +319,10 @@ def test_defaults_leave_out_timing_report_every_stage_and_show_the_plots(
     assert "timing" not in config.metrics and config.metrics == DEFAULT_METRICS
     progress = Recorder()
     report = Evaluation(config, out, progress=progress).run()
-    assert set(report.metrics) == {"clap", "structure"} and not (out / "timing").exists()
+    assert set(report.metrics) == {"clap", "pitch", "structure"}
+    assert not (out / "timing").exists()
     assert progress.finished("generating") == progress.finished("clap") == 3
+    assert progress.finished("pitch") == 3
     assert progress.finished("structure") == 3
     steps = {stage for stage, _, _ in progress.calls if stage.startswith("generating: ")}
     assert steps == {"generating: sampling", "generating: decoding"}
@@ -304,7 +354,7 @@ def test_every_metric_reports_progress_and_timing_marks_the_end(
     audio.mkdir()
     for item_id in "abc":
         save_audio(audio / f"{item_id}.wav", torch.randn(2, 44100) * 0.1, 44100)
-    metrics = ("clap", "fd_clap", "timing", "structure", "autoencoder", "joins")
+    metrics = ("clap", "pitch", "fd_clap", "timing", "structure", "autoencoder", "joins")
     config = EvaluationConfig(prompts=prompts, audio=audio, reference=reference,
                               clap=clap_folder, model=SAO1_TINY, metrics=metrics, steps=2,
                               timing_durations=(1.0,))
@@ -312,7 +362,7 @@ def test_every_metric_reports_progress_and_timing_marks_the_end(
     report = Evaluation(config, tmp_path / "r", progress=progress).run()
     assert set(report.metrics) == set(metrics)
     assert "generating" not in {stage for stage, _, _ in progress.calls}  # --audio
-    expected = {"clap": 3, "fd_clap": 5, "timing": 1, "structure": 5, "autoencoder": 2,
+    expected = {"clap": 3, "pitch": 3, "fd_clap": 5, "timing": 1, "structure": 5, "autoencoder": 2,
                 "joins": 3}
     assert {metric: progress.finished(metric) for metric in metrics} == expected
     assert any(stage == "timing: sampling" for stage, _, _ in progress.calls)

@@ -41,6 +41,12 @@ from longplay.evaluation.distribution_metrics import (
     clap_embedders,
     frechet_distance,
 )
+from longplay.evaluation.pitch import (
+    PitchedContent,
+    PitchedContentScores,
+    PitchedContentSummary,
+    pitched_content,
+)
 from longplay.evaluation.prompts import PromptItem, read_prompts
 from longplay.evaluation.structure import (
     StructureScore,
@@ -57,6 +63,9 @@ __all__ += [
     "CLAPScore",
     "FrechetDistance",
     "KLDivergence",
+    "PitchedContent",
+    "PitchedContentScores",
+    "PitchedContentSummary",
     "PromptItem",
     "StructureScore",
     "TimingAdherence",
@@ -66,6 +75,7 @@ __all__ += [
     "frechet_distance",
     "mfcc_features",
     "novelty_curve",
+    "pitched_content",
     "read_prompts",
     "save_ssm_png",
     "self_similarity",

@@ -275,11 +275,14 @@ class PitchTrack:
         f0_hz: [B, T] fundamental frequency in Hz, 0 where unvoiced.
         voiced: [B, T] bool.
         hop_s: seconds between frames.
+        sounding: [B, T] bool, the frames that pass the loudness gate (RMS above -70 dBFS
+            and within 40 dB of the item's loudest frame); every voiced frame sounds.
     """
 
     f0_hz: torch.Tensor
     voiced: torch.Tensor
     hop_s: float
+    sounding: torch.Tensor
 
 
 def _yin_frames(mono: torch.Tensor, tau_max: int) -> torch.Tensor:
@@ -356,7 +359,8 @@ def yin_pitch(audio: torch.Tensor, sample_rate: int, *, threshold: float = YIN_T
     loud = _audible(ac_mean_square, 10.0 ** (PITCH_GATE_DBFS / 10.0), SILENCE_RANGE_DB)
     voiced = below.any(dim=-1) & loud
     f0 = torch.where(voiced, YIN_SAMPLE_RATE / period.clamp(min=1.0), torch.zeros_like(period))
-    return PitchTrack(f0_hz=f0, voiced=voiced, hop_s=YIN_HOP / YIN_SAMPLE_RATE)
+    return PitchTrack(f0_hz=f0, voiced=voiced, hop_s=YIN_HOP / YIN_SAMPLE_RATE,
+                      sounding=loud)
 
 
 def _pitch_per_item(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int

@@ -18,6 +18,10 @@ Metrics (``--metrics``; see each one's definition in its module):
 
 - ``clap``: CLAP score of generations vs their prompts and vs shuffled prompts (each
   clip with the next item's prompt: chance level), with longplay's own CLAP (offline);
+- ``pitch``: the share of each clip's sounding frames in which the YIN tracker finds a
+  pitch (:mod:`longplay.evaluation.pitch`), per clip, per prompt and the mean over
+  clips: does the model play notes? The prompt files carry no tonal/percussive tag, so
+  the report gives the mean per prompt to read against what each prompt asks for;
 - ``fd_clap``: Fréchet distance between own-CLAP window embeddings of the generated
   and the reference audio (needs ``--reference``);
 - ``timing``: timing adherence of requests generated in the full window. Not a default:
@@ -58,6 +62,7 @@ from longplay.evaluation.autoencoder_metrics import ReconstructionMetrics
 from longplay.evaluation.distribution_metrics import CLAPScore, FrechetDistance, KLDivergence
 from longplay.evaluation.embedders import own_clap
 from longplay.evaluation.joins import JoinMetric
+from longplay.evaluation.pitch import PitchedContent
 from longplay.evaluation.plots import with_axes
 from longplay.evaluation.prompts import PromptItem, read_prompts
 from longplay.evaluation.structure import (
@@ -71,12 +76,13 @@ from longplay.evaluation.timing import timing_adherence
 from longplay.pipelines import TextToMusicPipeline
 from longplay.pipelines.text_to_music import ProgressFn
 
-METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "joins", "clap_laion",
-           "fd_openl3", "kl_passt")
-OFFLINE_METRICS = ("clap", "fd_clap", "timing", "structure", "autoencoder", "joins")
-DEFAULT_METRICS = ("clap", "structure")
+METRICS = ("clap", "pitch", "fd_clap", "timing", "structure", "autoencoder", "joins",
+           "clap_laion", "fd_openl3", "kl_passt")
+OFFLINE_METRICS = ("clap", "pitch", "fd_clap", "timing", "structure", "autoencoder", "joins")
+DEFAULT_METRICS = ("clap", "pitch", "structure")
 """What ``longplay evaluate`` computes unless told: a few seconds per item beyond the
-generations themselves (timing adherence costs a whole window per request: opt in)."""
+generations themselves (pitch tracking takes well under a second per 10 s clip and
+needs no model; timing adherence costs a whole window per request: opt in)."""
 PLOTS_SECTION = "## Structure plots"
 """The last section of report.md: the self-similarity plots of every clip."""
 GENERATING = "generating"
@@ -307,6 +313,23 @@ class Evaluation:
         report.metrics["clap"] = {"embedder": embedder.name, "vs_prompts": matched.compute(),
                                   "vs_shuffled": shuffled.compute() if len(ids) > 1 else None}
 
+    def _pitch(self, generated: dict[str, Path], report: Report) -> None:
+        metric = PitchedContent()
+        for item, row in zip(self._each("pitch", self.items), report.items, strict=True):
+            scores = metric.update(self._load(generated[item.id]), 44100)
+            for key in ("pitched_share", "median_f0_hz", "top_note_share"):
+                value = float(getattr(scores, key)[0])
+                row[key] = None if math.isnan(value) else value
+        by_prompt: dict[str, list[float]] = {}
+        for item, row in zip(self.items, report.items, strict=True):
+            by_prompt.setdefault(item.prompt, [])
+            if row["pitched_share"] is not None:
+                by_prompt[item.prompt].append(row["pitched_share"])
+        prompts = [{"prompt": prompt, "items": sum(i.prompt == prompt for i in self.items),
+                    "mean_pitched_share": sum(shares) / len(shares) if shares else None}
+                   for prompt, shares in by_prompt.items()]
+        report.metrics["pitch"] = {**metric.compute().as_dict(), "prompts": prompts}
+
     def _fd_clap(self, generated: dict[str, Path], report: Report) -> None:
         embedder = self._own_clap()
         fd = FrechetDistance()
@@ -491,6 +514,8 @@ class Evaluation:
             start = time.perf_counter()
             if metric == "clap":
                 self._clap(generated, report)
+            elif metric == "pitch":
+                self._pitch(generated, report)
             elif metric == "fd_clap":
                 self._fd_clap(generated, report)
             elif metric == "timing":
@@ -516,6 +541,32 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f}"
+
+
+def pitch_markdown(pitch: dict[str, Any]) -> list[str]:
+    """The report's section on the ``pitch`` metric (its dict in report.json)."""
+    silent = pitch["silent_items"]
+    lines = ["## Pitched content", "",
+             "Share of each clip's sounding frames (YIN's loudness gate: above -70 dBFS and "
+             "within 40 dB of the clip's loudest frame) in which the YIN pitch tracker finds "
+             "a pitch (`longplay.evaluation.pitch`): near 100 % for notes, near 0 for noise "
+             "or unpitched drums. Top note: share of the pitched frames on the clip's most "
+             "common semitone (near 100 %: one held pitch or a drone such as a comb, not a "
+             "melody). Means over clips; a silent clip has no share"
+             + (f" ({silent} of {pitch['items']} here)." if silent else "."), "",
+             "| clips | silent clips | pitched frames (%) | top note (%) |", "|---|---|---|---|",
+             f"| {pitch['items']} | {silent} | {_percent(pitch['mean_pitched_share'])} | "
+             f"{_percent(pitch['mean_top_note_share'])} |", "",
+             "Per prompt (the prompt file marks no prompt as tonal or percussive: read each "
+             "share against what its prompt asks for).", "",
+             "| prompt | clips | pitched frames (%) |", "|---|---|---|"]
+    lines += [f"| {row['prompt']} | {row['items']} | {_percent(row['mean_pitched_share'])} |"
+              for row in pitch["prompts"]]
+    return [*lines, ""]
+
+
 def report_markdown(report: Report) -> str:
     c, m = report.config, report.metrics
     lines = ["# Evaluation report", "",
@@ -530,6 +581,8 @@ def report_markdown(report: Report) -> str:
                   "prompt, and with shuffled prompts (chance level).", "",
                   "| vs prompts | vs shuffled prompts | difference |", "|---|---|---|",
                   f"| {_fmt(x['vs_prompts'])} | {_fmt(x['vs_shuffled'])} | {_fmt(diff)} |", ""]
+    if "pitch" in m:
+        lines += pitch_markdown(m["pitch"])
     for key, title in (("fd_clap", "Fréchet distance (own CLAP windows)"),
                        ("fd_openl3", "FD_openl3"), ("kl_passt", "KL_passt"),
                        ("clap_laion", "CLAP score (LAION-CLAP)")):
@@ -591,12 +644,17 @@ def report_markdown(report: Report) -> str:
             lines.append("No file records joins (sidecars with `joins_s`).")
         lines.append("")
     if report.items:
-        has_clap = "clap" in report.items[0]
-        lines += ["## Items", "", "| id | seed | prompt |" + (" CLAP |" if has_clap else ""),
-                  "|---|---|---|" + ("---|" if has_clap else "")]
+        columns = [(key, title) for key, title in (("clap", "CLAP"),
+                                                   ("pitched_share", "pitched (%)"))
+                   if key in report.items[0]]
+        lines += ["## Items", "", "| id | seed | prompt |"
+                  + "".join(f" {title} |" for _, title in columns),
+                  "|---|---|---|" + "---|" * len(columns)]
         for row in report.items:
+            cells = [_fmt(row[key]) if key == "clap" else _percent(row[key])
+                     for key, _ in columns]
             lines.append(f"| {row['id']} | {row['seed']} | {row['prompt']} |"
-                         + (f" {_fmt(row['clap'])} |" if has_clap else ""))
+                         + "".join(f" {cell} |" for cell in cells))
         lines.append("")
     if "structure" in m:
         lines += [PLOTS_SECTION, "",
