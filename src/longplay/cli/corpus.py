@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from longplay.cli.options import add_progress_option
 from longplay.data.corpus import (
     DEFAULT_SOUNDFONT,
     DEFAULT_TEST_FRACTION,
@@ -43,7 +44,7 @@ def add_build_corpus(data_subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION,
                        metavar="F", help="fraction of tracks held out in DIR/test, from "
                                          f"held-out pieces (default {DEFAULT_TEST_FRACTION})")
-    build.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_option(build)
     build.set_defaults(run=run_build_corpus)
 
 

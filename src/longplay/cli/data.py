@@ -14,7 +14,7 @@ from longplay.audio import MAX_LOAD_DURATION_S
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES
 from longplay.checkpoints import CheckpointError, load_vae
 from longplay.cli.corpus import add_build_corpus
-from longplay.cli.options import device_name
+from longplay.cli.options import add_device_option
 from longplay.data import DEFAULT_EXTENSIONS, encode_folder, write_tar_shards
 from longplay.data.shards import DEFAULT_SHARD_SIZE as DEFAULT_TAR_SHARD_SIZE
 
@@ -49,9 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      metavar="SECONDS",
                      help="skip files longer than this, with a warning: each file is decoded "
                           f"whole into memory (default {MAX_LOAD_DURATION_S:g}, two hours)")
-    enc.add_argument("--device", default="cpu", type=device_name,
-                     help="torch device: cpu (default), cuda, cuda:N or mps")
-    enc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_device_option(enc, progress=True)
     enc.set_defaults(run=run_encode)
 
     pack = data_sub.add_parser(

@@ -23,7 +23,7 @@ from longplay.audio import (
     save_audio,
 )
 from longplay.checkpoints import load_diffusion_model, read_diffusion_config
-from longplay.cli.options import SAMPLER_NAMES, add_speed_options, device_name
+from longplay.cli.options import SAMPLER_NAMES, add_device_option, add_speed_options
 from longplay.config import WINDOWS
 from longplay.pipelines import (
     DEFAULT_EDGE_S,
@@ -145,10 +145,7 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
                         help="from START seconds on, the piece follows PROMPT (repeatable; "
                              "the main prompt holds from 0)")
     add_speed_options(parser)
-    parser.add_argument("--device", default="cpu", type=device_name,
-                        help="where the model runs: cpu (default), cuda, cuda:N or mps")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars (for logs)")
+    add_device_option(parser, progress=True)
 
 
 def _add_editing_options(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,6 @@
-"""Command-line options shared by the commands that generate (generate, serve, ui)."""
+"""Command-line options shared by several commands: the device (every command that runs
+a model), progress bars, and the speed options of those that generate (generate, serve,
+ui)."""
 
 from __future__ import annotations
 
@@ -37,3 +39,18 @@ def device_name(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def add_device_option(parser: argparse.ArgumentParser, *, progress: bool = False) -> None:
+    """``--device`` (checked by :func:`device_name`), and with ``progress`` also
+    ``--no-progress``."""
+    parser.add_argument("--device", default="cpu", type=device_name,
+                        help="where the model runs: cpu (default), cuda, cuda:N or mps")
+    if progress:
+        add_progress_option(parser)
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bars, e.g. for logs."""
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (for logs)")

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from longplay.assets import model_or_demo
-from longplay.cli.options import add_speed_options, device_name
+from longplay.cli.options import add_device_option, add_speed_options
 from longplay.pipelines import TextToMusicPipeline
 from longplay.server.settings import PUBLIC_PATHS, ServerSettings
 
@@ -34,8 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--text-encoder", type=Path, metavar="PATH",
                        help="local folder of the model's text encoder (default: inside the "
                             "model folder)")
-    serve.add_argument("--device", default="cpu", type=device_name,
-                       help="where the model runs: cpu (default), cuda, cuda:N or mps")
+    add_device_option(serve)
     add_speed_options(serve)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")

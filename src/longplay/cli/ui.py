@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from longplay.assets import model_or_demo
-from longplay.cli.options import add_speed_options, device_name
+from longplay.cli.options import add_device_option, add_speed_options
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ui.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    ui.add_argument("--device", default="cpu", type=device_name,
-                    help="where the model runs: cpu (default), cuda, cuda:N or mps")
+    add_device_option(ui)
     ui.add_argument("--no-normalize", action="store_true",
                     help="offer the model's raw output; by default the files are DC-blocked "
                          "and peak-normalised to -1 dBFS, as `longplay generate` writes them")

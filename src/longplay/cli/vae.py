@@ -34,7 +34,7 @@ from longplay.checkpoints.files import (
     read_state_dict,
     write_safetensors,
 )
-from longplay.cli.options import device_name
+from longplay.cli.options import add_device_option
 from longplay.config import VAE_PRESETS, vae_preset
 from longplay.evaluation import ReconstructionScores, compare_audio
 from longplay.evaluation.autoencoder_metrics import STFT_WINDOW_LENGTHS
@@ -75,9 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        metavar="N",
                        help="latent frames of context on each side of a chunk (default "
                             f"{DEFAULT_CONTEXT_FRAMES})")
-        p.add_argument("--device", default="cpu", type=device_name,
-                       help="torch device: cpu (default), cuda, cuda:N or mps")
-        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        add_device_option(p, progress=True)
 
     enc = vae_sub.add_parser("encode", help="audio file -> latents (.safetensors)")
     enc.add_argument("input", type=Path, metavar="IN",
