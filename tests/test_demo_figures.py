@@ -7,11 +7,13 @@ import importlib.util
 import json
 import math
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from conftest import SAO1_TINY
 from longplay.audio import load_audio, save_audio
@@ -148,6 +150,17 @@ def test_demo_figures_end_to_end_and_resumes(tmp_path, corpus, clap_folder) -> N
     assert any("reference_" in link for link in links)
     assert "# Evaluation of the bundled demo model" in evaluation
     assert "--steps 2" in evaluation
+    # Without --compare: one model, its fidelity checks and pitched frames, no comparison.
+    assert "previous" not in results and "previous" not in demo
+    assert "## Current and previous model" not in evaluation
+    fidelity_row = next(line for line in demo.splitlines() if line.startswith("| demo VAE |"))
+    assert f"| {module._f(gen['autoencoder']['chroma_correlation'], 3)} |" in fidelity_row
+    pitch = gen["pitch"]
+    assert pitch["items"] == 6 and real["pitch"]["items"] == 3
+    assert real["pitch"]["mean_pitched_share"] > 0.9  # the fixture's tracks are steady tones
+    assert (f"| generated | 6 | {pitch['silent_items']} | "
+            f"{module._percent(pitch['mean_pitched_share'])} |") in demo
+    assert "## Pitched content" in evaluation
 
     # A second run keeps the examples and resumes the evaluation: nothing is regenerated.
     audio = sorted((work / "generated" / "audio").glob("*.wav"))
@@ -161,6 +174,103 @@ def test_demo_figures_end_to_end_and_resumes(tmp_path, corpus, clap_folder) -> N
     assert again["examples"] == results["examples"]
     assert again["generated"]["clap"] == results["generated"]["clap"]
     assert (docs / "demo.md").read_text() == demo
+
+
+def previous_model(folder: Path) -> Path:
+    """A copy of the fixture model whose VAE decoder plays 12 dB quieter: another model
+    whose scores differ from the fixture's."""
+    shutil.copytree(SAO1_TINY, folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    last = max(int(key.split(".")[4]) for key in weights
+               if key.startswith("pretransform.model.decoder.layers."))
+    weights[f"pretransform.model.decoder.layers.{last}.weight_g"] *= 0.25
+    save_file(weights, str(folder / "model.safetensors"))
+    return folder
+
+
+@pytest.mark.slow
+def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder) -> None:
+    module = load_script()
+    docs, work = tmp_path / "docs", tmp_path / "work"
+    old = previous_model(tmp_path / "old-demo")
+    argv = ["--corpus", corpus, "--model", SAO1_TINY, "--clap", clap_folder, "--out", docs,
+            "--work", work, "--steps", 2, "--per-prompt", 1, "--text-duration", 1,
+            "--timing-durations", "1,2", "--compare", old, "--compare-name",
+            "the demo model before the new VAE"]
+    assert run_script(module, argv) == 0
+    results = json.loads((docs / "demo" / "results.json").read_text())
+    now, before = results, results["previous"]
+    assert (before["name"], before["folder"]) == ("the demo model before the new VAE", "old-demo")
+    assert [e["name"] for e in before["examples"]] == [e.name for e in module.EXAMPLES]
+    gen, old_gen = now["generated"], before["generated"]
+    assert old_gen["autoencoder"]["items"] == gen["autoencoder"]["items"] == len(TRACKS)
+    assert old_gen["autoencoder"]["stft_distance"] != gen["autoencoder"]["stft_distance"]
+    assert old_gen["pitch"]["items"] == 3
+    assert [r["duration_s"] for r in old_gen["timing"]["items"]] == [1.0, 2.0]
+
+    demo = (docs / "demo.md").read_text()
+    evaluation = (docs / "evaluation.md").read_text()
+    # Both pages say which is which.
+    which = ("**current**: the model in `sao1_tiny`; **previous**: the demo model before the "
+             "new VAE (model folder `old-demo`)")
+    assert which in demo and which in evaluation
+    # demo.md: a row of each model in every table, with that model's numbers.
+    f = module._f
+    for label, metrics in (("current", gen), ("previous", old_gen)):
+        vae, clap, pitch = metrics["autoencoder"], metrics["clap"], metrics["pitch"]
+        vae_row = next(line for line in demo.splitlines()
+                       if line.startswith(f"| demo VAE, {label} ("))
+        assert vae_row.endswith(f"| {f(vae['stft_distance'])} | {f(vae['mel_distance'])} | "
+                                f"{f(vae['si_sdr'])} |")
+        assert (f"| demo VAE, {label} | {module._e(vae['dc_offset'])} "
+                f"({module._e(vae['reference_dc_offset'])}) |") in demo
+        assert (f"| generated, {label} | 3 | {f(clap['vs_prompts'], 3)} | "
+                f"{f(clap['vs_shuffled'], 3)} | "
+                f"{f(clap['vs_prompts'] - clap['vs_shuffled'], 3)} |") in demo
+        assert (f"| generated, {label} | 3 | {pitch['silent_items']} | "
+                f"{module._percent(pitch['mean_pitched_share'])} |") in demo
+        for row in metrics["timing"]["items"]:
+            assert (f"| {row['duration_s']:g} s | {label} | {f(row['content_db'], 1)} | "
+                    f"{f(row['tail_db'], 1)} | {f(row['relative_db'], 1)} |") in demo
+    # The examples of both, side by side.
+    for example in module.EXAMPLES:
+        assert (f"![previous {example.name}](demo/previous/{example.name}.png) | "
+                f"[{example.name}.ogg](demo/previous/{example.name}.ogg) |") in demo
+    # evaluation.md: the measures of both in one table, the timing spectrograms of both.
+    section = evaluation.split("## Current and previous model")[1].split("\n## ")[0]
+    old_vae = old_gen["autoencoder"]
+    assert (f"| VAE STFT distance | {f(gen['autoencoder']['stft_distance'])} | "
+            f"{f(old_vae['stft_distance'])} |") in section
+    assert (f"| timing: relative level at 2 s (dB) | "
+            f"{f(gen['timing']['items'][1]['relative_db'], 1)} | "
+            f"{f(old_gen['timing']['items'][1]['relative_db'], 1)} |") in section
+    assert "| VAE pitch agreement (%) |" in section and "| CLAP difference" in section
+    assert "evaluation/previous/timing/2.png" in image_links(section)
+    assert any(link.startswith("evaluation/previous/structure/generated_")
+               for link in image_links(evaluation))
+    for link in image_links(demo) + image_links(evaluation):
+        assert (docs / link).is_file(), link
+    assert len(image_links(demo)) == 2 * len(module.EXAMPLES)
+
+    # A second run keeps both models' examples and both evaluations.
+    oggs = sorted((docs / "demo").rglob("*.ogg"))
+    stamps = {p: p.stat().st_mtime_ns for p in
+              [*oggs, *(work / "previous" / "audio").glob("*.wav")]}
+    assert len(oggs) == 2 * len(module.EXAMPLES)
+    assert run_script(module, [*argv, "--skip-examples"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (docs / "demo.md").read_text() == demo
+
+
+def test_compare_options_are_checked(tmp_path, corpus) -> None:
+    module = load_script()
+    with pytest.raises(SystemExit, match="not a model folder"):
+        module.main(["--corpus", str(corpus), "--out", str(tmp_path / "docs"),
+                     "--compare", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        module.parse_args(["--corpus", "c", "--compare-name", "old"])
+    args = module.parse_args(["--corpus", "c", "--compare", "old", "--compare-name", "v1"])
+    assert (args.compare, args.compare_name) == (Path("old"), "v1")
 
 
 def test_demo_figures_needs_a_corpus_test_split(tmp_path) -> None:
