@@ -93,6 +93,20 @@ def test_loss_is_finite_and_falls(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "debug"
 
 
+def test_bf16_mixed_precision_trains_on_cpu_with_fp32_weights(tmp_path: Path) -> None:
+    """The demo DiT configs train in bf16 autocast (about 1.6x faster steps on CPUs with
+    AVX512-BF16): the loss falls and the weights and their average stay float32."""
+    base = config(40)
+    bf16 = replace(base, trainer=replace(base.trainer, precision="bf16-mixed"))
+    runner.train_dit(bf16, tmp_path / "run", enable_progress_bar=False)
+    values = losses(tmp_path / "run")
+    assert len(values) == 40 and all(torch.isfinite(torch.tensor(values)))
+    assert sum(values[-10:]) / 10 < 0.8 * sum(values[:10]) / 10
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert {v.dtype for v in saved["state_dict"].values() if v.is_floating_point()} == {
+        torch.float32}
+
+
 @pytest.mark.parametrize("accumulate", [1, 2])
 def test_resumed_run_equals_uninterrupted_run(tmp_path: Path, accumulate: int) -> None:
     runner.train_dit(config(6, accumulate), tmp_path / "a", enable_progress_bar=False)
