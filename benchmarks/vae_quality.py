@@ -56,18 +56,36 @@ def _clips(folder: Path, count: int, seconds: float, sample_rate: int,
     return clips
 
 
+def own_input_nearest(inputs: list[torch.Tensor], estimates: list[torch.Tensor]) -> float:
+    """Share of reconstructions whose average log spectrum is nearer to their own input's
+    than to any other input's: 1 for a VAE that follows its input, about 1 / len for one
+    that has collapsed to an average output (what a small VAE can settle in early)."""
+    from longplay.audio import stft_magnitude
+
+    def spectrum(x: torch.Tensor) -> torch.Tensor:
+        return stft_magnitude(x.mean(0), 2048, 512).mean(-1).clamp(min=1e-5).log()
+
+    distances = torch.cdist(torch.stack([spectrum(e) for e in estimates]),
+                            torch.stack([spectrum(x) for x in inputs]))
+    own = distances.argmin(dim=1) == torch.arange(len(inputs))
+    return float(own.float().mean())
+
+
 def score_model(vae, clips: list[tuple[str, torch.Tensor]]) -> dict:
     from longplay.evaluation import ReconstructionMetrics
 
     metrics = ReconstructionMetrics()
     start = time.perf_counter()
+    estimates = []
     with torch.inference_mode():
         for _, audio in clips:
             estimate = vae.reconstruct(audio[None])[0]
             metrics.update(audio, estimate, vae.sample_rate)
+            estimates.append(estimate)
         silence = torch.zeros(1, vae.audio_channels, 5 * vae.sample_rate)
         decoded = vae.reconstruct(silence)[0]
     scores = metrics.compute().as_dict()
+    scores["own_input_nearest"] = own_input_nearest([a for _, a in clips], estimates)
     scores["silence_dc"] = float(decoded.mean(dim=-1).abs().max())
     scores["silence_dbfs"] = 20 * math.log10(max(float(decoded.pow(2).mean().sqrt()), 1e-10))
     scores["parameters"] = sum(p.numel() for p in vae.parameters())
@@ -90,11 +108,13 @@ def report(rows: list[dict], args) -> str:
         f"`python benchmarks/vae_quality.py` on {machine}: the first {args.clips} files of "
         f"`{args.corpus.name}/`, {args.seconds:g} s each from the start, posterior mean; "
         "silence: 5 s of digital silence through the VAE. Targets: MEL <= 1.3, SI-SDR >= 0 "
-        "dB, |DC| < 1e-3, no added tone above -40 dB, chroma correlation >= 0.8.", "",
+        "dB, |DC| < 1e-3, no added tone above -40 dB, chroma correlation >= 0.8. Nearest own "
+        "input: share of reconstructions whose spectrum is nearest their own input's "
+        "(1/N for a VAE collapsed to one output).", "",
         "| VAE | parameters | STFT | MEL | SI-SDR (dB) | DC (music) | DC (silence) | "
         "silence level (dBFS) | added tone, mean / worst (dB) | chroma correlation | "
-        "pitched frames, input -> output | pitch agreement |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "pitched frames, input -> output | pitch agreement | nearest own input |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -104,7 +124,7 @@ def report(rows: list[dict], args) -> str:
             f"{r['added_tone_db']:.1f} / {r['worst_added_tone_db']:.1f} | "
             f"{num(r['chroma_correlation'], '.2f')} | "
             f"{pct(r['pitched_share_reference'])} -> {pct(r['pitched_share_estimate'])} | "
-            f"{pct(r['pitch_agreement'])} |")
+            f"{pct(r['pitch_agreement'])} | {pct(r['own_input_nearest'])} |")
     return "\n".join(lines) + "\n"
 
 
