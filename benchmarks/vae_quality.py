@@ -93,7 +93,7 @@ def score_model(vae, clips: list[tuple[str, torch.Tensor]]) -> dict:
     return scores
 
 
-def report(rows: list[dict], args) -> str:
+def report(rows: list[dict], args, num_clips: int) -> str:
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"torch {torch.__version__}")
 
@@ -151,7 +151,7 @@ def main() -> int:
         row = {"name": name, "path": path, **score_model(vae, clips)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    text = report(rows, args)
+    text = report(rows, args, len(clips))
     print()
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
