@@ -105,7 +105,7 @@ def report(rows: list[dict], args, num_clips: int) -> str:
 
     lines = [
         "# VAE reconstruction on held-out tracks", "",
-        f"`python benchmarks/vae_quality.py` on {machine}: the first {args.clips} files of "
+        f"`python benchmarks/vae_quality.py` on {machine}: the first {num_clips} files of "
         f"`{args.corpus.name}/`, {args.seconds:g} s each from the start, posterior mean; "
         "silence: 5 s of digital silence through the VAE. Targets: MEL <= 1.3, SI-SDR >= 0 "
         "dB, |DC| < 1e-3, no added tone above -40 dB, chroma correlation >= 0.8. Nearest own "
