@@ -277,5 +277,5 @@ def test_folders_without_a_silence_latent_pad_with_zeros_and_a_bad_one_is_named(
     short = LatentDataset(old, num_frames=40, seed=0)[0]
     assert torch.count_nonzero(short.latents[:, 9:]) == 0
     rewrite(old, "[1.0, 2.0]")
-    with pytest.raises(ValueError, match="silence latent.*encode it again"):
+    with pytest.raises(ValueError, match=r"silence latent.*encode it again"):
         LatentDataset(old, num_frames=40, seed=0)
