@@ -454,6 +454,7 @@ class LatentDataset(Dataset[LatentExample]):
             raise ValueError(f"{self.root} holds no encoded latents ({INDEX_NAME} is missing "
                              "or empty); write them with `longplay data encode`.")
         headers = {}
+        silences: list[str | None] = []  # each shard's "silence" header, in order
         for shard in sorted({e.shard for e in self.entries}):
             path = self.root / shard
             if not path.is_file():
@@ -462,11 +463,12 @@ class LatentDataset(Dataset[LatentExample]):
             if header.get("format") != LATENTS_FORMAT:
                 raise ValueError(f"{path} is not a longplay latent shard.")
             headers[shard] = tuple(header.get(k) for k in _MODEL_FIELDS)
+            silences.append(header.get("silence"))
         if len(set(headers.values())) > 1:
             raise ValueError(f"the shards of {self.root} were written with different models or "
                              "seeds; keep one encode per folder.")
         fields = dict(zip(_MODEL_FIELDS, next(iter(headers.values())), strict=True))
-        self.silence = self._silence_of(self.root / self.entries[0].shard,
+        self.silence = self._silence_of(silences[0], self.root,
                                         int(fields["latent_dim"]))
         self.latent_dim = int(fields["latent_dim"])
         self.latent_rate = int(fields["sample_rate"]) / int(fields["hop_length"])
@@ -483,9 +485,9 @@ class LatentDataset(Dataset[LatentExample]):
         return len(self.entries)
 
     @staticmethod
-    def _silence_of(shard: Path, latent_dim: int) -> torch.Tensor:
-        """[D] the padding latent recorded in ``shard`` (zeros when none is)."""
-        text = read_safetensors_metadata(shard).get("silence")
+    def _silence_of(text: str | None, root: Path, latent_dim: int) -> torch.Tensor:
+        """[D] the padding latent recorded in the shards' ``silence`` header ``text``
+        (zeros when there is none)."""
         if text is None:
             return torch.zeros(latent_dim)
         try:
@@ -493,8 +495,8 @@ class LatentDataset(Dataset[LatentExample]):
         except (ValueError, TypeError):
             silence = None
         if silence is None or silence.shape != (latent_dim,) or not silence.isfinite().all():
-            raise ValueError(f"{shard}: its silence latent is not {latent_dim} finite numbers; "
-                             "the latent folder is damaged, encode it again.")
+            raise ValueError(f"{root}: the shards' silence latent is not {latent_dim} finite "
+                             "numbers; the latent folder is damaged, encode it again.")
         return silence
 
     def __getitem__(self, index: int) -> LatentExample:
