@@ -70,7 +70,8 @@ def run_step(run: Path) -> int | None:
     last = run / "checkpoints" / "last.ckpt"
     if not last.is_file():
         return None
-    return int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+    # mmap: only the step is read, not the weights and optimiser states.
+    return int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def config_steps(stage: Stage) -> int:
