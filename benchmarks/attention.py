@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results" / "attention.md"
 HEADS, HEAD_DIM, BATCH = 24, 64, 2
 
@@ -102,9 +104,7 @@ def main() -> int:
             lines.append(f"| {frames} | {dtype} | {name} | {seconds:.3f} | {ratio:.2f}x | "
                          f"{err} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    save_report(text, args.out)
     return 0
 
 

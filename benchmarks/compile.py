@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results"
 LATENT_RATE = 44100 / 2048
 BATCH = 2
@@ -191,13 +193,7 @@ def main() -> int:
         table(rows, warm),
         "",
     ])
-    print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".md.tmp")
-    tmp.write_text(report)
-    tmp.replace(args.out)
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "warm": warm_rows},
-                                                        indent=2))
+    save_report(report, args.out, {"rows": rows, "warm": warm_rows})
     return 0
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results" / "dit_step.md"
 BATCH = 2
 TEXT_TOKENS = 128 + 2  # T5 tokens, then the two timing tokens
@@ -226,9 +228,7 @@ def main() -> int:
                   "|---:|---:|---:|"]
         lines += [f"| {frames} | {a:.2f}x | {b:.2f}x |" for frames, a, b in int8_rows]
     text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    save_report(text, args.out)
     return 0
 
 

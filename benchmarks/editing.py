@@ -42,6 +42,8 @@ from pathlib import Path
 
 import torch
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results"
 PROMPTS = ("bossa nova, nylon guitar and flute, 120 BPM", "solo piano, slow and calm",
            "swing band with brass, 160 BPM", "fiddle reel, Irish folk")
@@ -172,12 +174,7 @@ def main() -> int:
         print(json.dumps(long_rows[-1]), flush=True)
     join_rows = [] if args.no_joins else joins(args.inpaint_model, args.precision)
     text = report(long_rows, join_rows)
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"long": long_rows, "joins": join_rows}, indent=2) + "\n")
+    save_report(text, args.out, {"long": long_rows, "joins": join_rows})
     return 0
 
 

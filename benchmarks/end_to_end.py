@@ -51,6 +51,8 @@ from pathlib import Path
 
 import torch
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results"
 DEVICE = "cpu"  # --device
 PROMPT = "bossa nova, nylon guitar and flute, 120 BPM"
@@ -404,11 +406,7 @@ def main() -> int:
                     args.repeats if short else 1)
 
     text = report(rows, audio)
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_report(text, args.out, rows)
     return 0
 
 

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import torch
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results"
 DEMO = Path(__file__).resolve().parents[1] / "src" / "longplay" / "assets" / "demo"
 
@@ -210,11 +212,7 @@ def main() -> int:
         print(json.dumps(row), flush=True)
 
     text = report(results, args, sr)
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    save_report(text, args.out, results)
     return 0
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results"
 GIB = 1024**3
 ROWS = (("LoRA, attention", "attention"), ("LoRA, all", "all"), ("full fine-tuning", None))
@@ -151,9 +153,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['trainable']:,} | {r['trainable'] / r['total']:.2%} | "
                      f"{size} | {r['rss_built_gib']:.2f} | {r['peak_step_gib']:.2f} | "
                      f"{r['per_step_gib']:.2f} | {r['step_s']:.1f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_report("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results"
 ROWS = 12
 
@@ -76,9 +78,7 @@ def main() -> int:
     for title, table in sections:
         text += [f"## {title}", "", "```", table.rstrip(), "```", ""]
     out = "\n".join(text)
-    print(out)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "profile.md").write_text(out)
+    save_report(out, RESULTS / "profile.md")
     return 0
 
 

@@ -45,6 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import save_report
+
 RESULTS = Path(__file__).parent / "results"
 REFERENCE_MAX_SECONDS = 60.0
 LATENT_RATE = 44100 / 2048
@@ -284,12 +286,7 @@ def main() -> int:
             f"table above for speed. The reference is not run beyond "
             f"{REFERENCE_MAX_SECONDS:.0f} s (it does not fit 4m45s in 24 GiB).\n\n"
             f"{memory_table(rows)}\n")
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"speed": speed, "memory": rows},
-                                                        indent=2) + "\n")
+    save_report(text, args.out, {"speed": speed, "memory": rows})
     return 0
 
 

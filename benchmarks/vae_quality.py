@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from _report import save_report
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -152,11 +154,7 @@ def main() -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     text = report(rows, args, len(clips))
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    save_report(text, args.out, rows)
     return 0
 
 

@@ -1,8 +1,10 @@
-"""benchmarks/vae_quality.py: its collapse check and one scored model."""
+"""benchmarks/vae_quality.py: its collapse check and one scored model; and
+benchmarks/_report.py, the ending every benchmark shares."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "vae_quality.py
 
 @pytest.fixture(scope="module")
 def bench():
+    sys.path.insert(0, str(SCRIPT.parent))  # as when run as a script: its folder comes first
     spec = importlib.util.spec_from_file_location("vae_quality", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -53,3 +56,16 @@ def test_the_table_of_a_scored_vae(bench, tmp_path, monkeypatch) -> None:
         monkeypatch.setattr(sys, "argv", ["vae_quality.py", "--corpus", str(corpus),
                                           "--model", "no-equals-sign"])
         bench.main()
+
+
+def test_a_report_is_printed_then_saved_with_its_rows(bench, tmp_path, capsys) -> None:
+    from _report import save_report
+
+    out = tmp_path / "new" / "table.md"
+    save_report("| a |\n", out, [{"a": 1}])
+    assert "| a |" in capsys.readouterr().out
+    assert out.read_text() == "| a |\n"
+    assert json.loads(out.with_suffix(".json").read_text()) == [{"a": 1}]
+    save_report("| b |\n", out)  # no rows: the earlier JSON is left alone, the table replaced
+    assert out.read_text() == "| b |\n" and out.with_suffix(".json").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["table.json", "table.md"]
