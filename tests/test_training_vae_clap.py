@@ -14,7 +14,7 @@ import torch
 from conftest import SAO1_TINY
 from longplay.audio import save_audio
 from longplay.autoencoder import LowBandLoss
-from longplay.checkpoints import read_vae_weights
+from longplay.checkpoints import load_vae, read_vae_weights
 from longplay.cli.main import main
 from longplay.config import (
     VAE_PRESETS,
@@ -83,8 +83,6 @@ def test_vae_adversarial_resume_and_export(audio_folder: Path, tmp_path: Path) -
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     assert losses(tmp_path / "a", "train/discriminator")  # the discriminator trained
     assert main(["export", str(tmp_path / "a"), "-o", str(tmp_path / "vae")]) == 0
-    from longplay.checkpoints import load_vae
-
     vae = load_vae(tmp_path / "vae")
     ema = {k[len("ema."):]: v for k, v in a["state_dict"].items() if k.startswith("ema.")}
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in ema.items())
@@ -301,3 +299,20 @@ def test_vae_training_adds_the_low_band_term_and_trains_a_nearest_decoder(
         VAETrainConfig(preset="debug", low_band_loss_weight=-1.0)
     exported = export_vae_checkpoint(torch.load(run, weights_only=True), tmp_path / "vae")
     assert read_vae_weights(exported).config.nearest_upsample
+
+
+def test_a_spectral_vae_trains_with_its_adversary_and_exports(audio_folder, tmp_path) -> None:
+    from dataclasses import replace
+
+    config = replace(vae_config(audio_folder, 4, adversarial_start=2), preset="debug-spectral",
+                     low_band_loss_weight=1.0, mel_loss_weight=1.0)
+    run = train_vae(config, tmp_path / "run", enable_progress_bar=False)
+    assert losses(tmp_path / "run", "train/discriminator")
+    assert all(math.isfinite(v) for v in losses(tmp_path / "run"))
+    exported = export_vae_checkpoint(torch.load(run, weights_only=True), tmp_path / "vae")
+    weights = read_vae_weights(exported)
+    assert weights.config.architecture == "spectral"
+    vae = load_vae(exported)
+    audio = 0.1 * torch.randn(1, 2, 4096)
+    with torch.inference_mode():
+        assert vae.reconstruct(audio).shape == audio.shape

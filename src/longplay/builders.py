@@ -51,7 +51,8 @@ __all__ = [
 VAE_INITS = ("pytorch", "variance_preserving")
 """How a VAE built from scratch is initialised: PyTorch's layer defaults (as
 stable-audio-tools), or ``init_vae_for_training`` (the input reaches the latent from the
-first step)."""
+first step). A spectral VAE always keeps PyTorch's defaults: its LayerNorms pass the input
+on from the start."""
 
 
 @dataclass
@@ -100,8 +101,9 @@ def build_vae(config: VAEConfig, *, seed: int | None = None,
             encoder_channels=config.encoder_channels, decoder_channels=config.decoder_channels,
             channel_mults=config.channel_mults, strides=config.strides,
             latent_dim=config.latent_dim, final_tanh=config.final_tanh,
-            nearest_upsample=config.nearest_upsample)
-        if init == "variance_preserving":
+            nearest_upsample=config.nearest_upsample, architecture=config.architecture,
+            encoder_blocks=config.encoder_blocks, decoder_blocks=config.decoder_blocks)
+        if init == "variance_preserving" and config.architecture == "oobleck":
             init_vae_for_training(vae)
     return vae
 

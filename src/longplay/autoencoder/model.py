@@ -17,6 +17,7 @@ from torch import nn
 
 from longplay.autoencoder.blocks import OobleckDecoder, OobleckEncoder
 from longplay.autoencoder.distribution import LatentDistribution
+from longplay.autoencoder.spectral import MLP_RATIO, SpectralDecoder, SpectralEncoder
 from longplay.layers import Compiler, TransientState, WeightNormedConv
 
 ProgressFn = Callable[[int, int], None]
@@ -93,7 +94,9 @@ def _chunk_spans(num_frames: int, chunk_frames: int | None,
 
 
 class AudioVAE(nn.Module):
-    """The Oobleck VAE: 44.1 kHz audio <-> a 64-channel latent at sample_rate / 2048.
+    """The audio VAE: 44.1 kHz audio <-> a 64-channel latent at sample_rate / 2048, with
+    the Oobleck encoder and decoder (the paper's) or the spectral ones
+    (:mod:`longplay.autoencoder.spectral`).
 
     ``encode`` and ``decode`` work in chunks of ``chunk_frames`` latent frames with
     ``context_frames`` of context on each side, so memory depends on the chunk size
@@ -108,24 +111,42 @@ class AudioVAE(nn.Module):
                  encoder_channels: int = 128, decoder_channels: int = 128,
                  channel_mults: tuple[int, ...] = (1, 2, 4, 8, 16),
                  strides: tuple[int, ...] = (2, 4, 4, 8, 8), latent_dim: int = 64,
-                 final_tanh: bool = False, nearest_upsample: bool = False) -> None:
+                 final_tanh: bool = False, nearest_upsample: bool = False,
+                 architecture: str = "oobleck",
+                 encoder_blocks: tuple[int, ...] | None = None,
+                 decoder_blocks: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.audio_channels = audio_channels
         self.sample_rate = sample_rate
         self.latent_dim = latent_dim
+        self.architecture = architecture
         self.hop_length = 1
         for s in strides:
             self.hop_length *= s
-        self.encoder = OobleckEncoder(audio_channels, encoder_channels, channel_mults, strides,
-                                      latent_dim)
-        self.decoder = OobleckDecoder(audio_channels, decoder_channels, channel_mults, strides,
-                                      latent_dim, final_tanh, nearest_upsample)
+        if architecture == "spectral":
+            self.encoder = SpectralEncoder(audio_channels, encoder_channels, channel_mults,
+                                           strides, encoder_blocks, latent_dim)
+            self.decoder = SpectralDecoder(audio_channels, decoder_channels, channel_mults,
+                                           strides, decoder_blocks, latent_dim)
+        elif architecture == "oobleck":
+            self.encoder = OobleckEncoder(audio_channels, encoder_channels, channel_mults,
+                                          strides, latent_dim)
+            self.decoder = OobleckDecoder(audio_channels, decoder_channels, channel_mults,
+                                          strides, latent_dim, final_tanh, nearest_upsample)
+        else:
+            raise ValueError(f"unknown VAE architecture {architecture!r}; known: oobleck, "
+                             "spectral")
         self._compiled_decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def latent_rate(self) -> float:
         """Latent frames per second."""
         return self.sample_rate / self.hop_length
+
+    def _parameter(self) -> torch.Tensor:
+        """A parameter of the encoder's last layer: its device and dtype are the VAE's."""
+        return self.encoder.head.weight_v if self.architecture == "oobleck" else \
+            self.encoder.head.weight
 
     def set_conv_dtype(self, dtype: torch.dtype | None) -> AudioVAE:
         """Run the convolutions of inference (no gradients) in ``dtype``, e.g.
@@ -178,6 +199,15 @@ class AudioVAE(nn.Module):
                                dtype: torch.dtype = torch.float32) -> float:
         """Estimated peak activation bytes of decoding one latent frame."""
         itemsize = torch.empty((), dtype=dtype).element_size()
+        if self.architecture == "spectral":
+            # Per STFT frame: the widest activations (the blocks' MLP), the head's output
+            # and the complex spectrum (float32 whatever the dtype), and the overlap-add.
+            decoder = self.decoder
+            width = decoder.norm.normalized_shape[0]
+            per_frame = (2 * MLP_RATIO * width * itemsize
+                         + 4 * decoder.head.out_features * 4
+                         + 4 * decoder.n_fft * self.audio_channels)
+            return per_frame * decoder.up * batch
         channels = self.decoder.head.weight_v.shape[1]  # the full-rate stage's width
         return DECODE_BYTES_PER_SAMPLE_CHANNEL * channels * self.hop_length * itemsize * batch
 
@@ -191,7 +221,7 @@ class AudioVAE(nn.Module):
         fits. Larger chunks are faster (less context decoded twice); smaller ones use less memory.
         Never below 2 * ``context_frames``, where the overlap would dominate."""
         if budget_bytes is None:
-            available = available_memory_bytes(self.decoder.head.weight_v.device)
+            available = available_memory_bytes(self._parameter().device)
             budget_bytes = DECODE_MEMORY_BUDGET if available is None else min(
                 DECODE_MEMORY_BUDGET, 0.5 * available)
         frames = int(budget_bytes // self.decode_bytes_per_frame(batch, dtype))
@@ -317,7 +347,7 @@ class AudioVAE(nn.Module):
         sequence holds where its audio is silent (the padding of a window whose piece ends
         before it). Not zero in general: the encoder's biases shape it."""
         frames = 2 * DEFAULT_CONTEXT_FRAMES + 1
-        param = self.encoder.head.weight_v
+        param = self._parameter()
         silence = torch.zeros(1, self.audio_channels, frames * self.hop_length,
                               device=param.device, dtype=param.dtype)
         return self.encode(silence, chunk_frames=None).mean[0, :, frames // 2].float()

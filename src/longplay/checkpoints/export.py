@@ -24,12 +24,9 @@ from longplay.checkpoints.diffusion import (
 )
 from longplay.checkpoints.files import CheckpointError
 from longplay.checkpoints.formats import TEXT_ENCODER_DIR, diffusion_config_to_sat
-from longplay.checkpoints.keymaps import (
-    conditioner_module_rows,
-    dit_module_rows,
-    vae_key_map,
-)
+from longplay.checkpoints.keymaps import conditioner_module_rows, dit_module_rows
 from longplay.checkpoints.remap import own_to_foreign
+from longplay.checkpoints.vae import vae_key_map_of
 from longplay.conditioning import packaged_encoder_name
 from longplay.layers import rotary_inverse_frequencies
 
@@ -50,8 +47,7 @@ def sat_state_dict(model: DiffusionModel) -> dict[str, torch.Tensor]:
     cond_map = own_to_foreign(conditioner, rows, 1)
     for key, tensor in conditioner.state_dict().items():
         out[SAT_CONDITIONER_PREFIX + cond_map[key]] = tensor
-    vae_map = vae_key_map("stable-audio-tools", len(config.vae.strides),
-                          nearest_upsample=config.vae.nearest_upsample)
+    vae_map = vae_key_map_of(config.vae)
     for key, tensor in model.vae.state_dict().items():
         foreign = vae_map.foreign_key(key)
         if foreign is None:

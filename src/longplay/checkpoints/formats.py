@@ -61,6 +61,10 @@ _SAT_ENCODER_KEYS = {"in_channels", "channels", "c_mults", "strides", "latent_di
                      "antialias_activation"}
 _SAT_DECODER_KEYS = {"out_channels", "channels", "c_mults", "strides", "latent_dim", "use_snake",
                      "antialias_activation", "use_nearest_upsample", "final_tanh"}
+SPECTRAL_VAE_TYPE = "longplay_spectral"
+"""The encoder and decoder ``type`` of a spectral VAE in ``model_config.json`` (longplay's
+own architecture: stable-audio-tools does not read it)."""
+_SPECTRAL_KEYS = {"channels", "c_mults", "strides", "blocks", "latent_dim"}
 _SAT_AUTOENCODER_KEYS = {"encoder", "decoder", "bottleneck", "latent_dim", "downsampling_ratio",
                          "io_channels"}
 _SAT_PRETRANSFORM_KEYS = {"type", "config", "iterate_batch", "chunked", "scale", "model_half",
@@ -79,7 +83,9 @@ def vae_config_from_sat_autoencoder(cfg: Mapping[str, Any], sample_rate: int,
     dec = require_field(section, cfg, "decoder")
     check_keys(enc_sec, enc, {"type", "config"})
     check_keys(dec_sec, dec, {"type", "config"})
-    expect_value(enc_sec, "type", enc.get("type"), ("oobleck",))
+    if enc.get("type") == SPECTRAL_VAE_TYPE:
+        return _spectral_vae_config(cfg, sample_rate, section)
+    expect_value(enc_sec, "type", enc.get("type"), ("oobleck", SPECTRAL_VAE_TYPE))
     expect_value(dec_sec, "type", dec.get("type"), ("oobleck",))
     ec, dc = require_field(enc_sec, enc, "config"), require_field(dec_sec, dec, "config")
     check_keys(f"{enc_sec}.config", ec, _SAT_ENCODER_KEYS)
@@ -127,6 +133,49 @@ def vae_config_from_sat_autoencoder(cfg: Mapping[str, Any], sample_rate: int,
         final_tanh=read_field(dc_sec, dc, "final_tanh", VAEConfig, default=True),
         nearest_upsample=read_field(dc_sec, dc, "use_nearest_upsample", VAEConfig,
                                     "nearest_upsample", False),
+    )
+    if "downsampling_ratio" in cfg and cfg["downsampling_ratio"] != config.hop_length:
+        raise ConfigError(f"{section}.downsampling_ratio = {cfg['downsampling_ratio']} disagrees "
+                          f"with the product of the strides ({config.hop_length})")
+    return config
+
+
+def _spectral_vae_config(cfg: Mapping[str, Any], sample_rate: int, section: str) -> VAEConfig:
+    """The autoencoder section of a spectral VAE (see :func:`vae_config_to_sat_autoencoder`)."""
+    enc_sec, dec_sec = f"{section}.encoder", f"{section}.decoder"
+    expect_value(dec_sec, "type", cfg["decoder"].get("type"), (SPECTRAL_VAE_TYPE,))
+    ec = require_field(enc_sec, cfg["encoder"], "config")
+    dc = require_field(dec_sec, cfg["decoder"], "config")
+    check_keys(f"{enc_sec}.config", ec, _SPECTRAL_KEYS | {"in_channels"})
+    check_keys(f"{dec_sec}.config", dc, _SPECTRAL_KEYS | {"out_channels"})
+    bottleneck = require_field(section, cfg, "bottleneck")
+    expect_value(f"{section}.bottleneck", "type", bottleneck.get("type"), ("vae",))
+    ec_sec, dc_sec = f"{enc_sec}.config", f"{dec_sec}.config"
+    latent_dim = read_field(section, cfg, "latent_dim", VAEConfig)
+    shared = {}
+    for key, name in (("c_mults", "channel_mults"), ("strides", "strides")):
+        shared[name] = require_field(ec_sec, ec, key)
+        if require_field(dc_sec, dc, key) != shared[name]:
+            raise ConfigError(f"{section}: encoder and decoder must share {key} (encoder "
+                              f"{shared[name]}, decoder {dc[key]})")
+    if require_field(ec_sec, ec, "latent_dim") != 2 * latent_dim:
+        raise ConfigError(f"{ec_sec}.latent_dim must be 2 * latent_dim = {2 * latent_dim} "
+                          "(means and scales of the VAE bottleneck)")
+    if require_field(dc_sec, dc, "latent_dim") != latent_dim:
+        raise ConfigError(f"{dc_sec}.latent_dim must equal latent_dim = {latent_dim}")
+    audio_channels = read_field(ec_sec, ec, "in_channels", VAEConfig, "audio_channels")
+    if require_field(dc_sec, dc, "out_channels") != audio_channels:
+        raise ConfigError(f"{dc_sec}.out_channels must equal {ec_sec}.in_channels "
+                          f"({audio_channels})")
+    config = VAEConfig(
+        architecture="spectral", audio_channels=audio_channels, sample_rate=sample_rate,
+        encoder_channels=read_field(ec_sec, ec, "channels", VAEConfig, "encoder_channels"),
+        decoder_channels=read_field(dc_sec, dc, "channels", VAEConfig, "decoder_channels"),
+        channel_mults=read_field(ec_sec, ec, "c_mults", VAEConfig, "channel_mults"),
+        strides=read_field(ec_sec, ec, "strides", VAEConfig, "strides"),
+        encoder_blocks=read_field(ec_sec, ec, "blocks", VAEConfig, "encoder_blocks"),
+        decoder_blocks=read_field(dc_sec, dc, "blocks", VAEConfig, "decoder_blocks"),
+        latent_dim=latent_dim,
     )
     if "downsampling_ratio" in cfg and cfg["downsampling_ratio"] != config.hop_length:
         raise ConfigError(f"{section}.downsampling_ratio = {cfg['downsampling_ratio']} disagrees "
@@ -189,7 +238,26 @@ def vae_config_from_diffusers(cfg: Mapping[str, Any]) -> VAEConfig:
 
 
 def vae_config_to_sat_autoencoder(config: VAEConfig) -> dict[str, Any]:
-    """The stable-audio-tools autoencoder config of ``config`` (inverse of the parser)."""
+    """The stable-audio-tools autoencoder config of ``config`` (inverse of the parser).
+    A spectral VAE's encoder and decoder have the type ``longplay_spectral``."""
+    if config.architecture == "spectral":
+        def stage(blocks: tuple[int, ...], latent_dim: int) -> dict[str, Any]:
+            return {"channels": config.encoder_channels, "c_mults": list(config.channel_mults),
+                    "strides": list(config.strides), "blocks": list(blocks),
+                    "latent_dim": latent_dim}
+
+        return {
+            "encoder": {"type": SPECTRAL_VAE_TYPE, "config": {
+                "in_channels": config.audio_channels,
+                **stage(config.encoder_blocks, 2 * config.latent_dim)}},
+            "decoder": {"type": SPECTRAL_VAE_TYPE, "config": {
+                "out_channels": config.audio_channels,
+                **stage(config.decoder_blocks, config.latent_dim)}},
+            "bottleneck": {"type": "vae"},
+            "latent_dim": config.latent_dim,
+            "downsampling_ratio": config.hop_length,
+            "io_channels": config.audio_channels,
+        }
     return {
         "encoder": {"type": "oobleck", "config": {
             "in_channels": config.audio_channels, "channels": config.encoder_channels,

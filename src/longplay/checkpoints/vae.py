@@ -35,7 +35,7 @@ from longplay.checkpoints.formats import (
     vae_config_from_sat_model_config,
     vae_config_to_sat_autoencoder,
 )
-from longplay.checkpoints.keymaps import vae_key_map
+from longplay.checkpoints.keymaps import KeyMap, vae_key_map
 from longplay.checkpoints.remap import find_weight_file, remap_state
 from longplay.config import ConfigError, VAEConfig
 
@@ -57,11 +57,20 @@ class VAEWeights:
     source: Path
 
 
-def _select_prefix(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], source: Path) -> str:
+FIRST_VAE_KEYS = {"oobleck": "encoder.layers.0.weight_v", "spectral": "encoder.stem.weight"}
+"""The key that tells where a VAE's weights are in a file, by architecture."""
+
+
+def _select_prefix(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], source: Path,
+                   config: VAEConfig | None = None) -> str:
+    """The prefix under which ``state`` holds the VAE (of ``config``'s architecture; of
+    either when None)."""
+    probes = tuple(FIRST_VAE_KEYS.values()) if config is None else (
+        FIRST_VAE_KEYS[config.architecture],)
     for prefix in prefixes:
-        if f"{prefix}encoder.layers.0.weight_v" in state:
+        if any(f"{prefix}{probe}" in state for probe in probes):
             return prefix
-    wanted = " or ".join(f"'{p}encoder.layers.0.weight_v'" for p in prefixes)
+    wanted = " or ".join(f"'{p}{probe}'" for p in prefixes for probe in probes)
     raise CheckpointError(f"{source} holds no VAE weights in the stable-audio-tools layout "
                           f"(looked for {wanted})")
 
@@ -91,8 +100,10 @@ def infer_vae_config(state: dict[str, torch.Tensor], sample_rate: int = 44100) -
         dec_stem = state["decoder.layers.0.weight_v"]  # [Dn, latent, 7]
         dec_head = state[f"decoder.layers.{len(block_ids) + 2}.weight_v"]  # [C, D0', 7]
     except KeyError as err:
+        spectral = ("; a spectral VAE's weights need the model_config.json saved with them"
+                    if "encoder.frame_blocks.0.dwconv.weight" in state else "")
         raise CheckpointError(f"can't infer the VAE architecture: weight {err} is missing"
-                              ) from None
+                              f"{spectral}") from None
     if block_ids != list(range(1, len(block_ids) + 1)) or not block_ids:
         raise CheckpointError(f"can't infer the VAE architecture: encoder blocks {block_ids}")
     channels = stem.shape[0]
@@ -113,12 +124,24 @@ def infer_vae_config(state: dict[str, torch.Tensor], sample_rate: int = 44100) -
     )
 
 
+def vae_key_map_of(config: VAEConfig, layout: str = "stable-audio-tools") -> KeyMap:
+    """The key map of the VAE of ``config`` in ``layout``: the Oobleck table
+    (:func:`~longplay.checkpoints.keymaps.vae_key_map`), or for a spectral VAE, which only
+    longplay reads, its own names, written as they are in the stable-audio-tools layout."""
+    if config.architecture == "oobleck":
+        return vae_key_map(layout, len(config.strides), nearest_upsample=config.nearest_upsample)
+    if layout != "stable-audio-tools":
+        raise CheckpointError(f"a {config.architecture} VAE has no {layout} layout: save it as a "
+                              "stable-audio-tools folder (model_config.json + model.safetensors)")
+    return KeyMap(to_own={m: m for m in {k.rpartition(".")[0] for k in build_vae_shapes(config)}})
+
+
 def vae_state_to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: str,
                   source: Path) -> dict[str, torch.Tensor]:
     """Rename ``foreign`` weights to longplay's names; every key must be accounted for.
     Weights of another architecture than ``config``'s are an error that names the config
     fields they disagree with (when the weights' own architecture can be read)."""
-    key_map = vae_key_map(layout, len(config.strides), nearest_upsample=config.nearest_upsample)
+    key_map = vae_key_map_of(config, layout)
     shapes = build_vae_shapes(config)
     own_to_foreign = {k: key_map.foreign_key(k) for k in shapes}
     try:
@@ -130,7 +153,7 @@ def vae_state_to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, 
 def _disagreeing_fields(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: str) -> str:
     """"; the weights are of a VAE with audio_channels 2 (the config says 1)..." for the
     fields whose values in the config differ from the weights' (stable-audio-tools layout)."""
-    if layout != "stable-audio-tools":
+    if layout != "stable-audio-tools" or config.architecture != "oobleck":
         return ""
     try:
         found = infer_vae_config(foreign, config.sample_rate)
@@ -159,7 +182,8 @@ def _read_sat_folder(folder: Path) -> VAEWeights:
 
 def _read_sat_state(state: dict[str, torch.Tensor], source: Path,
                     config: VAEConfig | None) -> VAEWeights:
-    prefix = _select_prefix(state, SAT_DIFFUSION_PREFIXES + SAT_AUTOENCODER_PREFIXES, source)
+    prefix = _select_prefix(state, SAT_DIFFUSION_PREFIXES + SAT_AUTOENCODER_PREFIXES, source,
+                            config)
     if prefix in SAT_DIFFUSION_PREFIXES:
         foreign = _strip_prefix(state, prefix, ())
     else:
@@ -230,8 +254,7 @@ def save_vae(vae: AudioVAE, config: VAEConfig, folder: str | Path) -> Path:
     (model_type "autoencoder") + ``model.safetensors`` with unprefixed keys."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    key_map = vae_key_map("stable-audio-tools", len(config.strides),
-                          nearest_upsample=config.nearest_upsample)
+    key_map = vae_key_map_of(config)
     tensors = {}
     for name, tensor in vae.state_dict().items():
         foreign = key_map.foreign_key(name)

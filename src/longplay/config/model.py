@@ -16,6 +16,7 @@ from longplay.config.fields import (
     AudioChannels,
     Depth,
     NonNegativeFloat,
+    NonNegativeInt,
     OneOf,
     OptionalWidth,
     PositiveFloat,
@@ -33,16 +34,23 @@ from longplay.errors import ConfigError
 WINDOWS = ("full", "fit")
 """How a pipeline picks the sampled window: the model's whole window, or the shortest
 that holds the request."""
+VAE_ARCHITECTURES = ("oobleck", "spectral")
+"""The VAE architectures: the paper's Oobleck convolutions at the audio rate, or
+longplay's STFT-domain VAE (:mod:`longplay.autoencoder.spectral`)."""
 TEXT_ENCODER_KINDS = ("t5", "clap", "hf")
 """The text encoders a model config can name (see ``TextConditionerConfig``)."""
 
 
 @config_dataclass
 class VAEConfig:
-    """The Oobleck audio VAE (SYSTEM.md section 2).
+    """The audio VAE: the paper's Oobleck VAE (SYSTEM.md section 2), or with
+    ``architecture="spectral"`` longplay's STFT-domain VAE of the same latent.
 
-    Channel widths are ``channels * (1, *channel_mults)``: the stem maps audio to
+    Oobleck: channel widths are ``channels * (1, *channel_mults)``: the stem maps audio to
     ``channels * 1`` and block i maps ``channels*m[i-1] -> channels*m[i]``.
+    Spectral: ``strides`` is (STFT hop, frame-rate downsampling), the two stages are
+    ``channels * channel_mults[i]`` wide and hold ``encoder_blocks[i]`` /
+    ``decoder_blocks[i]`` ConvNeXt blocks (:mod:`longplay.autoencoder.spectral`).
     The hop (samples per latent frame) is the product of ``strides``.
     """
 
@@ -58,8 +66,18 @@ class VAEConfig:
     """Upsample in the decoder by repeating samples and a convolution (stable-audio-tools'
     ``use_nearest_upsample``) instead of transposed convolutions, whose phases turn a
     constant into a comb of tones at multiples of each stage's input rate."""
+    architecture: Annotated[str, OneOf(VAE_ARCHITECTURES)] = "oobleck"
+    encoder_blocks: tuple[NonNegativeInt, ...] | None = None
+    """Spectral only: ConvNeXt blocks of the encoder's two stages (frame rate, latent rate)."""
+    decoder_blocks: tuple[NonNegativeInt, ...] | None = None
+    """Spectral only: ConvNeXt blocks of the decoder's two stages (frame rate, latent rate)."""
 
     def __post_init__(self) -> None:
+        if self.architecture == "spectral":
+            self._check_spectral()
+        elif self.encoder_blocks is not None or self.decoder_blocks is not None:
+            raise ConfigFieldError("encoder_blocks", "is for architecture 'spectral' only; "
+                                                     "remove it (and decoder_blocks)")
         if not self.strides:
             raise ConfigFieldError("strides", "must list one stride per block, got []")
         if len(self.channel_mults) != len(self.strides):
@@ -79,6 +97,29 @@ class VAEConfig:
             if widest > MAX_WIDTH:
                 raise ConfigFieldError(name, f"times the largest of channel_mults must be at "
                                              f"most {MAX_WIDTH} (MAX_WIDTH), got {widest}")
+
+    def _check_spectral(self) -> None:
+        if len(self.strides) != 2 or len(self.channel_mults) != 2:
+            raise ConfigFieldError("strides", "of a spectral VAE are (STFT hop, frame-rate "
+                                              f"downsampling), two values (and two "
+                                              f"channel_mults), got {list(self.strides)}")
+        for name in ("encoder_blocks", "decoder_blocks"):
+            blocks = getattr(self, name)
+            if blocks is None or len(blocks) != 2:
+                raise ConfigFieldError(name, "of a spectral VAE must give the ConvNeXt blocks "
+                                             "of its two stages, e.g. [3, 2], got "
+                                             f"{None if blocks is None else list(blocks)}")
+        if self.strides[1] % 4:
+            raise ConfigFieldError("strides", "of a spectral VAE: the downsampling (the second "
+                                              "value) must be a multiple of 4, the STFT's "
+                                              "overlap, so that chunks start in phase; got "
+                                              f"{list(self.strides)}")
+        if self.encoder_channels != self.decoder_channels:
+            raise ConfigFieldError("decoder_channels", "of a spectral VAE must equal "
+                                                       "encoder_channels")
+        if self.nearest_upsample or self.final_tanh:
+            raise ConfigFieldError("nearest_upsample" if self.nearest_upsample else "final_tanh",
+                                   "is for architecture 'oobleck' only")
 
     @property
     def hop_length(self) -> int:
@@ -100,6 +141,12 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     # A tiny VAE with the same hop (2048) for tests: about 0.2M parameters.
     "debug": VAEConfig(
         encoder_channels=8, decoder_channels=8, channel_mults=(1, 2, 2, 2, 4), latent_dim=8
+    ),
+    # A tiny spectral VAE (hop 2048) for tests: 0.12M parameters, most of them in the
+    # STFT stem and head.
+    "debug-spectral": VAEConfig(
+        architecture="spectral", encoder_channels=16, decoder_channels=16, channel_mults=(1, 2),
+        strides=(512, 4), encoder_blocks=(1, 1), decoder_blocks=(1, 1), latent_dim=8,
     ),
     # The bundled demo model's VAE (configs/demo/vae.yaml): the paper's latent (44.1 kHz
     # stereo -> 64 channels at 21.5 Hz, hop 2048) from an eighth of its width, with

@@ -1,0 +1,197 @@
+"""The spectral VAE: an encoder of STFT magnitudes and an inverse-STFT decoder, at the
+same latent rate and width as the Oobleck VAE (``VAEConfig(architecture="spectral")``).
+
+Not in the paper. It is longplay's answer to a VAE small enough to train on a few CPU
+cores that still keeps pitch: the Oobleck decoder of that size (2M parameters, 16
+channels at the audio rate) learns the spectral envelope of music but not its
+harmonics, and its upsampling stages leave tonal artefacts. Here every layer runs at the
+STFT's frame rate (86 Hz for a hop of 512 at 44.1 kHz) or at the latent rate, so the
+same compute buys a network ten times as wide, and the decoder writes its output as
+STFT magnitudes and phases, turned into audio by one inverse STFT (the head of Vocos,
+Siuzdenko et al. 2023, "Vocos: Closing the gap between time-domain and Fourier-based
+neural vocoders"): harmonics are single bins to get right, there is no upsampling to
+leave a comb of tones, and the two lowest bins are held at zero, so decoded audio has no
+DC.
+
+``strides`` is ``(frame_hop, down)``: an STFT of window and size ``4 * frame_hop`` and
+hop ``frame_hop``, then a strided convolution by ``down``; the latent hop is their
+product. ``channel_mults`` gives the width of the two stages (``channels * mult``),
+``encoder_blocks`` / ``decoder_blocks`` their numbers of ConvNeXt blocks (frame rate
+first).
+
+Shape legend: B batch, C audio channels, S samples, F = 2 * frame_hop + 1 frequency bins,
+N STFT frames (S / frame_hop), D latent channels, T latent frames (N / down).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FRAME_KERNEL = 7
+"""Depthwise kernel of the blocks at the frame rate (about 80 ms at a hop of 512)."""
+LATENT_KERNEL = 3
+"""Depthwise kernel of the blocks at the latent rate."""
+MLP_RATIO = 3
+MAX_LOG_MAGNITUDE = 8.0
+"""Upper clamp of the decoder's log-magnitudes (e^8 ≈ 3000; a full-scale sine under a
+Hann window of 2048 peaks near 512)."""
+
+
+FEATURE_FLOOR = 1e-3
+"""The encoder reads ``log(1 + |X| / FEATURE_FLOOR)``: zero for silence, so that the
+features of quiet bins (most bins of tonal music) are not one large common value that
+hides which bins are loud."""
+INITIAL_LOG_MAGNITUDE = -4.0
+"""The decoder's log-magnitudes at initialisation (e^-4 per bin: about -75 dBFS), so that
+training builds the spectrum up from near silence rather than from loud noise."""
+DC_BINS = 2
+"""The lowest bins the decoder leaves empty (DC and sample_rate / n_fft, 21.5 Hz at 44.1 kHz
+and n_fft 2048): a Hann-windowed frame without them has zero mean, so the decoded audio
+has no DC offset (below the lowest note of a piano, 27.5 Hz)."""
+
+
+OVERLAP = 4
+"""STFT window (and size) over hop: a Hann window with 75 % overlap."""
+
+
+def fft_size(frame_hop: int) -> int:
+    """The STFT window and size of a spectral VAE with ``frame_hop``: ``OVERLAP`` hops."""
+    return OVERLAP * frame_hop
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv -> LayerNorm over channels -> Linear (x3) -> GELU -> Linear, scaled
+    per channel and added to the input (ConvNeXt, as Vocos uses it along time)."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2,
+                                groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.fc1 = nn.Linear(channels, MLP_RATIO * channels)
+        self.fc2 = nn.Linear(MLP_RATIO * channels, channels)
+        self.scale = nn.Parameter(torch.full((channels,), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, W, N] -> [B, W, N]."""
+        h = self.dwconv(x).transpose(1, 2)
+        h = self.fc2(F.gelu(self.fc1(self.norm(h)))) * self.scale
+        return x + h.transpose(1, 2)
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of [B, W, N]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+def _stack(channels: int, count: int, kernel_size: int) -> nn.Sequential:
+    return nn.Sequential(*(ConvNeXtBlock(channels, kernel_size) for _ in range(count)))
+
+
+def _window(n_fft: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.hann_window(n_fft, device=like.device, dtype=like.dtype)
+
+
+class SpectralEncoder(nn.Module):
+    """audio [B, C, S] -> posterior parameters [B, 2D, S / hop] (means, then raw scales):
+    compressed magnitudes of a centred STFT -> 1x1 conv -> LayerNorm -> ConvNeXt blocks at
+    the frame rate -> strided conv -> ConvNeXt blocks at the latent rate -> LayerNorm ->
+    1x1 conv. S must be a multiple of the hop."""
+
+    def __init__(self, audio_channels: int, channels: int, channel_mults: tuple[int, int],
+                 strides: tuple[int, int], blocks: tuple[int, int], latent_dim: int) -> None:
+        super().__init__()
+        self.frame_hop, self.down = strides
+        self.n_fft = fft_size(self.frame_hop)
+        frame_width, latent_width = (channels * m for m in channel_mults)
+        self.stem = nn.Conv1d(audio_channels * (self.n_fft // 2 + 1), frame_width, 1)
+        self.stem_norm = ChannelNorm(frame_width)
+        self.frame_blocks = _stack(frame_width, blocks[0], FRAME_KERNEL)
+        self.downsample = nn.Conv1d(frame_width, latent_width, self.down, stride=self.down)
+        self.latent_blocks = _stack(latent_width, blocks[1], LATENT_KERNEL)
+        self.head_norm = ChannelNorm(latent_width)
+        self.head = nn.Conv1d(latent_width, 2 * latent_dim, 1)
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio [B, C, S] -> compressed magnitudes ``log(1 + |X| / FEATURE_FLOOR)``
+        [B, C * F, S / frame_hop]: frame n centred on sample n * frame_hop (reflect-padded
+        at the edges)."""
+        b, c, s = audio.shape
+        wave = audio.reshape(b * c, s)
+        wave = wave if wave.dtype in (torch.float32, torch.float64) else wave.float()
+        spec = torch.stft(wave, self.n_fft, self.frame_hop, window=_window(self.n_fft, wave),
+                          center=True, return_complex=True)
+        frames = s // self.frame_hop
+        features = spec[..., :frames].abs().div(FEATURE_FLOOR).log1p()
+        return features.reshape(b, -1, frames).to(audio.dtype)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        h = self.frame_blocks(self.stem_norm(self.stem(self.features(audio))))
+        return self.head(self.head_norm(self.latent_blocks(self.downsample(h))))
+
+
+class SpectralDecoder(nn.Module):
+    """latents [B, D, T] -> audio [B, C, T * hop]: 3-wide conv -> LayerNorm -> ConvNeXt
+    blocks at the latent rate -> transposed conv (kernel = stride, so no overlap) ->
+    ConvNeXt blocks at the frame rate -> LayerNorm -> linear head to log-magnitudes and
+    phases of every channel's bins -> inverse STFT. The lowest ``DC_BINS`` bins are zero."""
+
+    def __init__(self, audio_channels: int, channels: int, channel_mults: tuple[int, int],
+                 strides: tuple[int, int], blocks: tuple[int, int], latent_dim: int) -> None:
+        super().__init__()
+        self.audio_channels = audio_channels
+        self.frame_hop, self.up = strides
+        self.n_fft = fft_size(self.frame_hop)
+        self.bins = self.n_fft // 2 + 1
+        frame_width, latent_width = (channels * m for m in channel_mults)
+        self.stem = nn.Conv1d(latent_dim, latent_width, LATENT_KERNEL,
+                              padding=LATENT_KERNEL // 2)
+        self.stem_norm = ChannelNorm(latent_width)
+        self.latent_blocks = _stack(latent_width, blocks[1], LATENT_KERNEL)
+        self.upsample = nn.ConvTranspose1d(latent_width, frame_width, self.up, stride=self.up)
+        self.frame_blocks = _stack(frame_width, blocks[0], FRAME_KERNEL)
+        self.norm = nn.LayerNorm(frame_width)
+        self.head = nn.Linear(frame_width, audio_channels * 2 * self.bins)
+        with torch.no_grad():  # start near silence: log-magnitudes of about INITIAL_LOG_MAGNITUDE
+            self.head.bias.view(audio_channels, 2, self.bins)[:, 0] = INITIAL_LOG_MAGNITUDE
+
+    def spectrum(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents [B, D, T] -> complex STFT [B, C, F, T * up] (the lowest ``DC_BINS`` bins
+        zero), complex64 or complex128."""
+        h = self.latent_blocks(self.stem_norm(self.stem(latents)))
+        h = self.frame_blocks(self.upsample(h))
+        # [B, N, C * 2 * F], in float32 at least: the complex STFT has no half types
+        h = self.head(self.norm(h.transpose(1, 2))).float()
+        b, n, _ = h.shape
+        h = h.reshape(b, n, self.audio_channels, 2, self.bins).permute(0, 2, 3, 4, 1)
+        magnitude = h[:, :, 0].clamp(max=MAX_LOG_MAGNITUDE).exp()
+        # No DC: bins 0 and 1 are zero, so each frame stays zero-mean once the Hann
+        # synthesis window (which moves energy by one bin) is applied.
+        magnitude = F.pad(magnitude[:, :, DC_BINS:], (0, 0, DC_BINS, 0))
+        return torch.polar(magnitude, h[:, :, 1] + self.carrier_phase(n, h))
+
+    def carrier_phase(self, frames: int, like: torch.Tensor) -> torch.Tensor:
+        """[F, frames] the phase of a steady sinusoid at each bin's centre frequency in
+        each frame: ``2 pi k n hop / n_fft`` = ``(pi / 2) k (n mod 4)``. The head predicts
+        the phase relative to it, so that an output that stays the same from frame to frame
+        is a set of steady tones, not a pulse train at the frame rate (a comb at multiples
+        of sample_rate / hop). Frame n is counted from the start of the latents; chunks
+        start at latent frames, and ``up`` is a multiple of 4, so it is the same in a chunk
+        as in the whole."""
+        k = torch.arange(self.bins, device=like.device)
+        n = torch.arange(frames, device=like.device)
+        quarter_turns = (k[:, None] * n[None, :]) % OVERLAP  # exact, in integers
+        return quarter_turns.to(like.dtype) * (2 * torch.pi / OVERLAP)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        spec = self.spectrum(latents)
+        b, c, f, n = spec.shape
+        # A centred STFT of N * hop samples has N + 1 frames: the last one repeated.
+        spec = torch.cat([spec, spec[..., -1:]], dim=-1).reshape(b * c, f, n + 1)
+        audio = torch.istft(spec, self.n_fft, self.frame_hop, window=_window(self.n_fft, spec.real),
+                            center=True, length=n * self.frame_hop)
+        return audio.reshape(b, c, n * self.frame_hop).to(latents.dtype)
