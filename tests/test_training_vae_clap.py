@@ -301,13 +301,16 @@ def test_vae_training_adds_the_low_band_term_and_trains_a_nearest_decoder(
     assert read_vae_weights(exported).config.nearest_upsample
 
 
-def test_a_spectral_vae_trains_with_its_adversary_and_exports(audio_folder, tmp_path) -> None:
+def test_a_spectral_vae_trains_with_the_long_window_loss_and_its_adversary(audio_folder,
+                                                                          tmp_path) -> None:
     from dataclasses import replace
 
     config = replace(vae_config(audio_folder, 4, adversarial_start=2), preset="debug-spectral",
-                     low_band_loss_weight=1.0, mel_loss_weight=1.0)
+                     low_band_loss_weight=1.0, mel_loss_weight=1.0, long_window_loss_weight=0.5)
     run = train_vae(config, tmp_path / "run", enable_progress_bar=False)
     assert losses(tmp_path / "run", "train/discriminator")
+    long_window = losses(tmp_path / "run", "train/long_window")  # logged by generator steps
+    assert len(long_window) >= 3 and all(v > 0 for v in long_window)
     assert all(math.isfinite(v) for v in losses(tmp_path / "run"))
     exported = export_vae_checkpoint(torch.load(run, weights_only=True), tmp_path / "vae")
     weights = read_vae_weights(exported)

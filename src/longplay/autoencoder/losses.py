@@ -201,6 +201,13 @@ class MultiResolutionSTFTLoss(nn.Module):
         return total / len(self.fft_sizes)
 
 
+LONG_WINDOW_FFT_SIZES = (8192, 4096)
+"""The long-window STFT loss: the MR-STFT loss's terms at windows of 186 and 93 ms
+(bins of 5.4 and 10.8 Hz), without A-weighting. The MR-STFT windows (2048 samples and
+shorter) cannot tell a tone from a comb of lines 21.5 Hz apart or more; these resolve
+the partials of a melody, and how far they lie from the input's."""
+
+
 class MultiScaleMelLoss(nn.Module):
     """Multi-scale mel loss (as in the Descript Audio Codec), an optional extra
     reconstruction term: not part of the Stable Audio objective (its weight defaults to 0).
@@ -435,10 +442,13 @@ class VAELossWeights:
     """Weight of the optional :class:`MultiScaleMelLoss` (not in SYSTEM.md; 0 = off)."""
     low_band: float = 0.0
     """Weight of the optional :class:`LowBandLoss` (not in SYSTEM.md; 0 = off)."""
+    long_window: float = 0.0
+    """Weight of the optional long-window STFT loss (:data:`LONG_WINDOW_FFT_SIZES`,
+    unweighted; not in SYSTEM.md; 0 = off)."""
 
     def __post_init__(self) -> None:
         for name in ("reconstruction", "adversarial", "feature_matching", "kl", "mel",
-                     "low_band"):
+                     "low_band", "long_window"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"loss weight {name} must be finite and >= 0, got {value}")
@@ -456,6 +466,7 @@ class GeneratorLosses:
         kl: scalar KL of the latent posterior to N(0, I).
         mel: scalar multi-scale mel loss; 0 when its weight is 0 (not computed).
         low_band: scalar low-band loss; 0 when its weight is 0 (not computed).
+        long_window: scalar long-window STFT loss; 0 when its weight is 0 (not computed).
     """
 
     total: torch.Tensor
@@ -465,6 +476,7 @@ class GeneratorLosses:
     kl: torch.Tensor
     mel: torch.Tensor
     low_band: torch.Tensor
+    long_window: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -504,6 +516,8 @@ class VAELosses(nn.Module):
         self.reconstruction_loss = VAEReconstructionLoss(sample_rate, fft_sizes, a_weighting)
         self.mel_loss = MultiScaleMelLoss(sample_rate)
         self.low_band_loss = LowBandLoss(sample_rate)
+        self.long_window_loss = MultiResolutionSTFTLoss(sample_rate, LONG_WINDOW_FFT_SIZES,
+                                                        a_weighting=False)
 
     def generator_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor,
                          latent_dist: LatentDistribution,
@@ -512,10 +526,10 @@ class VAELosses(nn.Module):
         """Objective of the encoder and decoder.
 
         total = w_rec * reconstruction.total + w_kl * KL + w_mel * mel + w_low * low_band
-                + w_adv * generator_hinge + w_fm * feature_matching,
+                + w_long * long_window + w_adv * generator_hinge + w_fm * feature_matching,
 
-        the last two only with a discriminator (None during warm-up), the mel and low-band
-        terms only when their weights are positive.
+        the last two only with a discriminator (None during warm-up), the mel, low-band and
+        long-window terms only when their weights are positive.
 
         Args:
             audio: [B, 2, S] the real audio.
@@ -537,6 +551,10 @@ class VAELosses(nn.Module):
         if weights.low_band > 0:
             low_band = self.low_band_loss(reconstruction, audio)
             total = total + weights.low_band * low_band
+        long_window = rec.total.new_zeros(())
+        if weights.long_window > 0:
+            long_window = self.long_window_loss(reconstruction, audio)
+            total = total + weights.long_window * long_window
         if discriminator is None:
             adversarial = feature_matching = rec.total.new_zeros(())
         else:
@@ -550,7 +568,7 @@ class VAELosses(nn.Module):
                      + weights.feature_matching * feature_matching)
         return GeneratorLosses(total=total, reconstruction=rec, adversarial=adversarial,
                                feature_matching=feature_matching, kl=kl, mel=mel,
-                               low_band=low_band)
+                               low_band=low_band, long_window=long_window)
 
     def discriminator_losses(self, audio: torch.Tensor, reconstruction: torch.Tensor,
                              discriminator: MultiScaleSTFTDiscriminator) -> DiscriminatorLosses:

@@ -178,6 +178,9 @@ class VAETrainConfig:
     low_band_loss_weight: NonNegativeFloat = 0.0
     """Weight of an extra loss on DC and the bins below 500 Hz, unweighted
     (``autoencoder.LowBandLoss``); 0 keeps the objective of SYSTEM.md."""
+    long_window_loss_weight: NonNegativeFloat = 0.0
+    """Weight of an extra STFT loss at windows of 8192 and 4096 samples, unweighted
+    (``autoencoder.losses.LONG_WINDOW_FFT_SIZES``); 0 keeps the objective of SYSTEM.md."""
     adversarial_start_step: NonNegativeInt = 0
     posterior_warmup_steps: NonNegativeInt = 0
     """For the first N steps the decoder gets the posterior mean instead of a sample: a
@@ -186,7 +189,7 @@ class VAETrainConfig:
     init: Annotated[str, OneOf(VAE_INITS)] = "variance_preserving"
     """From scratch: "variance_preserving" (``init_vae_for_training``: the input reaches
     the latent from the first step) or "pytorch" (the default initialisation of the
-    layers, as stable-audio-tools)."""
+    layers, as stable-audio-tools). An Oobleck VAE's choice: a spectral VAE keeps its own."""
     discriminator_filters: Width = 64
     optimizer: OptimizerConfig = OptimizerConfig(lr=1.5e-4, betas=(0.8, 0.99), weight_decay=1e-3,
                                                  inv_gamma=2e5, power=0.5, warmup=0.999)

@@ -50,7 +50,8 @@ class VAETrainingModule(TrainingModule):
         self.discriminator = discriminator
         self.losses = VAELosses(vae_config.sample_rate)
         self.weights = VAELossWeights(*config.loss_weights, mel=config.mel_loss_weight,
-                                      low_band=config.low_band_loss_weight)
+                                      low_band=config.low_band_loss_weight,
+                                      long_window=config.long_window_loss_weight)
 
     def configure_optimizers(self):
         params = [p for p in self.net.parameters() if p.requires_grad]
@@ -83,7 +84,8 @@ class VAETrainingModule(TrainingModule):
             loss, optimizer, schedule, name = losses.total, g_opt, g_schedule, "train/loss"
             self.log_dict({"train/reconstruction": losses.reconstruction.total,
                            "train/kl": losses.kl, "train/mel": losses.mel,
-                           "train/low_band": losses.low_band},
+                           "train/low_band": losses.low_band,
+                           "train/long_window": losses.long_window},
                           batch_size=audio.shape[0])
         optimizer.zero_grad()
         self.manual_backward(loss)
