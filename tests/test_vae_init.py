@@ -29,7 +29,7 @@ def test_the_input_reaches_the_latent_at_initialisation() -> None:
     assert _input_share(initialised) > 0.5
     assert _input_share(default) < 0.1  # the collapse it avoids (the first demo VAE)
     torch.manual_seed(0)
-    assert _input_share(init_vae_for_training(build_vae(vae_preset("demo")))) > 0.5
+    assert _input_share(init_vae_for_training(build_vae(vae_preset("demo-oobleck")))) > 0.5
     # The posterior starts narrow: around softplus(-3) = 0.05 instead of softplus(0) = 0.69.
     with torch.no_grad():
         dist = initialised.encode(torch.randn(1, 2, 4096) * 0.1, chunk_frames=None)
@@ -70,9 +70,9 @@ def test_music_level_audio_gives_activations_of_order_one() -> None:
             return float(latent.std()), float(vae.decode(latent, chunk_frames=None).std())
 
     torch.manual_seed(0)
-    latent, out = levels(init_vae_for_training(build_vae(vae_preset("demo"))))
+    latent, out = levels(init_vae_for_training(build_vae(vae_preset("demo-oobleck"))))
     torch.manual_seed(0)
-    latent_unit, _ = levels(init_vae_for_training(build_vae(vae_preset("demo")),
+    latent_unit, _ = levels(init_vae_for_training(build_vae(vae_preset("demo-oobleck")),
                                                   input_gain=1.0, output_gain=1.0))
     assert 0.3 < latent < 5
     assert latent > 4 * latent_unit

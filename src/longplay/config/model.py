@@ -149,11 +149,17 @@ VAE_PRESETS: dict[str, VAEConfig] = {
         strides=(512, 4), encoder_blocks=(1, 1), decoder_blocks=(1, 1), latent_dim=8,
     ),
     # The bundled demo model's VAE (configs/demo/vae.yaml): the paper's latent (44.1 kHz
-    # stereo -> 64 channels at 21.5 Hz, hop 2048) from an eighth of its width, with
-    # nearest upsampling (no comb of tones from the decoder); 2M parameters. Twice the
-    # width learnt no faster per step in the first 250 steps on the demo corpus (MEL 3.4
-    # against 3.3) at 2.4x the time per step.
+    # stereo -> 64 channels at 21.5 Hz, hop 2048) from the spectral VAE, 192 wide, STFT
+    # hop 512 (window 2048), 4.2M parameters (benchmarks/results/vae_recipe.md).
     "demo": VAEConfig(
+        architecture="spectral", encoder_channels=192, decoder_channels=192,
+        channel_mults=(1, 1), strides=(512, 4), encoder_blocks=(3, 2), decoder_blocks=(5, 2),
+        latent_dim=64,
+    ),
+    # The same latent from an Oobleck VAE an eighth of the paper's width, with nearest
+    # upsampling (no comb of tones from the decoder); 2M parameters. It learnt the spectral
+    # envelope but not the harmonics in 3750 steps (benchmarks/results/vae_recipe.md).
+    "demo-oobleck": VAEConfig(
         encoder_channels=16, decoder_channels=16, channel_mults=(1, 2, 4, 8, 8), latent_dim=64,
         nearest_upsample=True,
     ),
