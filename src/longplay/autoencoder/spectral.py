@@ -37,21 +37,18 @@ MLP_RATIO = 3
 MAX_LOG_MAGNITUDE = 8.0
 """Upper clamp of the decoder's log-magnitudes (e^8 ≈ 3000; a full-scale sine under a
 Hann window of 2048 peaks near 512)."""
-
-
 FEATURE_FLOOR = 1e-3
 """The encoder reads ``log(1 + |X| / FEATURE_FLOOR)``: zero for silence, so that the
 features of quiet bins (most bins of tonal music) are not one large common value that
 hides which bins are loud."""
 INITIAL_LOG_MAGNITUDE = -4.0
-"""The decoder's log-magnitudes at initialisation (e^-4 per bin: about -75 dBFS), so that
-training builds the spectrum up from near silence rather than from loud noise."""
+"""The decoder's log-magnitudes at initialisation (e^-4 per bin, 89 dB below the peak bin
+of a full-scale sine), so that training builds the spectrum up from near silence rather
+than from loud noise."""
 DC_BINS = 2
 """The lowest bins the decoder leaves empty (DC and sample_rate / n_fft, 21.5 Hz at 44.1 kHz
 and n_fft 2048): a Hann-windowed frame without them has zero mean, so the decoded audio
 has no DC offset (below the lowest note of a piano, 27.5 Hz)."""
-
-
 OVERLAP = 4
 """STFT window (and size) over hop: a Hann window with 75 % overlap."""
 
