@@ -17,7 +17,7 @@ from torch import nn
 
 from longplay.autoencoder.blocks import OobleckDecoder, OobleckEncoder
 from longplay.autoencoder.distribution import LatentDistribution
-from longplay.autoencoder.spectral import MLP_RATIO, SpectralDecoder, SpectralEncoder
+from longplay.autoencoder.spectral import SpectralDecoder, SpectralEncoder
 from longplay.layers import Compiler, TransientState, WeightNormedConv
 
 ProgressFn = Callable[[int, int], None]
@@ -144,9 +144,8 @@ class AudioVAE(nn.Module):
         return self.sample_rate / self.hop_length
 
     def _parameter(self) -> torch.Tensor:
-        """A parameter of the encoder's last layer: its device and dtype are the VAE's."""
-        return self.encoder.head.weight_v if self.architecture == "oobleck" else \
-            self.encoder.head.weight
+        """A parameter of the VAE: its device and dtype are the VAE's."""
+        return next(self.parameters())
 
     def set_conv_dtype(self, dtype: torch.dtype | None) -> AudioVAE:
         """Run the convolutions of inference (no gradients) in ``dtype``, e.g.
@@ -200,16 +199,7 @@ class AudioVAE(nn.Module):
         """Estimated peak activation bytes of decoding one latent frame."""
         itemsize = torch.empty((), dtype=dtype).element_size()
         if self.architecture == "spectral":
-            # Per STFT frame: the widest activations (the blocks' MLP), the head's output
-            # and the complex spectrum (float32 whatever the dtype), and the overlap-add;
-            # with a margin of 1.25 (the demo VAE: 413 kB per latent frame measured, 432
-            # estimated, in float32).
-            decoder = self.decoder
-            width = decoder.norm.normalized_shape[0]
-            per_frame = (2 * MLP_RATIO * width * itemsize
-                         + 4 * decoder.head.out_features * 4
-                         + 4 * decoder.n_fft * self.audio_channels)
-            return 1.25 * per_frame * decoder.up * batch
+            return self.decoder.bytes_per_latent_frame(itemsize) * batch
         channels = self.decoder.head.weight_v.shape[1]  # the full-rate stage's width
         return DECODE_BYTES_PER_SAMPLE_CHANNEL * channels * self.hop_length * itemsize * batch
 

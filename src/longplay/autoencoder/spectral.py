@@ -171,6 +171,16 @@ class SpectralDecoder(nn.Module):
         magnitude = F.pad(magnitude[:, :, DC_BINS:], (0, 0, DC_BINS, 0))
         return torch.polar(magnitude, h[:, :, 1] + self.carrier_phase(n, h))
 
+    def bytes_per_latent_frame(self, itemsize: int) -> float:
+        """Estimated peak activation bytes of decoding one latent frame. Per STFT frame:
+        the widest activations (the blocks' MLP), the head's output and the complex
+        spectrum (float32 whatever the dtype), and the overlap-add; with a margin of 1.25
+        (the demo VAE: 413 kB per latent frame measured, 432 estimated, in float32)."""
+        width = self.norm.normalized_shape[0]
+        per_frame = (2 * MLP_RATIO * width * itemsize + 4 * self.head.out_features * 4
+                     + 4 * self.n_fft * self.audio_channels)
+        return 1.25 * per_frame * self.up
+
     def carrier_phase(self, frames: int, like: torch.Tensor) -> torch.Tensor:
         """[F, frames] the phase of a steady sinusoid at each bin's centre frequency in
         each frame: ``2 pi k n hop / n_fft`` = ``(pi / 2) k (n mod 4)``. The head predicts
