@@ -9,7 +9,7 @@ a weight file, or a bundled model's name). The same clips (``--clips`` files of 
 folder, sorted, each cut to ``--seconds`` from its start, at the VAE's rate) go through
 every model: encode, posterior mean, decode, scored against the original by
 ``longplay.evaluation.ReconstructionMetrics`` (STFT and mel distances, SI-SDR, DC,
-added tone, chroma correlation, pitch agreement; definitions in
+added tone, chroma and harmonic detail correlations, pitch agreement; definitions in
 ``longplay.evaluation.fidelity``). A second pass decodes the encoding of 5 s of digital
 silence and reports its DC and level. The table goes to stdout and ``--out`` (markdown,
 plus the same rows as JSON next to it).
@@ -115,8 +115,9 @@ def report(rows: list[dict], args, num_clips: int) -> str:
         "(1/N for a VAE collapsed to one output).", "",
         "| VAE | parameters | STFT | MEL | SI-SDR (dB) | DC (music) | DC (silence) | "
         "silence level (dBFS) | added tone, mean / worst (dB) | chroma correlation | "
-        "pitched frames, input -> output | pitch agreement | nearest own input |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "harmonic detail correlation | pitched frames, input -> output | pitch agreement | "
+        "nearest own input |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -125,6 +126,7 @@ def report(rows: list[dict], args, num_clips: int) -> str:
             f"{r['silence_dc']:.1e} | {r['silence_dbfs']:.1f} | "
             f"{r['added_tone_db']:.1f} / {r['worst_added_tone_db']:.1f} | "
             f"{num(r['chroma_correlation'], '.2f')} | "
+            f"{num(r['harmonic_detail_correlation'], '.2f')} | "
             f"{pct(r['pitched_share_reference'])} -> {pct(r['pitched_share_estimate'])} | "
             f"{pct(r['pitch_agreement'])} | {pct(r['own_input_nearest'])} |")
     return "\n".join(lines) + "\n"

@@ -174,7 +174,7 @@ TRAINING_ERRORS = [
     (VAETrainConfig, "loss_weights: [1, 0.1, -5, 0]",
      r"loss_weights\[2\] must be a number >= 0, got -5"),
     (VAETrainConfig, "init: xavier",
-     "init must be one of 'variance_preserving', 'pytorch', got 'xavier'"),
+     "init must be one of 'variance_preserving', 'pytorch', 'pca', got 'xavier'"),
     (CLAPTrainConfig, "{text_encoder_path: t, sample_rate: 44100.9}",
      "sample_rate must be an integer from 8000 to 192000"),
     (CLAPTrainConfig, "{text_encoder_path: t, audio_widths: [8, 0]}",

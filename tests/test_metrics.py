@@ -120,7 +120,8 @@ def test_metrics_batches_equal_concatenation() -> None:
     assert merged.as_dict() == pytest.approx(b.as_dict(), rel=1e-5)
     assert set(merged.as_dict()) == {
         "stft_distance", "mel_distance", "si_sdr", "dc_offset", "reference_dc_offset",
-        "added_tone_db", "worst_added_tone_db", "chroma_correlation", "pitched_share_reference",
+        "added_tone_db", "worst_added_tone_db", "chroma_correlation", "harmonic_detail_correlation",
+        "pitched_share_reference",
         "pitched_share_estimate", "pitch_agreement", "num_items"}
 
 

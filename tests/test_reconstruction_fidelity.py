@@ -17,6 +17,7 @@ from longplay.evaluation import (
     compare_audio,
     dc_offset,
     fidelity_scores,
+    harmonic_detail_correlation,
     yin_pitch,
 )
 from longplay.evaluation.fidelity import ADDED_TONE_FLOOR_DB
@@ -125,6 +126,24 @@ def test_chroma_correlation_scores_only_frames_where_the_reference_sounds() -> N
     assert chroma_correlation(ref, est, SR) > 0.99
     with pytest.raises(ValueError, match="silent"):
         chroma_correlation(torch.zeros(2, SR), torch.zeros(2, SR), SR)
+
+
+# ---------------------------------------------------------------------- harmonic detail
+
+def test_harmonic_detail_follows_the_partials_not_the_envelope() -> None:
+    notes = (220.0, 261.63, 329.63, 392.0)
+    melody = torch.cat([_harmonic(f, 0.5) for f in notes], dim=1)
+    assert harmonic_detail_correlation(melody, melody.clone(), SR) == pytest.approx(1.0)
+    # the same notes under -40 dB of white noise keep their partials
+    noisy = melody + 0.003 * _noise(melody.shape, seed=2)
+    assert harmonic_detail_correlation(melody, noisy, SR) > 0.8
+    # a tritone up: the same kind of spectrum, every partial in other bins
+    moved = torch.cat([_harmonic(f * 2 ** 0.5, 0.5) for f in notes], dim=1)
+    assert harmonic_detail_correlation(melody, moved, SR) < 0.3
+    # noise: an envelope with no partials
+    assert abs(harmonic_detail_correlation(melody, 0.1 * _noise(melody.shape, seed=3), SR)) < 0.2
+    with pytest.raises(ValueError, match="silent"):
+        harmonic_detail_correlation(torch.zeros(2, SR), torch.zeros(2, SR), SR)
 
 
 # ---------------------------------------------------------------------------- pitch

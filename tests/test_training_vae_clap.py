@@ -301,12 +301,13 @@ def test_vae_training_adds_the_low_band_term_and_trains_a_nearest_decoder(
     assert read_vae_weights(exported).config.nearest_upsample
 
 
-def test_a_spectral_vae_trains_with_the_long_window_loss_and_its_adversary(audio_folder,
-                                                                          tmp_path) -> None:
+def test_a_spectral_vae_trains_from_pca_with_the_long_window_loss_and_its_adversary(
+        audio_folder, tmp_path) -> None:
     from dataclasses import replace
 
     config = replace(vae_config(audio_folder, 4, adversarial_start=2), preset="debug-spectral",
-                     low_band_loss_weight=1.0, mel_loss_weight=1.0, long_window_loss_weight=0.5)
+                     low_band_loss_weight=1.0, mel_loss_weight=1.0, long_window_loss_weight=0.5,
+                     init="pca")
     run = train_vae(config, tmp_path / "run", enable_progress_bar=False)
     assert losses(tmp_path / "run", "train/discriminator")
     long_window = losses(tmp_path / "run", "train/long_window")  # logged by generator steps
@@ -316,6 +317,8 @@ def test_a_spectral_vae_trains_with_the_long_window_loss_and_its_adversary(audio
     weights = read_vae_weights(exported)
     assert weights.config.architecture == "spectral"
     vae = load_vae(exported)
+    # init: pca set the linear paths before the first step (they start at zero otherwise)
+    assert vae.encoder.linear.weight.abs().sum() > 0 and vae.decoder.linear.weight.abs().sum() > 0
     audio = 0.1 * torch.randn(1, 2, 4096)
     with torch.inference_mode():
         assert vae.reconstruct(audio).shape == audio.shape

@@ -134,3 +134,65 @@ def test_a_decoder_output_steady_across_frames_is_a_steady_tone_not_a_comb() -> 
     assert abs(freqs[spectrum.argmax()] - 93 * 44100 / 2048) < 2.0
     far = (freqs - 2002.6).abs() > 50  # beyond the window's main lobe
     assert spectrum[far].max() < 1e-4 * spectrum.max()
+
+
+SAMPLE_RATE = 44100
+
+
+def melody(seconds: float, seed: int) -> torch.Tensor:
+    """[2, S] quarter-second notes of a C major scale (4 partials, decaying), random order."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(SAMPLE_RATE // 4) / SAMPLE_RATE
+    notes = []
+    for step in torch.randint(7, (int(4 * seconds),), generator=g).tolist():
+        f0 = 261.63 * 2 ** ((0, 2, 4, 5, 7, 9, 11)[step] / 12)
+        partials = sum(torch.sin(2 * torch.pi * k * f0 * t) / k for k in range(1, 5))
+        notes.append(0.2 * torch.exp(-3 * t) * partials)
+    mono = torch.cat(notes)
+    return torch.stack([mono, 0.8 * mono])
+
+
+def test_linear_paths_start_at_zero_and_pca_makes_an_untrained_vae_keep_the_notes() -> None:
+    from dataclasses import replace
+
+    from longplay.autoencoder.spectral import LINEAR_INIT_STD, init_linear_paths
+    from longplay.evaluation import chroma_correlation
+
+    config = replace(vae_preset("debug-spectral"), latent_dim=24)
+    fresh, fitted = build_vae(config, seed=0).eval(), build_vae(config, seed=0).eval()
+    assert not fresh.encoder.linear.weight.any() and not fresh.decoder.linear.weight.any()
+    train = melody(16, seed=0)[None]
+    fitted_info = init_linear_paths(fitted.encoder, fitted.decoder, train)
+    assert fitted_info["frames"] == 16 * SAMPLE_RATE // 2048  # whole latent frames
+    assert 0.9 < fitted_info["explained_variance"] <= 1.0
+    held_out = melody(6, seed=1)
+    with torch.inference_mode():
+        scores = {name: chroma_correlation(held_out, vae.reconstruct(held_out[None])[0],
+                                           SAMPLE_RATE)
+                  for name, vae in (("fresh", fresh), ("fitted", fitted))}
+        posterior = fitted.encode(train, chunk_frames=None)
+    # Before any training: the notes come back (a random VAE's chroma is unrelated).
+    assert scores["fitted"] > 0.8 and scores["fresh"] < 0.3
+    # Unit-variance latent channels, the stated posterior width, heads zeroed.
+    torch.testing.assert_close(posterior.mean.std(dim=(0, 2)), torch.ones(24), atol=0.02,
+                               rtol=0)
+    torch.testing.assert_close(posterior.std, torch.full_like(posterior.std, LINEAR_INIT_STD))
+    assert not fitted.encoder.head.weight.any() and not fitted.decoder.head.weight.any()
+
+
+def test_linear_path_fit_refuses_too_little_or_silent_audio() -> None:
+    from longplay.autoencoder.spectral import init_linear_paths
+
+    vae = spectral_vae()
+    with pytest.raises(ValueError, match="latent frames of audio cannot fit 8"):
+        init_linear_paths(vae.encoder, vae.decoder, melody(1, seed=0)[None, :, : 4 * 2048])
+    with pytest.raises(ValueError, match="silent"):
+        init_linear_paths(vae.encoder, vae.decoder, torch.zeros(1, 2, 64 * 2048))
+
+
+def test_pca_init_is_for_spectral_presets_only() -> None:
+    from longplay.config import VAETrainConfig
+
+    with pytest.raises(ConfigError, match="init 'pca' fits the linear paths of a spectral VAE"):
+        VAETrainConfig(preset="debug", init="pca")
+    assert VAETrainConfig(preset="debug-spectral", init="pca").init == "pca"

@@ -19,15 +19,30 @@ product. ``channel_mults`` gives the width of the two stages (``channels * mult`
 ``encoder_blocks`` / ``decoder_blocks`` their numbers of ConvNeXt blocks (frame rate
 first).
 
+Beside the networks, each side has a linear path between the compressed magnitudes and
+the latent (``SpectralEncoder.linear``, ``SpectralDecoder.linear``: one latent frame's
+``down`` STFT frames of every channel, to and from its latent vector). It starts at zero,
+so the VAE is the networks alone, unless :func:`init_linear_paths` sets it from a
+principal component analysis of training audio: then the VAE starts as the best linear
+autoencoder of log-magnitudes at the latent's size, which keeps which bins are loud (the
+harmonics of the music), and the networks are trained as corrections to it (zero at the
+start). A network trained from random weights on a few CPU cores learns the spectral
+envelope in a few thousand steps but not the harmonics; the linear path has them from
+the first step.
+
 Shape legend: B batch, C audio channels, S samples, F = 2 * frame_hop + 1 frequency bins,
 N STFT frames (S / frame_hop), D latent channels, T latent frames (N / down).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from longplay.autoencoder.distribution import MIN_STD
 
 FRAME_KERNEL = 7
 """Depthwise kernel of the blocks at the frame rate (about 80 ms at a hop of 512)."""
@@ -51,6 +66,13 @@ and n_fft 2048): a Hann-windowed frame without them has zero mean, so the decode
 has no DC offset (below the lowest note of a piano, 27.5 Hz)."""
 OVERLAP = 4
 """STFT window (and size) over hop: a Hann window with 75 % overlap."""
+LINEAR_INIT_MAGNITUDE_FLOOR = 1e-4
+""":func:`init_linear_paths` fits the decoder's linear path to ``log(|X| + floor)``
+(-134 dB below the peak bin of a full-scale sine), so that silent bins are a finite
+target."""
+LINEAR_INIT_STD = 0.05
+"""The posterior's standard deviation after :func:`init_linear_paths` (the latent means
+then have unit variance per channel)."""
 
 
 def fft_size(frame_hop: int) -> int:
@@ -97,7 +119,7 @@ class SpectralEncoder(nn.Module):
     """audio [B, C, S] -> posterior parameters [B, 2D, S / hop] (means, then raw scales):
     compressed magnitudes of a centred STFT -> 1x1 conv -> LayerNorm -> ConvNeXt blocks at
     the frame rate -> strided conv -> ConvNeXt blocks at the latent rate -> LayerNorm ->
-    1x1 conv. S must be a multiple of the hop."""
+    1x1 conv, plus the linear path. S must be a multiple of the hop."""
 
     def __init__(self, audio_channels: int, channels: int, channel_mults: tuple[int, int],
                  strides: tuple[int, int], blocks: tuple[int, int], latent_dim: int) -> None:
@@ -112,6 +134,15 @@ class SpectralEncoder(nn.Module):
         self.latent_blocks = _stack(latent_width, blocks[1], LATENT_KERNEL)
         self.head_norm = ChannelNorm(latent_width)
         self.head = nn.Conv1d(latent_width, 2 * latent_dim, 1)
+        # compressed magnitudes of a latent frame's STFT frames -> posterior parameters
+        self.linear = nn.Conv1d(audio_channels * (self.n_fft // 2 + 1), 2 * latent_dim,
+                                self.down, stride=self.down)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        # Its input is scaled by 1 / sqrt(fan-in) (StyleGAN's equalised learning rate):
+        # thousands of inputs and no norm after it, so an optimiser step of the usual
+        # size on the raw weights would move the latent by several units.
+        self.linear_gain = (self.linear.in_channels * self.down) ** -0.5
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """audio [B, C, S] -> compressed magnitudes ``log(1 + |X| / FEATURE_FLOOR)``
@@ -127,15 +158,18 @@ class SpectralEncoder(nn.Module):
         return features.reshape(b, -1, frames).to(audio.dtype)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        h = self.frame_blocks(self.stem_norm(self.stem(self.features(audio))))
-        return self.head(self.head_norm(self.latent_blocks(self.downsample(h))))
+        features = self.features(audio)
+        h = self.frame_blocks(self.stem_norm(self.stem(features)))
+        return (self.head(self.head_norm(self.latent_blocks(self.downsample(h))))
+                + self.linear(features * self.linear_gain))
 
 
 class SpectralDecoder(nn.Module):
     """latents [B, D, T] -> audio [B, C, T * hop]: 3-wide conv -> LayerNorm -> ConvNeXt
     blocks at the latent rate -> transposed conv (kernel = stride, so no overlap) ->
     ConvNeXt blocks at the frame rate -> LayerNorm -> linear head to log-magnitudes and
-    phases of every channel's bins -> inverse STFT. The lowest ``DC_BINS`` bins are zero."""
+    phases of every channel's bins (the log-magnitudes plus the linear path's) -> inverse
+    STFT. The lowest ``DC_BINS`` bins are zero."""
 
     def __init__(self, audio_channels: int, channels: int, channel_mults: tuple[int, int],
                  strides: tuple[int, int], blocks: tuple[int, int], latent_dim: int) -> None:
@@ -155,6 +189,11 @@ class SpectralDecoder(nn.Module):
         self.head = nn.Linear(frame_width, audio_channels * 2 * self.bins)
         with torch.no_grad():  # start near silence: log-magnitudes of about INITIAL_LOG_MAGNITUDE
             self.head.bias.view(audio_channels, 2, self.bins)[:, 0] = INITIAL_LOG_MAGNITUDE
+        # a latent frame -> log-magnitudes of its STFT frames (kernel = stride: no overlap)
+        self.linear = nn.ConvTranspose1d(latent_dim, audio_channels * self.bins, self.up,
+                                         stride=self.up)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
 
     def spectrum(self, latents: torch.Tensor) -> torch.Tensor:
         """latents [B, D, T] -> complex STFT [B, C, F, T * up] (the lowest ``DC_BINS`` bins
@@ -165,7 +204,9 @@ class SpectralDecoder(nn.Module):
         h = self.head(self.norm(h.transpose(1, 2))).float()
         b, n, _ = h.shape
         h = h.reshape(b, n, self.audio_channels, 2, self.bins).permute(0, 2, 3, 4, 1)
-        magnitude = h[:, :, 0].clamp(max=MAX_LOG_MAGNITUDE).exp()
+        log_magnitude = h[:, :, 0] + self.linear(latents).float().view(b, self.audio_channels,
+                                                                       self.bins, n)
+        magnitude = log_magnitude.clamp(max=MAX_LOG_MAGNITUDE).exp()
         # No DC: bins 0 and 1 are zero, so each frame stays zero-mean once the Hann
         # synthesis window (which moves energy by one bin) is applied.
         magnitude = F.pad(magnitude[:, :, DC_BINS:], (0, 0, DC_BINS, 0))
@@ -177,7 +218,8 @@ class SpectralDecoder(nn.Module):
         spectrum (float32 whatever the dtype), and the overlap-add; with a margin of 1.25
         (the demo VAE: 413 kB per latent frame measured, 432 estimated, in float32)."""
         width = self.norm.normalized_shape[0]
-        per_frame = (2 * MLP_RATIO * width * itemsize + 4 * self.head.out_features * 4
+        per_frame = (2 * MLP_RATIO * width * itemsize
+                     + 4 * (self.head.out_features + self.linear.out_channels) * 4
                      + 4 * self.n_fft * self.audio_channels)
         return 1.25 * per_frame * self.up
 
@@ -202,3 +244,85 @@ class SpectralDecoder(nn.Module):
         audio = torch.istft(spec, self.n_fft, self.frame_hop, window=_window(self.n_fft, spec.real),
                             center=True, length=n * self.frame_hop)
         return audio.reshape(b, c, n * self.frame_hop).to(latents.dtype)
+
+
+def _latent_frames(x: torch.Tensor, down: int) -> torch.Tensor:
+    """[B, K, N] -> [B * (N // down), K * down]: each latent frame's ``down`` frames, in
+    the order of a Conv1d weight's (in channel, kernel tap)."""
+    b, k, n = x.shape
+    t = n // down
+    x = x[..., : t * down].reshape(b, k, t, down)
+    return x.permute(0, 2, 1, 3).reshape(b * t, k * down)
+
+
+@torch.no_grad()
+def init_linear_paths(encoder: SpectralEncoder, decoder: SpectralDecoder,
+                      audio: torch.Tensor) -> dict[str, float]:
+    """Set the linear paths of a spectral VAE from a principal component analysis of
+    ``audio``, and zero the networks' heads, so that the VAE starts as the best linear
+    autoencoder of the compressed magnitudes at the latent's size:
+
+    - encoder: the latent means are the first D principal components of each latent
+      frame's compressed magnitudes (``down`` STFT frames of every channel), each scaled
+      to unit variance over ``audio``; the posterior's standard deviation is
+      ``LINEAR_INIT_STD``;
+    - decoder: the least-squares map from those means to the log-magnitudes
+      ``log(|X| + LINEAR_INIT_MAGNITUDE_FLOOR)`` of the same frames; phases start at
+      each bin's carrier (steady tones).
+
+    Args:
+        encoder, decoder: of one spectral VAE.
+        audio: [B, C, S] training windows, S a multiple of the latent hop; at least as
+            many latent frames in all as the latent has channels (in practice a few
+            thousand: a few hundred windows of a second).
+
+    Returns:
+        ``explained_variance``: the share of the features' variance that the D
+        components hold, and ``frames``: the number of latent frames fitted.
+
+    Raises:
+        ValueError: fewer latent frames than latent channels, or silent audio.
+    """
+    latent_dim = encoder.linear.out_channels // 2
+    features = encoder.features(audio.float())  # [B, C * F, N]
+    x = _latent_frames(features, encoder.down).double()  # [M, C * F * down]
+    if x.shape[0] < latent_dim:
+        raise ValueError(f"{x.shape[0]} latent frames of audio cannot fit {latent_dim} "
+                         "principal components: give more or longer training windows")
+    mean = x.mean(dim=0)
+    centred = x - mean
+    total = centred.pow(2).sum()
+    if total <= 0:
+        raise ValueError("the audio to fit the linear paths to is silent (or constant): "
+                         "give windows of training music")
+    # The leading principal axes (randomised SVD: K = C F down is thousands wide; it draws
+    # from the global random state, which the trainer seeds).
+    rank = min(latent_dim + 32, *x.shape)
+    _, singular, axes = torch.svd_lowrank(centred, q=rank, niter=6)
+    values, vectors = singular[:latent_dim].pow(2), axes[:, :latent_dim]
+    std = (values.clamp(min=1e-12) / max(x.shape[0] - 1, 1)).sqrt()
+    projection = vectors / std  # [K, D]: unit-variance codes
+    codes = centred @ projection  # [M, D]
+
+    magnitude = features.double().expm1() * FEATURE_FLOOR
+    target = _latent_frames((magnitude + LINEAR_INIT_MAGNITUDE_FLOOR).log(), decoder.up)
+    bins = decoder.linear.out_channels
+    # ConvTranspose1d's bias is per output channel (bin), shared by the `up` frames.
+    bias = target.view(-1, bins, decoder.up).mean(dim=(0, 2))
+    residual = target - bias.repeat_interleave(decoder.up)
+    weight = torch.linalg.lstsq(codes, residual).solution  # [D, bins * up]
+
+    enc, dec = encoder.linear, decoder.linear
+    enc.weight.zero_()
+    enc.bias.zero_()
+    enc.weight[:latent_dim] = (projection.T / encoder.linear_gain).reshape(
+        latent_dim, -1, encoder.down).to(enc.weight)
+    enc.bias[:latent_dim] = -(mean @ projection).to(enc.bias)
+    # raw scale s with softplus(s) + MIN_STD = LINEAR_INIT_STD
+    enc.bias[latent_dim:] = math.log(math.expm1(LINEAR_INIT_STD - MIN_STD))
+    dec.weight.copy_(weight.reshape(latent_dim, bins, decoder.up).to(dec.weight))
+    dec.bias.copy_(bias.to(dec.bias))
+    for head in (encoder.head, decoder.head):
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+    return {"explained_variance": float(values.sum() / total), "frames": int(x.shape[0])}

@@ -150,7 +150,8 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     ),
     # The bundled demo model's VAE (configs/demo/vae.yaml): the paper's latent (44.1 kHz
     # stereo -> 64 channels at 21.5 Hz, hop 2048) from the spectral VAE, 192 wide, STFT
-    # hop 512 (window 2048), 4.2M parameters (benchmarks/results/vae_recipe.md).
+    # hop 512 (window 2048), 5.8M parameters with its linear paths
+    # (benchmarks/results/vae_recipe.md).
     "demo": VAEConfig(
         architecture="spectral", encoder_channels=192, decoder_channels=192,
         channel_mults=(1, 1), strides=(512, 4), encoder_blocks=(3, 2), decoder_blocks=(5, 2),

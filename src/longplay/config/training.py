@@ -26,7 +26,7 @@ from longplay.config.fields import (
     Width,
 )
 from longplay.config.loader import ConfigFieldError, config_dataclass
-from longplay.config.model import MODEL_PRESETS, VAE_PRESETS
+from longplay.config.model import MODEL_PRESETS, VAE_PRESETS, vae_preset
 from longplay.errors import ConfigError
 
 DATA_KINDS = ("audio", "latents", "shards")
@@ -36,7 +36,8 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-t
 STRATEGIES = ("auto", "ddp", "fsdp")
 """The distributed strategies (``--strategy``); "fsdp" is FSDP2 (training.runner)."""
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-VAE_INITS = ("variance_preserving", "pytorch")
+VAE_INITS = ("variance_preserving", "pytorch", "pca")
+"""How a VAE trained from scratch starts (``VAETrainConfig.init``)."""
 
 
 @config_dataclass
@@ -189,7 +190,10 @@ class VAETrainConfig:
     init: Annotated[str, OneOf(VAE_INITS)] = "variance_preserving"
     """From scratch: "variance_preserving" (``init_vae_for_training``: the input reaches
     the latent from the first step) or "pytorch" (the default initialisation of the
-    layers, as stable-audio-tools). An Oobleck VAE's choice: a spectral VAE keeps its own."""
+    layers, as stable-audio-tools), both for an Oobleck VAE (a spectral VAE keeps its
+    own); or "pca", for a spectral VAE only: its linear paths set from a principal
+    component analysis of ``LINEAR_INIT_WINDOWS`` training windows before the first step
+    (``autoencoder.spectral.init_linear_paths``)."""
     discriminator_filters: Width = 64
     optimizer: OptimizerConfig = OptimizerConfig(lr=1.5e-4, betas=(0.8, 0.99), weight_decay=1e-3,
                                                  inv_gamma=2e5, power=0.5, warmup=0.999)
@@ -203,6 +207,12 @@ class VAETrainConfig:
         if (self.preset is None) == (self.init_from is None):
             raise ConfigError("give exactly one of preset (train from scratch) and init_from "
                               "(fine-tune a VAE)")
+        if self.init == "pca" and self.preset is not None:
+            architecture = vae_preset(self.preset).architecture
+            if architecture != "spectral":
+                raise ConfigError(f"init 'pca' fits the linear paths of a spectral VAE; preset "
+                                  f"{self.preset!r} is an {architecture} VAE: choose a "
+                                  "spectral preset or another init")
 
 
 @config_dataclass

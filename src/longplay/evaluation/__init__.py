@@ -15,6 +15,7 @@ from longplay.evaluation.fidelity import (
     chroma_correlation,
     dc_offset,
     fidelity_scores,
+    harmonic_detail_correlation,
     yin_pitch,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "compare_audio",
     "dc_offset",
     "fidelity_scores",
+    "harmonic_detail_correlation",
     "mel_distance",
     "si_sdr",
     "stft_distance",

@@ -197,8 +197,9 @@ def _check_sample_rate(sample_rate: int) -> None:
 class ReconstructionScores:
     """Reconstruction metrics over ``num_items`` items (aggregation: module docstring).
 
-    Shares are fractions in [0, 1]; ``chroma_correlation`` and ``pitch_agreement`` are
-    None when no item defines them.
+    Shares are fractions in [0, 1]; ``chroma_correlation``,
+    ``harmonic_detail_correlation`` and ``pitch_agreement`` are None when no item defines
+    them.
     """
 
     stft_distance: float
@@ -209,6 +210,7 @@ class ReconstructionScores:
     added_tone_db: float
     worst_added_tone_db: float
     chroma_correlation: float | None
+    harmonic_detail_correlation: float | None
     pitched_share_reference: float
     pitched_share_estimate: float
     pitch_agreement: float | None
@@ -240,7 +242,8 @@ class _Mean:
 
 
 _FIDELITY_MEANS = ("dc_offset", "reference_dc_offset", "added_tone_db", "chroma_correlation",
-                   "pitched_share_reference", "pitched_share_estimate", "pitch_agreement")
+                   "harmonic_detail_correlation", "pitched_share_reference",
+                   "pitched_share_estimate", "pitch_agreement")
 
 
 class ReconstructionMetrics:
@@ -322,6 +325,7 @@ class ReconstructionMetrics:
             added_tone_db=means["added_tone_db"],
             worst_added_tone_db=self._worst_added_tone_db,
             chroma_correlation=means["chroma_correlation"],
+            harmonic_detail_correlation=means["harmonic_detail_correlation"],
             pitched_share_reference=means["pitched_share_reference"],
             pitched_share_estimate=means["pitched_share_estimate"],
             pitch_agreement=means["pitch_agreement"],

@@ -45,6 +45,19 @@ Chroma correlation
     a comb or noise in place of a melody. Undefined (NaN per item) when the reference
     has no such frame, e.g. digital silence.
 
+Harmonic detail correlation
+    Which bins of the magnitude spectrum are loud, apart from the spectral envelope:
+    each signal's channel mean is analysed with a centred STFT (periodic Hann, n = 2048
+    or the largest power of two <= S, hop n / 4, reflect padding); its log-magnitude
+    ``log(|X| + 1e-5)`` minus its moving average over 9 bins along frequency (the
+    envelope; at the edges the mean of the bins inside) is the *detail*. The score is the
+    Pearson correlation of the reference's and the estimate's detail over the bins with
+    centre frequency in [100 Hz, 2 kHz] and the frames where the reference is not silent
+    (its mean square in that band above -100 dBFS and within 40 dB of its loudest frame,
+    as for chroma). 1 for identical audio; near 0 for a reconstruction with the right
+    envelope and the partials in the wrong bins (or none). Undefined (NaN per item) when
+    the reference has no such frame.
+
 Pitched frames and pitch agreement
     :func:`yin_pitch` tracks f0 with YIN (de Cheveigne & Kawahara 2002, steps 2-5) on
     the channel mean resampled to 16 kHz: integration window W = 704 samples (44 ms),
@@ -102,6 +115,11 @@ _POWER_FLOOR = 1e-30
 CHROMA_WINDOW = 4096
 CHROMA_MIN_HZ = 55.0
 CHROMA_MAX_HZ = 5000.0
+DETAIL_WINDOW = 2048
+DETAIL_MIN_HZ = 100.0
+DETAIL_MAX_HZ = 2000.0
+DETAIL_ENVELOPE_BINS = 9
+DETAIL_FLOOR = 1e-5
 SILENCE_MEAN_SQUARE = 1e-10  # -100 dBFS
 SILENCE_RANGE_DB = 40.0
 _A4_HZ = 440.0
@@ -225,6 +243,68 @@ def _audible(mean_square: torch.Tensor, floor: float, range_db: float) -> torch.
     """[B, T] mean squares -> frames above ``floor`` and within range_db of the loudest."""
     loudest = mean_square.amax(dim=-1, keepdim=True)
     return (mean_square > floor) & (mean_square >= loudest * 10.0 ** (-range_db / 10.0))
+
+
+def _harmonic_detail_per_item(reference: torch.Tensor, estimate: torch.Tensor,
+                              sample_rate: int) -> torch.Tensor:
+    """[B, C, S] pair -> [B] correlation of the log-magnitude detail (NaN: silent reference)."""
+    n_fft = _window_length(reference.shape[-1], DETAIL_WINDOW)
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * (sample_rate / n_fft)
+    band = ((freqs >= DETAIL_MIN_HZ) & (freqs <= min(DETAIL_MAX_HZ, sample_rate / 2))).to(
+        reference.device)
+    if not band.any():
+        raise ValueError(f"no {n_fft}-point STFT bin lies in [{DETAIL_MIN_HZ}, {DETAIL_MAX_HZ}] "
+                         f"Hz at {sample_rate} Hz; score audio at a usual sample rate.")
+
+    def detail(audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        magnitude = stft_magnitude(audio.mean(dim=1).float(), n_fft, n_fft // 4).double()
+        log = (magnitude + DETAIL_FLOOR).log()  # [B, F, T]
+        b, f, t = log.shape
+        rows = log.transpose(1, 2).reshape(b * t, 1, f)
+        envelope = F.avg_pool1d(rows, DETAIL_ENVELOPE_BINS, 1, DETAIL_ENVELOPE_BINS // 2,
+                                count_include_pad=False).reshape(b, t, f).transpose(1, 2)
+        window_energy = 3.0 * n_fft / 8.0  # sum of the squared periodic Hann window
+        mean_square = 2.0 * magnitude.pow(2)[:, band].sum(dim=1) / (n_fft * window_energy)
+        return (log - envelope)[:, band], mean_square  # [B, F_band, T], [B, T]
+
+    ref, ref_ms = detail(reference)
+    est, _ = detail(estimate)
+    frames = _audible(ref_ms, SILENCE_MEAN_SQUARE, SILENCE_RANGE_DB)[:, None].to(ref.dtype)
+    count = frames.sum(dim=(1, 2)) * ref.shape[1]
+
+    def centred(x: torch.Tensor) -> torch.Tensor:
+        mean = (x * frames).sum(dim=(1, 2), keepdim=True) / count.clamp(min=1)[:, None, None]
+        return (x - mean) * frames
+
+    ref, est = centred(ref), centred(est)
+    norms = ref.pow(2).sum(dim=(1, 2)).sqrt() * est.pow(2).sum(dim=(1, 2)).sqrt()
+    corr = torch.where(norms > 0, (ref * est).sum(dim=(1, 2)) / norms.clamp(min=1e-300),
+                       torch.zeros_like(norms))
+    return torch.where(count > 0, corr, torch.full_like(corr, math.nan))
+
+
+def harmonic_detail_correlation(reference: torch.Tensor, estimate: torch.Tensor,
+                                sample_rate: int) -> float:
+    """Correlation of the log-magnitude spectra's detail around their envelope, 100 Hz to
+    2 kHz (see the module docstring): whether the partials are in the right bins.
+
+    Args:
+        reference: [C, S] or [B, C, S] audio, S > 1024.
+        estimate: same shape as ``reference``.
+        sample_rate: of both, in Hz.
+
+    Returns:
+        The mean over the items whose reference is not silent.
+
+    Raises:
+        ValueError: every reference is silent in the band.
+    """
+    ref, est = _as_pair(reference, estimate, sample_rate)
+    per_item = _harmonic_detail_per_item(ref, est, sample_rate)
+    if per_item.isnan().all():
+        raise ValueError("the reference is silent (no frame above -100 dBFS in 100 Hz-2 kHz), "
+                         "so there is no harmonic detail to compare; score audio with content.")
+    return float(per_item.nanmean())
 
 
 def _chroma_correlation_per_item(reference: torch.Tensor, estimate: torch.Tensor,
@@ -380,7 +460,8 @@ def _pitch_per_item(reference: torch.Tensor, estimate: torch.Tensor, sample_rate
 class FidelityScores:
     """Per-item fidelity checks of B items, each [B] float64 (definitions: module docstring).
 
-    ``chroma_correlation`` is NaN for an item whose reference is silent and
+    ``chroma_correlation`` and ``harmonic_detail_correlation`` are NaN for an item whose
+    reference is silent and
     ``pitch_agreement`` for one whose reference has no voiced frame.
     """
 
@@ -388,6 +469,7 @@ class FidelityScores:
     reference_dc_offset: torch.Tensor
     added_tone_db: torch.Tensor
     chroma_correlation: torch.Tensor
+    harmonic_detail_correlation: torch.Tensor
     pitched_share_reference: torch.Tensor
     pitched_share_estimate: torch.Tensor
     pitch_agreement: torch.Tensor
@@ -409,6 +491,7 @@ def fidelity_scores(reference: torch.Tensor, estimate: torch.Tensor,
         reference_dc_offset=_dc_per_item(ref),
         added_tone_db=_added_tone_per_item(ref, est, sample_rate),
         chroma_correlation=_chroma_correlation_per_item(ref, est, sample_rate),
+        harmonic_detail_correlation=_harmonic_detail_per_item(ref, est, sample_rate),
         pitched_share_reference=share_ref,
         pitched_share_estimate=share_est,
         pitch_agreement=agreement,

@@ -600,11 +600,13 @@ def report_markdown(report: Report) -> str:
             lines += ["Fidelity checks (`longplay.evaluation.fidelity`; targets: DC below 1e-3, "
                       "no added tone above -40 dB, chroma correlation at least 0.8).", "",
                       "| DC offset (reference) | added tone, mean / worst (dB) | "
-                      "chroma correlation | pitched frames, reference / estimate (%) | "
-                      "pitch agreement (%) |", "|---|---|---|---|---|",
+                      "chroma correlation | harmonic detail correlation | "
+                      "pitched frames, reference / estimate (%) | "
+                      "pitch agreement (%) |", "|---|---|---|---|---|---|",
                       f"| {x['dc_offset']:.1e} ({x['reference_dc_offset']:.1e}) | "
                       f"{_fmt(x['added_tone_db'], 1)} / {_fmt(x['worst_added_tone_db'], 1)} | "
                       f"{_fmt(x['chroma_correlation'])} | "
+                      f"{_fmt(x.get('harmonic_detail_correlation'))} | "
                       f"{_fmt(share['pitched_share_reference'], 1)} / "
                       f"{_fmt(share['pitched_share_estimate'], 1)} | "
                       f"{_fmt(share['pitch_agreement'], 1)} |", ""]

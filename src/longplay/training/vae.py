@@ -9,6 +9,7 @@ Shape legend: B batch, C audio channels, N samples.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from longplay.autoencoder import (
     VAELosses,
     VAELossWeights,
 )
+from longplay.autoencoder.spectral import init_linear_paths
 from longplay.builders import build_discriminator, build_vae, seeded
 from longplay.checkpoints import load_vae, read_vae_weights, save_vae
 from longplay.config import (
@@ -32,6 +34,12 @@ from longplay.config import (
 )
 from longplay.training.base import PositionedBatch, TrainingModule, adamw_inverse_lr
 from longplay.training.runner import build_audio_dataset, fit, prepare_run
+
+logger = logging.getLogger(__name__)
+
+LINEAR_INIT_WINDOWS = 256
+"""Training windows that ``init: pca`` fits the linear paths to (4096 latent frames at
+the demo recipe's 32768 samples)."""
 
 
 class VAETrainingModule(TrainingModule):
@@ -108,10 +116,22 @@ def build_vae_for_training(
             vae = load_vae(config.init_from)
         else:
             vae_config = vae_preset(config.preset)
-            vae = build_vae(vae_config, init=config.init)
+            # "pca" is fitted to the data afterwards (train_vae), from PyTorch's defaults
+            vae = build_vae(vae_config, init="pytorch" if config.init == "pca" else config.init)
         discriminator = build_discriminator(vae_config.audio_channels,
                                             config.discriminator_filters)
     return vae, vae_config, discriminator
+
+
+def fit_linear_paths(vae: AudioVAE, dataset, windows: int = LINEAR_INIT_WINDOWS) -> dict:
+    """``init: pca``: set a spectral VAE's linear paths from ``windows`` training windows
+    (``dataset.example(i % len(dataset), i)`` for i < windows, the first positions of
+    the run's order), logging the share of variance they hold."""
+    audio = torch.stack([dataset.example(i % len(dataset), i).audio for i in range(windows)])
+    fitted = init_linear_paths(vae.encoder, vae.decoder, audio)
+    logger.info("linear paths fitted to %d latent frames: %.1f %% of the variance of the "
+                "compressed magnitudes", fitted["frames"], 100 * fitted["explained_variance"])
+    return fitted
 
 
 def train_vae(config: VAETrainConfig, run_dir, *, resume: bool = False,
@@ -126,6 +146,9 @@ def train_vae(config: VAETrainConfig, run_dir, *, resume: bool = False,
                           f"VAE hop {vae.hop_length}")
     dataset, collate = build_audio_dataset(config, vae_config.sample_rate,
                                            vae_config.audio_channels, config.window_samples)
+    if config.init == "pca" and config.init_from is None and ckpt is None:
+        with seeded(config.trainer.seed):
+            fit_linear_paths(vae, dataset)
     module = VAETrainingModule(config, vae, vae_config, discriminator, dataset, collate)
     return fit(module, config, run_dir, ckpt, list(extra_callbacks or []), enable_progress_bar)
 
