@@ -196,3 +196,5 @@ def test_pca_init_is_for_spectral_presets_only() -> None:
     with pytest.raises(ConfigError, match="init 'pca' fits the linear paths of a spectral VAE"):
         VAETrainConfig(preset="debug", init="pca")
     assert VAETrainConfig(preset="debug-spectral", init="pca").init == "pca"
+    with pytest.raises(ValueError, match="init_linear_paths"):  # needs audio
+        build_vae(vae_preset("debug-spectral"), init="pca")

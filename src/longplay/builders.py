@@ -31,6 +31,7 @@ from longplay.config import (
     TextConditionerConfig,
     VAEConfig,
 )
+from longplay.config.training import VAE_INITS
 from longplay.errors import CheckpointError
 from longplay.transformer import DiffusionTransformer
 
@@ -48,11 +49,11 @@ __all__ = [
     "with_inpainting_input",
 ]
 
-VAE_INITS = ("pytorch", "variance_preserving")
-"""How a VAE built from scratch is initialised: PyTorch's layer defaults (as
-stable-audio-tools), or ``init_vae_for_training`` (the input reaches the latent from the
-first step). A spectral VAE always keeps PyTorch's defaults: its LayerNorms pass the input
-on from the start."""
+# How a VAE built from scratch is initialised (``VAETrainConfig.init``): PyTorch's layer
+# defaults (as stable-audio-tools), ``init_vae_for_training`` (the input reaches the
+# latent from the first step; a spectral VAE keeps PyTorch's defaults, its LayerNorms pass
+# the input on from the start), or "pca", which needs training audio: the trainer fits
+# it after building (``autoencoder.spectral.init_linear_paths``).
 
 
 @dataclass
@@ -95,6 +96,10 @@ def build_vae(config: VAEConfig, *, seed: int | None = None,
     (one of :data:`VAE_INITS`)."""
     if init not in VAE_INITS:
         raise ValueError(f"init must be one of {', '.join(VAE_INITS)}, got {init!r}")
+    if init == "pca":
+        raise ValueError("init 'pca' is fitted to training audio: build with init 'pytorch', "
+                         "then call longplay.autoencoder.spectral.init_linear_paths (the VAE "
+                         "trainer does this for a config with init: pca)")
     with seeded(seed):
         vae = AudioVAE(
             audio_channels=config.audio_channels, sample_rate=config.sample_rate,

@@ -214,9 +214,9 @@ class SpectralDecoder(nn.Module):
 
     def bytes_per_latent_frame(self, itemsize: int) -> float:
         """Estimated peak activation bytes of decoding one latent frame. Per STFT frame:
-        the widest activations (the blocks' MLP), the head's output and the complex
-        spectrum (float32 whatever the dtype), and the overlap-add; with a margin of 1.25
-        (the demo VAE: 413 kB per latent frame measured, 432 estimated, in float32)."""
+        the widest activations (the blocks' MLP), the head's and the linear path's outputs
+        and the complex spectrum (float32 whatever the dtype), and the overlap-add; with a
+        margin of 1.25."""
         width = self.norm.normalized_shape[0]
         per_frame = (2 * MLP_RATIO * width * itemsize
                      + 4 * (self.head.out_features + self.linear.out_channels) * 4
