@@ -49,12 +49,6 @@ __all__ = [
     "with_inpainting_input",
 ]
 
-# How a VAE built from scratch is initialised (``VAETrainConfig.init``): PyTorch's layer
-# defaults (as stable-audio-tools), ``init_vae_for_training`` (the input reaches the
-# latent from the first step; a spectral VAE keeps PyTorch's defaults, its LayerNorms pass
-# the input on from the start), or "pca", which needs training audio: the trainer fits
-# it after building (``autoencoder.spectral.init_linear_paths``).
-
 
 @dataclass
 class DiffusionModel:
@@ -92,8 +86,12 @@ def seeded(seed: int | None) -> Iterator[None]:
 
 def build_vae(config: VAEConfig, *, seed: int | None = None,
               init: str = "pytorch") -> AudioVAE:
-    """An AudioVAE of the architecture of ``config``, initialised as ``init`` says
-    (one of :data:`VAE_INITS`)."""
+    """An AudioVAE of the architecture of ``config``, initialised as ``init`` says (one
+    of :data:`VAE_INITS`): PyTorch's layer defaults (as stable-audio-tools), or
+    "variance_preserving", ``init_vae_for_training`` (the input reaches the latent from
+    the first step; a spectral VAE keeps PyTorch's defaults, its LayerNorms pass the input
+    on from the start). "pca" needs training audio and is refused here: the VAE trainer
+    builds with "pytorch" and then fits it (``autoencoder.spectral.init_linear_paths``)."""
     if init not in VAE_INITS:
         raise ValueError(f"init must be one of {', '.join(VAE_INITS)}, got {init!r}")
     if init == "pca":

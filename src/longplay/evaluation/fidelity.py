@@ -221,22 +221,53 @@ def added_tone_db(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: 
     return float(_added_tone_per_item(ref, est, sample_rate).mean())
 
 
+def _band_bins(n_fft: int, sample_rate: int, low_hz: float, high_hz: float,
+               like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre frequencies [F] of an n_fft-point STFT's bins and the mask of those in
+    [low_hz, min(high_hz, Nyquist)], on ``like``'s device and in its dtype.
+
+    Raises:
+        ValueError: no bin lies in the band (an unusual sample rate).
+    """
+    freqs = torch.arange(n_fft // 2 + 1, dtype=like.dtype, device=like.device) * (
+        sample_rate / n_fft)
+    band = (freqs >= low_hz) & (freqs <= min(high_hz, sample_rate / 2))
+    if not band.any():
+        raise ValueError(f"no {n_fft}-point STFT bin lies in [{low_hz}, {high_hz}] "
+                         f"Hz at {sample_rate} Hz; score audio at a usual sample rate.")
+    return freqs, band
+
+
+def _band_mean_square(power: torch.Tensor, band: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """[B, F, T] |X|^2 of a periodic-Hann STFT -> [B, T] the mean square of the signal in
+    the band's bins (Parseval)."""
+    window_energy = 3.0 * n_fft / 8.0  # sum of the squared periodic Hann window
+    return 2.0 * (band.to(power.dtype) @ power) / (n_fft * window_energy)
+
+
+def _correlation(dot: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """Pearson correlations from the dot products and norm products of centred vectors;
+    0 where either vector is constant."""
+    return torch.where(norms > 0, dot / norms.clamp(min=1e-300), torch.zeros_like(norms))
+
+
+def _mean_of_scored(per_item: torch.Tensor, band: str, what: str) -> float:
+    """The mean of the items a score is defined for (not NaN: the reference sounds)."""
+    if per_item.isnan().all():
+        raise ValueError(f"the reference is silent (no frame above -100 dBFS in {band}), so "
+                         f"there is no {what} to compare; score audio with content.")
+    return float(per_item.nanmean())
+
+
 def _chroma(mono: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, S] -> chroma [B, T, 12] (band power per class) and band mean square [B, T]."""
     n_fft = _window_length(mono.shape[-1], CHROMA_WINDOW)
     power = stft_magnitude(mono.float(), n_fft, n_fft // 2).double().pow(2)  # [B, F, T]
-    freqs = torch.arange(power.shape[-2], dtype=mono.dtype, device=mono.device) * (
-        sample_rate / n_fft)
-    used = (freqs >= CHROMA_MIN_HZ) & (freqs <= min(CHROMA_MAX_HZ, sample_rate / 2))
-    if not used.any():
-        raise ValueError(f"no {n_fft}-point STFT bin lies in [{CHROMA_MIN_HZ}, {CHROMA_MAX_HZ}] "
-                         f"Hz at {sample_rate} Hz; score audio at a usual sample rate.")
+    freqs, used = _band_bins(n_fft, sample_rate, CHROMA_MIN_HZ, CHROMA_MAX_HZ, mono)
     safe = torch.where(used, freqs, torch.full_like(freqs, _A4_HZ))
     classes = (torch.round(12 * torch.log2(safe / _A4_HZ)).long() + _A_PITCH_CLASS) % 12
     folding = F.one_hot(classes, 12).to(power.dtype).T * used  # [12, F], 0 outside the band
-    window_energy = 3.0 * n_fft / 8.0  # sum of the squared periodic Hann window
-    mean_square = 2.0 * (used.to(power.dtype) @ power) / (n_fft * window_energy)  # [B, T]
-    return (folding @ power).transpose(1, 2), mean_square
+    return (folding @ power).transpose(1, 2), _band_mean_square(power, used, n_fft)
 
 
 def _audible(mean_square: torch.Tensor, floor: float, range_db: float) -> torch.Tensor:
@@ -249,26 +280,22 @@ def _harmonic_detail_per_item(reference: torch.Tensor, estimate: torch.Tensor,
                               sample_rate: int) -> torch.Tensor:
     """[B, C, S] pair -> [B] correlation of the log-magnitude detail (NaN: silent reference)."""
     n_fft = _window_length(reference.shape[-1], DETAIL_WINDOW)
-    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * (sample_rate / n_fft)
-    band = ((freqs >= DETAIL_MIN_HZ) & (freqs <= min(DETAIL_MAX_HZ, sample_rate / 2))).to(
-        reference.device)
-    if not band.any():
-        raise ValueError(f"no {n_fft}-point STFT bin lies in [{DETAIL_MIN_HZ}, {DETAIL_MAX_HZ}] "
-                         f"Hz at {sample_rate} Hz; score audio at a usual sample rate.")
+    _, band = _band_bins(n_fft, sample_rate, DETAIL_MIN_HZ, DETAIL_MAX_HZ, reference)
 
-    def detail(audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        magnitude = stft_magnitude(audio.mean(dim=1).float(), n_fft, n_fft // 4).double()
-        log = (magnitude + DETAIL_FLOOR).log()  # [B, F, T]
+    def magnitude(audio: torch.Tensor) -> torch.Tensor:  # [B, F, T]
+        return stft_magnitude(audio.mean(dim=1).float(), n_fft, n_fft // 4).double()
+
+    def detail(magnitude: torch.Tensor) -> torch.Tensor:  # [B, F_band, T]
+        log = (magnitude + DETAIL_FLOOR).log()
         b, f, t = log.shape
         rows = log.transpose(1, 2).reshape(b * t, 1, f)
         envelope = F.avg_pool1d(rows, DETAIL_ENVELOPE_BINS, 1, DETAIL_ENVELOPE_BINS // 2,
                                 count_include_pad=False).reshape(b, t, f).transpose(1, 2)
-        window_energy = 3.0 * n_fft / 8.0  # sum of the squared periodic Hann window
-        mean_square = 2.0 * magnitude.pow(2)[:, band].sum(dim=1) / (n_fft * window_energy)
-        return (log - envelope)[:, band], mean_square  # [B, F_band, T], [B, T]
+        return (log - envelope)[:, band]
 
-    ref, ref_ms = detail(reference)
-    est, _ = detail(estimate)
+    ref_magnitude = magnitude(reference)
+    ref, est = detail(ref_magnitude), detail(magnitude(estimate))
+    ref_ms = _band_mean_square(ref_magnitude.pow(2), band, n_fft)
     frames = _audible(ref_ms, SILENCE_MEAN_SQUARE, SILENCE_RANGE_DB)[:, None].to(ref.dtype)
     count = frames.sum(dim=(1, 2)) * ref.shape[1]
 
@@ -278,8 +305,7 @@ def _harmonic_detail_per_item(reference: torch.Tensor, estimate: torch.Tensor,
 
     ref, est = centred(ref), centred(est)
     norms = ref.pow(2).sum(dim=(1, 2)).sqrt() * est.pow(2).sum(dim=(1, 2)).sqrt()
-    corr = torch.where(norms > 0, (ref * est).sum(dim=(1, 2)) / norms.clamp(min=1e-300),
-                       torch.zeros_like(norms))
+    corr = _correlation((ref * est).sum(dim=(1, 2)), norms)
     return torch.where(count > 0, corr, torch.full_like(corr, math.nan))
 
 
@@ -300,11 +326,8 @@ def harmonic_detail_correlation(reference: torch.Tensor, estimate: torch.Tensor,
         ValueError: every reference is silent in the band.
     """
     ref, est = _as_pair(reference, estimate, sample_rate)
-    per_item = _harmonic_detail_per_item(ref, est, sample_rate)
-    if per_item.isnan().all():
-        raise ValueError("the reference is silent (no frame above -100 dBFS in 100 Hz-2 kHz), "
-                         "so there is no harmonic detail to compare; score audio with content.")
-    return float(per_item.nanmean())
+    return _mean_of_scored(_harmonic_detail_per_item(ref, est, sample_rate), "100 Hz-2 kHz",
+                           "harmonic detail")
 
 
 def _chroma_correlation_per_item(reference: torch.Tensor, estimate: torch.Tensor,
@@ -315,8 +338,7 @@ def _chroma_correlation_per_item(reference: torch.Tensor, estimate: torch.Tensor
     ref = ref - ref.mean(dim=-1, keepdim=True)
     est = est - est.mean(dim=-1, keepdim=True)
     norms = ref.norm(dim=-1) * est.norm(dim=-1)  # [B, T]
-    corr = torch.where(norms > 0, (ref * est).sum(dim=-1) / norms.clamp(min=1e-300),
-                       torch.zeros_like(norms))
+    corr = _correlation((ref * est).sum(dim=-1), norms)
     scored = _audible(ref_ms, SILENCE_MEAN_SQUARE, SILENCE_RANGE_DB).to(corr.dtype)
     count = scored.sum(dim=-1)
     return torch.where(count > 0, (corr * scored).sum(dim=-1) / count.clamp(min=1),
@@ -340,11 +362,8 @@ def chroma_correlation(reference: torch.Tensor, estimate: torch.Tensor,
             chroma to compare.
     """
     ref, est = _as_pair(reference, estimate, sample_rate)
-    per_item = _chroma_correlation_per_item(ref, est, sample_rate)
-    if per_item.isnan().all():
-        raise ValueError("the reference is silent (no frame above -100 dBFS in 55 Hz-5 kHz), "
-                         "so there is no chroma to compare; score audio with content.")
-    return float(per_item.nanmean())
+    return _mean_of_scored(_chroma_correlation_per_item(ref, est, sample_rate), "55 Hz-5 kHz",
+                           "chroma")
 
 
 @dataclass(frozen=True)
