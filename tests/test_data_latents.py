@@ -247,6 +247,47 @@ def test_latent_windows_pad_past_the_end_with_silence_and_batch(vae: AudioVAE,
         LatentDataset(encoded, num_frames=4, latent_rate=21.0)
 
 
+def test_short_crops_end_in_silence_where_seconds_total_says(vae: AudioVAE,
+                                                             encoded: Path) -> None:
+    rate = 44100 / 2048
+    full = latents_by_path(encoded)["b.wav"]  # 3.2 s: 69 frames
+    silence = vae.silence_latent()
+    dataset = LatentDataset(encoded, num_frames=60, seed=1, latent_rate=rate,
+                            short_crop_probability=0.5)
+    index = [e.path for e in dataset.entries].index("b.wav")
+    kinds, lengths = set(), set()
+    for position in range(40):
+        ex = dataset.example(index, position)
+        assert ex.latents.shape == (vae.latent_dim, 60)
+        if ex.num_valid_frames == 60:  # a plain crop, timed as the whole piece
+            kinds.add("plain")
+            assert ex.seconds_total == 4.0
+            continue
+        kinds.add("short")
+        seconds = int(ex.seconds_total)
+        lengths.add(seconds)
+        # The window holds 2 whole seconds: S is 1 or 2, its frames a crop of the piece,
+        # then silence, timed as a piece of S seconds that starts at 0.
+        assert seconds in (1, 2) and ex.seconds_start == 0.0
+        n = round(seconds * rate)
+        assert ex.num_valid_frames == n
+        assert any(torch.equal(full[:, o:o + n], ex.latents[:, :n])
+                   for o in range(full.shape[-1] - n + 1))
+        torch.testing.assert_close(ex.latents[:, n:], silence[:, None].expand(-1, 60 - n))
+    assert kinds == {"plain", "short"} and lengths == {1, 2}
+    # A crop that holds no whole second stays as it is (a.wav: 0.4 s).
+    always = LatentDataset(encoded, num_frames=60, seed=1, short_crop_probability=1.0)
+    a = always.example([e.path for e in always.entries].index("a.wav"), 0)
+    assert a.num_valid_frames == 9 and a.seconds_total == 1.0
+    # Off (the default), the windows are those of a dataset without the option.
+    off = LatentDataset(encoded, num_frames=60, seed=1, short_crop_probability=0.0)
+    plain = LatentDataset(encoded, num_frames=60, seed=1)
+    assert all(torch.equal(off.example(i, 3).latents, plain.example(i, 3).latents)
+               for i in range(5))
+    with pytest.raises(ValueError, match="short_crop_probability"):
+        LatentDataset(encoded, num_frames=60, short_crop_probability=1.5)
+
+
 def test_the_silence_latent_is_what_silence_encodes_to(vae: AudioVAE) -> None:
     with torch.inference_mode():
         posterior = vae.encode(torch.zeros(1, 2, 64 * vae.hop_length), chunk_frames=None)

@@ -165,6 +165,11 @@ def test_dit_training_window_override(tmp_path, tiny_bert) -> None:
     assert dataset.reader.num_samples == 8 * 2048
     with pytest.raises(ConfigError, match="exceeds the model's window"):
         build_dataset(replace(config, window_frames=64), model_config)
+    # Short pieces followed by silence need pre-encoded latents (they pad with the VAE's
+    # latent of silence); asked of audio, the error names the fix.
+    with pytest.raises(ConfigError, match=r"short_crop_probability needs data\.kind 'latents'"):
+        build_dataset(replace(config, data=replace(config.data, short_crop_probability=0.5)),
+                      model_config)
     with pytest.raises(ConfigError, match="window_frames must be a positive"):
         DiTTrainConfig(preset="debug", window_frames=0)
 

@@ -70,6 +70,10 @@ class DataConfig:
     kind: "audio" (a folder of audio files with metadata), "shards" (tar shards, paths or
     fsspec URLs in ``path`` separated by commas) or "latents" (a folder written by
     ``longplay data encode``). The window is the model's ``sample_size``.
+    ``short_crop_probability`` (latents only): the share of windows that hold a short
+    piece of whole seconds followed by silence, with the timing conditioning of that
+    piece (:class:`~longplay.data.LatentDataset`), so that the model learns to end the
+    music at ``seconds_total`` even where the pieces are longer than the window.
     """
 
     kind: Annotated[str, OneOf(DATA_KINDS)] = "audio"
@@ -78,6 +82,7 @@ class DataConfig:
     phase_flip: bool = False
     min_duration_s: NonNegativeFloat = 0.0
     num_workers: NonNegativeInt = 0
+    short_crop_probability: Fraction = 0.0
 
 
 @config_dataclass

@@ -418,7 +418,18 @@ class LatentDataset(Dataset[LatentExample]):
     consistent with the crop: ``seconds_start`` = floor(offset_frames / latent_rate)
     (the reference forgets to move it with the crop on this path), ``seconds_total`` =
     ceil(duration_s of the source). Only the window's frames are read from the shard.
-    Random draws (offset, then prompt) come from a generator seeded with seed *
+
+    With probability ``short_crop_probability`` the window instead holds a short piece:
+    a whole number S of seconds, uniform in [1, the seconds the window holds], of the
+    crop (round(S * latent_rate) frames; S at most the whole seconds the crop holds)
+    followed by silence, with ``seconds_start`` = 0 and ``seconds_total`` = S. Where the corpus's
+    pieces are longer than the window, no window would otherwise show where a piece
+    ends; these windows teach the timing conditioning to end the music at any length
+    the window holds (the paper's windows of a piece shorter than the window, followed
+    by silence), at any window length.
+
+    Random draws (offset, then the short-crop choice and length when
+    ``short_crop_probability`` > 0, then prompt) come from a generator seeded with seed *
     1_000_003 + position, as in :class:`~longplay.data.AudioFolderDataset`;
     ``dataset[i]`` is ``example(i, i)``.
 
@@ -430,6 +441,8 @@ class LatentDataset(Dataset[LatentExample]):
         seed: seed of the random choices.
         latent_rate: frames per second, checked against the shards' (sample_rate /
             hop_length) when given; the shards' exact value is used.
+        short_crop_probability: the share of windows that hold a short piece followed
+            by silence (above).
 
     Raises:
         ValueError: no index or no complete entry, shards missing or of different
@@ -445,9 +458,14 @@ class LatentDataset(Dataset[LatentExample]):
         prompt_builder: PromptBuilder | None = DEFAULT_PROMPT_BUILDER,
         seed: int = 0,
         latent_rate: float | None = None,
+        short_crop_probability: float = 0.0,
     ) -> None:
         if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames <= 0:
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")
+        if not 0.0 <= short_crop_probability <= 1.0:
+            raise ValueError("short_crop_probability must be in [0, 1], got "
+                             f"{short_crop_probability!r}.")
+        self.short_crop_probability = float(short_crop_probability)
         self.root = Path(root)
         self.entries: tuple[LatentIndexEntry, ...] = tuple(read_latent_index(self.root))
         if not self.entries:
@@ -502,6 +520,18 @@ class LatentDataset(Dataset[LatentExample]):
     def __getitem__(self, index: int) -> LatentExample:
         return self.example(index, index)
 
+    def _short_piece_seconds(self, generator: torch.Generator, frames: int) -> int | None:
+        """The length S in seconds of a short piece for a crop of ``frames`` frames, or
+        None (a plain crop); draws nothing when short crops are off, so seeds keep their
+        windows. S is at most the whole seconds the crop holds."""
+        if self.short_crop_probability == 0.0:
+            return None
+        chosen = float(torch.rand((), generator=generator)) < self.short_crop_probability
+        longest = int(self.num_frames / self.latent_rate)
+        seconds = int(torch.randint(1, max(longest, 1) + 1, (1,), generator=generator).item())
+        seconds = min(seconds, int(frames / self.latent_rate))
+        return seconds if chosen and seconds >= 1 else None
+
     def example(self, index: int, position: int) -> LatentExample:
         """The example of item ``index`` drawn at global sample ``position``."""
         if not 0 <= index < len(self.entries):
@@ -522,6 +552,12 @@ class LatentDataset(Dataset[LatentExample]):
         if window.dim() != 2 or window.shape[0] != self.latent_dim:
             raise CheckpointError(f"{path}: item {entry.item_id} has shape "
                                   f"{tuple(window.shape)}, expected [{self.latent_dim}, T].")
+        seconds_start = float(math.floor(offset / self.latent_rate))
+        seconds_total = float(math.ceil(entry.duration_s))
+        short = self._short_piece_seconds(generator, int(window.shape[-1]))
+        if short is not None:
+            window = window[:, :round(short * self.latent_rate)]
+            seconds_start, seconds_total = 0.0, float(short)
         num_valid = int(window.shape[-1])
         latents = torch.cat([window.float(), self.silence[:, None].expand(
             -1, self.num_frames - num_valid)], dim=-1)  # [D, T]
@@ -529,8 +565,8 @@ class LatentDataset(Dataset[LatentExample]):
                   else self.prompt_builder.build(entry.metadata, generator))
         return LatentExample(
             latents=latents,
-            seconds_start=float(math.floor(offset / self.latent_rate)),
-            seconds_total=float(math.ceil(entry.duration_s)),
+            seconds_start=seconds_start,
+            seconds_total=seconds_total,
             prompt=prompt,
             path=entry.path,
             num_valid_frames=num_valid,

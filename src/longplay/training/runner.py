@@ -187,10 +187,17 @@ def _check_data(config, kinds: tuple[str, ...]) -> None:
                           (" (this stage trains on audio)" if "latents" not in kinds else ""))
 
 
+def _check_no_short_crops(config) -> None:
+    if config.data.short_crop_probability > 0:
+        raise ConfigError("data.short_crop_probability needs data.kind 'latents' (pre-encode "
+                          "the audio with `longplay data encode`), or set it to 0")
+
+
 def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: int):
     """An audio-folder or tar-shard dataset of ``num_samples`` windows, and its collate
     function (the VAE and CLAP trainers)."""
     _check_data(config, AUDIO_KINDS)
+    _check_no_short_crops(config)
     dataset = _audio_windows(config, sample_rate, channels, num_samples)
     if len(dataset) == 0:
         raise ConfigError(f"no usable training audio in {config.data.path}")
@@ -210,13 +217,15 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
                               f"of {frames} latent frames")
         frames = config.window_frames
     if data.kind in AUDIO_KINDS:
+        _check_no_short_crops(config)
         dataset = _audio_windows(config, model_config.sample_rate, model_config.audio_channels,
                                  frames * model_config.vae.hop_length)
         collate = collate_audio
     else:
         dataset = LatentDataset(data.path, num_frames=frames,
                                 random_crop=data.random_crop, prompt_builder=PromptBuilder(),
-                                seed=seed, latent_rate=model_config.vae.latent_rate)
+                                seed=seed, latent_rate=model_config.vae.latent_rate,
+                                short_crop_probability=data.short_crop_probability)
         collate = collate_latents
     if len(dataset) == 0:
         raise ConfigError(f"no usable training examples in {data.path}")

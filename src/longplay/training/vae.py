@@ -105,21 +105,33 @@ class VAETrainingModule(TrainingModule):
         return {"vae_config": dataclass_to_dict(self.vae_config)}
 
 
+def vae_config_for_training(config: VAETrainConfig) -> VAEConfig:
+    """The architecture a VAE run trains: ``init_from``'s, or the ``preset``'s."""
+    if config.init_from is not None:
+        return read_vae_weights(config.init_from).config
+    return vae_preset(config.preset)
+
+
 def build_vae_for_training(
-        config: VAETrainConfig) -> tuple[AudioVAE, VAEConfig, MultiScaleSTFTDiscriminator]:
+        config: VAETrainConfig,
+        dataset=None) -> tuple[AudioVAE, VAEConfig, MultiScaleSTFTDiscriminator]:
     """The VAE to train (``init_from`` loaded, or the ``preset`` built from scratch with
     the ``init`` of the config) and its discriminator, initialised in that order in a
-    random state forked and seeded with ``trainer.seed``."""
+    random state forked and seeded with ``trainer.seed``. ``init: pca`` then fits the
+    linear paths to ``dataset`` (:func:`fit_linear_paths`, in a random state seeded
+    again); None leaves them at PyTorch's defaults, as for a run that resumes, whose
+    checkpoint holds them."""
+    vae_config = vae_config_for_training(config)
     with seeded(config.trainer.seed):
         if config.init_from is not None:
-            vae_config = read_vae_weights(config.init_from).config
             vae = load_vae(config.init_from)
         else:
-            vae_config = vae_preset(config.preset)
-            # "pca" is fitted to the data afterwards (train_vae), from PyTorch's defaults
             vae = build_vae(vae_config, init="pytorch" if config.init == "pca" else config.init)
         discriminator = build_discriminator(vae_config.audio_channels,
                                             config.discriminator_filters)
+    if config.init == "pca" and config.init_from is None and dataset is not None:
+        with seeded(config.trainer.seed):
+            fit_linear_paths(vae, dataset)
     return vae, vae_config, discriminator
 
 
@@ -140,15 +152,14 @@ def train_vae(config: VAETrainConfig, run_dir, *, resume: bool = False,
         raise ConfigError("VAE training alternates optimisers and does not accumulate "
                           "gradients: set trainer.accumulate_grad_batches to 1")
     run_dir, ckpt = prepare_run(config, run_dir, resume)
-    vae, vae_config, discriminator = build_vae_for_training(config)
-    if config.window_samples % vae.hop_length:
+    vae_config = vae_config_for_training(config)
+    if config.window_samples % vae_config.hop_length:
         raise ConfigError(f"window_samples {config.window_samples} must be a multiple of the "
-                          f"VAE hop {vae.hop_length}")
+                          f"VAE hop {vae_config.hop_length}")
     dataset, collate = build_audio_dataset(config, vae_config.sample_rate,
                                            vae_config.audio_channels, config.window_samples)
-    if config.init == "pca" and config.init_from is None and ckpt is None:
-        with seeded(config.trainer.seed):
-            fit_linear_paths(vae, dataset)
+    vae, vae_config, discriminator = build_vae_for_training(
+        config, dataset if ckpt is None else None)
     module = VAETrainingModule(config, vae, vae_config, discriminator, dataset, collate)
     return fit(module, config, run_dir, ckpt, list(extra_callbacks or []), enable_progress_bar)
 
