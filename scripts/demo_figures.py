@@ -24,7 +24,9 @@ bundled model taken out of git with ``git show REV:src/longplay/assets/demo/mode
 and the same for ``model_config.json``) puts that model next to the current one: its
 examples go to ``OUT/demo/previous/``, its evaluation (same prompts, seeds and CLAP) to
 ``WORK/previous``, and both pages give each table a row (or column) for each model and
-the figures of both, naming which is which (``--compare-name``).
+the figures of both, naming which is which (``--compare-name``). The previous model's
+examples are made once: a later run keeps them while results.json names the same folder
+and their files are there (``--skip-examples`` keeps the current model's too).
 
 A request longer than the model's window (an example's duration, ``--text-duration``,
 a ``--timing-durations`` entry) is generated at the longest duration the window holds;
@@ -603,8 +605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     assets = args.out / "demo"
     assets.mkdir(parents=True, exist_ok=True)
     previous_results = assets / "results.json"
-    earlier = (json.loads(previous_results.read_text())
-               if args.skip_examples and previous_results.exists() else None)
+    saved = json.loads(previous_results.read_text()) if previous_results.exists() else None
+    earlier = saved if args.skip_examples else None
     pipe = TextToMusicPipeline.from_pretrained(model_or_demo(args.model))
     window_s = pipe.max_duration_s
     results: dict = {"machine": machine(), "sampler": _sampler(pipe, args.steps),
@@ -625,9 +627,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = {"name": args.compare_name or f"the model in `{args.compare.name}`",
                     "folder": args.compare.name, "sampler": _sampler(old, args.steps),
                     "window_s": old.max_duration_s, "vae": _vae_summary(old)}
-        kept = (earlier or {}).get("previous", {})
-        if kept.get("folder") == args.compare.name and "examples" in kept:
-            previous["examples"] = kept["examples"]
+        kept = (saved or {}).get("previous", {})
+        if (kept.get("folder") == args.compare.name and "examples" in kept
+                and all((assets / PREVIOUS / f"{row['name']}.{ext}").is_file()
+                        for row in kept["examples"] for ext in ("png", "ogg"))):
+            previous["examples"] = kept["examples"]  # an earlier model's do not change
         else:
             (assets / PREVIOUS).mkdir(exist_ok=True)
             previous["examples"] = examples(old, assets / PREVIOUS, args.steps, args.seed)

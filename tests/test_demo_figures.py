@@ -260,6 +260,13 @@ def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder) -
     assert run_script(module, [*argv, "--skip-examples"]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert (docs / "demo.md").read_text() == demo
+    # Without --skip-examples the current model's examples are made again, the previous
+    # model's are kept (it does not change).
+    previous_oggs = {p: p.stat().st_mtime_ns for p in (docs / "demo" / "previous").glob("*.ogg")}
+    current_oggs = {p: p.stat().st_mtime_ns for p in (docs / "demo").glob("*.ogg")}
+    assert run_script(module, argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in previous_oggs} == previous_oggs
+    assert all(p.stat().st_mtime_ns != stamp for p, stamp in current_oggs.items())
 
 
 def test_compare_options_are_checked(tmp_path, corpus) -> None:
