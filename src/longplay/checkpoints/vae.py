@@ -124,16 +124,19 @@ def infer_vae_config(state: dict[str, torch.Tensor], sample_rate: int = 44100) -
     )
 
 
-def vae_key_map_of(config: VAEConfig, layout: str = "stable-audio-tools") -> KeyMap:
+def vae_key_map_of(config: VAEConfig, layout: str = "stable-audio-tools",
+                   shapes: dict[str, tuple[int, ...]] | None = None) -> KeyMap:
     """The key map of the VAE of ``config`` in ``layout``: the Oobleck table
     (:func:`~longplay.checkpoints.keymaps.vae_key_map`), or for a spectral VAE, which only
-    longplay reads, its own names, written as they are in the stable-audio-tools layout."""
+    longplay reads, its own names, written as they are in the stable-audio-tools layout
+    (those of ``shapes``, :func:`build_vae_shapes` of the config when not given)."""
     if config.architecture == "oobleck":
         return vae_key_map(layout, len(config.strides), nearest_upsample=config.nearest_upsample)
     if layout != "stable-audio-tools":
         raise CheckpointError(f"a {config.architecture} VAE has no {layout} layout: save it as a "
                               "stable-audio-tools folder (model_config.json + model.safetensors)")
-    return KeyMap(to_own={m: m for m in {k.rpartition(".")[0] for k in build_vae_shapes(config)}})
+    shapes = build_vae_shapes(config) if shapes is None else shapes
+    return KeyMap(to_own={m: m for m in {k.rpartition(".")[0] for k in shapes}})
 
 
 def vae_state_to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, layout: str,
@@ -141,8 +144,8 @@ def vae_state_to_own_names(foreign: dict[str, torch.Tensor], config: VAEConfig, 
     """Rename ``foreign`` weights to longplay's names; every key must be accounted for.
     Weights of another architecture than ``config``'s are an error that names the config
     fields they disagree with (when the weights' own architecture can be read)."""
-    key_map = vae_key_map_of(config, layout)
     shapes = build_vae_shapes(config)
+    key_map = vae_key_map_of(config, layout, shapes)
     own_to_foreign = {k: key_map.foreign_key(k) for k in shapes}
     try:
         return remap_state(foreign, own_to_foreign, shapes, f"VAE ({layout} layout)", source)
