@@ -125,8 +125,8 @@ def test_evaluate_runs_offline_on_the_demo_model(tmp_path: Path) -> None:
 
 def test_bf16_on_the_trained_demo_weights() -> None:
     """bf16 against fp32 on trained weights (the bundled model): one DiT evaluation within
-    2% RMS, the bf16 VAE decode above 30 dB SI-SDR, a whole 50-step generation with
-    guidance 7 above 20 dB (measured: under 1%, 44-48 dB, and 22-31 dB by prompt)."""
+    2% RMS and 5 % of its range at worst (measured: 0.7-1.2 % and 0.5-3 %), the bf16 VAE
+    decode above 30 dB SI-SDR, a whole 50-step generation with guidance 7 above 20 dB."""
     from longplay.evaluation import si_sdr
     from longplay.pipelines import TextToMusicPipeline, bf16_supported
 
@@ -143,7 +143,7 @@ def test_bf16_on_the_trained_demo_weights() -> None:
             ref = fp32.model.dit(x, torch.tensor([t]), cond)
             out = bf16.model.dit(x.bfloat16(), torch.tensor([t]), cond).float()
             assert (out - ref).pow(2).mean().sqrt() < 0.02 * ref.pow(2).mean().sqrt()
-            assert (out - ref).abs().max() < 0.1
+            assert (out - ref).abs().max() < 0.05 * ref.abs().max()
 
     kwargs = dict(duration_s=10.0, seed=0)
     a = fp32("bossa nova, nylon guitar and flute, 120 BPM", **kwargs)

@@ -48,9 +48,12 @@ def test_a_fresh_work_folder_runs_every_stage_in_order(script) -> None:
 
 
 def test_an_unfinished_run_is_resumed_and_not_exported(script, monkeypatch) -> None:
-    monkeypatch.setattr(script, "run_step", lambda run: 1200)  # of the VAE's 20000
-    assert script.run("--max-steps", "vae=3000") == [["longplay", "train", "vae", "--resume"]]
-    assert "--max-steps" in script.calls[0] and "3000" in script.calls[0]
+    full = script.config_steps(script.STAGES[0])  # the VAE config's max_steps
+    monkeypatch.setattr(script, "run_step", lambda run: full // 4)
+    limit = str(full // 2)
+    assert script.run("--max-steps", f"vae={limit}") == [["longplay", "train", "vae",
+                                                           "--resume"]]
+    assert "--max-steps" in script.calls[0] and limit in script.calls[0]
     assert not (script.work / "models" / "demo-vae").exists()
 
 
