@@ -244,7 +244,12 @@ def read_vae_weights(path: str | Path) -> VAEWeights:
 def load_vae(path: str | Path, *, device: torch.device | str = "cpu",
              dtype: torch.dtype = torch.float32) -> AudioVAE:
     """The VAE at ``path`` (see ``read_vae_weights``), in eval mode."""
-    weights = read_vae_weights(path)
+    return vae_from_weights(read_vae_weights(path), device=device, dtype=dtype)
+
+
+def vae_from_weights(weights: VAEWeights, *, device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32) -> AudioVAE:
+    """The VAE of weights already read (``read_vae_weights``), in eval mode."""
     with torch.device("meta"):
         vae = build_vae(weights.config)
     state = {k: v.to(dtype) for k, v in weights.state_dict.items()}

@@ -158,6 +158,9 @@ def _audio_windows(config, sample_rate: int, channels: int, num_samples: int):
     """Random windows of ``num_samples`` from an audio folder or tar shards (``data.kind``
     "audio" or "shards"), cut, timed and prompted the same way for both."""
     data = config.data
+    if data.short_crop_probability > 0:  # the silence that follows is the VAE's latent
+        raise ConfigError("data.short_crop_probability needs data.kind 'latents' (pre-encode "
+                          "the audio with `longplay data encode`), or set it to 0")
     options = dict(sample_rate=sample_rate, channels=channels, num_samples=num_samples,
                    random_crop=data.random_crop, phase_flip=data.phase_flip,
                    prompt_builder=PromptBuilder(), seed=config.trainer.seed,
@@ -187,17 +190,10 @@ def _check_data(config, kinds: tuple[str, ...]) -> None:
                           (" (this stage trains on audio)" if "latents" not in kinds else ""))
 
 
-def _check_no_short_crops(config) -> None:
-    if config.data.short_crop_probability > 0:
-        raise ConfigError("data.short_crop_probability needs data.kind 'latents' (pre-encode "
-                          "the audio with `longplay data encode`), or set it to 0")
-
-
 def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: int):
     """An audio-folder or tar-shard dataset of ``num_samples`` windows, and its collate
     function (the VAE and CLAP trainers)."""
     _check_data(config, AUDIO_KINDS)
-    _check_no_short_crops(config)
     dataset = _audio_windows(config, sample_rate, channels, num_samples)
     if len(dataset) == 0:
         raise ConfigError(f"no usable training audio in {config.data.path}")
@@ -217,7 +213,6 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
                               f"of {frames} latent frames")
         frames = config.window_frames
     if data.kind in AUDIO_KINDS:
-        _check_no_short_crops(config)
         dataset = _audio_windows(config, model_config.sample_rate, model_config.audio_channels,
                                  frames * model_config.vae.hop_length)
         collate = collate_audio

@@ -23,7 +23,8 @@ from longplay.autoencoder import (
 )
 from longplay.autoencoder.spectral import init_linear_paths
 from longplay.builders import build_discriminator, build_vae, seeded
-from longplay.checkpoints import load_vae, read_vae_weights, save_vae
+from longplay.checkpoints import read_vae_weights, save_vae
+from longplay.checkpoints.vae import vae_from_weights
 from longplay.config import (
     ConfigError,
     VAEConfig,
@@ -121,10 +122,11 @@ def build_vae_for_training(
     linear paths to ``dataset`` (:func:`fit_linear_paths`, in a random state seeded
     again); None leaves them at PyTorch's defaults, as for a run that resumes, whose
     checkpoint holds them."""
-    vae_config = vae_config_for_training(config)
+    weights = None if config.init_from is None else read_vae_weights(config.init_from)
+    vae_config = vae_preset(config.preset) if weights is None else weights.config
     with seeded(config.trainer.seed):
-        if config.init_from is not None:
-            vae = load_vae(config.init_from)
+        if weights is not None:
+            vae = vae_from_weights(weights)
         else:
             vae = build_vae(vae_config, init="pytorch" if config.init == "pca" else config.init)
         discriminator = build_discriminator(vae_config.audio_channels,
