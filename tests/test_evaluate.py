@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import re
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from conftest import SAO1_TINY
 from longplay.audio import save_audio
+from longplay.checkpoints import model_fingerprint, read_state_dict, write_safetensors
 from longplay.cli import evaluate as evaluate_cli
 from longplay.cli.main import main
 from longplay.evaluation.embedders import own_clap, peak_normalise, windows
@@ -92,6 +94,37 @@ def test_evaluate_end_to_end_and_resumes(tmp_path, prompts, reference, clap_fold
     assert main([str(a) for a in [*args[:-3], "--seed", "5", "-o", out, "--no-progress"]]) == 0
     assert json.loads((out / "audio" / "a.json").read_text())["request"]["seed"] == 5
     assert json.loads((out / "timing" / "1.json").read_text())["request"]["seed"] == 10_005
+    # A copy of the same model elsewhere keeps them; the same folder retrained (one DiT
+    # weight changed) makes them again, the timing generations included.
+    copy = tmp_path / "copy"
+    shutil.copytree(SAO1_TINY, copy)
+    seed5 = [*args[:-3], "--seed", "5", "-o", out, "--no-progress"]
+    on_copy = [copy if a == SAO1_TINY else a for a in seed5]
+    stamp = (out / "audio" / "a.wav").stat().st_mtime_ns
+    assert main([str(a) for a in on_copy]) == 0
+    assert (out / "audio" / "a.wav").stat().st_mtime_ns == stamp
+    before = json.loads((out / "audio" / "a.json").read_text())["request"]["model"]
+    state = read_state_dict(copy / "model.safetensors")
+    name = next(k for k in sorted(state) if k.startswith("model.model.transformer"))
+    state[name] = state[name] + 0.01
+    write_safetensors(copy / "model.safetensors", state)
+    assert main([str(a) for a in on_copy]) == 0
+    for folder, item in (("audio", "a"), ("timing", "1")):
+        request = json.loads((out / folder / f"{item}.json").read_text())["request"]
+        assert request["model"] != before
+        assert request["model"] == model_fingerprint(copy)
+
+
+def test_model_fingerprint_follows_contents_not_place(tmp_path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(SAO1_TINY, copy)
+    assert model_fingerprint(copy) == model_fingerprint(SAO1_TINY)
+    assert model_fingerprint(copy / "model.safetensors") != model_fingerprint(copy)
+    (copy / "model_config.json").write_text(
+        (copy / "model_config.json").read_text().replace("}", " }", 1))
+    assert model_fingerprint(copy) != model_fingerprint(SAO1_TINY)  # configs count too
+    with pytest.raises(FileNotFoundError, match="no model"):
+        model_fingerprint(tmp_path / "missing")
 
 
 def test_evaluate_takes_generated_audio(tmp_path, prompts, reference, clap_folder) -> None:

@@ -14,7 +14,7 @@ from longplay.checkpoints.diffusion import (
     read_diffusion_config,
 )
 from longplay.checkpoints.export import save_model_folder
-from longplay.checkpoints.files import read_state_dict, write_safetensors
+from longplay.checkpoints.files import model_fingerprint, read_state_dict, write_safetensors
 from longplay.checkpoints.keymaps import VAE_MODULE_TABLE, KeyMap, vae_key_map
 from longplay.checkpoints.vae import (
     VAEWeights,
@@ -36,6 +36,7 @@ __all__ = [
     "load_clap",
     "load_diffusion_model",
     "load_vae",
+    "model_fingerprint",
     "read_clap_config",
     "read_diffusion_config",
     "read_state_dict",

@@ -9,9 +9,10 @@ Layout of the report folder::
       structure/<set>_<id>_chroma.png    self-similarity matrices (and _mfcc), time in s
       report.json, report.md             report.md shows the PNGs (links relative to it)
 
-A generation whose sidecar matches (prompt, seed, duration, steps, guidance) is kept
-on a rerun, so an interrupted evaluation continues where it stopped. Item i of the
-prompt file uses seed ``seed + i``. Every stage (generating, then each metric) reports
+A generation whose sidecar matches (prompt, seed, duration, steps, guidance, window and
+the model's fingerprint: a hash of its files) is kept on a rerun, so an interrupted
+evaluation continues where it stopped, and a rerun with another model makes its own.
+Item i of the prompt file uses seed ``seed + i``. Every stage (generating, then each metric) reports
 its progress, and a generation its sampler steps (:class:`ProgressBars` on a terminal).
 
 Metrics (``--metrics``; see each one's definition in its module):
@@ -57,6 +58,7 @@ from longplay.assets import demo_clap_path, model_or_demo
 from longplay.atomic import atomic_output_path
 from longplay.audio import load_audio, save_audio
 from longplay.audio.images import spectrogram_image, write_png
+from longplay.checkpoints import model_fingerprint
 from longplay.evaluation import embedders
 from longplay.evaluation.autoencoder_metrics import ReconstructionMetrics
 from longplay.evaluation.distribution_metrics import CLAPScore, FrechetDistance, KLDivergence
@@ -217,6 +219,7 @@ class Evaluation:
             self.progress = _quiet if progress is False else progress
         self._pipe = None
         self._clap_embedder = None
+        self._fingerprint: str | None = None
         items = read_prompts(config.prompts)
         self.items: list[PromptItem] = items[: config.max_items] if config.max_items else items
         if not self.items:
@@ -229,6 +232,14 @@ class Evaluation:
         if self._pipe is None:
             self._pipe = TextToMusicPipeline.from_pretrained(model_or_demo(self.config.model))
         return self._pipe
+
+    def model_fingerprint(self) -> str:
+        """The generating model's :func:`~longplay.checkpoints.model_fingerprint`, recorded
+        in every generation's request: a rerun with another model (or the same folder
+        retrained) makes its generations again instead of keeping the other model's."""
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(model_or_demo(self.config.model))
+        return self._fingerprint
 
     def _own_clap(self):
         """longplay's CLAP, loaded once for all the metrics that use it."""
@@ -255,7 +266,8 @@ class Evaluation:
         c = self.config
         return {"prompt": item.prompt, "seed": c.seed + index,
                 "duration_s": float(item.duration_s or c.duration_s), "steps": c.steps,
-                "guidance_scale": c.guidance_scale, "window": c.window}
+                "guidance_scale": c.guidance_scale, "window": c.window,
+                "model": self.model_fingerprint()}
 
     def generated_files(self) -> dict[str, Path]:
         """id -> generated audio file, generating what is missing."""
@@ -359,7 +371,8 @@ class Evaluation:
             path = folder / f"{duration:g}.wav"
             request = {"prompt": prompt, "duration_s": duration, "steps": self.config.steps,
                        "guidance_scale": self.config.guidance_scale,
-                       "seed": self.config.seed + 10_000 + i, "window": "full"}
+                       "seed": self.config.seed + 10_000 + i, "window": "full",
+                       "model": self.model_fingerprint()}
             if not _made_with(path, request):  # missing, or made with other settings
                 out = pipe(prompt, duration_s=duration, num_inference_steps=request["steps"],
                            guidance_scale=request["guidance_scale"], seed=request["seed"],
