@@ -13,6 +13,11 @@ from longplay.layers import SnakeBeta, WNConv1d, WNConvTranspose1d
 
 RESIDUAL_DILATIONS = (1, 3, 9)
 
+DECODE_BYTES_PER_SAMPLE_CHANNEL = 5.5
+"""Peak decoder activation memory per output sample, per channel of the decoder's
+last (full-rate) stage, per byte of the activation dtype: measured on the full-size
+VAE (benchmarks/vae_decode.py; about 5.5 MiB per latent frame in fp32)."""
+
 
 class ResidualUnit(nn.Module):
     """Snake -> dilated conv k7 -> Snake -> conv k1, plus the input."""
@@ -133,6 +138,16 @@ class OobleckDecoder(nn.Module):
         )
         self.act = SnakeBeta(widths[0])
         self.head = WNConv1d(widths[0], audio_channels, 7, padding=3, bias=False)
+        self.hop_length = 1
+        for s in strides:
+            self.hop_length *= s
+
+    def bytes_per_latent_frame(self, itemsize: int) -> float:
+        """Estimated peak activation bytes of decoding one latent frame: proportional to
+        the samples of a frame and the width of the full-rate stage
+        (``DECODE_BYTES_PER_SAMPLE_CHANNEL``)."""
+        channels = self.head.weight_v.shape[1]
+        return DECODE_BYTES_PER_SAMPLE_CHANNEL * channels * self.hop_length * itemsize
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         """latents: [B, D_latent, T] -> audio [B, C, T * hop]."""

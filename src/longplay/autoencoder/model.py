@@ -39,12 +39,6 @@ DECODE_MEMORY_BUDGET = 1.5 * 2**30
 """Bytes of activations a decode may use by default (``auto_chunk_frames``): with the
 full-size VAE's weights this keeps a 4m45s decode under 3 GiB of peak RSS."""
 
-DECODE_BYTES_PER_SAMPLE_CHANNEL = 5.5
-"""Peak decoder activation memory per output sample, per channel of the decoder's
-last (full-rate) stage, per byte of the activation dtype: measured on the full-size
-VAE (benchmarks/vae_decode.py; about 5.5 MiB per latent frame in fp32)."""
-
-
 def available_memory_bytes(device: torch.device | str = "cpu") -> int | None:
     """Free memory of ``device``: for a CUDA device what the driver reports free, else
     MemAvailable from /proc/meminfo (Linux); None where neither is known."""
@@ -198,10 +192,7 @@ class AudioVAE(nn.Module):
                                dtype: torch.dtype = torch.float32) -> float:
         """Estimated peak activation bytes of decoding one latent frame."""
         itemsize = torch.empty((), dtype=dtype).element_size()
-        if self.architecture == "spectral":
-            return self.decoder.bytes_per_latent_frame(itemsize) * batch
-        channels = self.decoder.head.weight_v.shape[1]  # the full-rate stage's width
-        return DECODE_BYTES_PER_SAMPLE_CHANNEL * channels * self.hop_length * itemsize * batch
+        return self.decoder.bytes_per_latent_frame(itemsize) * batch
 
     def auto_chunk_frames(self, num_frames: int, *, batch: int = 1,
                           dtype: torch.dtype = torch.float32,
