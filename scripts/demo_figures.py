@@ -55,7 +55,7 @@ import torch
 
 from longplay.assets import demo_clap_path, model_or_demo
 from longplay.atomic import atomic_output_path
-from longplay.audio import save_audio
+from longplay.audio import normalize_output, save_audio
 from longplay.audio.images import save_spectrogram_png
 from longplay.data import PromptBuilder
 from longplay.evaluation.runner import PLOTS_SECTION, Evaluation, EvaluationConfig
@@ -130,7 +130,9 @@ def examples(pipe: TextToMusicPipeline, out: Path, steps: int, seed: int) -> lis
         seconds = time.perf_counter() - start
         audio = result.audio[0]
         save_spectrogram_png(out / f"{ex.name}.png", audio, result.sample_rate)
-        excerpt = audio[:, : round(min(EXCERPT_S, duration) * result.sample_rate)]
+        # Written as `longplay generate` writes a file: DC blocked and peak-normalised.
+        written, _ = normalize_output(audio, result.sample_rate)
+        excerpt = written[:, : round(min(EXCERPT_S, duration) * result.sample_rate)]
         save_audio(out / f"{ex.name}.ogg", excerpt, result.sample_rate)
         rows.append({"name": ex.name, "prompt": ex.prompt, "requested_s": ex.duration_s,
                      "duration_s": duration, "seed": seed + i, "seconds": round(seconds, 1),
@@ -380,7 +382,8 @@ def write_markdown(path: Path, results: dict) -> None:
         lines.append(line)
     lines += [
         "",
-        f"Excerpts are the first {EXCERPT_S:g} s (Ogg Vorbis). Seeds are in "
+        f"Excerpts are the first {EXCERPT_S:g} s (Ogg Vorbis) of the audio as "
+        "`longplay generate` writes it (DC blocked, peak-normalised). Seeds are in "
         f"`demo/results.json`. The model's window is {window}: a longer request is "
         "generated at the window's length.",
         "",
