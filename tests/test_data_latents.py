@@ -320,3 +320,44 @@ def test_folders_without_a_silence_latent_pad_with_zeros_and_a_bad_one_is_named(
     rewrite(old, "[1.0, 2.0]")
     with pytest.raises(ValueError, match=r"silence latent.*encode it again"):
         LatentDataset(old, num_frames=40, seed=0)
+
+
+def test_window_lengths_vary_per_group_among_multiples(vae: AudioVAE, encoded: Path) -> None:
+    silence = vae.silence_latent()
+    dataset = LatentDataset(encoded, num_frames=64, seed=2, min_frames=16, group_size=4,
+                            frame_multiple=16)
+    assert dataset.lengths == (16, 32, 48, 64)
+    lengths = [dataset.window_frames(p) for p in range(64)]
+    # one length per group of 4 consecutive positions (a micro-batch), every one drawn
+    assert all(len(set(lengths[g:g + 4])) == 1 for g in range(0, 64, 4))
+    assert set(lengths) == {16, 32, 48, 64}
+    for position in (0, 5, 9, 14):
+        frames = dataset.window_frames(position)
+        batch = collate_latents([dataset.example(i, position - position % 4 + k)
+                                 for k, i in enumerate(range(4))])
+        assert batch.latents.shape == (4, vae.latent_dim, frames)
+        ex = dataset.example(1, position)  # b.wav, 69 frames: padded only past its end
+        assert ex.latents.shape[-1] == frames
+        torch.testing.assert_close(ex.latents[:, ex.num_valid_frames:],
+                                   silence[:, None].expand(-1, frames - ex.num_valid_frames))
+    # short pieces fit the drawn window: S at most its whole seconds; a window that holds
+    # no whole second (16 frames) stays a plain crop timed as the piece (b.wav: 4 s)
+    short = LatentDataset(encoded, num_frames=64, seed=2, min_frames=16, group_size=4,
+                          frame_multiple=16, short_crop_probability=1.0)
+    seen = set()
+    for position in range(64):
+        ex = short.example(1, position)
+        whole = int(short.window_frames(position) / short.latent_rate)
+        seen.add(whole)
+        if whole == 0:
+            assert ex.seconds_total == 4.0
+        else:
+            assert ex.seconds_start == 0.0 and 1 <= ex.seconds_total <= whole
+    assert seen == {0, 1, 2}
+    # without min_frames: the fixed window, and the examples of a dataset without it
+    fixed = LatentDataset(encoded, num_frames=64, seed=2, group_size=4)
+    assert {fixed.window_frames(p) for p in range(16)} == {64}
+    with pytest.raises(ValueError, match="min_frames"):
+        LatentDataset(encoded, num_frames=64, min_frames=65)
+    with pytest.raises(ValueError, match="min_frames"):
+        LatentDataset(encoded, num_frames=40, min_frames=33, frame_multiple=64)

@@ -74,6 +74,9 @@ class DataConfig:
     piece of whole seconds followed by silence, with the timing conditioning of that
     piece (:class:`~longplay.data.LatentDataset`), so that the model learns to end the
     music at ``seconds_total`` even where the pieces are longer than the window.
+    ``window_frames_min`` (latents only): vary the window's length per batch, among the
+    multiples of 64 latent frames from this to the training window (the windows that
+    a pipeline's "fit" mode samples); None: every window is the training window.
     """
 
     kind: Annotated[str, OneOf(DATA_KINDS)] = "audio"
@@ -83,6 +86,7 @@ class DataConfig:
     min_duration_s: NonNegativeFloat = 0.0
     num_workers: NonNegativeInt = 0
     short_crop_probability: Fraction = 0.0
+    window_frames_min: FrameCount | None = None
 
 
 @config_dataclass

@@ -407,6 +407,11 @@ def encode_folder(
                          shards_written=tuple(written))
 
 
+_LENGTH_STREAM = 7_919
+"""Offset of the seed of the window-length draws, so that they do not repeat the
+examples' own draws."""
+
+
 class LatentDataset(Dataset[LatentExample]):
     """Random windows of pre-encoded latents (a folder written by :func:`encode_folder`).
 
@@ -428,6 +433,13 @@ class LatentDataset(Dataset[LatentExample]):
     the window holds (the paper's windows of a piece shorter than the window, followed
     by silence), at any window length.
 
+    With ``min_frames`` the window's length varies: for each group of ``group_size``
+    consecutive positions (the trainer's micro-batches, so a batch keeps one length) it
+    is drawn uniformly among the multiples of ``frame_multiple`` from ``min_frames`` to
+    ``num_frames``, from a generator of its own (the examples' draws are unchanged).
+    These are the windows that a pipeline's "fit" mode samples, so the timing
+    conditioning is learnt where generation uses it, not only in the full window.
+
     Random draws (offset, then the short-crop choice and length when
     ``short_crop_probability`` > 0, then prompt) come from a generator seeded with seed *
     1_000_003 + position, as in :class:`~longplay.data.AudioFolderDataset`;
@@ -443,6 +455,10 @@ class LatentDataset(Dataset[LatentExample]):
             hop_length) when given; the shards' exact value is used.
         short_crop_probability: the share of windows that hold a short piece followed
             by silence (above).
+        min_frames: the shortest window when the length varies (above); None: every
+            window is ``num_frames`` long.
+        group_size: consecutive positions that share a window length (the batch size).
+        frame_multiple: window lengths are multiples of this many frames.
 
     Raises:
         ValueError: no index or no complete entry, shards missing or of different
@@ -459,9 +475,25 @@ class LatentDataset(Dataset[LatentExample]):
         seed: int = 0,
         latent_rate: float | None = None,
         short_crop_probability: float = 0.0,
+        min_frames: int | None = None,
+        group_size: int = 1,
+        frame_multiple: int = 64,
     ) -> None:
         if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames <= 0:
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")
+        if group_size < 1 or frame_multiple < 1:
+            raise ValueError(f"group_size and frame_multiple must be >= 1, got {group_size} "
+                             f"and {frame_multiple}.")
+        self.lengths: tuple[int, ...] = (num_frames,)
+        if min_frames is not None:
+            lengths = tuple(range(-(-min_frames // frame_multiple) * frame_multiple,
+                                  num_frames + 1, frame_multiple))
+            if not 0 < min_frames <= num_frames or not lengths:
+                raise ValueError(f"min_frames must be in [1, num_frames={num_frames}] and "
+                                 f"leave a multiple of {frame_multiple} frames up to it, got "
+                                 f"{min_frames!r}.")
+            self.lengths = lengths
+        self.group_size = int(group_size)
         if not 0.0 <= short_crop_probability <= 1.0:
             raise ValueError("short_crop_probability must be in [0, 1], got "
                              f"{short_crop_probability!r}.")
@@ -520,14 +552,24 @@ class LatentDataset(Dataset[LatentExample]):
     def __getitem__(self, index: int) -> LatentExample:
         return self.example(index, index)
 
-    def _short_piece_seconds(self, generator: torch.Generator, frames: int) -> int | None:
-        """The length S in seconds of a short piece for a crop of ``frames`` frames, or
-        None (a plain crop); draws nothing when short crops are off, so seeds keep their
-        windows. S is at most the whole seconds the crop holds."""
+    def window_frames(self, position: int) -> int:
+        """The window length of the example at global sample ``position``: the same for
+        every position of a group of ``group_size``."""
+        if len(self.lengths) == 1:
+            return self.lengths[0]
+        group = example_generator(self.seed + _LENGTH_STREAM, position // self.group_size)
+        return self.lengths[int(torch.randint(len(self.lengths), (1,), generator=group))]
+
+    def _short_piece_seconds(self, generator: torch.Generator, frames: int,
+                             window: int) -> int | None:
+        """The length S in seconds of a short piece for a crop of ``frames`` frames in a
+        window of ``window`` frames, or None (a plain crop); draws nothing when short
+        crops are off, so seeds keep their windows. S is at most the whole seconds the
+        crop holds."""
         if self.short_crop_probability == 0.0:
             return None
         chosen = float(torch.rand((), generator=generator)) < self.short_crop_probability
-        longest = int(self.num_frames / self.latent_rate)
+        longest = int(window / self.latent_rate)
         seconds = int(torch.randint(1, max(longest, 1) + 1, (1,), generator=generator).item())
         seconds = min(seconds, int(frames / self.latent_rate))
         return seconds if chosen and seconds >= 1 else None
@@ -538,14 +580,15 @@ class LatentDataset(Dataset[LatentExample]):
             raise IndexError(f"index {index} is outside [0, {len(self.entries)})")
         entry = self.entries[index]
         generator = example_generator(self.seed, position)
+        frames = self.window_frames(position)
         offset = 0
         if self.random_crop:
-            max_offset = max(0, entry.frames - self.num_frames)
+            max_offset = max(0, entry.frames - frames)
             offset = int(torch.randint(0, max_offset + 1, (1,), generator=generator).item())
         path = self.root / entry.shard
         try:
             with safe_open(str(path), framework="pt") as shard:
-                window = shard.get_slice(entry.item_id)[:, offset:offset + self.num_frames]
+                window = shard.get_slice(entry.item_id)[:, offset:offset + frames]
         except (SafetensorError, OSError, KeyError) as err:
             raise CheckpointError(f"{path}: cannot read item {entry.item_id} ({err}); the "
                                   "latent folder is damaged, encode it again.") from None
@@ -554,13 +597,13 @@ class LatentDataset(Dataset[LatentExample]):
                                   f"{tuple(window.shape)}, expected [{self.latent_dim}, T].")
         seconds_start = float(math.floor(offset / self.latent_rate))
         seconds_total = float(math.ceil(entry.duration_s))
-        short = self._short_piece_seconds(generator, int(window.shape[-1]))
+        short = self._short_piece_seconds(generator, int(window.shape[-1]), frames)
         if short is not None:
             window = window[:, :round(short * self.latent_rate)]
             seconds_start, seconds_total = 0.0, float(short)
         num_valid = int(window.shape[-1])
         latents = torch.cat([window.float(), self.silence[:, None].expand(
-            -1, self.num_frames - num_valid)], dim=-1)  # [D, T]
+            -1, frames - num_valid)], dim=-1)  # [D, T]
         prompt = ("" if self.prompt_builder is None
                   else self.prompt_builder.build(entry.metadata, generator))
         return LatentExample(

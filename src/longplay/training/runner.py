@@ -161,6 +161,9 @@ def _audio_windows(config, sample_rate: int, channels: int, num_samples: int):
     if data.short_crop_probability > 0:  # the silence that follows is the VAE's latent
         raise ConfigError("data.short_crop_probability needs data.kind 'latents' (pre-encode "
                           "the audio with `longplay data encode`), or set it to 0")
+    if data.window_frames_min is not None:
+        raise ConfigError("data.window_frames_min needs data.kind 'latents' (pre-encode the "
+                          "audio with `longplay data encode`), or remove it")
     options = dict(sample_rate=sample_rate, channels=channels, num_samples=num_samples,
                    random_crop=data.random_crop, phase_flip=data.phase_flip,
                    prompt_builder=PromptBuilder(), seed=config.trainer.seed,
@@ -200,6 +203,13 @@ def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: in
     return dataset, collate_audio
 
 
+def _checked_min_frames(min_frames: int | None, frames: int) -> int | None:
+    if min_frames is not None and min_frames > frames:
+        raise ConfigError(f"data.window_frames_min {min_frames} exceeds the training window of "
+                          f"{frames} latent frames; lower it or remove it")
+    return min_frames
+
+
 def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
     """(dataset with example(index, position), collate function) for the DiT: audio
     windows (encoded by the VAE at each step) or pre-encoded latents."""
@@ -220,7 +230,9 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
         dataset = LatentDataset(data.path, num_frames=frames,
                                 random_crop=data.random_crop, prompt_builder=PromptBuilder(),
                                 seed=seed, latent_rate=model_config.vae.latent_rate,
-                                short_crop_probability=data.short_crop_probability)
+                                short_crop_probability=data.short_crop_probability,
+                                min_frames=_checked_min_frames(data.window_frames_min, frames),
+                                group_size=config.trainer.batch_size)
         collate = collate_latents
     if len(dataset) == 0:
         raise ConfigError(f"no usable training examples in {data.path}")
