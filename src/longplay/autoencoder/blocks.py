@@ -5,6 +5,8 @@ Shape legend: B batch, D channels, N positions along time.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -138,9 +140,7 @@ class OobleckDecoder(nn.Module):
         )
         self.act = SnakeBeta(widths[0])
         self.head = WNConv1d(widths[0], audio_channels, 7, padding=3, bias=False)
-        self.hop_length = 1
-        for s in strides:
-            self.hop_length *= s
+        self.hop_length = math.prod(strides)
 
     def bytes_per_latent_frame(self, itemsize: int) -> float:
         """Estimated peak activation bytes of decoding one latent frame: proportional to

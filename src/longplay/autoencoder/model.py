@@ -6,6 +6,7 @@ Shape legend: B batch, C audio channels, S samples, D latent channels, T latent 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,9 +115,7 @@ class AudioVAE(nn.Module):
         self.sample_rate = sample_rate
         self.latent_dim = latent_dim
         self.architecture = architecture
-        self.hop_length = 1
-        for s in strides:
-            self.hop_length *= s
+        self.hop_length = math.prod(strides)
         if architecture == "spectral":
             self.encoder = SpectralEncoder(audio_channels, encoder_channels, channel_mults,
                                            strides, encoder_blocks, latent_dim)

@@ -34,6 +34,9 @@ from longplay.errors import ConfigError
 WINDOWS = ("full", "fit")
 """How a pipeline picks the sampled window: the model's whole window, or the shortest
 that holds the request."""
+WINDOW_QUANTUM_FRAMES = 64
+"""A "fit" window is the request rounded up to a multiple of this many latent frames
+(at most the model's window); ``data.window_frames_min`` trains on the same lengths."""
 VAE_ARCHITECTURES = ("oobleck", "spectral")
 """The VAE architectures: the paper's Oobleck convolutions at the audio rate, or
 longplay's STFT-domain VAE (:mod:`longplay.autoencoder.spectral`)."""

@@ -458,7 +458,8 @@ class LatentDataset(Dataset[LatentExample]):
         min_frames: the shortest window when the length varies (above); None: every
             window is ``num_frames`` long.
         group_size: consecutive positions that share a window length (the batch size).
-        frame_multiple: window lengths are multiples of this many frames.
+        frame_multiple: window lengths are multiples of this many frames (the trainer
+            passes ``longplay.config.WINDOW_QUANTUM_FRAMES``, the fit windows' step).
 
     Raises:
         ValueError: no index or no complete entry, shards missing or of different
@@ -477,7 +478,7 @@ class LatentDataset(Dataset[LatentExample]):
         short_crop_probability: float = 0.0,
         min_frames: int | None = None,
         group_size: int = 1,
-        frame_multiple: int = 64,
+        frame_multiple: int = 1,
     ) -> None:
         if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames <= 0:
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")
@@ -489,9 +490,10 @@ class LatentDataset(Dataset[LatentExample]):
             lengths = tuple(range(-(-min_frames // frame_multiple) * frame_multiple,
                                   num_frames + 1, frame_multiple))
             if not 0 < min_frames <= num_frames or not lengths:
-                raise ValueError(f"min_frames must be in [1, num_frames={num_frames}] and "
-                                 f"leave a multiple of {frame_multiple} frames up to it, got "
-                                 f"{min_frames!r}.")
+                raise ValueError(f"min_frames (a training config's data.window_frames_min) "
+                                 f"must be in [1, the window of {num_frames} frames] and leave "
+                                 f"a multiple of {frame_multiple} frames up to it, got "
+                                 f"{min_frames!r}; lower it or remove it.")
             self.lengths = lengths
         self.group_size = int(group_size)
         if not 0.0 <= short_crop_probability <= 1.0:

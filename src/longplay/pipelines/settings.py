@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from longplay.config import WINDOWS, DiffusionModelConfig
+from longplay.config import WINDOW_QUANTUM_FRAMES, WINDOWS, DiffusionModelConfig
 from longplay.diffusion import Objective, SamplerSpec, SamplingDefaults, get_objective
 from longplay.errors import SettingsError
 from longplay.pipelines.windows import generate_frames, plan_windows, section_boundaries
@@ -59,8 +59,6 @@ paper's and the reference UI's)."""
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
 """auto: bf16 where the device runs it fast, else fp32. int8 (CPU only): the DiT's
 transformer blocks with int8 linear layers (PyTorch's dynamic quantisation)."""
-WINDOW_QUANTUM_FRAMES = 64
-"""A "fit" window is the request rounded up to a multiple of this many latent frames."""
 MAX_DURATION_S = 3600.0
 """The longest generation accepted (sampled window by window beyond the model's)."""
 DEFAULT_EDGE_S = 0.2

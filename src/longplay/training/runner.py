@@ -36,6 +36,7 @@ from longplay.checkpoints import load_diffusion_model, load_vae
 from longplay.checkpoints.files import read_json
 from longplay.conditioning import PACKAGED_TEXT_ENCODERS, HFTextEncoder, resolve_text_encoder
 from longplay.config import (
+    WINDOW_QUANTUM_FRAMES,
     ConfigError,
     DiffusionModelConfig,
     DiTTrainConfig,
@@ -203,13 +204,6 @@ def build_audio_dataset(config, sample_rate: int, channels: int, num_samples: in
     return dataset, collate_audio
 
 
-def _checked_min_frames(min_frames: int | None, frames: int) -> int | None:
-    if min_frames is not None and min_frames > frames:
-        raise ConfigError(f"data.window_frames_min {min_frames} exceeds the training window of "
-                          f"{frames} latent frames; lower it or remove it")
-    return min_frames
-
-
 def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
     """(dataset with example(index, position), collate function) for the DiT: audio
     windows (encoded by the VAE at each step) or pre-encoded latents."""
@@ -231,8 +225,9 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
                                 random_crop=data.random_crop, prompt_builder=PromptBuilder(),
                                 seed=seed, latent_rate=model_config.vae.latent_rate,
                                 short_crop_probability=data.short_crop_probability,
-                                min_frames=_checked_min_frames(data.window_frames_min, frames),
-                                group_size=config.trainer.batch_size)
+                                min_frames=data.window_frames_min,
+                                group_size=config.trainer.batch_size,
+                                frame_multiple=WINDOW_QUANTUM_FRAMES)
         collate = collate_latents
     if len(dataset) == 0:
         raise ConfigError(f"no usable training examples in {data.path}")
