@@ -207,6 +207,8 @@ def _comparison_rows(current: dict, previous: dict) -> list[str]:
         row("CLAP score vs prompts", lambda m: _f(m["clap"]["vs_prompts"], 3)),
         row("CLAP score vs shuffled prompts", lambda m: _f(m["clap"]["vs_shuffled"], 3)),
         row("CLAP difference (prompts - shuffled)", lambda m: _f(_clap_difference(m["clap"]), 3)),
+        row("sounding frames of the generations (%)",
+            lambda m: _percent(m["pitch"]["mean_sounding_share"])),
         row("pitched frames of the generations (%)",
             lambda m: _percent(m["pitch"]["mean_pitched_share"])),
         row("top note of the generations (%)",
@@ -459,15 +461,20 @@ def write_markdown(path: Path, results: dict) -> None:
         "pitch tracker finds a pitch (`longplay.evaluation.pitch`; near 100 % for notes, "
         "near 0 for noise or unpitched drums), and of its pitched frames on its most common "
         "semitone (top note; near 100 %: one drone rather than notes), means over the clips. "
-        "The real held-out tracks show how pitched the corpus's music is; per-prompt shares "
-        "are in [evaluation.md](evaluation.md).",
+        "Sounding frames: the share of each clip that plays at all (within 40 dB of its "
+        "loudest frame); a generation that ends before the requested duration, or leaves "
+        "gaps, scores well below 100 %. The real held-out tracks show how pitched, and how "
+        "continuous, the corpus's music is; per-prompt shares are in "
+        "[evaluation.md](evaluation.md).",
         "",
-        "| audio | clips | silent clips | pitched frames (%) | top note (%) |",
-        "|---|---|---|---|---|",
+        "| audio | clips | silent clips | sounding frames (%) | pitched frames (%) | "
+        "top note (%) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, metrics, _ in [*rows, ("real held-out tracks", real, 0)]:
         x = metrics["pitch"]
         lines.append(f"| {name} | {x['items']} | {x['silent_items']} | "
+                     f"{_percent(x['mean_sounding_share'])} | "
                      f"{_percent(x['mean_pitched_share'])} | "
                      f"{_percent(x['mean_top_note_share'])} |")
     model_column = previous is not None

@@ -162,6 +162,7 @@ def test_demo_figures_end_to_end_and_resumes(tmp_path, corpus, clap_folder) -> N
     assert pitch["items"] == 6 and real["pitch"]["items"] == 3
     assert real["pitch"]["mean_pitched_share"] > 0.9  # the fixture's tracks are steady tones
     assert (f"| generated | 6 | {pitch['silent_items']} | "
+            f"{module._percent(pitch['mean_sounding_share'])} | "
             f"{module._percent(pitch['mean_pitched_share'])} |") in demo
     assert "## Pitched content" in evaluation
 
@@ -231,6 +232,7 @@ def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder) -
                 f"{f(clap['vs_shuffled'], 3)} | "
                 f"{f(clap['vs_prompts'] - clap['vs_shuffled'], 3)} |") in demo
         assert (f"| generated, {label} | 3 | {pitch['silent_items']} | "
+                f"{module._percent(pitch['mean_sounding_share'])} | "
                 f"{module._percent(pitch['mean_pitched_share'])} |") in demo
         for row in metrics["timing"]["items"]:
             assert (f"| {row['duration_s']:g} s | {label} | {f(row['content_db'], 1)} | "

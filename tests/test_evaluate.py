@@ -175,12 +175,18 @@ def test_pitch_metric_per_clip_per_prompt_and_silence(tmp_path, clap_folder) -> 
     assert per_prompt["silence"]["mean_pitched_share"] is None
     markdown = (out / "report.md").read_text()
     section = markdown.split("## Pitched content")[1].split("\n## ")[0]
-    assert f"| 4 | 1 | {100 * pitch['mean_pitched_share']:.1f} |" in section
+    sounding = {row["id"]: row["sounding_share"] for row in report.items}
+    assert sounding["s"] == 0.0 and min(sounding["t1"], sounding["t2"], sounding["n"]) > 0.95
+    assert pitch["mean_sounding_share"] == pytest.approx(sum(sounding.values()) / 4)
+    assert (f"| 4 | 1 | {100 * pitch['mean_sounding_share']:.1f} | "
+            f"{100 * pitch['mean_pitched_share']:.1f} |") in section
     assert f"| calm piano | 2 | {100 * per_prompt['calm piano']['mean_pitched_share']:.1f} |" \
         in section
     assert "| silence | 1 | n/a |" in section and "no prompt as tonal" in section
     items = markdown.split("## Items")[1]
-    assert "pitched (%)" in items and f"| t1 | 0 | calm piano | {100 * share['t1']:.1f} |" in items
+    assert "pitched (%)" in items and "sounding (%)" in items
+    assert (f"| t1 | 0 | calm piano | {100 * sounding['t1']:.1f} | "
+            f"{100 * share['t1']:.1f} |") in items
 
 
 def test_evaluate_config_errors(prompts) -> None:

@@ -52,6 +52,21 @@ def test_silence_is_not_counted() -> None:
     tone_share, _, noise_share = metric.pitched_shares
     assert summary.mean_pitched_share == pytest.approx((tone_share + noise_share) / 2)
     assert 0.4 < summary.mean_pitched_share < 0.6
+    # The silent clip plays nowhere: it pulls the sounding share down.
+    assert metric.sounding_shares[1] == 0.0
+    assert summary.mean_sounding_share == pytest.approx(
+        (metric.sounding_shares[0] + metric.sounding_shares[2]) / 3)
+
+
+def test_a_generation_that_stops_early_sounds_for_a_small_share() -> None:
+    # What a model that ends a 10 s request after 1 s gives, trimmed to the request: the
+    # pitched share cannot see it, the sounding share does; gaps count as well.
+    early = torch.cat([harmonic_tone(220.0, 1.0), torch.zeros(2, 9 * SR)], dim=-1)
+    gaps = torch.cat([harmonic_tone(220.0, 1.0), torch.zeros(2, SR)] * 5, dim=-1)
+    scores = pitched_content(torch.stack([early, gaps, harmonic_tone(220.0, 10.0)]), SR)
+    assert scores.pitched_share.tolist() == pytest.approx([1.0, 1.0, 1.0], abs=0.05)
+    # (frames across an edge sound: five edges in the second)
+    assert scores.sounding_share.tolist() == pytest.approx([0.1, 0.5, 1.0], abs=0.04)
 
 
 def test_a_melody_spreads_over_notes_a_drone_does_not() -> None:

@@ -13,6 +13,12 @@ by silence scores 100 %, as does the note alone. A clip with no sounding frame (
 silence, or below -70 dBFS throughout) has no share (NaN); it is counted as silent and
 left out of the mean. Noise and unpitched drums score near 0, a held note near 1.
 
+``sounding_share`` = sounding frames / all frames: how much of the clip plays at all.
+A generation trimmed to its request that stops early (a model whose timing conditioning
+ends the piece before ``seconds_total``, or leaves gaps) scores well below 1 here while
+its pitched share is unaffected; real music scores near 1 (its quiet passages stay
+within 40 dB of its loudest). A silent clip scores 0 and counts in the mean.
+
 A pitched share alone cannot tell notes from a drone: a steady comb of harmonics (an
 autoencoder artefact) is pitched too. ``top_note_share`` is the share of a clip's
 voiced frames whose f0, rounded to the nearest equal-tempered semitone (MIDI number
@@ -100,6 +106,7 @@ class PitchedContentSummary:
     silent_items: int
     mean_pitched_share: float | None
     mean_top_note_share: float | None
+    mean_sounding_share: float
 
     def as_dict(self) -> dict[str, int | float | None]:
         return asdict(self)
@@ -116,6 +123,7 @@ class PitchedContent:
     def __init__(self) -> None:
         self.pitched_shares: list[float] = []
         self.top_note_shares: list[float] = []
+        self.sounding_shares: list[float] = []
 
     @property
     def num_items(self) -> int:
@@ -127,12 +135,14 @@ class PitchedContent:
         scores = pitched_content(audio, sample_rate)
         self.pitched_shares += scores.pitched_share.tolist()
         self.top_note_shares += scores.top_note_share.tolist()
+        self.sounding_shares += scores.sounding_share.tolist()
         return scores
 
     def merge(self, other: PitchedContent) -> None:
         """Add the clips accumulated by ``other`` (e.g. another worker's) to this one."""
         self.pitched_shares += other.pitched_shares
         self.top_note_shares += other.top_note_shares
+        self.sounding_shares += other.sounding_shares
 
     def compute(self) -> PitchedContentSummary:
         if not self.pitched_shares:
@@ -141,4 +151,5 @@ class PitchedContent:
             items=self.num_items,
             silent_items=sum(math.isnan(v) for v in self.pitched_shares),
             mean_pitched_share=_mean_or_none(self.pitched_shares),
-            mean_top_note_share=_mean_or_none(self.top_note_shares))
+            mean_top_note_share=_mean_or_none(self.top_note_shares),
+            mean_sounding_share=sum(self.sounding_shares) / len(self.sounding_shares))

@@ -329,7 +329,7 @@ class Evaluation:
         metric = PitchedContent()
         for item, row in zip(self._each("pitch", self.items), report.items, strict=True):
             scores = metric.update(self._load(generated[item.id]), 44100)
-            for key in ("pitched_share", "median_f0_hz", "top_note_share"):
+            for key in ("pitched_share", "sounding_share", "median_f0_hz", "top_note_share"):
                 value = float(getattr(scores, key)[0])
                 row[key] = None if math.isnan(value) else value
         by_prompt: dict[str, list[float]] = {}
@@ -568,9 +568,14 @@ def pitch_markdown(pitch: dict[str, Any]) -> list[str]:
              "or unpitched drums. Top note: share of the pitched frames on the clip's most "
              "common semitone (near 100 %: one held pitch or a drone such as a comb, not a "
              "melody). Means over clips; a silent clip has no share"
-             + (f" ({silent} of {pitch['items']} here)." if silent else "."), "",
-             "| clips | silent clips | pitched frames (%) | top note (%) |", "|---|---|---|---|",
-             f"| {pitch['items']} | {silent} | {_percent(pitch['mean_pitched_share'])} | "
+             + (f" ({silent} of {pitch['items']} here)." if silent else ".")
+             + " Sounding: the share of all of a clip's frames that pass the gate; a "
+             "generation that stops before its requested end, or leaves gaps, scores well "
+             "below 100 %.", "",
+             "| clips | silent clips | sounding frames (%) | pitched frames (%) | "
+             "top note (%) |", "|---|---|---|---|---|",
+             f"| {pitch['items']} | {silent} | {_percent(pitch.get('mean_sounding_share'))} | "
+             f"{_percent(pitch['mean_pitched_share'])} | "
              f"{_percent(pitch['mean_top_note_share'])} |", "",
              "Per prompt (the prompt file marks no prompt as tonal or percussive: read each "
              "share against what its prompt asks for).", "",
@@ -660,6 +665,7 @@ def report_markdown(report: Report) -> str:
         lines.append("")
     if report.items:
         columns = [(key, title) for key, title in (("clap", "CLAP"),
+                                                   ("sounding_share", "sounding (%)"),
                                                    ("pitched_share", "pitched (%)"))
                    if key in report.items[0]]
         lines += ["## Items", "", "| id | seed | prompt |"
