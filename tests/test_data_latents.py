@@ -360,4 +360,9 @@ def test_window_lengths_vary_per_group_among_multiples(vae: AudioVAE, encoded: P
     with pytest.raises(ValueError, match="min_frames"):
         LatentDataset(encoded, num_frames=64, min_frames=65)
     with pytest.raises(ValueError, match="min_frames"):
-        LatentDataset(encoded, num_frames=40, min_frames=33, frame_multiple=64)
+        LatentDataset(encoded, num_frames=64, min_frames=0)
+    # a window that is not a multiple is itself among the lengths (the longest fit window)
+    assert LatentDataset(encoded, num_frames=40, min_frames=33, frame_multiple=64).lengths \
+        == (40,)
+    assert LatentDataset(encoded, num_frames=70, min_frames=20, frame_multiple=16).lengths \
+        == (32, 48, 64, 70)

@@ -435,8 +435,9 @@ class LatentDataset(Dataset[LatentExample]):
 
     With ``min_frames`` the window's length varies: for each group of ``group_size``
     consecutive positions (the trainer's micro-batches, so a batch keeps one length) it
-    is drawn uniformly among the multiples of ``frame_multiple`` from ``min_frames`` to
-    ``num_frames``, from a generator of its own (the examples' draws are unchanged).
+    is drawn uniformly among the multiples of ``frame_multiple`` from ``min_frames`` up to
+    ``num_frames`` and ``num_frames`` itself (a multiple or not: the longest fit window),
+    from a generator of its own (the examples' draws are unchanged).
     These are the windows that a pipeline's "fit" mode samples, so the timing
     conditioning is learnt where generation uses it, not only in the full window.
 
@@ -487,14 +488,14 @@ class LatentDataset(Dataset[LatentExample]):
                              f"and {frame_multiple}.")
         self.lengths: tuple[int, ...] = (num_frames,)
         if min_frames is not None:
-            lengths = tuple(range(-(-min_frames // frame_multiple) * frame_multiple,
-                                  num_frames + 1, frame_multiple))
-            if not 0 < min_frames <= num_frames or not lengths:
+            if not isinstance(min_frames, int) or not 0 < min_frames <= num_frames:
                 raise ValueError(f"min_frames (a training config's data.window_frames_min) "
-                                 f"must be in [1, the window of {num_frames} frames] and leave "
-                                 f"a multiple of {frame_multiple} frames up to it, got "
+                                 f"must be in [1, the window of {num_frames} frames], got "
                                  f"{min_frames!r}; lower it or remove it.")
-            self.lengths = lengths
+            multiples = range(-(-min_frames // frame_multiple) * frame_multiple,
+                              num_frames, frame_multiple)
+            # the window itself is a fit window too (the longest), multiple or not
+            self.lengths = (*multiples, num_frames)
         self.group_size = int(group_size)
         if not 0.0 <= short_crop_probability <= 1.0:
             raise ValueError("short_crop_probability must be in [0, 1], got "
