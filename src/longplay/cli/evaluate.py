@@ -40,8 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="comma-separated, from " + ", ".join(METRICS) + " (default "
                          f"{','.join(DEFAULT_METRICS)}; pitch is the share of each "
                          "clip's sounding frames where the YIN pitch tracker finds a note, "
-                         "per clip, per prompt and on average, under a second per clip; "
-                         "timing generates one whole model "
+                         "per clip, per prompt and on average, with the share of each clip "
+                         "that sounds at all (low for a generation that stops early), under "
+                         "a second per clip; timing generates one whole model "
                          "window per --timing-durations entry, minutes each on a CPU for the "
                          "demo model; joins scores the joins that the sidecars of --audio "
                          "files record, as longplay extend and inpaint write them)")
