@@ -279,7 +279,8 @@ def test_every_number_declares_its_range_and_every_path_is_declared() -> None:
 SHIPPED = {"debug/vae.yaml": VAETrainConfig, "debug/clap.yaml": CLAPTrainConfig,
            "debug/dit.yaml": DiTTrainConfig, "demo/vae.yaml": VAETrainConfig,
            "demo/clap.yaml": CLAPTrainConfig, "demo/dit-pretrain.yaml": DiTTrainConfig,
-           "demo/dit-finetune.yaml": DiTTrainConfig, "demo/dit-inpaint.yaml": DiTTrainConfig,
+           "demo/dit-finetune.yaml": DiTTrainConfig,
+           "demo/dit-finetune-varlen.yaml": DiTTrainConfig, "demo/dit-inpaint.yaml": DiTTrainConfig,
            "demo/distill.yaml": DistillTrainConfig, "demo/lora-piano.yaml": LoRATrainConfig,
            "finetune-sao1.yaml": DiTTrainConfig}
 NAMES = {"demo", "all-MiniLM-L6-v2"}  # a bundled model, a packaged text encoder
