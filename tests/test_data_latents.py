@@ -361,6 +361,17 @@ def test_window_lengths_vary_per_group_among_multiples(vae: AudioVAE, encoded: P
         LatentDataset(encoded, num_frames=64, min_frames=65)
     with pytest.raises(ValueError, match="min_frames"):
         LatentDataset(encoded, num_frames=64, min_frames=0)
+    # a share of the groups in the full window, the rest uniform among all the lengths
+    weighted = LatentDataset(encoded, num_frames=64, seed=2, min_frames=16, group_size=4,
+                             frame_multiple=16, full_window_share=0.5)
+    drawn = [weighted.window_frames(4 * g) for g in range(800)]
+    assert set(drawn) == {16, 32, 48, 64}
+    assert 0.57 < drawn.count(64) / len(drawn) < 0.68  # 0.5 + 0.5 / 4
+    assert 0.08 < drawn.count(16) / len(drawn) < 0.17  # 0.5 / 4
+    for share, min_frames in ((1.5, 16), (0.5, None)):
+        with pytest.raises(ValueError, match="window_full_share"):
+            LatentDataset(encoded, num_frames=64, min_frames=min_frames,
+                          full_window_share=share)
     # a window that is not a multiple is itself among the lengths (the longest fit window)
     assert LatentDataset(encoded, num_frames=40, min_frames=33, frame_multiple=64).lengths \
         == (40,)

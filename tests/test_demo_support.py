@@ -170,9 +170,9 @@ def test_dit_training_window_override(tmp_path, tiny_bert) -> None:
     with pytest.raises(ConfigError, match=r"short_crop_probability needs data\.kind 'latents'"):
         build_dataset(replace(config, data=replace(config.data, short_crop_probability=0.5)),
                       model_config)
-    with pytest.raises(ConfigError, match=r"window_frames_min needs data\.kind 'latents'"):
-        build_dataset(replace(config, data=replace(config.data, window_frames_min=4)),
-                      model_config)
+    for varied in ({"window_frames_min": 4}, {"window_full_share": 0.5}):
+        with pytest.raises(ConfigError, match=r"window_full_share need data\.kind 'latents'"):
+            build_dataset(replace(config, data=replace(config.data, **varied)), model_config)
     with pytest.raises(ConfigError, match="window_frames must be a positive"):
         DiTTrainConfig(preset="debug", window_frames=0)
 

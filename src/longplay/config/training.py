@@ -77,6 +77,8 @@ class DataConfig:
     ``window_frames_min`` (latents only): vary the window's length per batch, among the
     multiples of 64 latent frames from this to the training window (the windows that
     a pipeline's "fit" mode samples); None: every window is the training window.
+    ``window_full_share`` (with ``window_frames_min``): the share of batches in the
+    training window itself, the rest drawn uniformly among all the lengths; 0: uniform.
     """
 
     kind: Annotated[str, OneOf(DATA_KINDS)] = "audio"
@@ -87,6 +89,7 @@ class DataConfig:
     num_workers: NonNegativeInt = 0
     short_crop_probability: Fraction = 0.0
     window_frames_min: FrameCount | None = None
+    window_full_share: Fraction = 0.0
 
 
 @config_dataclass

@@ -437,7 +437,10 @@ class LatentDataset(Dataset[LatentExample]):
     consecutive positions (the trainer's micro-batches, so a batch keeps one length) it
     is drawn uniformly among the multiples of ``frame_multiple`` from ``min_frames`` up to
     ``num_frames`` and ``num_frames`` itself (a multiple or not: the longest fit window),
-    from a generator of its own (the examples' draws are unchanged).
+    from a generator of its own (the examples' draws are unchanged). With
+    ``full_window_share`` > 0, that share of the groups takes ``num_frames`` and the rest
+    draw uniformly as above, so that the full window, one length among many, is not
+    trained on too rarely to keep what it learnt.
     These are the windows that a pipeline's "fit" mode samples, so the timing
     conditioning is learnt where generation uses it, not only in the full window.
 
@@ -458,6 +461,8 @@ class LatentDataset(Dataset[LatentExample]):
             by silence (above).
         min_frames: the shortest window when the length varies (above); None: every
             window is ``num_frames`` long.
+        full_window_share: with ``min_frames``, the share of groups in the full window
+            (a training config's data.window_full_share).
         group_size: consecutive positions that share a window length (the batch size).
         frame_multiple: window lengths are multiples of this many frames (the trainer
             passes ``longplay.config.WINDOW_QUANTUM_FRAMES``, the fit windows' step).
@@ -478,6 +483,7 @@ class LatentDataset(Dataset[LatentExample]):
         latent_rate: float | None = None,
         short_crop_probability: float = 0.0,
         min_frames: int | None = None,
+        full_window_share: float = 0.0,
         group_size: int = 1,
         frame_multiple: int = 1,
     ) -> None:
@@ -496,6 +502,11 @@ class LatentDataset(Dataset[LatentExample]):
                               num_frames, frame_multiple)
             # the window itself is a fit window too (the longest), multiple or not
             self.lengths = (*multiples, num_frames)
+        if not 0.0 <= full_window_share <= 1.0 or (full_window_share > 0 and min_frames is None):
+            raise ValueError(f"full_window_share (a training config's data.window_full_share) "
+                             f"must be in [0, 1] and needs data.window_frames_min, got "
+                             f"{full_window_share!r}; set window_frames_min or remove it.")
+        self.full_window_share = float(full_window_share)
         self.group_size = int(group_size)
         if not 0.0 <= short_crop_probability <= 1.0:
             raise ValueError("short_crop_probability must be in [0, 1], got "
@@ -561,6 +572,9 @@ class LatentDataset(Dataset[LatentExample]):
         if len(self.lengths) == 1:
             return self.lengths[0]
         group = example_generator(self.seed + _LENGTH_STREAM, position // self.group_size)
+        if (self.full_window_share > 0
+                and float(torch.rand((), generator=group)) < self.full_window_share):
+            return self.lengths[-1]
         return self.lengths[int(torch.randint(len(self.lengths), (1,), generator=group))]
 
     def _short_piece_seconds(self, generator: torch.Generator, frames: int,

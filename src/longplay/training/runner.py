@@ -162,9 +162,10 @@ def _audio_windows(config, sample_rate: int, channels: int, num_samples: int):
     if data.short_crop_probability > 0:  # the silence that follows is the VAE's latent
         raise ConfigError("data.short_crop_probability needs data.kind 'latents' (pre-encode "
                           "the audio with `longplay data encode`), or set it to 0")
-    if data.window_frames_min is not None:
-        raise ConfigError("data.window_frames_min needs data.kind 'latents' (pre-encode the "
-                          "audio with `longplay data encode`), or remove it")
+    if data.window_frames_min is not None or data.window_full_share > 0:
+        raise ConfigError("data.window_frames_min and data.window_full_share need data.kind "
+                          "'latents' (pre-encode the audio with `longplay data encode`), or "
+                          "remove them")
     options = dict(sample_rate=sample_rate, channels=channels, num_samples=num_samples,
                    random_crop=data.random_crop, phase_flip=data.phase_flip,
                    prompt_builder=PromptBuilder(), seed=config.trainer.seed,
@@ -226,6 +227,7 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
                                 seed=seed, latent_rate=model_config.vae.latent_rate,
                                 short_crop_probability=data.short_crop_probability,
                                 min_frames=data.window_frames_min,
+                                full_window_share=data.window_full_share,
                                 group_size=config.trainer.batch_size,
                                 frame_multiple=WINDOW_QUANTUM_FRAMES)
         collate = collate_latents
