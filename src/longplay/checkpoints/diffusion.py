@@ -29,7 +29,11 @@ from longplay.checkpoints.remap import (
     remap_state,
     state_shapes,
 )
-from longplay.checkpoints.vae import SAT_WEIGHT_NAMES, read_diffusers_vae, vae_state_to_own_names
+from longplay.checkpoints.vae import (
+    read_diffusers_vae,
+    read_sat_model_state,
+    vae_state_to_own_names,
+)
 from longplay.conditioning import resolve_text_encoder
 from longplay.config import DiffusionModelConfig, TextConditionerConfig
 from longplay.errors import TextEncoderError
@@ -109,8 +113,7 @@ def _assemble(config: DiffusionModelConfig, vae_state, cond_state, dit_state, *,
 def _load_sat_folder(folder: Path, text_encoder_path, device, dtype, dit_dtype,
                      load_text_encoder: bool) -> DiffusionModel:
     config = read_config(folder / "model_config.json", diffusion_config_from_sat)
-    weights = find_weight_file(folder, SAT_WEIGHT_NAMES)
-    state = read_state_dict(weights)
+    state, weights = read_sat_model_state(folder)
     known = (SAT_DIT_PREFIX, SAT_CONDITIONER_PREFIX, SAT_VAE_PREFIX)
     stray = sorted(k for k in state if not k.startswith(known))
     if stray:

@@ -28,6 +28,14 @@ TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 WEIGHT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
 
 
+SAT_SHARED_VAE_KEY = "vae_weights_from"
+"""A longplay key of a Stable Audio Open ``model_config.json``: the folder (relative to
+this one) of another model whose VAE this one shares. Its weight file then holds the
+DiT and conditioner only, and the VAE's ``pretransform.model.`` weights are read from
+that folder, whose ``model.pretransform`` config must be the same. The bundled few-step
+variant uses it to share the demo model's VAE."""
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``, or a CheckpointError naming the file."""
     try:
@@ -152,7 +160,8 @@ MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".json", 
 def model_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     """SHA-256 of what a model is made of: the contents of a model file, or of every
     weight, config and tokenizer file under a model folder (with their names relative to
-    it, in sorted order). Two folders holding the same model give the same fingerprint
+    it, in sorted order), and the weights of a model whose VAE it shares
+    (``vae_weights_from``). Two folders holding the same model give the same fingerprint
     wherever they are; any changed weight changes it. Reads every byte once (seconds for
     a model of a few GB).
 
@@ -167,6 +176,12 @@ def model_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     else:
         files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
                        if p.is_file() and p.suffix.lower() in MODEL_FILE_SUFFIXES)
+        config = path / "model_config.json"
+        shared = read_json(config).get(SAT_SHARED_VAE_KEY) if config.is_file() else None
+        if isinstance(shared, str) and (path / shared).is_dir():  # its VAE is part of it
+            other = path / shared
+            files += sorted((f"{SAT_SHARED_VAE_KEY}/{p.relative_to(other).as_posix()}", p)
+                            for p in other.glob("model.*") if p.is_file())
     digest = hashlib.sha256()
     for name, file in files:
         digest.update(f"{name}\0{file.stat().st_size}\0".encode())

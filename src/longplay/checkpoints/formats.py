@@ -277,7 +277,9 @@ def vae_config_to_sat_autoencoder(config: VAEConfig) -> dict[str, Any]:
 
 
 _SAT_TOP_KEYS = {"model_type", "sample_size", "sample_rate", "audio_channels", "model",
-                 "training", "model_name", "inference"}
+                 "training", "model_name", "inference", "vae_weights_from"}
+"""(``vae_weights_from``, longplay's: read by the loaders, see
+:data:`longplay.checkpoints.files.SAT_SHARED_VAE_KEY`.)"""
 _SAT_MODEL_KEYS = {"pretransform", "conditioning", "diffusion", "io_channels"}
 _SAT_CONDITIONING_KEYS = {"configs", "cond_dim", "default_keys", "pre_encoded_keys"}
 _SAT_DIFFUSION_KEYS = {"cross_attention_cond_ids", "global_cond_ids", "type", "config",

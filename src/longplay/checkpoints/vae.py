@@ -25,8 +25,10 @@ from longplay.atomic import write_json_atomic
 from longplay.autoencoder import AudioVAE
 from longplay.builders import build_vae
 from longplay.checkpoints.files import (
+    SAT_SHARED_VAE_KEY,
     CheckpointError,
     read_config,
+    read_json,
     read_state_dict,
     write_safetensors,
 )
@@ -45,6 +47,43 @@ SAT_DIFFUSION_PREFIXES = ("pretransform.model.", "diffusion.pretransform.model."
 SAT_AUTOENCODER_PREFIXES = ("autoencoder_ema.ema_model.", "autoencoder.", "")
 DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 SAT_WEIGHT_NAMES = ("model.safetensors", "model.ckpt")
+def read_sat_model_state(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """The state dict of the Stable Audio Open model folder ``folder`` and its weight
+    file, with the VAE's weights taken from the folder that ``vae_weights_from`` names
+    (:data:`SAT_SHARED_VAE_KEY`), when the config names one.
+
+    Raises:
+        CheckpointError: the shared folder is missing, has another VAE config, or either
+            file holds VAE weights where the other should (named).
+    """
+    weights = find_weight_file(folder, SAT_WEIGHT_NAMES)
+    state = read_state_dict(weights)
+    config = read_json(folder / "model_config.json")
+    shared = config.get(SAT_SHARED_VAE_KEY)
+    if shared is None:
+        return state, weights
+    if not isinstance(shared, str) or not shared:
+        raise CheckpointError(f"{folder / 'model_config.json'}: {SAT_SHARED_VAE_KEY} must be a "
+                              f"folder path relative to {folder}, got {shared!r}")
+    other = (folder / shared).resolve()
+    prefix = SAT_DIFFUSION_PREFIXES[0]
+    if any(k.startswith(prefix) for k in state):
+        raise CheckpointError(f"{weights} holds VAE weights ({prefix}...) although its config "
+                              f"shares the VAE of {shared}: remove one or the other")
+    if not (other / "model_config.json").is_file():
+        raise CheckpointError(f"{folder} shares the VAE of {other} ({SAT_SHARED_VAE_KEY}), "
+                              "which is not a model folder: put the model it was exported with "
+                              "there")
+    other_config = read_json(other / "model_config.json")
+    mine, theirs = (c.get("model", {}).get("pretransform") for c in (config, other_config))
+    if mine != theirs or other_config.get(SAT_SHARED_VAE_KEY) is not None:
+        raise CheckpointError(f"{folder} shares the VAE of {other}, whose model.pretransform "
+                              "config differs (or shares another's): the weights would not fit")
+    other_weights = find_weight_file(other, SAT_WEIGHT_NAMES)
+    vae = {k: v for k, v in read_state_dict(other_weights).items() if k.startswith(prefix)}
+    if not vae:
+        raise CheckpointError(f"{other_weights} holds no VAE weights ({prefix}...) to share")
+    return {**state, **vae}, weights
 
 
 @dataclass(frozen=True)
@@ -179,8 +218,8 @@ def build_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
 def _read_sat_folder(folder: Path) -> VAEWeights:
     cfg_path = folder / "model_config.json"
     config = read_config(cfg_path, vae_config_from_sat_model_config)
-    weights = find_weight_file(folder, SAT_WEIGHT_NAMES)
-    return _read_sat_state(read_state_dict(weights), weights, config)
+    state, weights = read_sat_model_state(folder)
+    return _read_sat_state(state, weights, config)
 
 
 def _read_sat_state(state: dict[str, torch.Tensor], source: Path,
