@@ -39,6 +39,28 @@ def _half(src: Path, dst: Path, metadata: dict | None = None) -> None:
     write_safetensors(dst, {k: v.to(torch.float16) for k, v in state.items()}, metadata=metadata)
 
 
+def _vae_of(folder: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in read_state_dict(folder / "model.safetensors").items()
+            if k.startswith(VAE_PREFIX)}
+
+
+def _check_sharers(out: Path, tmp: Path) -> None:
+    """Refuse to replace the VAE of ``out`` that another bundled model shares
+    (``vae_weights_from``) with other weights: that model would decode with a VAE it was
+    not trained on."""
+    if not (out / "model.safetensors").is_file():
+        return
+    for config in out.parent.glob("*/model_config.json"):
+        shared = json.loads(config.read_text()).get(SAT_SHARED_VAE_KEY)
+        if shared is None or (config.parent / shared).resolve() != out.resolve():
+            continue
+        old, new = _vae_of(out), _vae_of(tmp)
+        if old.keys() != new.keys() or any(not torch.equal(old[k], new[k]) for k in old):
+            raise SystemExit(f"{config.parent} shares the VAE of {out}, and this model's VAE is "
+                             f"another: distil and bundle {config.parent.name} from it as well "
+                             f"(or remove {config.parent}) before replacing {out}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
@@ -93,6 +115,7 @@ def main() -> int:
     if size + others > BUDGET_BYTES:
         raise SystemExit(f"the bundled models would take {(size + others) / 1e6:.1f} MB, over "
                          f"the {BUDGET_BYTES / 1e6:.0f} MB budget")
+    _check_sharers(args.out, tmp)
     # It loads before the bundle replaces the old one.
     TextToMusicPipeline.from_pretrained(tmp)
     if args.clap is not None:

@@ -20,7 +20,9 @@ is reused (it is trained on audio, not on latents: ``longplay train clap`` retra
 ``--max-steps vae=4000`` stops a stage's run early for now (the stage is then not done,
 and the next run resumes it); ``--stop-after`` ends after a stage. Bundling into the
 package is the last, manual step: ``python scripts/bundle_demo.py WORK/models/demo
-src/longplay/assets/demo/clap``.
+src/longplay/assets/demo/clap``, then the few-step variant with ``python
+scripts/bundle_demo.py WORK/models/demo-fast --out src/longplay/assets/demo-fast
+--share-vae src/longplay/assets/demo``.
 """
 
 from __future__ import annotations
@@ -149,7 +151,9 @@ def main() -> int:
         if stage.name == args.stop_after:
             break
     print("all stages done; bundle with: python scripts/bundle_demo.py "
-          f"{work / 'models' / 'demo'} src/longplay/assets/demo/clap")
+          f"{work / 'models' / 'demo'} src/longplay/assets/demo/clap, then python "
+          f"scripts/bundle_demo.py {work / 'models' / 'demo-fast'} --out "
+          "src/longplay/assets/demo-fast --share-vae src/longplay/assets/demo")
     return 0
 
 

@@ -4,6 +4,7 @@ the model with the VAE read from the other folder, which must have the same VAE 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -71,3 +72,27 @@ def test_sharing_is_checked_before_loading(tmp_path) -> None:
     base, variant = _variant(tmp_path / "unshared", share=None)
     with pytest.raises(CheckpointError, match=r"VAE .* missing keys"):
         load_diffusion_model(variant, load_text_encoder=False)
+
+
+def _bundle_script():
+    path = Path(__file__).resolve().parent.parent / "scripts" / "bundle_demo.py"
+    spec = importlib.util.spec_from_file_location("bundle_demo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rebundling_a_shared_vae_with_other_weights_is_refused(tmp_path) -> None:
+    script = _bundle_script()
+    base, _ = _variant(tmp_path)  # variant/ shares base/'s VAE
+    same = tmp_path / "same"
+    shutil.copytree(base, same)
+    script._check_sharers(base, same)  # the same VAE: the variant still fits
+    other = tmp_path / "other"
+    shutil.copytree(base, other)
+    state = load_file(other / "model.safetensors")
+    key = next(k for k in state if k.startswith(SAT_VAE_PREFIX) and state[k].is_floating_point())
+    state[key] = state[key] * 2
+    save_file(state, other / "model.safetensors")
+    with pytest.raises(SystemExit, match="variant shares the VAE"):
+        script._check_sharers(base, other)
