@@ -39,9 +39,14 @@ def _half(src: Path, dst: Path, metadata: dict | None = None) -> None:
     write_safetensors(dst, {k: v.to(torch.float16) for k, v in state.items()}, metadata=metadata)
 
 
-def _vae_of(folder: Path) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in read_state_dict(folder / "model.safetensors").items()
-            if k.startswith(VAE_PREFIX)}
+def _vae_of(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
+
+
+def _same_vae(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Whether the model states ``a`` and ``b`` hold bit-identical VAE weights."""
+    a, b = _vae_of(a), _vae_of(b)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _check_sharers(out: Path, tmp: Path) -> None:
@@ -54,8 +59,8 @@ def _check_sharers(out: Path, tmp: Path) -> None:
         shared = json.loads(config.read_text()).get(SAT_SHARED_VAE_KEY)
         if shared is None or (config.parent / shared).resolve() != out.resolve():
             continue
-        old, new = _vae_of(out), _vae_of(tmp)
-        if old.keys() != new.keys() or any(not torch.equal(old[k], new[k]) for k in old):
+        if not _same_vae(read_state_dict(out / "model.safetensors"),
+                         read_state_dict(tmp / "model.safetensors")):
             raise SystemExit(f"{config.parent} shares the VAE of {out}, and this model's VAE is "
                              f"another: distil and bundle {config.parent.name} from it as well "
                              f"(or remove {config.parent}) before replacing {out}")
@@ -91,14 +96,11 @@ def main() -> int:
     else:
         state = {k: v.to(torch.float16)
                  for k, v in read_state_dict(args.model / "model.safetensors").items()}
-        bundled = read_state_dict(args.share_vae / "model.safetensors")
-        vae = {k for k in state if k.startswith(VAE_PREFIX)}
-        if vae != {k for k in bundled if k.startswith(VAE_PREFIX)} or any(
-                not torch.equal(state[k], bundled[k]) for k in vae):
+        if not _same_vae(state, read_state_dict(args.share_vae / "model.safetensors")):
             raise SystemExit(f"{args.model}'s VAE is not the one bundled in {args.share_vae}: "
                              "bundle it whole, or export it from the bundled model's VAE")
         write_safetensors(tmp / "model.safetensors",
-                          {k: v for k, v in state.items() if k not in vae})
+                          {k: v for k, v in state.items() if not k.startswith(VAE_PREFIX)})
         config[SAT_SHARED_VAE_KEY] = Path(os.path.relpath(args.share_vae.resolve(),
                                                           args.out.resolve())).as_posix()
     with atomic_output_path(tmp / "model_config.json") as path:

@@ -47,6 +47,8 @@ SAT_DIFFUSION_PREFIXES = ("pretransform.model.", "diffusion.pretransform.model."
 SAT_AUTOENCODER_PREFIXES = ("autoencoder_ema.ema_model.", "autoencoder.", "")
 DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 SAT_WEIGHT_NAMES = ("model.safetensors", "model.ckpt")
+
+
 def read_sat_model_state(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     """The state dict of the Stable Audio Open model folder ``folder`` and its weight
     file, with the VAE's weights taken from the folder that ``vae_weights_from`` names
