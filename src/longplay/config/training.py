@@ -75,8 +75,9 @@ class DataConfig:
     piece (:class:`~longplay.data.LatentDataset`), so that the model learns to end the
     music at ``seconds_total`` even where the pieces are longer than the window.
     ``window_frames_min`` (latents only): vary the window's length per batch, among the
-    multiples of 64 latent frames from this to the training window (the windows that
-    a pipeline's "fit" mode samples); None: every window is the training window.
+    multiples of 64 latent frames from this up to the training window, and the training
+    window itself (the windows that a pipeline's "fit" mode samples); None: every window
+    is the training window.
     ``window_full_share`` (with ``window_frames_min``): the share of batches in the
     training window itself, the rest drawn uniformly among all the lengths; 0: uniform.
     """

@@ -16,8 +16,9 @@ left out of the mean. Noise and unpitched drums score near 0, a held note near 1
 ``sounding_share`` = sounding frames / all frames: how much of the clip plays at all.
 A generation trimmed to its request that stops early (a model whose timing conditioning
 ends the piece before ``seconds_total``, or leaves gaps) scores well below 1 here while
-its pitched share is unaffected; real music scores near 1 (its quiet passages stay
-within 40 dB of its loudest). A silent clip scores 0 and counts in the mean.
+its pitched share is unaffected; music that plays throughout scores near 1 (quiet
+passages within 40 dB of the loudest still sound). A silent clip scores 0 and counts in
+the mean.
 
 A pitched share alone cannot tell notes from a drone: a steady comb of harmonics (an
 autoencoder artefact) is pitched too. ``top_note_share`` is the share of a clip's
