@@ -23,3 +23,9 @@ def save_report(text: str, out: Path, data: Any = None) -> None:
     write_text_atomic(out, text)
     if data is not None:
         write_json_atomic(out.with_suffix(".json"), data)
+
+
+def seconds(x: float) -> str:
+    """A time for a table: one decimal from a second up, three significant digits below
+    (a GPU's 10 s decode takes hundredths of a second; one decimal would print 0.0)."""
+    return f"{x:.1f}" if x >= 1 else f"{x:.3g}"

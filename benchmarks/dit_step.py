@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from _report import save_report
+from _report import seconds as fmt_s
 
 RESULTS = Path(__file__).parent / "results" / "dit_step.md"
 BATCH = 2
@@ -219,7 +220,7 @@ def main() -> int:
     for impl, precision, frames, secs, same, vs_fp32, err, util in rows:
         same_text = "no int8 reference" if same is None else f"**{same:.2f}x**"
         util_text = "" if util is None else f"{util:.0%}"
-        lines.append(f"| {impl} | {precision} | {frames} | {secs:.2f} | {same_text} | "
+        lines.append(f"| {impl} | {precision} | {frames} | {fmt_s(secs)} | {same_text} | "
                      f"{vs_fp32:.2f}x | {err:.2e} | {util_text} |")
     if int8_rows:
         lines += ["", "int8 (longplay's `precision=\"int8\"`: the blocks' linear layers "

@@ -52,6 +52,7 @@ from pathlib import Path
 import torch
 
 from _report import save_report
+from _report import seconds as fmt_s
 
 RESULTS = Path(__file__).parent / "results"
 DEVICE = "cpu"  # --device
@@ -459,8 +460,8 @@ def report(rows: list[dict], audio: dict) -> str:
             lines.append(
                 f"| {r['implementation']} | {r['duration_s']:g} s | {r['window_frames']} "
                 f"| {r['steps']} | {r['precision']} | {'yes' if r['compile'] else ''} "
-                f"| {r['runs']} | {r['total_s']:.1f} | {r['sampling_s']:.1f} "
-                f"| {r['decoding_s']:.1f} | {same} | {vs_fp32} | {sdr} "
+                f"| {r['runs']} | {fmt_s(r['total_s'])} | {fmt_s(r['sampling_s'])} "
+                f"| {fmt_s(r['decoding_s'])} | {same} | {vs_fp32} | {sdr} "
                 f"| {r['realtime_factor']:.2f}x | {first} |")
         lines.append("")
     return "\n".join(lines)

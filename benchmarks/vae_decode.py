@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 from _report import save_report
+from _report import seconds as fmt_s
 
 RESULTS = Path(__file__).parent / "results"
 REFERENCE_MAX_SECONDS = 60.0
@@ -207,8 +208,8 @@ def speed_table(result: dict) -> str:
                      f"({', '.join(f'{x:.2f}' for x in r['same_ratios'])})")
         quality = ("| | |" if name == "reference"
                    else f"| {r['si_sdr_db']:.1f} | {r['max_abs_diff']:.1e} |")
-        lines.append(f"| {impl} | {precision} | {notes} | {r['median_s']:.1f} | "
-                     f"{r['median_s'] / seconds:.2f} | {same_text} | {r['median_ratio']:.2f}x "
+        lines.append(f"| {impl} | {precision} | {notes} | {fmt_s(r['median_s'])} | "
+                     f"{fmt_s(r['median_s'] / seconds)} | {same_text} | {r['median_ratio']:.2f}x "
                      f"{quality}")
     return "\n".join(lines)
 
@@ -222,7 +223,7 @@ def memory_table(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"{head} failed: {r['error']} | | |")
             continue
-        lines.append(f"{head} {r['decode_s']:.1f} | {r['s_per_audio_s']:.2f} | "
+        lines.append(f"{head} {fmt_s(r['decode_s'])} | {fmt_s(r['s_per_audio_s'])} | "
                      f"{gib(r['peak_rss_bytes'])} |")
     return "\n".join(lines)
 

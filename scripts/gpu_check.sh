@@ -36,7 +36,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
   echo "   rc=$rc, $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
   [ "$rc" -eq 0 ] || status=1
 }
-step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_device.py
+step tests 150 python3 -m pytest -q -s -p no:cacheprovider tests/test_device.py
 step dit_step 120 python3 benchmarks/dit_step.py --device cuda --latents 1024,6144 \
   --repeats 5 --out "$OUT/dit_step.md"
 step vae_decode 60 python3 benchmarks/vae_decode.py --device cuda --speed-only --repeats 3 \

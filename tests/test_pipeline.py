@@ -50,25 +50,60 @@ RUNS = [  # (model, reference dir, sampler, latents key, audio key, recorded noi
 ]
 
 
-@pytest.mark.parametrize("model,ref_dir,sampler,latents_key,audio_key,noises", RUNS,
-                         ids=[f"{r[0].name}-{r[2]}" for r in RUNS])
-def test_sampling_runs_match_the_reference(model: Path, ref_dir: Path, sampler: str,
-                                           latents_key: str, audio_key: str | None,
-                                           noises: str | None) -> None:
-    pipe = TextToMusicPipeline.from_pretrained(model)
+# Another attention kernel moves one DiT evaluation by about 5e-7 relative; the fixtures'
+# 8 guided steps (the VE schedule up to sigma 500, guidance 7) amplify that to 2e-3..6e-3
+# in the latents and up to 0.6 % of the audio's peak (the CPU's math kernel below; an H200
+# in test_device gave the same). Runs on other kernels or devices are held to these bounds.
+OTHER_KERNEL_LATENT_TOLERANCE = 1e-2
+OTHER_KERNEL_AUDIO_TOLERANCE = 1e-2  # relative to the reference audio's peak
+
+
+def reference_run(pipe: TextToMusicPipeline, ref_dir: Path, sampler: str,
+                  noises: str | None):
+    """The fixture's recorded sampling run (its prompt, timing, noise and, for ping-pong,
+    the recorded noises) with ``pipe``: (output, reference tensors)."""
     ref = load_file(str(ref_dir / "reference.safetensors"))
     cond = json.loads((ref_dir / "prompts.json").read_text())["sample.conditioning"][0]
-    noise_fn = None if noises is None else (lambda i, x: ref[noises][i])
+    noise_fn = None if noises is None else (lambda i, x: ref[noises][i].to(x))
     out = pipe(cond["prompt"], duration_s=FIXTURE_SAMPLES / 44100,
                seconds_start=cond.get("seconds_start", 0.0), seconds_total=cond["seconds_total"],
                num_inference_steps=8, guidance_scale=7.0, sampler=sampler,
                latents=ref["sample.noise"], noise_fn=noise_fn, seed=0,
                # the VE schedule of the v models' runs (flows take no sigmas)
-               **({} if model == SAOS_TINY else {"sigma_min": 0.3, "sigma_max": 500.0}))
+               **({} if ref_dir == SAOS_TINY else {"sigma_min": 0.3, "sigma_max": 500.0}))
+    return out, ref
+
+
+@pytest.mark.parametrize("model,ref_dir,sampler,latents_key,audio_key,noises", RUNS,
+                         ids=[f"{r[0].name}-{r[2]}" for r in RUNS])
+def test_sampling_runs_match_the_reference(model: Path, ref_dir: Path, sampler: str,
+                                           latents_key: str, audio_key: str | None,
+                                           noises: str | None) -> None:
+    out, ref = reference_run(TextToMusicPipeline.from_pretrained(model), ref_dir, sampler,
+                             noises)
     assert (out.latents - ref[latents_key]).abs().max() < LATENT_TOLERANCE
     assert out.audio.shape == (1, 2, FIXTURE_SAMPLES)
     if audio_key is not None:
         assert (out.audio - ref[audio_key]).abs().max() < AUDIO_TOLERANCE
+
+
+@pytest.mark.parametrize("model,ref_dir,sampler,latents_key,audio_key,noises", RUNS,
+                         ids=[f"{r[0].name}-{r[2]}" for r in RUNS])
+def test_sampling_runs_on_another_attention_kernel_stay_within_its_bounds(
+        model: Path, ref_dir: Path, sampler: str, latents_key: str, audio_key: str | None,
+        noises: str | None) -> None:
+    """The reference ran the CPU's fused attention kernel, as longplay does by default; the
+    math kernel is another summation order, as a GPU's kernels are. This grounds the
+    bounds that test_device holds CUDA runs to."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    pipe = TextToMusicPipeline.from_pretrained(model)
+    with sdpa_kernel(SDPBackend.MATH):
+        out, ref = reference_run(pipe, ref_dir, sampler, noises)
+    assert (out.latents - ref[latents_key]).abs().max() < OTHER_KERNEL_LATENT_TOLERANCE
+    if audio_key is not None:
+        peak = ref[audio_key].abs().max()
+        assert (out.audio - ref[audio_key]).abs().max() < OTHER_KERNEL_AUDIO_TOLERANCE * peak
 
 
 def quick(pipe: TextToMusicPipeline, prompt="a calm piano", **kwargs):
