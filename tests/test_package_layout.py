@@ -12,7 +12,7 @@ import longplay
 
 ROOT = Path(longplay.__file__).parent
 
-LEAVES = {"errors", "atomic"}
+LEAVES = {"errors", "atomic", "digests"}
 """Modules that import nothing of longplay, so that any package may use them."""
 FOUNDATIONS = {"layers", "audio"}
 """Import nothing internal but the leaves."""

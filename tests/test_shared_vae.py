@@ -59,6 +59,8 @@ def test_sharing_is_checked_before_loading(tmp_path) -> None:
     base, variant = _variant(tmp_path / "missing", share="../nowhere")
     with pytest.raises(CheckpointError, match="not a model folder"):
         load_diffusion_model(variant, load_text_encoder=False)
+    with pytest.raises(CheckpointError, match="not a model folder"):  # the same check
+        model_fingerprint(variant)
     base, variant = _variant(tmp_path / "both", keep_vae=True)
     with pytest.raises(CheckpointError, match="holds VAE weights"):
         load_diffusion_model(variant, load_text_encoder=False)
@@ -68,6 +70,8 @@ def test_sharing_is_checked_before_loading(tmp_path) -> None:
     (base / "model_config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="pretransform config differs"):
         load_diffusion_model(variant, load_text_encoder=False)
+    with pytest.raises(CheckpointError, match="pretransform config differs"):
+        read_vae_weights(variant)
     # without the key, a weight file without the VAE is an error that names the keys
     base, variant = _variant(tmp_path / "unshared", share=None)
     with pytest.raises(CheckpointError, match=r"VAE .* missing keys"):

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from longplay.atomic import atomic_output_path
+from longplay.digests import update_with_file
 from longplay.errors import CheckpointError, ConfigError
 
 T = TypeVar("T")
@@ -157,7 +158,39 @@ MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".json", 
 :func:`model_fingerprint`)."""
 
 
-def model_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+def shared_vae_folder(folder: Path) -> Path | None:
+    """The model folder whose VAE weights the Stable Audio Open model folder ``folder``
+    uses (``vae_weights_from`` in its ``model_config.json``, :data:`SAT_SHARED_VAE_KEY`),
+    resolved; None when it names none (or has no config).
+
+    Raises:
+        CheckpointError: the key is not a relative folder path, the folder is not a model
+            folder, or its VAE config differs from ``folder``'s (or it shares another's).
+    """
+    config_path = folder / "model_config.json"
+    if not config_path.is_file():
+        return None
+    config = read_json(config_path)
+    shared = config.get(SAT_SHARED_VAE_KEY)
+    if shared is None:
+        return None
+    if not isinstance(shared, str) or not shared:
+        raise CheckpointError(f"{config_path}: {SAT_SHARED_VAE_KEY} must be a folder path "
+                              f"relative to {folder}, got {shared!r}")
+    other = (folder / shared).resolve()
+    if not (other / "model_config.json").is_file():
+        raise CheckpointError(f"{folder} shares the VAE of {other} ({SAT_SHARED_VAE_KEY}), "
+                              "which is not a model folder: put the model it was exported with "
+                              "there")
+    other_config = read_json(other / "model_config.json")
+    mine, theirs = (c.get("model", {}).get("pretransform") for c in (config, other_config))
+    if mine != theirs or other_config.get(SAT_SHARED_VAE_KEY) is not None:
+        raise CheckpointError(f"{folder} shares the VAE of {other}, whose model.pretransform "
+                              "config differs (or shares another's): the weights would not fit")
+    return other
+
+
+def model_fingerprint(path: str | Path) -> str:
     """SHA-256 of what a model is made of: the contents of a model file, or of every
     weight, config and tokenizer file under a model folder (with their names relative to
     it, in sorted order), and the weights of a model whose VAE it shares
@@ -167,6 +200,8 @@ def model_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the folder's ``vae_weights_from`` is wrong
+            (:func:`shared_vae_folder`).
     """
     path = Path(path)
     if not path.exists():
@@ -176,16 +211,12 @@ def model_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     else:
         files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
                        if p.is_file() and p.suffix.lower() in MODEL_FILE_SUFFIXES)
-        config = path / "model_config.json"
-        shared = read_json(config).get(SAT_SHARED_VAE_KEY) if config.is_file() else None
-        if isinstance(shared, str) and (path / shared).is_dir():  # its VAE is part of it
-            other = path / shared
+        other = shared_vae_folder(path)
+        if other is not None:  # its VAE is part of it
             files += sorted((f"{SAT_SHARED_VAE_KEY}/{p.relative_to(other).as_posix()}", p)
                             for p in other.glob("model.*") if p.is_file())
     digest = hashlib.sha256()
     for name, file in files:
         digest.update(f"{name}\0{file.stat().st_size}\0".encode())
-        with open(file, "rb") as f:
-            while chunk := f.read(chunk_bytes):
-                digest.update(chunk)
+        update_with_file(digest, file)
     return digest.hexdigest()

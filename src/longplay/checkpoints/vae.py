@@ -25,11 +25,10 @@ from longplay.atomic import write_json_atomic
 from longplay.autoencoder import AudioVAE
 from longplay.builders import build_vae
 from longplay.checkpoints.files import (
-    SAT_SHARED_VAE_KEY,
     CheckpointError,
     read_config,
-    read_json,
     read_state_dict,
+    shared_vae_folder,
     write_safetensors,
 )
 from longplay.checkpoints.formats import (
@@ -52,35 +51,21 @@ SAT_WEIGHT_NAMES = ("model.safetensors", "model.ckpt")
 def read_sat_model_state(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     """The state dict of the Stable Audio Open model folder ``folder`` and its weight
     file, with the VAE's weights taken from the folder that ``vae_weights_from`` names
-    (:data:`SAT_SHARED_VAE_KEY`), when the config names one.
+    (:func:`shared_vae_folder`), when the config names one.
 
     Raises:
-        CheckpointError: the shared folder is missing, has another VAE config, or either
+        CheckpointError: the shared folder is wrong (:func:`shared_vae_folder`), or either
             file holds VAE weights where the other should (named).
     """
     weights = find_weight_file(folder, SAT_WEIGHT_NAMES)
     state = read_state_dict(weights)
-    config = read_json(folder / "model_config.json")
-    shared = config.get(SAT_SHARED_VAE_KEY)
-    if shared is None:
+    other = shared_vae_folder(folder)
+    if other is None:
         return state, weights
-    if not isinstance(shared, str) or not shared:
-        raise CheckpointError(f"{folder / 'model_config.json'}: {SAT_SHARED_VAE_KEY} must be a "
-                              f"folder path relative to {folder}, got {shared!r}")
-    other = (folder / shared).resolve()
     prefix = SAT_DIFFUSION_PREFIXES[0]
     if any(k.startswith(prefix) for k in state):
         raise CheckpointError(f"{weights} holds VAE weights ({prefix}...) although its config "
-                              f"shares the VAE of {shared}: remove one or the other")
-    if not (other / "model_config.json").is_file():
-        raise CheckpointError(f"{folder} shares the VAE of {other} ({SAT_SHARED_VAE_KEY}), "
-                              "which is not a model folder: put the model it was exported with "
-                              "there")
-    other_config = read_json(other / "model_config.json")
-    mine, theirs = (c.get("model", {}).get("pretransform") for c in (config, other_config))
-    if mine != theirs or other_config.get(SAT_SHARED_VAE_KEY) is not None:
-        raise CheckpointError(f"{folder} shares the VAE of {other}, whose model.pretransform "
-                              "config differs (or shares another's): the weights would not fit")
+                              f"shares the VAE of {other}: remove one or the other")
     other_weights = find_weight_file(other, SAT_WEIGHT_NAMES)
     vae = {k: v for k, v in read_state_dict(other_weights).items() if k.startswith(prefix)}
     if not vae:
