@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, in one run of under 8 minutes, results in one folder:
 #   bash scripts/gpu_check.sh [OUT_DIR]        (default gpu-check/)
-# 1. tests/test_device.py: the fixtures' reference runs on CUDA in fp32, bf16 close to
-#    fp32, and a generation with compile=True;
+# 1. tests/test_device.py: one DiT evaluation on CUDA against the CPU, the fixtures'
+#    reference runs on CUDA in fp32, bf16 close to fp32, and generations with
+#    compile=True (fp32 and bf16);
 # 2. benchmarks/dit_step.py --device cuda: the full-size DiT step at 1024 and 6144 latents,
 #    longplay against diffusers at the same precision;
 # 3. benchmarks/vae_decode.py --device cuda --speed-only: 10 s decodes, interleaved;
 # 4. benchmarks/end_to_end.py --device cuda --open-small: the Open Small architecture at
 #    full size against the reference networks, fp32, bf16 and bf16 compiled.
-# Runs from the repository root with the machine's own python3 and PyTorch (CUDA build).
+# Runs from the repository root with the machine's own python3 and PyTorch (CUDA build);
+# on one H200 it took under 4 minutes (benchmarks/results/gpu/).
 # Packages missing there can be given as wheels in .whl/ (scripts/gpu_wheels.sh makes
 # them on a machine with the registry); longplay itself runs from src/.
 set -uo pipefail
