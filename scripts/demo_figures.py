@@ -46,6 +46,7 @@ import math
 import os
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ import torch
 
 from longplay.assets import demo_clap_path, model_or_demo
 from longplay.atomic import atomic_output_path
-from longplay.audio import normalize_output, save_audio
+from longplay.audio import load_audio, normalize_output, save_audio
 from longplay.audio.images import save_spectrogram_png
 from longplay.data import PromptBuilder
 from longplay.evaluation.runner import PLOTS_SECTION, Evaluation, EvaluationConfig
@@ -117,6 +118,20 @@ def fitting_duration(duration_s: float, window_s: float) -> float:
     return duration_s if duration_s <= window_s else math.floor(window_s * 10) / 10
 
 
+def save_excerpt(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
+    """Write an Ogg excerpt, keeping an existing file that decodes to the same samples: an
+    Ogg stream carries a random serial number, so rewriting the same audio would change
+    the file's bytes, and the repository's history, for nothing."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        fresh = Path(tmp) / path.name
+        save_audio(fresh, audio, sample_rate)
+        if path.is_file():
+            old, new = load_audio(path).audio, load_audio(fresh).audio
+            if old.shape == new.shape and torch.equal(old, new):
+                return
+        os.replace(fresh, path)
+
+
 def examples(pipe: TextToMusicPipeline, out: Path, steps: int, seed: int) -> list[dict]:
     """Generate EXAMPLES into ``out`` (spectrogram PNG and the Ogg excerpt of each); a
     request longer than the model's window is generated at the window's length, and the
@@ -133,7 +148,7 @@ def examples(pipe: TextToMusicPipeline, out: Path, steps: int, seed: int) -> lis
         # Written as `longplay generate` writes a file: DC blocked and peak-normalised.
         written, _ = normalize_output(audio, result.sample_rate)
         excerpt = written[:, : round(min(EXCERPT_S, duration) * result.sample_rate)]
-        save_audio(out / f"{ex.name}.ogg", excerpt, result.sample_rate)
+        save_excerpt(out / f"{ex.name}.ogg", excerpt, result.sample_rate)
         rows.append({"name": ex.name, "prompt": ex.prompt, "requested_s": ex.duration_s,
                      "duration_s": duration, "seed": seed + i, "seconds": round(seconds, 1),
                      "window_frames": result.settings.window_frames})

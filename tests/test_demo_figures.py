@@ -193,7 +193,8 @@ def previous_model(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder) -> None:
+def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder,
+                                               capsys) -> None:
     module = load_script()
     docs, work = tmp_path / "docs", tmp_path / "work"
     old = previous_model(tmp_path / "old-demo")
@@ -265,13 +266,17 @@ def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder) -
     assert run_script(module, [*argv, "--skip-examples"]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert (docs / "demo.md").read_text() == demo
-    # Without --skip-examples the current model's examples are made again, the previous
-    # model's are kept (it does not change).
+    # Without --skip-examples the current model's examples are made again (the same seeds
+    # give the same audio, so their Ogg files keep their bytes), the previous model's are
+    # kept (it does not change).
     previous_oggs = {p: p.stat().st_mtime_ns for p in (docs / "demo" / "previous").glob("*.ogg")}
-    current_oggs = {p: p.stat().st_mtime_ns for p in (docs / "demo").glob("*.ogg")}
+    current_oggs = {p: p.read_bytes() for p in (docs / "demo").glob("*.ogg")}
+    capsys.readouterr()
     assert run_script(module, argv) == 0
+    made = capsys.readouterr().out
+    assert all(f"example {example.name}:" in made for example in module.EXAMPLES)
     assert {p: p.stat().st_mtime_ns for p in previous_oggs} == previous_oggs
-    assert all(p.stat().st_mtime_ns != stamp for p, stamp in current_oggs.items())
+    assert {p: p.read_bytes() for p in current_oggs} == current_oggs
 
 
 def test_compare_options_are_checked(tmp_path, corpus) -> None:
@@ -307,3 +312,19 @@ def test_durations_beyond_the_window_are_shortened() -> None:
     assert module.fitting_duration(285.0, 6144 * 2048 / 44100) == 285.0  # the demo window
     assert module._minutes(6144 * 2048 / 44100) == "4m45s"
     assert module._minutes(2.972) == "2.97 s"
+
+
+def test_an_unchanged_excerpt_keeps_its_file(tmp_path) -> None:
+    """Ogg streams carry a random serial number: the same audio written again would be
+    other bytes, so the script keeps the existing file; other audio replaces it."""
+    script = load_script()
+    torch.manual_seed(0)
+    audio = (torch.rand(2, SR // 4) - 0.5) * 0.5  # within [-1, 1]: nothing clipped
+    path = tmp_path / "piano.ogg"
+    script.save_excerpt(path, audio, SR)
+    first = path.read_bytes()
+    script.save_excerpt(path, audio, SR)
+    assert path.read_bytes() == first
+    script.save_excerpt(path, 0.5 * audio, SR)
+    assert path.read_bytes() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["piano.ogg"]  # no temporaries
