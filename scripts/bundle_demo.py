@@ -27,7 +27,12 @@ import torch
 from longplay.atomic import atomic_output_path
 from longplay.checkpoints import load_clap
 from longplay.checkpoints.diffusion import SAT_VAE_PREFIX as VAE_PREFIX
-from longplay.checkpoints.files import SAT_SHARED_VAE_KEY, read_state_dict, write_safetensors
+from longplay.checkpoints.files import (
+    SAT_SHARED_VAE_KEY,
+    read_state_dict,
+    shared_vae_folder,
+    write_safetensors,
+)
 from longplay.conditioning import packaged_text_encoder_path
 from longplay.pipelines import TextToMusicPipeline
 
@@ -51,19 +56,18 @@ def _same_vae(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 def _check_sharers(out: Path, tmp: Path) -> None:
     """Refuse to replace the VAE of ``out`` that another bundled model shares
-    (``vae_weights_from``) with other weights: that model would decode with a VAE it was
-    not trained on."""
+    (``vae_weights_from``, resolved by :func:`shared_vae_folder`) with other weights: that
+    model would decode with a VAE it was not trained on."""
     if not (out / "model.safetensors").is_file():
         return
-    for config in out.parent.glob("*/model_config.json"):
-        shared = json.loads(config.read_text()).get(SAT_SHARED_VAE_KEY)
-        if shared is None or (config.parent / shared).resolve() != out.resolve():
-            continue
-        if not _same_vae(read_state_dict(out / "model.safetensors"),
-                         read_state_dict(tmp / "model.safetensors")):
-            raise SystemExit(f"{config.parent} shares the VAE of {out}, and this model's VAE is "
-                             f"another: distil and bundle {config.parent.name} from it as well "
-                             f"(or remove {config.parent}) before replacing {out}")
+    sharers = [c.parent for c in out.parent.glob("*/model_config.json")
+               if c.parent.resolve() != out.resolve()
+               and shared_vae_folder(c.parent) == out.resolve()]
+    if sharers and not _same_vae(read_state_dict(out / "model.safetensors"),
+                                 read_state_dict(tmp / "model.safetensors")):
+        raise SystemExit(f"{sharers[0]} shares the VAE of {out}, and this model's VAE is "
+                         f"another: distil and bundle {sharers[0].name} from it as well "
+                         f"(or remove {sharers[0]}) before replacing {out}")
 
 
 def main() -> int:
