@@ -89,9 +89,11 @@ def test_info_describes_the_model(capsys) -> None:
     assert run("info", SAO1_TINY) == 0
     text = capsys.readouterr().out
     assert "64 latent frames = 2.97 s" in text and "rotary 32" in text
+    assert "100 steps of dpmpp-3m-sde (sigma 500 down to 0.03)" in text
     assert run("info", SAOS_TINY, "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["objective"] == "rf_denoiser" and info["dit"]["qk_norm"] is True
+    assert (info["sampling"]["sigma_min"], info["sampling"]["sigma_max"]) == (None, None)
     assert info["parameters_total"] == (info["vae"]["parameters"] + info["dit"]["parameters"]
                                         + info["conditioning"]["parameters"])
     assert run("info", "/nonexistent/model") == 2

@@ -90,6 +90,8 @@ MODEL_CONFIG_ERRORS = [
     ({"inference": {"guidance_interval": [0.1, "x"]}},
      r"inference.guidance_interval\[1\] must be a number >= 0, got 'x'"),
     ({"inference": {"window": "half"}}, "inference.window must be one of 'full', 'fit'"),
+    ({"inference": {"sigma_min": 0}}, "inference.sigma_min must be a number > 0, got 0"),
+    ({"inference": {"sigma_max": "high"}}, "inference.sigma_max must be a number > 0"),
 ]
 
 

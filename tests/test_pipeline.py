@@ -233,6 +233,51 @@ def test_a_model_config_sets_the_default_guidance_interval(tmp_path: Path) -> No
         TextToMusicPipeline.from_pretrained(folder)
 
 
+def test_a_model_config_sets_the_default_noise_grid(tmp_path: Path) -> None:
+    """``inference.sigma_min``/``sigma_max`` are the model's grid ends (a distilled model's
+    few levels): its default run is the run that names them on the plain model, a call's
+    own ends win, and ends that cross are refused when the model loads."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(SAO1_TINY, folder)
+    config = json.loads((folder / "model_config.json").read_text())
+    config["inference"] = {"sigma_min": 0.3, "sigma_max": 100.0}
+    (folder / "model_config.json").write_text(json.dumps(config))
+    pipe = TextToMusicPipeline.from_pretrained(folder)
+    plain = TextToMusicPipeline.from_pretrained(SAO1_TINY)
+    assert (pipe.defaults.sigma_min, pipe.defaults.sigma_max) == (0.3, 100.0)
+    assert (plain.defaults.sigma_min, plain.defaults.sigma_max) == (0.03, 500.0)
+    run = dict(num_inference_steps=4, sampler="dpmpp-2m", seed=5)
+    default = quick(pipe, **run)
+    assert (default.settings.sigma_min, default.settings.sigma_max) == (0.3, 100.0)
+    assert torch.equal(default.audio, quick(plain, sigma_min=0.3, sigma_max=100.0, **run).audio)
+    usual = quick(pipe, sigma_min=0.03, sigma_max=500.0, **run)
+    assert torch.equal(usual.audio, quick(plain, **run).audio)
+    assert (usual.audio - default.audio).abs().max() > 1e-3
+    assert torch.equal(pipe(default.settings).audio, default.audio)
+    config["inference"] = {"sigma_min": 600.0}  # above the default top, 500
+    (folder / "model_config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="sigma_max needs sigma_min < sigma_max, got "
+                                              "600 and 500"):
+        TextToMusicPipeline.from_pretrained(folder)
+
+
+def test_a_flow_model_config_refuses_noise_sigmas(tmp_path: Path) -> None:
+    """A rectified-flow model samples times in [0, 1]: VE sigmas in its config are a
+    mistake, named when it loads."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(SAOS_TINY, folder)
+    config = json.loads((folder / "model_config.json").read_text())
+    config["inference"] = {"sigma_max": 80.0}
+    (folder / "model_config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="sigma_max sets the noise levels of v-objective "
+                                              "models"):
+        TextToMusicPipeline.from_pretrained(folder)
+
+
 def test_guidance_one_equals_the_unguided_model(sao1) -> None:
     """Scale 1 through the guidance formula gives the conditional model's output."""
     guided = quick(sao1, guidance_scale=1.0, sampler="dpmpp-2m")

@@ -106,6 +106,7 @@ teacher_steps: 8
 sigma_max: 80.0
 guidance_scale: 3.0
 student_steps: 2
+student_sigma_min: 0.5
 optimizer: {lr: 0.001, inv_gamma: 10000.0, warmup: 0.0}
 data: {kind: latents, path: unused}
 trainer: {max_steps: 2, batch_size: 2, checkpoint_every_n_steps: 2, log_every_n_steps: 1}
@@ -116,12 +117,14 @@ trainer: {max_steps: 2, batch_size: 2, checkpoint_every_n_steps: 2, log_every_n_
     model = tmp_path / "model"
     assert main(["export", str(run), "-o", str(model)]) == 0
     inference = json.loads((model / "model_config.json").read_text())["inference"]
+    # The student samples from the top level it was trained at (sigma_max 80, not the
+    # pipeline's 500) down to student_sigma_min.
     assert inference == {**inference, "sampler": "consistency", "steps": 2,
-                         "guidance_scale": 1.0}
+                         "guidance_scale": 1.0, "sigma_min": 0.5, "sigma_max": 80.0}
     pipe = TextToMusicPipeline.from_pretrained(model)
     settings = pipe.resolve_settings("song number 1", duration_s=1.0, seed=0)
-    assert (settings.sampler, settings.num_inference_steps, settings.guidance_scale) == (
-        "consistency", 2, 1.0)
+    assert (settings.sampler, settings.num_inference_steps, settings.guidance_scale,
+            settings.sigma_min, settings.sigma_max) == ("consistency", 2, 1.0, 0.5, 80.0)
     calls: list[int] = []
     handle = pipe.model.dit.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
     try:

@@ -400,7 +400,7 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
                    "objective", SAT_DEFAULT_OBJECTIVE))
     inference = cfg.get("inference", {})
     check_keys("inference", inference, {"window", "steps", "sampler", "guidance_scale",
-                                        "guidance_interval"})
+                                        "guidance_interval", "sigma_min", "sigma_max"})
 
     def setting(key: str, default: Any = None) -> Any:
         return read_field("inference", inference, key, DiffusionModelConfig, default=default)
@@ -453,6 +453,8 @@ def diffusion_config_from_sat(cfg: Mapping[str, Any]) -> DiffusionModelConfig:
         sampler=setting("sampler"),
         guidance_scale=setting("guidance_scale"),
         guidance_interval=setting("guidance_interval"),
+        sigma_min=setting("sigma_min"),
+        sigma_max=setting("sigma_max"),
     )
 
 
@@ -519,6 +521,9 @@ def diffusion_config_to_sat(config: DiffusionModelConfig,
         inference["guidance_scale"] = config.guidance_scale
     if config.guidance_interval is not None:
         inference["guidance_interval"] = list(config.guidance_interval)
+    for key in ("sigma_min", "sigma_max"):
+        if getattr(config, key) is not None:
+            inference[key] = getattr(config, key)
     extra = {"inference": inference} if inference else {}
     return {
         **extra,

@@ -115,10 +115,12 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
                         help="run the last N steps without guidance (default 0)")
     parser.add_argument("--sigma-min", type=float, default=None,
                         help="v models: the lowest noise level of the sampler's log-linear "
-                             "schedule (default 0.03); rectified-flow models take none")
+                             "schedule (default: the model's, 0.03 unless its config sets "
+                             "one); rectified-flow models take none")
     parser.add_argument("--sigma-max", type=float, default=None,
                         help="v models: the highest noise level, where sampling starts "
-                             "(default 500); rectified-flow models take none")
+                             "(default: the model's, 500 unless its config sets one); "
+                             "rectified-flow models take none")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the first output; output i uses seed + i (default: "
                              "random, recorded in the sidecar)")
@@ -447,6 +449,7 @@ def run_info(args: argparse.Namespace) -> int:
                         "guidance_scale": defaults.guidance_scale,
                         "guidance_interval": (None if defaults.guidance_interval is None
                                               else list(defaults.guidance_interval)),
+                        "sigma_min": defaults.sigma_min, "sigma_max": defaults.sigma_max,
                         "window": cfg.window}
     info["parameters_total"] = (info["vae"]["parameters"] + info["dit"]["parameters"]
                                 + info["conditioning"]["parameters"])
@@ -473,6 +476,8 @@ def run_info(args: argparse.Namespace) -> int:
     sm = info["sampling"]
     interval = ("every step" if sm["guidance_interval"] is None
                 else "sigma in ({:g}, {:g}]".format(*sm["guidance_interval"]))
-    print(f"  defaults    {sm['steps']} steps of {sm['sampler']}, guidance "
+    grid = ("" if sm["sigma_min"] is None
+            else f" (sigma {sm['sigma_max']:g} down to {sm['sigma_min']:g})")
+    print(f"  defaults    {sm['steps']} steps of {sm['sampler']}{grid}, guidance "
           f"{sm['guidance_scale']:g} ({interval}), window {sm['window']}")
     return 0

@@ -294,6 +294,11 @@ class DiffusionModelConfig:
     guidance_interval: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
     """The pipeline's default guidance interval: noise levels (lo, hi] outside which
     guidance is off (None: everywhere); ``inference.guidance_interval``."""
+    sigma_min: PositiveFloat | None = None
+    sigma_max: PositiveFloat | None = None
+    """The pipeline's default ends of the noise-level grid of a v model's samplers (None:
+    0.03 and 500), e.g. where a distilled model's few levels were chosen to lie;
+    ``inference.sigma_min`` and ``inference.sigma_max``."""
 
     def __post_init__(self) -> None:
         if self.guidance_interval is not None:
@@ -301,6 +306,19 @@ class DiffusionModelConfig:
             if not lo < hi:
                 raise ConfigFieldError("guidance_interval", f"needs 0 <= lo < hi, got "
                                                             f"{list(self.guidance_interval)}")
+        grid = OBJECTIVES[self.objective].defaults
+        if grid.sigma_min is None:
+            for name in ("sigma_min", "sigma_max"):
+                if getattr(self, name) is not None:
+                    raise ConfigFieldError(name, f"sets the noise levels of v-objective "
+                                                 f"models; a {self.objective} model samples "
+                                                 f"times in [0, 1]: remove it")
+        else:
+            lo = grid.sigma_min if self.sigma_min is None else self.sigma_min
+            hi = grid.sigma_max if self.sigma_max is None else self.sigma_max
+            if not lo < hi:
+                raise ConfigFieldError("sigma_max", f"needs sigma_min < sigma_max, got "
+                                                    f"{lo:g} and {hi:g}")
         if self.sampler is not None:
             try:
                 OBJECTIVES[self.objective].sampler(self.sampler)

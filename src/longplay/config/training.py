@@ -276,6 +276,11 @@ class DistillTrainConfig:
     guidance_scale: Annotated[float, Range(1)] = 7.0
     target_decay: Fraction = 0.95
     student_steps: PositiveInt = 4
+    student_sigma_min: PositiveFloat | None = None
+    """Where the student's sampling grid ends (its ``inference.sigma_min``; None: the
+    pipeline's 0.03): its ``student_steps`` levels are log-linear from ``sigma_max`` down
+    to this one, which is left out. Choose it on prompts you do not report on
+    (``benchmarks/few_step.py --prompt-set validation --student-sigma-min ...``)."""
     window_frames: FrameCount | None = None
     """Train on windows of this many latent frames (default the model's window)."""
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-3,
@@ -288,6 +293,10 @@ class DistillTrainConfig:
         if not self.sigma_min < self.sigma_max:
             raise ConfigFieldError("sigma_max", f"must be above sigma_min {self.sigma_min}, "
                                                 f"got {self.sigma_max}")
+        if self.student_sigma_min is not None and not self.student_sigma_min < self.sigma_max:
+            raise ConfigFieldError("student_sigma_min", f"must be below sigma_max "
+                                                        f"{self.sigma_max}, got "
+                                                        f"{self.student_sigma_min}")
 
 
 @config_dataclass

@@ -44,6 +44,10 @@ class SamplingDefaults:
     guidance_scale: float
     guidance_interval: tuple[float, float] | None = None
     """Noise levels (lo, hi] outside which guidance is off; None: everywhere."""
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    """The ends of the VE samplers' noise-level grid, highest first; None for an objective
+    whose levels are not VE sigmas (rectified flow's times run from 1 to 0)."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,8 @@ V_OBJECTIVE = Objective(
     to_denoised=v_to_denoised,
     from_denoised=v_from_denoised,
     sampler_kinds=frozenset({"ve", "v-ddim"}),
-    defaults=SamplingDefaults("dpmpp-3m-sde", 100, 7.0),
+    # Noise levels log-linear from 500 down to 0.03 (the paper's and the reference UI's).
+    defaults=SamplingDefaults("dpmpp-3m-sde", 100, 7.0, sigma_min=0.03, sigma_max=500.0),
     default_init_noise_level=1.0,
     init_noise_level_meaning="a VE noise sigma between sigma_min and sigma_max",
 )

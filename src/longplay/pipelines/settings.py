@@ -52,10 +52,11 @@ MAX_SEED = 2**63 - 1
 DRAWN_SEED_BOUND = 2**31 - 1
 """Seeds drawn when none is given are below this: they fit the 32-bit integers of other
 tools and are exact in JavaScript numbers (the studio, JSON clients)."""
-DEFAULT_SIGMA_MIN = 0.03
-DEFAULT_SIGMA_MAX = 500.0
+DEFAULT_SIGMA_MIN: float = get_objective("v").defaults.sigma_min
+DEFAULT_SIGMA_MAX: float = get_objective("v").defaults.sigma_max
 """The VE noise levels of the v-objective samplers, log-linear from max to min (the
-paper's and the reference UI's)."""
+paper's and the reference UI's); a model's ``inference.sigma_min``/``sigma_max`` replace
+them for that model."""
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
 """auto: bf16 where the device runs it fast, else fp32. int8 (CPU only): the DiT's
 transformer blocks with int8 linear layers (PyTorch's dynamic quantisation)."""
@@ -215,7 +216,8 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
 def sampling_defaults(config: DiffusionModelConfig) -> SamplingDefaults:
     """The model's defaults: its objective's, with the model's own sampler, number of
     steps and guidance where its config sets them (``inference.sampler``, ``.steps``,
-    ``.guidance_scale``: a distilled model's few steps without guidance)."""
+    ``.guidance_scale``, ``.sigma_min``, ``.sigma_max``: a distilled model's few steps
+    without guidance, on the grid chosen for it)."""
     defaults = get_objective(config.objective).defaults
     if config.steps is not None:
         defaults = replace(defaults, num_inference_steps=config.steps)
@@ -225,6 +227,10 @@ def sampling_defaults(config: DiffusionModelConfig) -> SamplingDefaults:
         defaults = replace(defaults, guidance_scale=config.guidance_scale)
     if config.guidance_interval is not None:
         defaults = replace(defaults, guidance_interval=config.guidance_interval)
+    if config.sigma_min is not None:  # v models only (the config checks)
+        defaults = replace(defaults, sigma_min=config.sigma_min)
+    if config.sigma_max is not None:
+        defaults = replace(defaults, sigma_max=config.sigma_max)
     return defaults
 
 
@@ -415,8 +421,9 @@ def resolve_settings(
         raise SettingsError("guidance_scale", f"guidance_scale must be > 0 (1 = no guidance), "
                                               f"got {scale:g}")
     if objective.level_kind == "ve":
-        sigma_min = _finite("sigma_min", DEFAULT_SIGMA_MIN if sigma_min is None else sigma_min)
-        sigma_max = _finite("sigma_max", DEFAULT_SIGMA_MAX if sigma_max is None else sigma_max)
+        # The call's, else the model's (inference.sigma_min/max, else the objective's).
+        sigma_min = _finite("sigma_min", defaults.sigma_min if sigma_min is None else sigma_min)
+        sigma_max = _finite("sigma_max", defaults.sigma_max if sigma_max is None else sigma_max)
         if not 0 < sigma_min < sigma_max:
             raise SettingsError("sigma_max", f"need 0 < sigma_min < sigma_max, got "
                                              f"{sigma_min:g} and {sigma_max:g}")

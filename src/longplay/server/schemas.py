@@ -89,9 +89,11 @@ class GenerationRequest(BaseModel):
     sampler: SamplerName | None = Field(  # type: ignore[valid-type]
         None, description="one of the model's samplers (GET /v1/health: model.samplers)")
     sigma_min: Number | None = Field(None, gt=0, description="lowest noise level (v models; "
-                                                            "default 0.03)")
+                                                            "default the model's "
+                                                            "inference.sigma_min, else 0.03)")
     sigma_max: Number | None = Field(None, gt=0, description="highest noise level (v models; "
-                                                             "default 500)")
+                                                             "default the model's "
+                                                             "inference.sigma_max, else 500)")
     seed: Integer | None = Field(
         None, ge=0, le=MAX_SEED,
         description="seed of output 0; output i uses seed + i; default: drawn and reported")

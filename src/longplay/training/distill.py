@@ -44,9 +44,12 @@ STUDENT_SAMPLER = "consistency"
 
 def distilled_config(model: DiffusionModel, config: DistillTrainConfig):
     """The student's model config: the teacher's, sampling with the consistency sampler in
-    ``student_steps`` steps without guidance by default."""
+    ``student_steps`` steps without guidance by default, on a grid from the top level it
+    was trained at (``sigma_max``) down to ``student_sigma_min`` (the teacher's own grid
+    ends are not passed on)."""
     return replace(model.config, sampler=STUDENT_SAMPLER, steps=config.student_steps,
-                   guidance_scale=1.0, guidance_interval=None)
+                   guidance_scale=1.0, guidance_interval=None,
+                   sigma_min=config.student_sigma_min, sigma_max=config.sigma_max)
 
 
 def load_teacher(config: DistillTrainConfig) -> DiffusionModel:
