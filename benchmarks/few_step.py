@@ -20,6 +20,11 @@ samples the same window from the same seed), reports:
 - timing adherence: the level after ``duration`` relative to the content, in dB, on the
   untrimmed window (``longplay.evaluation.timing``; lower is better).
 
+FD is a noisy estimate at a few dozen embeddings: ``--draws K`` generates every prompt K
+times (other seeds each draw) and pools the draws into one set per row, and
+``--prompt-set validation`` runs a second set of prompts, on which to choose a setting
+before reporting it on the first.
+
 With ``--long``, the reference, the guidance interval (0.5, 20] and the distilled model's
 default also generate 4m45s (285 s, the full window) once each: the time that matters
 for a whole piece.
@@ -65,6 +70,30 @@ PROMPTS = [
     "lullaby, celesta and strings, 6/8, 60 BPM, F major",
 ]
 
+VALIDATION_PROMPTS = [
+    "mazurka, romantic, piano, 3/4, 130 BPM, B minor",
+    "trio sonata, baroque, violins and harpsichord, 4/4, 92 BPM, F major",
+    "Irish jig, tin whistle and fiddle, 6/8, 118 BPM, G major",
+    "madrigal, renaissance, five voices, 4/4, 66 BPM",
+    "tango, bandoneon and strings, 4/4, 112 BPM, A minor",
+    "reggae, electric guitar, bass and drums, 4/4, 80 BPM",
+    "polka, accordion and tuba, 2/4, 126 BPM, C major",
+    "motet, medieval, voices, 3/4, 60 BPM",
+    "big band swing, trumpets, saxophones and drums, 4/4, 140 BPM",
+    "string quartet, classical, 2/4, 132 BPM, D major",
+    "chorale, baroque, organ, 4/4, 72 BPM, E minor",
+    "slow blues, electric guitar and organ, 12/8, 64 BPM",
+    "samba, nylon guitar and percussion, 2/4, 100 BPM",
+    "minuet, classical, strings, 3/4, 112 BPM, G major",
+    "ragtime, piano, 2/4, 92 BPM, C major",
+    "hornpipe, fiddle and guitar, 4/4, 96 BPM, A major",
+]
+"""A second prompt set, for choosing a setting (``--prompt-set validation``) without
+choosing it on the prompts that report it."""
+
+
+DRAW_SEED_STRIDE = 10_000
+"""Seed offset between draws (``--draws``): above any row's own offset."""
 
 EVERYWHERE = {"guidance_interval": (0.0, math.inf)}
 """Guidance at every level (a model's default interval off)."""
@@ -73,9 +102,11 @@ LONG = ("reference (full guidance)", "guidance for sigma in (0.5, 20]",
 """The configurations ``--long`` also times at 4m45s."""
 
 
-def configurations(steps: int, student: Path | None) -> list[dict]:
+def configurations(steps: int, student: Path | None, student_sigma_min: list[float] = (),
+                   student_guidance: list[float] = ()) -> list[dict]:
     """(name, model, settings): the reference, its other seeds, the training-free
-    cheaper guidance and the distilled model."""
+    cheaper guidance and the distilled model (and its default sampling on the grid that
+    ends at each of ``student_sigma_min``, and with each of ``student_guidance``)."""
     rows = [
         {"name": "reference (full guidance)", "model": "teacher", "kwargs": EVERYWHERE},
         {"name": "reference, other seeds", "model": "teacher", "kwargs": EVERYWHERE,
@@ -90,6 +121,10 @@ def configurations(steps: int, student: Path | None) -> list[dict]:
     if student is not None:
         rows += [{"name": "distilled, 4 steps (its default)", "model": "student",
                   "kwargs": {}},
+                 # The same from noise the reference set was not drawn from: a student
+                 # started from the reference's own noise may sit nearer to it.
+                 {"name": "distilled, 4 steps, other seeds", "model": "student",
+                  "kwargs": {}, "seed": 2000},
                  {"name": "distilled, 8 steps", "model": "student",
                   "kwargs": {"num_inference_steps": 8}},
                  {"name": "distilled, 2 steps", "model": "student",
@@ -100,6 +135,10 @@ def configurations(steps: int, student: Path | None) -> list[dict]:
                   "kwargs": {"sampler": "euler", "num_inference_steps": 4}},
                  {"name": "distilled, 4 steps, dpmpp-2m", "model": "student",
                   "kwargs": {"sampler": "dpmpp-2m", "num_inference_steps": 4}}]
+        rows += [{"name": f"distilled, its default, sigma_min {value:g}", "model": "student",
+                  "kwargs": {"sigma_min": value}} for value in student_sigma_min]
+        rows += [{"name": f"distilled, its default, guidance {value:g}", "model": "student",
+                  "kwargs": {"guidance_scale": value}} for value in student_guidance]
     return rows
 
 
@@ -115,9 +154,9 @@ class Counter:
 
 
 def run_config(pipe, counter: Counter, config: dict, prompts: list[str], duration: float,
-               frames: int) -> dict:
+               frames: int, seed_offset: int = 0) -> dict:
     """Generate each prompt; returns times, evaluations, trimmed audio and full windows."""
-    seed0 = config.get("seed", 0)
+    seed0 = config.get("seed", 0) + seed_offset
     times, evaluations, trimmed, full = [], [], [], []
     for i, prompt in enumerate(prompts):
         generator = torch.Generator().manual_seed(seed0 + i)
@@ -150,6 +189,18 @@ def main() -> int:
                         help="the distilled model folder (default: the bundled demo-fast "
                              "where installed)")
     parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--prompt-set", choices=("benchmark", "validation"),
+                        default="benchmark",
+                        help="validation: a second set of 16 prompts, to choose a setting on")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="added to every row's seeds (other draws of the same rows)")
+    parser.add_argument("--draws", type=int, default=1,
+                        help="generate every prompt this many times (seeds offset by "
+                             f"{DRAW_SEED_STRIDE} each draw), pooled into one FD per row")
+    parser.add_argument("--student-sigma-min", type=float, nargs="*", default=[],
+                        help="also the student's default on the grid ending at each value")
+    parser.add_argument("--student-guidance", type=float, nargs="*", default=[],
+                        help="also the student's default with each guidance scale")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--window-frames", type=int, default=1024)
     parser.add_argument("--precision", default="auto")
@@ -165,7 +216,8 @@ def main() -> int:
     student = args.student
     if student is None and (DEMO.parent / "demo-fast").is_dir():
         student = DEMO.parent / "demo-fast"
-    prompts = PROMPTS[:args.prompts]
+    prompt_set = PROMPTS if args.prompt_set == "benchmark" else VALIDATION_PROMPTS
+    prompts = prompt_set[:args.prompts]
     pipes = {"teacher": TextToMusicPipeline.from_pretrained(args.teacher,
                                                             precision=args.precision)}
     if student is not None:
@@ -173,37 +225,43 @@ def main() -> int:
     counters = {name: Counter(pipe) for name, pipe in pipes.items()}
     clap = own_clap(args.teacher / "clap")
     steps = pipes["teacher"].defaults.num_inference_steps
-    configs = configurations(steps, student)
+    configs = configurations(steps, student, args.student_sigma_min, args.student_guidance)
     if args.only:
         configs = [c for c in configs if c["name"] in args.only or c["name"].startswith(
-            "reference (")]
+            ("reference (", "distilled, its default, "))]
     sr = pipes["teacher"].sample_rate
     text_embeddings = clap.embed_text(prompts)
 
     results, reference_windows = [], None
     for config in configs:
         pipe = pipes[config["model"]]
-        run = run_config(pipe, counters[config["model"]], config, prompts, args.duration,
-                         args.window_frames)
-        audio = torch.stack(run["trimmed"])
-        window_embeddings = clap.embed_windows(audio, sr).flatten(0, 1)
+        times, evaluations, windows, clips, timing = [], [], [], [], []
+        for draw in range(args.draws):  # each draw: every prompt once more, other seeds
+            run = run_config(pipe, counters[config["model"]], config, prompts, args.duration,
+                             args.window_frames, args.seed_offset + draw * DRAW_SEED_STRIDE)
+            audio = torch.stack(run["trimmed"])
+            times += run["times"]
+            evaluations += run["evaluations"]
+            windows.append(clap.embed_windows(audio, sr).flatten(0, 1))
+            clips.append(clap.embed_audio(audio, sr))
+            timing += [timing_adherence(full, sr, args.duration, guard_s=1.0).relative_db
+                       for full in run["full"]]
+            del run["trimmed"], run["full"], audio
+        window_embeddings = torch.cat(windows)
         if reference_windows is None:
             reference_windows = window_embeddings
         fd = FrechetDistance()
         fd.update_reference(reference_windows)
         fd.update_generated(window_embeddings)
         score = CLAPScore()
-        score.update_embeddings(clap.embed_audio(audio, sr), text_embeddings)
-        guard = 1.0
-        timing = [timing_adherence(full, sr, args.duration, guard_s=guard).relative_db
-                  for full in run["full"]]
+        score.update_embeddings(torch.cat(clips), text_embeddings.repeat(args.draws, 1))
         s = run["settings"]
         row = {"name": config["name"], "model": config["model"], "sampler": s.sampler,
                "steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
                "guidance_interval": s.guidance_interval,
                "unguided_final_steps": s.unguided_final_steps,
-               "median_s": statistics.median(run["times"]),
-               "evaluations": statistics.median(run["evaluations"]),
+               "median_s": statistics.median(times),
+               "evaluations": statistics.median(evaluations),
                "fd_own_clap": None if config is configs[0] else fd.compute(),
                "clap_score": score.compute(), "timing_db": statistics.mean(timing)}
         if args.long and config["name"] in LONG:
@@ -224,12 +282,14 @@ def report(rows: list[dict], args, sample_rate: int) -> str:
     lines = [
         "# Quality at equal cost: the demo model's cheaper generations", "",
         f"Machine: {machine}; precision {args.precision} for every row. "
-        f"{len(PROMPTS[:args.prompts])} prompts (benchmarks/few_step.py), "
+        f"{args.prompts} prompts of the {args.prompt_set} set (benchmarks/few_step.py)"
+        + (f", seeds offset by {args.seed_offset}" if args.seed_offset else "") + ", "
         f"{args.duration:g} s each in a {window_s:.1f} s window from the same noise per "
-        "seed. FD: own-CLAP Fréchet distance of the 10 s "
-        "window embeddings to the reference set (seeds 0..N-1 of the full-guidance run); the "
-        "'other seeds' row is the bar. CLAP: mean cosine to the prompt (higher is "
-        "better). Timing: level after the requested end relative to the content (dB, "
+        "seed" + (f", {args.draws} draws of every prompt pooled" if args.draws > 1 else "")
+        + ". FD: own-CLAP Fréchet distance of the 10 s window embeddings to the reference "
+        "set (the full-guidance run's first row); the 'other seeds' row is the bar. "
+        "CLAP: mean cosine to the prompt (higher is better). Timing: level after the "
+        "requested end relative to the content (dB, "
         "lower is better). Speed-up: the reference's median time over the row's.", "",
         "| configuration | sampler | steps | guidance | network evaluations | s / generation "
         "| speed-up | FD to reference | CLAP score | timing (dB) |"
