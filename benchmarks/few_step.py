@@ -260,6 +260,7 @@ def main() -> int:
                "steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
                "guidance_interval": s.guidance_interval,
                "unguided_final_steps": s.unguided_final_steps,
+               "sigma_min": s.sigma_min, "sigma_max": s.sigma_max,
                "median_s": statistics.median(times),
                "evaluations": statistics.median(evaluations),
                "fd_own_clap": None if config is configs[0] else fd.compute(),

@@ -1,0 +1,54 @@
+"""benchmarks/few_step.py on the bundled demo models, at a tiny size: its draws are pooled
+into one set per row, the validation prompts and the student's variant rows run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "few_step.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(SCRIPT.parent))  # as when run as a script: its folder comes first
+    spec = importlib.util.spec_from_file_location("few_step", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_draws_are_pooled_and_variant_rows_run(bench, tmp_path: Path, monkeypatch) -> None:
+    counted: list[int] = []
+    run_config = bench.run_config
+
+    def counting(pipe, counter, config, prompts, duration, frames, seed_offset=0):
+        counted.append(seed_offset)
+        return run_config(pipe, counter, config, prompts, duration, frames, seed_offset)
+
+    monkeypatch.setattr(bench, "run_config", counting)
+    out = tmp_path / "few.md"
+    monkeypatch.setattr(sys, "argv", [
+        "few_step.py", "--prompts", "2", "--draws", "2", "--duration", "3",
+        "--window-frames", "128", "--prompt-set", "validation", "--seed-offset", "7",
+        "--only", "reference, other seeds", "distilled, 4 steps, other seeds",
+        "--student-sigma-min", "0.3", "--student-guidance", "2", "--out", str(out)])
+    assert bench.main() == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["name"] for r in rows] == [
+        "reference (full guidance)", "reference, other seeds",
+        "distilled, 4 steps, other seeds", "distilled, its default, sigma_min 0.3",
+        "distilled, its default, guidance 2"]
+    # Every row: two draws, the second DRAW_SEED_STRIDE further on.
+    assert counted == [7, 7 + bench.DRAW_SEED_STRIDE] * 5
+    assert rows[0]["fd_own_clap"] is None
+    assert all(r["fd_own_clap"] > 0 for r in rows[1:])
+    assert [r["evaluations"] for r in rows] == [100, 100, 4, 4, 8]
+    assert [r["guidance_scale"] for r in rows[2:]] == [1, 1, 2]
+    assert [r["sigma_min"] for r in rows[2:]] == [0.03, 0.3, 0.03]
+    text = out.read_text()
+    assert "2 prompts of the validation set" in text and "2 draws of every prompt pooled" in text
