@@ -147,6 +147,8 @@ def test_unusable_teachers_and_options_are_refused(tmp_path: Path, capsys) -> No
         load_teacher(DistillTrainConfig())
     with pytest.raises(ConfigError, match="guidance_scale"):
         DistillTrainConfig(guidance_scale=0.5)
+    with pytest.raises(ConfigError, match="student_sigma_min must be below sigma_max 80"):
+        DistillTrainConfig(sigma_max=80.0, student_sigma_min=100.0)
     cfg = tmp_path / "dit.yaml"
     cfg.write_text("preset: debug\ndata: {kind: latents, path: unused}\n")
     assert main(["train", "dit", str(cfg), "--teacher", str(SAO1_TINY), "-o",
@@ -157,13 +159,16 @@ def test_unusable_teachers_and_options_are_refused(tmp_path: Path, capsys) -> No
 
 def test_the_student_drops_the_teachers_guidance_interval() -> None:
     """The student samples without guidance: a teacher's default interval (the demo
-    model's (0.5, 20]) means nothing to it and is not passed on."""
+    model's (0.5, 20]) means nothing to it and is not passed on; nor is the teacher's
+    grid: the student samples from the top level it was trained at."""
     from dataclasses import replace
 
     from longplay.training.distill import distilled_config
 
     teacher = load_diffusion_model(SAO1_TINY)
     teacher.config = replace(teacher.config, guidance_interval=(0.5, 20.0))
+    teacher.config = replace(teacher.config, sigma_min=0.5)  # a grid for 50 guided steps
     student = distilled_config(teacher, config(1))
     assert (student.guidance_scale, student.guidance_interval, student.sampler) == (
         1.0, None, "consistency")
+    assert (student.sigma_min, student.sigma_max) == (None, 80.0)  # its training's top
