@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -14,6 +17,26 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SAO1_TINY = FIXTURES / "sao1_tiny"
 SAO1_TINY_DIFFUSERS = FIXTURES / "sao1_tiny_diffusers"
 SAOS_TINY = FIXTURES / "saos_tiny"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the repository ("benchmarks/few_step.py") as a fresh module, set up as
+    when it runs: its folder first on sys.path (for sibling modules such as
+    benchmarks/_report.py) and itself in sys.modules under its name (which dataclasses
+    defined in it look up)."""
+    path = REPO / relative
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[path.stem]
+        raise
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -3,37 +3,24 @@ corpus: the docs pages, their assets and links, and a resumed second run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import SAO1_TINY
+from conftest import SAO1_TINY, load_script
 from longplay.audio import load_audio, save_audio
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "demo_figures.py"
 SR = 44100
 
 
-def load_script():
-    """The script as a module (registered in sys.modules, which its dataclass needs)."""
-    if "demo_figures" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("demo_figures", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["demo_figures"] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules["demo_figures"]
-            raise
-    return sys.modules["demo_figures"]
+def load_demo_figures():
+    return load_script("scripts/demo_figures.py")
 
 
 TRACKS = {
@@ -76,7 +63,7 @@ def image_links(markdown: str) -> list[str]:
 
 @pytest.mark.slow
 def test_demo_figures_end_to_end_and_resumes(tmp_path, corpus, clap_folder) -> None:
-    module = load_script()
+    module = load_demo_figures()
     docs, work = tmp_path / "docs", tmp_path / "work"
     argv = ["--corpus", corpus, "--model", SAO1_TINY, "--clap", clap_folder, "--out", docs,
             "--work", work, "--steps", 2, "--per-prompt", 2, "--text-duration", 1,
@@ -195,7 +182,7 @@ def previous_model(folder: Path) -> Path:
 @pytest.mark.slow
 def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder,
                                                capsys) -> None:
-    module = load_script()
+    module = load_demo_figures()
     docs, work = tmp_path / "docs", tmp_path / "work"
     old = previous_model(tmp_path / "old-demo")
     argv = ["--corpus", corpus, "--model", SAO1_TINY, "--clap", clap_folder, "--out", docs,
@@ -280,7 +267,7 @@ def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder,
 
 
 def test_compare_options_are_checked(tmp_path, corpus) -> None:
-    module = load_script()
+    module = load_demo_figures()
     with pytest.raises(SystemExit, match="not a model folder"):
         module.main(["--corpus", str(corpus), "--out", str(tmp_path / "docs"),
                      "--compare", str(tmp_path)])
@@ -291,13 +278,13 @@ def test_compare_options_are_checked(tmp_path, corpus) -> None:
 
 
 def test_demo_figures_needs_a_corpus_test_split(tmp_path) -> None:
-    module = load_script()
+    module = load_demo_figures()
     with pytest.raises(SystemExit, match="does not exist"):
         module.main(["--corpus", str(tmp_path), "--out", str(tmp_path / "docs")])
 
 
 def test_timing_durations_option() -> None:
-    module = load_script()
+    module = load_demo_figures()
     args = module.parse_args(["--corpus", "c", "--timing-durations", "10, 60,285"])
     assert args.timing_durations == (10.0, 60.0, 285.0)
     assert module.parse_args(["--corpus", "c"]).timing_durations == (10.0, 60.0, 285.0)
@@ -306,7 +293,7 @@ def test_timing_durations_option() -> None:
 
 
 def test_durations_beyond_the_window_are_shortened() -> None:
-    module = load_script()
+    module = load_demo_figures()
     assert module.fitting_duration(20.0, 2.972) == 2.9
     assert module.fitting_duration(2.0, 2.972) == 2.0
     assert module.fitting_duration(285.0, 6144 * 2048 / 44100) == 285.0  # the demo window
@@ -317,7 +304,7 @@ def test_durations_beyond_the_window_are_shortened() -> None:
 def test_an_unchanged_excerpt_keeps_its_file(tmp_path) -> None:
     """Ogg streams carry a random serial number: the same audio written again would be
     other bytes, so the script keeps the existing file; other audio replaces it."""
-    script = load_script()
+    script = load_demo_figures()
     torch.manual_seed(0)
     audio = (torch.rand(2, SR // 4) - 0.5) * 0.5  # within [-1, 1]: nothing clipped
     path = tmp_path / "piano.ogg"

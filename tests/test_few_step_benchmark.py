@@ -3,23 +3,18 @@ into one set per row, the validation prompts and the student's variant rows run.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "few_step.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(SCRIPT.parent))  # as when run as a script: its folder comes first
-    spec = importlib.util.spec_from_file_location("few_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/few_step.py")
 
 
 def test_draws_are_pooled_and_variant_rows_run(bench, tmp_path: Path, monkeypatch) -> None:

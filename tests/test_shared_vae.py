@@ -4,7 +4,6 @@ the model with the VAE read from the other folder, which must have the same VAE 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import SAO1_TINY
+from conftest import SAO1_TINY, load_script
 from longplay.checkpoints import CheckpointError, model_fingerprint, read_vae_weights
 from longplay.checkpoints.diffusion import SAT_VAE_PREFIX, load_diffusion_model
 
@@ -79,11 +78,7 @@ def test_sharing_is_checked_before_loading(tmp_path) -> None:
 
 
 def _bundle_script():
-    path = Path(__file__).resolve().parent.parent / "scripts" / "bundle_demo.py"
-    spec = importlib.util.spec_from_file_location("bundle_demo", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/bundle_demo.py")
 
 
 def test_rebundling_a_shared_vae_with_other_weights_is_refused(tmp_path) -> None:

@@ -3,21 +3,16 @@ resumed from its checkpoint, and never exported before its config's last step.""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_demo.py"
+from conftest import load_script
 
 
 @pytest.fixture()
 def script(monkeypatch, tmp_path):
-    spec = importlib.util.spec_from_file_location("train_demo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "train_demo", module)  # its dataclass looks itself up
-    spec.loader.exec_module(module)
+    module = load_script("scripts/train_demo.py")
     calls: list[list[str]] = []
     monkeypatch.setattr(module, "command", lambda args, dry_run: calls.append(args))
     (tmp_path / "corpus" / "train").mkdir(parents=True)

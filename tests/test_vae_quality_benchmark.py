@@ -3,28 +3,20 @@ benchmarks/_report.py, the ending every benchmark shares."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import soundfile as sf
 import torch
 
-from conftest import SAO1_TINY
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "vae_quality.py"
+from conftest import SAO1_TINY, load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(SCRIPT.parent))  # as when run as a script: its folder comes first
-    spec = importlib.util.spec_from_file_location("vae_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/vae_quality.py")
 
 
 def tones(n: int) -> list[torch.Tensor]:
