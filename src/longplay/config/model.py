@@ -306,8 +306,9 @@ class DiffusionModelConfig:
             if not lo < hi:
                 raise ConfigFieldError("guidance_interval", f"needs 0 <= lo < hi, got "
                                                             f"{list(self.guidance_interval)}")
-        grid = OBJECTIVES[self.objective].defaults
-        if grid.sigma_min is None:
+        objective = OBJECTIVES[self.objective]
+        grid = objective.defaults
+        if objective.level_kind != "ve":  # as the pipeline's settings tell the two apart
             for name in ("sigma_min", "sigma_max"):
                 if getattr(self, name) is not None:
                     raise ConfigFieldError(name, f"sets the noise levels of v-objective "

@@ -141,13 +141,17 @@ class Objective:
             raise ValueError(f"sampler {name!r} does not fit {what}; use one of {fitting}")
         return spec
 
-    def init_noise_level_bounds(self, sigma_min: float, sigma_max: float) -> tuple[float, float]:
-        """(low, high): an init noise level must lie in (low, high]."""
+    def init_noise_level_bounds(self, sigma_min: float | None,
+                                sigma_max: float | None) -> tuple[float, float]:
+        """(low, high): an init noise level must lie in (low, high]. The sigmas are the
+        run's grid ends (a model's ``SamplingDefaults`` hold them); an objective whose
+        levels are times in [0, 1] takes None."""
         if "ve" in self.sampler_kinds:
             return sigma_min, sigma_max
         return 0.0, 1.0
 
-    def check_init_noise_level(self, level: float, sigma_min: float, sigma_max: float) -> None:
+    def check_init_noise_level(self, level: float, sigma_min: float | None,
+                               sigma_max: float | None) -> None:
         """ValueError unless ``level`` is a usable start for audio-to-audio."""
         low, high = self.init_noise_level_bounds(sigma_min, sigma_max)
         if not low < level <= high:

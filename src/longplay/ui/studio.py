@@ -21,8 +21,6 @@ from longplay.audio import load_audio, normalize_output, save_audio
 from longplay.audio.images import spectrogram_image, waveform_image
 from longplay.pipelines import (
     DEFAULT_EDGE_S,
-    DEFAULT_SIGMA_MAX,
-    DEFAULT_SIGMA_MIN,
     GenerationError,
     GenerationSettings,
     TextToMusicPipeline,
@@ -228,9 +226,8 @@ class Studio:
                     with gr.Accordion("Audio to audio", open=False):
                         init_audio = gr.Audio(label="Init audio", type="filepath")
                         objective = self.pipe.objective
-                        _, top = objective.init_noise_level_bounds(  # this model's grid
-                            DEFAULT_SIGMA_MIN if d.sigma_min is None else d.sigma_min,
-                            DEFAULT_SIGMA_MAX if d.sigma_max is None else d.sigma_max)
+                        _, top = objective.init_noise_level_bounds(d.sigma_min,
+                                                                   d.sigma_max)
                         init_level = gr.Slider(0.01, min(top, MAX_INIT_NOISE_LEVEL),
                                                value=objective.default_init_noise_level,
                                                label="Init noise level")
