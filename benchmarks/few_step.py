@@ -35,6 +35,7 @@ Prints a table and writes benchmarks/results/few_step.{md,json}.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -117,6 +118,14 @@ def configurations(steps: int, student: Path | None, student_sigma_min: list[flo
          "kwargs": {"guidance_interval": (0.5, 20.0)}},
         {"name": f"guidance off for the last {steps // 2} steps", "model": "teacher",
          "kwargs": {**EVERYWHERE, "unguided_final_steps": steps // 2}},
+        # The reference's settings with deterministic solvers: "euler" is the guided
+        # trajectory the distilled student learns (one Euler step per level of the
+        # teacher's grid), so the student cannot be nearer the reference than this row
+        # except by chance.
+        {"name": "reference settings, euler (the student's teacher)", "model": "teacher",
+         "kwargs": {**EVERYWHERE, "sampler": "euler"}},
+        {"name": "reference settings, dpmpp-2m", "model": "teacher",
+         "kwargs": {**EVERYWHERE, "sampler": "dpmpp-2m"}},
     ]
     if student is not None:
         rows += [{"name": "distilled, 4 steps (its default)", "model": "student",
@@ -175,6 +184,37 @@ def run_config(pipe, counter: Counter, config: dict, prompts: list[str], duratio
             "settings": out.settings}
 
 
+def settings_fields(settings) -> dict:
+    """The fields of a generation's settings that a row reports."""
+    return {"sampler": settings.sampler, "steps": settings.num_inference_steps,
+            "guidance_scale": settings.guidance_scale,
+            "guidance_interval": settings.guidance_interval,
+            "unguided_final_steps": settings.unguided_final_steps,
+            "sigma_min": settings.sigma_min, "sigma_max": settings.sigma_max}
+
+
+def cache_path(folder: Path, fingerprint: str, config: dict, prompts: list[str], args,
+               seed_offset: int) -> Path:
+    """Where one draw of a row is kept: named by a digest of everything its generations
+    and measurements depend on (the model's and the CLAP's files through the model
+    fingerprint, the row's settings and seeds, the prompts, the lengths and the
+    precision)."""
+    key = {"model": fingerprint, "kwargs": config["kwargs"], "seed": config.get("seed", 0),
+           "seed_offset": seed_offset, "prompts": prompts, "duration": args.duration,
+           "window_frames": args.window_frames, "precision": args.precision,
+           "torch": torch.__version__, "version": 1}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
+    return folder / f"{digest.hexdigest()[:32]}.pt"
+
+
+def save_measured(measured: dict, path: Path) -> None:
+    """Write one draw's measurements atomically (a temp file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(measured, tmp)
+    os.replace(tmp, path)
+
+
 def long_run(pipe, counter: Counter, config: dict) -> dict:
     before = counter.items
     start = time.perf_counter()
@@ -207,8 +247,14 @@ def main() -> int:
     parser.add_argument("--long", action="store_true", help="also one 4m45s generation each")
     parser.add_argument("--only", nargs="*", default=None, help="configuration names to run")
     parser.add_argument("--out", type=Path, default=RESULTS / "few_step.md")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep each row's measurements (embeddings, times) in this folder "
+                             "and reuse them when the model files, settings, prompts and "
+                             "seeds are the same; the table marks reused rows, whose times "
+                             "come from the run that made them")
     args = parser.parse_args()
 
+    from longplay.checkpoints.files import model_fingerprint
     from longplay.evaluation import CLAPScore, FrechetDistance, timing_adherence
     from longplay.evaluation.embedders import own_clap
     from longplay.pipelines import TextToMusicPipeline
@@ -232,21 +278,45 @@ def main() -> int:
     sr = pipes["teacher"].sample_rate
     text_embeddings = clap.embed_text(prompts)
 
-    results, reference_windows = [], None
+    # What a row's measurements depend on: its model and the CLAP that embeds them.
+    embedder = model_fingerprint(args.teacher / "clap")
+    fingerprints = {"teacher": model_fingerprint(args.teacher) + embedder}
+    if student is not None:
+        fingerprints["student"] = model_fingerprint(student) + embedder
+    results, reference_windows, cached = [], None, set()
     for config in configs:
         pipe = pipes[config["model"]]
         times, evaluations, windows, clips, timing = [], [], [], [], []
         for draw in range(args.draws):  # each draw: every prompt once more, other seeds
-            run = run_config(pipe, counters[config["model"]], config, prompts, args.duration,
-                             args.window_frames, args.seed_offset + draw * DRAW_SEED_STRIDE)
-            audio = torch.stack(run["trimmed"])
-            times += run["times"]
-            evaluations += run["evaluations"]
-            windows.append(clap.embed_windows(audio, sr).flatten(0, 1))
-            clips.append(clap.embed_audio(audio, sr))
-            timing += [timing_adherence(full, sr, args.duration, guard_s=1.0).relative_db
-                       for full in run["full"]]
-            del run["trimmed"], run["full"], audio
+            offset = args.seed_offset + draw * DRAW_SEED_STRIDE
+            path = None
+            if args.cache is not None:
+                path = cache_path(args.cache, fingerprints[config["model"]], config, prompts,
+                                  args, offset)
+            measured = torch.load(path) if path is not None and path.is_file() else None
+            if measured is None:
+                run = run_config(pipe, counters[config["model"]], config, prompts,
+                                 args.duration, args.window_frames, offset)
+                audio = torch.stack(run["trimmed"])
+                measured = {
+                    "times": run["times"], "evaluations": run["evaluations"],
+                    "windows": clap.embed_windows(audio, sr).flatten(0, 1),
+                    "clips": clap.embed_audio(audio, sr),
+                    "timing": [timing_adherence(full, sr, args.duration,
+                                                guard_s=1.0).relative_db
+                               for full in run["full"]],
+                    "settings": settings_fields(run["settings"])}
+                del run, audio
+                if path is not None:
+                    save_measured(measured, path)
+            else:
+                cached.add(config["name"])
+            times += measured["times"]
+            evaluations += measured["evaluations"]
+            windows.append(measured["windows"])
+            clips.append(measured["clips"])
+            timing += measured["timing"]
+            s = measured["settings"]
         window_embeddings = torch.cat(windows)
         if reference_windows is None:
             reference_windows = window_embeddings
@@ -255,12 +325,8 @@ def main() -> int:
         fd.update_generated(window_embeddings)
         score = CLAPScore()
         score.update_embeddings(torch.cat(clips), text_embeddings.repeat(args.draws, 1))
-        s = run["settings"]
-        row = {"name": config["name"], "model": config["model"], "sampler": s.sampler,
-               "steps": s.num_inference_steps, "guidance_scale": s.guidance_scale,
-               "guidance_interval": s.guidance_interval,
-               "unguided_final_steps": s.unguided_final_steps,
-               "sigma_min": s.sigma_min, "sigma_max": s.sigma_max,
+        row = {"name": config["name"], "model": config["model"], **s,
+               "cached": config["name"] in cached,
                "median_s": statistics.median(times),
                "evaluations": statistics.median(evaluations),
                "fd_own_clap": None if config is configs[0] else fd.compute(),
@@ -291,7 +357,10 @@ def report(rows: list[dict], args, sample_rate: int) -> str:
         "set (the full-guidance run's first row); the 'other seeds' row is the bar. "
         "CLAP: mean cosine to the prompt (higher is better). Timing: level after the "
         "requested end relative to the content (dB, "
-        "lower is better). Speed-up: the reference's median time over the row's.", "",
+        "lower is better). Speed-up: the reference's median time over the row's"
+        + ("; rows marked (reused) were measured by an earlier run with the same model "
+           "files, settings and seeds (--cache), and their times are that run's"
+           if any(r.get("cached") for r in rows) else "") + ".", "",
         "| configuration | sampler | steps | guidance | network evaluations | s / generation "
         "| speed-up | FD to reference | CLAP score | timing (dB) |"
         + (" 4m45s (s) | 4m45s speed-up |" if args.long else ""),
@@ -305,7 +374,8 @@ def report(rows: list[dict], args, sample_rate: int) -> str:
         if r["unguided_final_steps"]:
             guidance += f", off for the last {r['unguided_final_steps']}"
         fd = "—" if r["fd_own_clap"] is None else f"{r['fd_own_clap']:.3f}"
-        line = (f"| {r['name']} | {r['sampler']} | {r['steps']} | {guidance} | "
+        name = r["name"] + (" (reused)" if r.get("cached") else "")
+        line = (f"| {name} | {r['sampler']} | {r['steps']} | {guidance} | "
                 f"{r['evaluations']:g} | {r['median_s']:.2f} | "
                 f"{base['median_s'] / r['median_s']:.2f}x | {fd} | {r['clap_score']:.3f} | "
                 f"{r['timing_db']:.1f} |")

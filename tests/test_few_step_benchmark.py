@@ -47,3 +47,43 @@ def test_draws_are_pooled_and_variant_rows_run(bench, tmp_path: Path, monkeypatc
     assert [r["sigma_min"] for r in rows[2:]] == [0.03, 0.3, 0.03]
     text = out.read_text()
     assert "2 prompts of the validation set" in text and "2 draws of every prompt pooled" in text
+
+
+def test_cached_rows_are_reused_and_marked(bench, tmp_path: Path, monkeypatch) -> None:
+    """--cache: a second run with the same model, settings and seeds generates nothing for
+    the rows it kept and gives the same measurements; another seed offset is a new entry."""
+    counted: list[str] = []
+    run_config = bench.run_config
+
+    def counting(pipe, counter, config, prompts, duration, frames, seed_offset=0):
+        counted.append(config["name"])
+        return run_config(pipe, counter, config, prompts, duration, frames, seed_offset)
+
+    monkeypatch.setattr(bench, "run_config", counting)
+    cache = tmp_path / "cache"
+
+    def run(out: Path, *extra: str) -> list[dict]:
+        monkeypatch.setattr(sys, "argv", [
+            "few_step.py", "--prompts", "2", "--duration", "3", "--window-frames", "128",
+            "--only", "reference settings, euler (the student's teacher)",
+            "--cache", str(cache), "--out", str(out), *extra])
+        assert bench.main() == 0
+        return json.loads(out.with_suffix(".json").read_text())
+
+    first = run(tmp_path / "a.md")
+    assert counted == ["reference (full guidance)",
+                       "reference settings, euler (the student's teacher)"]
+    assert [r["sampler"] for r in first] == ["dpmpp-3m-sde", "euler"]
+    assert not any(r["cached"] for r in first)
+    assert len(list(cache.glob("*.pt"))) == 2
+
+    second = run(tmp_path / "b.md")
+    assert len(counted) == 2  # nothing generated again
+    assert all(r["cached"] for r in second)
+    for a, b in zip(first, second):
+        assert b["fd_own_clap"] == a["fd_own_clap"] and b["clap_score"] == a["clap_score"]
+        assert b["sampler"] == a["sampler"] and b["steps"] == a["steps"]
+    assert "(reused)" in (tmp_path / "b.md").read_text()
+
+    run(tmp_path / "c.md", "--seed-offset", "5")
+    assert len(counted) == 4 and len(list(cache.glob("*.pt"))) == 4
