@@ -373,6 +373,7 @@ def test_registry_names_kinds_and_signatures() -> None:
     assert set(SAMPLERS) == {
         "euler",
         "consistency",
+        "phased",
         "dpmpp-2m",
         "dpmpp-2m-sde",
         "dpmpp-3m-sde",
@@ -398,7 +399,8 @@ def test_registry_rejects_unknown_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["euler", "dpmpp-2m", "dpmpp-2m-sde", "dpmpp-3m-sde",
-                                  "rf-euler", "rf-dpmpp", "pingpong", "consistency"])
+                                  "rf-euler", "rf-dpmpp", "pingpong", "consistency",
+                                  "phased"])
 def test_sampling_loops_read_no_tensor_values_on_the_host(name: str, monkeypatch) -> None:
     """On a GPU, reading a tensor's value (bool, float, item) in the loop would stall the
     device once per step: the loops branch on a host copy of the grid made up front."""
@@ -460,3 +462,24 @@ def test_consistency_grid_spends_no_evaluation_at_sigma_min() -> None:
     assert one.tolist() == pytest.approx([500.0, 0.0], rel=1e-12)
     from_init = spec.grid(2, sigma_min=0.03, sigma_max=500.0, top=2.0, dtype=F64)
     assert float(from_init[0]) == pytest.approx(2.0, rel=1e-12) and len(from_init) == 3
+
+
+def test_phased_sampler_takes_euler_steps_on_the_consistency_grid() -> None:
+    """A phased student's sampler: deterministic Euler steps between its phase ends, which
+    are the consistency sampler's grid (sigma_min left out), the last step returning the
+    x0 estimate."""
+    spec = get_sampler("phased")
+    assert not spec.stochastic and spec.kind == "ve"
+    grid = spec.grid(4, sigma_min=0.03, sigma_max=500.0, dtype=F64)
+    torch.testing.assert_close(grid, get_sampler("consistency").grid(
+        4, sigma_min=0.03, sigma_max=500.0, dtype=F64), rtol=0, atol=0)
+    x = _randn(2, 3, 8, seed=3) * 500.0
+
+    def denoiser(x_now: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x_now / (1 + sigma.view(-1, 1, 1))
+
+    expected = x
+    for i in range(4):
+        d = denoiser(expected, grid[i].expand(2))
+        expected = d + (grid[i + 1] / grid[i]) * (expected - d)
+    torch.testing.assert_close(spec.fn(denoiser, x, grid), expected, rtol=1e-12, atol=1e-9)

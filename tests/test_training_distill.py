@@ -172,3 +172,69 @@ def test_the_student_drops_the_teachers_guidance_interval() -> None:
     assert (student.guidance_scale, student.guidance_interval, student.sampler) == (
         1.0, None, "consistency")
     assert (student.sigma_min, student.sigma_max) == (None, 80.0)  # its training's top
+
+
+def phased_config(steps: int, guidance: float = 3.0) -> DistillTrainConfig:
+    from dataclasses import replace
+
+    return replace(config(steps), teacher_steps=7, student_steps=3, phased=True,
+                   guidance_scale=guidance)
+
+
+def test_phase_ends_cut_the_teachers_grid_at_the_students_levels() -> None:
+    from longplay.diffusion import get_sampler
+    from longplay.training.distill import phase_ends
+
+    cfg = phased_config(1)
+    module = DistillTrainingModule(cfg, load_teacher(cfg), ToyLatents(), collate)
+    levels = module.levels  # 7 levels, 6 steps, 3 phases of 2
+    assert module.ends.tolist() == [levels[2].item()] * 2 + [levels[4].item()] * 2 + [
+        levels[6].item()] * 2
+    # The phase ends are the levels the exported student samples at (then 0).
+    student = get_sampler("phased").grid(3, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+    torch.testing.assert_close(student[:-1], levels[[0, 2, 4]], rtol=1e-6, atol=0)
+    assert phase_ends(levels, None).tolist() == [0.0] * 6  # one phase, down to x0
+
+
+def test_phased_loss_is_zero_where_the_teachers_step_ends_the_phase() -> None:
+    """Unguided, a student that is still the teacher reaches a phase's end from its last
+    step exactly as the teacher's Euler step does (loss 0), and misses it from the
+    phase's first step, whose target is the target model's estimate carried on."""
+    cfg = phased_config(1, guidance=1.0)
+    module = DistillTrainingModule(cfg, load_teacher(cfg), ToyLatents(), collate)
+    batch = collate([ToyLatents().example(i, i) for i in range(2)])
+    g = torch.Generator().manual_seed(0)
+    x0 = module._latents(batch, g)
+    noise = torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        last = module.consistency_loss(batch, x0, torch.tensor([1, 3]), noise)
+        first = module.consistency_loss(batch, x0, torch.tensor([0, 2]), noise)
+    assert float(last) < 1e-10
+    assert float(first) > 1e-6
+
+
+def test_phased_student_exports_and_samples_deterministically(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    distill.train_distill(phased_config(2), run, enable_progress_bar=False)
+    model = tmp_path / "model"
+    assert main(["export", str(run), "-o", str(model)]) == 0
+    inference = json.loads((model / "model_config.json").read_text())["inference"]
+    assert inference == {**inference, "sampler": "phased", "steps": 3, "guidance_scale": 1.0,
+                         "sigma_min": 0.05, "sigma_max": 80.0}
+    pipe = TextToMusicPipeline.from_pretrained(model)
+    calls: list[int] = []
+    handle = pipe.model.dit.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    try:
+        first = pipe("song number 1", duration_s=1.0, seed=0)
+    finally:
+        handle.remove()
+    assert calls == [1, 1, 1]
+    assert torch.equal(first.audio, pipe("song number 1", duration_s=1.0, seed=0).audio)
+
+
+def test_phased_options_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ConfigError, match="teacher_steps - 1 must be a multiple of "
+                                          "student_steps 4.*got 50; e.g. 49"):
+        DistillTrainConfig(phased=True, teacher_steps=50, student_steps=4)
+    with pytest.raises(ConfigError, match="student_sigma_min.*set sigma_min instead"):
+        DistillTrainConfig(phased=True, teacher_steps=49, student_sigma_min=0.3)

@@ -281,6 +281,15 @@ class DistillTrainConfig:
     pipeline's 0.03): its ``student_steps`` levels are log-linear from ``sigma_max`` down
     to this one, which is left out. Choose it on prompts you do not report on
     (``benchmarks/few_step.py --prompt-set validation --student-sigma-min ...``)."""
+    phased: bool = False
+    """Phased consistency distillation (Wang et al. 2024, "Phased Consistency Models"):
+    the teacher's grid is cut into ``student_steps`` phases at the student's own sampling
+    levels, and the student learns to map any level to the lower end of its phase (not
+    to x0). The exported model samples with deterministic Euler steps between the phase
+    ends (the "phased" sampler), so each of its steps follows the teacher's guided path
+    instead of drawing fresh noise. Needs ``teacher_steps - 1`` divisible by
+    ``student_steps`` (the phase ends are teacher levels) and no ``student_sigma_min``
+    (the last phase ends at ``sigma_min``)."""
     window_frames: FrameCount | None = None
     """Train on windows of this many latent frames (default the model's window)."""
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-3,
@@ -293,10 +302,25 @@ class DistillTrainConfig:
         if not self.sigma_min < self.sigma_max:
             raise ConfigFieldError("sigma_max", f"must be above sigma_min {self.sigma_min}, "
                                                 f"got {self.sigma_max}")
+        if self.phased and (self.teacher_steps - 1) % self.student_steps:
+            raise ConfigFieldError("teacher_steps", f"with phased: true, teacher_steps - 1 "
+                                                    f"must be a multiple of student_steps "
+                                                    f"{self.student_steps} (the phases end on "
+                                                    f"teacher levels), got {self.teacher_steps}"
+                                                    f"; e.g. {self._phased_teacher_steps()}")
+        if self.phased and self.student_sigma_min is not None:
+            raise ConfigFieldError("student_sigma_min", "a phased student's last phase ends "
+                                                        "at sigma_min; set sigma_min instead")
         if self.student_sigma_min is not None and not self.student_sigma_min < self.sigma_max:
             raise ConfigFieldError("student_sigma_min", f"must be below sigma_max "
                                                         f"{self.sigma_max}, got "
                                                         f"{self.student_sigma_min}")
+
+
+    def _phased_teacher_steps(self) -> int:
+        """The nearest teacher_steps that phased distillation accepts."""
+        k = self.student_steps
+        return max(1, round((self.teacher_steps - 1) / k)) * k + 1
 
 
 @config_dataclass

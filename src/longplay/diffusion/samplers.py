@@ -707,6 +707,10 @@ SAMPLERS: dict[str, SamplerSpec] = {
         SamplerSpec("dpmpp-3m-sde", sample_dpmpp_3m_sde, "ve", stochastic=True),
         SamplerSpec("consistency", sample_consistency, "ve", stochastic=True,
                     evaluates_sigma_min=False),
+        # A phased consistency model (longplay.training.distill, phased: true) maps each
+        # level to the lower end of its phase, the next level of this grid: deterministic
+        # Euler steps between the phase ends, sigma_min left out as for "consistency".
+        SamplerSpec("phased", sample_euler, "ve", stochastic=False, evaluates_sigma_min=False),
         SamplerSpec("rf-euler", sample_rf_euler, "rf", stochastic=False),
         SamplerSpec("rf-dpmpp", sample_rf_dpmpp, "rf", stochastic=False),
         SamplerSpec("pingpong", sample_pingpong, "rf", stochastic=True),

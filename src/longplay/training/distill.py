@@ -8,6 +8,13 @@ further down. Once consistent along the teacher's guided trajectories, the stude
 generates with the multistep consistency sampler in a few evaluations, without guidance's
 second pass.
 
+With ``phased: true`` (Wang et al. 2024, "Phased Consistency Models") the grid is cut
+into ``student_steps`` phases at the student's sampling levels and the student learns to
+map each level to the lower end of its phase instead: the teacher's state there at a
+phase's last step, else the target's estimate carried there by an Euler (DDIM) step.
+Each phase's chain of teacher steps is ``student_steps`` times shorter, and the student
+samples deterministically, one Euler step per phase (the "phased" sampler).
+
 Why this method for a CPU budget: each step costs one guided teacher evaluation (a doubled
 batch), one target evaluation and one student forward and backward pass on latents that
 are already encoded, with no teacher runs to pre-compute (reflow needs a full 50-step
@@ -40,16 +47,37 @@ from longplay.training.runner import build_dataset, fit, load_model_to_train, pr
 logger = logging.getLogger(__name__)
 
 STUDENT_SAMPLER = "consistency"
+PHASED_SAMPLER = "phased"
+"""The samplers a student records: multistep consistency sampling, or deterministic
+Euler steps between the phase ends of a phased student."""
 
 
 def distilled_config(model: DiffusionModel, config: DistillTrainConfig):
-    """The student's model config: the teacher's, sampling with the consistency sampler in
-    ``student_steps`` steps without guidance by default, on a grid from the top level it
-    was trained at (``sigma_max``) down to ``student_sigma_min`` (the teacher's own grid
-    ends are not passed on)."""
+    """The student's model config: the teacher's, sampling in ``student_steps`` steps
+    without guidance by default, on a grid from the top level it was trained at
+    (``sigma_max``) down to ``student_sigma_min`` (the teacher's own grid ends are not
+    passed on). A phased student samples with the "phased" sampler on its phase ends,
+    whose grid ends at the distillation's ``sigma_min``."""
+    if config.phased:
+        return replace(model.config, sampler=PHASED_SAMPLER, steps=config.student_steps,
+                       guidance_scale=1.0, guidance_interval=None,
+                       sigma_min=config.sigma_min, sigma_max=config.sigma_max)
     return replace(model.config, sampler=STUDENT_SAMPLER, steps=config.student_steps,
                    guidance_scale=1.0, guidance_interval=None,
                    sigma_min=config.student_sigma_min, sigma_max=config.sigma_max)
+
+
+def phase_ends(levels: torch.Tensor, phases: int | None) -> torch.Tensor:
+    """For each step n of the teacher's grid ``levels`` [N] (from levels[n] to
+    levels[n + 1]), the level its phase ends at -> [N - 1]: with ``phases`` (which divides
+    N - 1), the next of the levels at every (N - 1) / phases-th index; without, 0 (one
+    phase down to x0, plain consistency distillation)."""
+    steps = len(levels) - 1
+    if phases is None:
+        return levels.new_zeros(steps)
+    per_phase = steps // phases
+    index = (torch.arange(steps) // per_phase + 1) * per_phase
+    return levels[index.to(levels.device)]
 
 
 def load_teacher(config: DistillTrainConfig) -> DiffusionModel:
@@ -87,6 +115,8 @@ class DistillTrainingModule(DiTTrainingModule):
         self.target = make_ema(self.net)  # in the checkpoint: a resumed run continues it
         grid = log_linear_sigmas(config.teacher_steps, config.sigma_min, config.sigma_max)
         self.register_buffer("levels", grid[:-1], persistent=False)  # [N], highest first
+        ends = phase_ends(self.levels, config.student_steps if config.phased else None)
+        self.register_buffer("ends", ends, persistent=False)  # [N - 1]
 
     # -- the step (``_features``, ``_seconds`` and ``_latents`` are the DiT trainer's) ----
 
@@ -113,22 +143,44 @@ class DistillTrainingModule(DiTTrainingModule):
         batch = positioned.batch
         x0 = self._latents(batch, g)  # [B, D, T]
         n = torch.randint(0, len(self.levels) - 1, (x0.shape[0],), generator=g)
+        noise = torch.randn(x0.shape, generator=g).to(x0)
+        loss = self.consistency_loss(batch, x0, n, noise)
+        self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
+        return loss
+
+    def consistency_loss(self, batch, x0: torch.Tensor, n: torch.Tensor,
+                         noise: torch.Tensor) -> torch.Tensor:
+        """The distillation loss of clean latents x0 [B, D, T] noised with ``noise`` to
+        the teacher's levels ``n`` [B] (indices of steps of its grid)."""
         s_hi = self.levels[n.to(self.levels.device)].to(x0)  # [B]
         s_lo = self.levels[(n + 1).to(self.levels.device)].to(x0)
-        noise = torch.randn(x0.shape, generator=g).to(x0)
+        s_end = self.ends[n.to(self.ends.device)].to(x0)  # [B] where the phase ends
         x_hi = x0 + s_hi.view(-1, 1, 1) * noise
         features = self._features(batch)
         x_lo = self._teacher_step(x_hi, s_hi, s_lo, features, batch)
         with torch.no_grad():
             conditioner = self.target["conditioner"]
             target_cond = conditioner(features, self._seconds(batch, conditioner))
-            target = self._denoise(self.target, x_lo, s_lo, target_cond)
+            target = self._to_end(self._denoise(self.target, x_lo, s_lo, target_cond),
+                                  x_lo, s_lo, s_end)
+            # At a phase's end the target is the teacher's own state there.
+            at_end = (s_lo == s_end).view(-1, 1, 1)
+            target = torch.where(at_end, x_lo, target)
         conditioner = self.net["conditioner"]
         cond = conditioner(features, self._seconds(batch, conditioner))
-        prediction = self._denoise(self.net, x_hi, s_hi, cond)
-        loss = torch.mean((prediction.float() - target.float()) ** 2)
-        self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
-        return loss
+        prediction = self._to_end(self._denoise(self.net, x_hi, s_hi, cond), x_hi, s_hi, s_end)
+        # Measured in x0 units: the difference of two states at the phase end, over the
+        # share (1 - s_end / s_hi) of the student's x0 estimate in its own (1 where the
+        # phase ends at x0, plain consistency distillation).
+        scale = (1 - s_end / s_hi).view(-1, 1, 1)
+        return torch.mean(((prediction.float() - target.float()) / scale) ** 2)
+
+    @staticmethod
+    def _to_end(denoised: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor,
+                end: torch.Tensor) -> torch.Tensor:
+        """The Euler (DDIM) step from state x [B, D, T] at levels sigma [B] to levels end
+        [B] with the x0 estimate ``denoised``: ``denoised`` itself where end is 0."""
+        return denoised + (end / sigma).view(-1, 1, 1) * (x - denoised)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         """The target follows the student after each optimiser step (before the step's
