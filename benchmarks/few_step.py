@@ -93,6 +93,19 @@ VALIDATION_PROMPTS = [
 choosing it on the prompts that report it."""
 
 
+DEFAULT_REFINE = ("4:10",)
+"""The refined drafts the benchmark runs by default (LEVEL:STEPS)."""
+
+
+def parse_refine(value: str) -> tuple[float, int]:
+    """"LEVEL:STEPS" -> (level, steps)."""
+    try:
+        level, steps = value.split(":")
+        return float(level), int(steps)
+    except ValueError:
+        raise SystemExit(f"--refine takes LEVEL:STEPS such as 4:10, got {value!r}") from None
+
+
 DRAW_SEED_STRIDE = 10_000
 """Seed offset between draws (``--draws``): above any row's own offset."""
 
@@ -104,10 +117,12 @@ LONG = ("reference (full guidance)", "guidance for sigma in (0.5, 20]",
 
 
 def configurations(steps: int, student: Path | None, student_sigma_min: list[float] = (),
-                   student_guidance: list[float] = ()) -> list[dict]:
+                   student_guidance: list[float] = (),
+                   refine: list[tuple[float, int]] = ()) -> list[dict]:
     """(name, model, settings): the reference, its other seeds, the training-free
     cheaper guidance and the distilled model (and its default sampling on the grid that
-    ends at each of ``student_sigma_min``, and with each of ``student_guidance``)."""
+    ends at each of ``student_sigma_min``, and with each of ``student_guidance``; and its
+    draft refined by the teacher from each (level, steps) of ``refine``)."""
     rows = [
         {"name": "reference (full guidance)", "model": "teacher", "kwargs": EVERYWHERE},
         {"name": "reference, other seeds", "model": "teacher", "kwargs": EVERYWHERE,
@@ -148,7 +163,22 @@ def configurations(steps: int, student: Path | None, student_sigma_min: list[flo
                   "kwargs": {"sigma_min": value}} for value in student_sigma_min]
         rows += [{"name": f"distilled, its default, guidance {value:g}", "model": "student",
                   "kwargs": {"guidance_scale": value}} for value in student_guidance]
+        # The student's draft refined by the reference's sampler and guidance from a low
+        # noise level (init_latents): the teacher's guided SDE steps where the detail is.
+        rows += [{"name": refine_name(level, count), "model": "student", "kwargs": {},
+                  "refine": {**EVERYWHERE, "init_noise_level": level,
+                             "num_inference_steps": count}}
+                 for level, count in refine]
     return rows
+
+
+def refine_name(level: float, steps: int) -> str:
+    return f"distilled draft, refined from sigma {level:g} in {steps} steps"
+
+
+REFINE_SEED_OFFSET = 500
+"""The refinement's seeds (its noise at the init level and its SDE steps): the draft's
+plus this, so that the two draw independent noise."""
 
 
 class Counter:
@@ -163,34 +193,49 @@ class Counter:
 
 
 def run_config(pipe, counter: Counter, config: dict, prompts: list[str], duration: float,
-               frames: int, seed_offset: int = 0) -> dict:
-    """Generate each prompt; returns times, evaluations, trimmed audio and full windows."""
+               frames: int, seed_offset: int = 0, refiner=None) -> dict:
+    """Generate each prompt; returns times, evaluations, trimmed audio and full windows.
+    A row with "refine" passes each output's latents to ``refiner`` (pipeline, counter)
+    as its init_latents; its time and evaluations count both."""
     seed0 = config.get("seed", 0) + seed_offset
     times, evaluations, trimmed, full = [], [], [], []
+    counters = [counter] + ([refiner[1]] if refiner is not None else [])
     for i, prompt in enumerate(prompts):
         generator = torch.Generator().manual_seed(seed0 + i)
         noise = torch.randn(1, pipe.config.vae.latent_dim, frames, generator=generator)
-        before = counter.items
+        before = sum(c.items for c in counters)
         start = time.perf_counter()
         out = pipe(prompt, duration_s=duration, seconds_total=duration, seed=seed0 + i,
                    latents=noise, **config["kwargs"])
+        draft = out.settings
+        if refiner is not None:
+            seed = seed0 + i + REFINE_SEED_OFFSET
+            again = torch.randn(noise.shape, generator=torch.Generator().manual_seed(seed))
+            out = refiner[0](prompt, duration_s=duration, seconds_total=duration, seed=seed,
+                             latents=again, init_latents=out.latents, **config["refine"])
         times.append(time.perf_counter() - start)
-        evaluations.append(counter.items - before)
+        evaluations.append(sum(c.items for c in counters) - before)
         with torch.inference_mode():
             whole = pipe.model.vae.decode(out.latents.to(pipe.device, pipe.vae_dtype))
         trimmed.append(out.audio[0])
         full.append(whole[0].float().cpu())
     return {"times": times, "evaluations": evaluations, "trimmed": trimmed, "full": full,
-            "settings": out.settings}
+            "settings": out.settings, "draft": draft if refiner is not None else None}
 
 
-def settings_fields(settings) -> dict:
-    """The fields of a generation's settings that a row reports."""
-    return {"sampler": settings.sampler, "steps": settings.num_inference_steps,
-            "guidance_scale": settings.guidance_scale,
-            "guidance_interval": settings.guidance_interval,
-            "unguided_final_steps": settings.unguided_final_steps,
-            "sigma_min": settings.sigma_min, "sigma_max": settings.sigma_max}
+def settings_fields(settings, draft=None) -> dict:
+    """The fields of a generation's settings that a row reports (a refined draft's:
+    both samplers and step counts, the refinement's guidance and grid)."""
+    fields = {"sampler": settings.sampler, "steps": settings.num_inference_steps,
+              "guidance_scale": settings.guidance_scale,
+              "guidance_interval": settings.guidance_interval,
+              "unguided_final_steps": settings.unguided_final_steps,
+              "sigma_min": settings.sigma_min, "sigma_max": settings.sigma_max}
+    if draft is not None:
+        fields.update(sampler=f"{draft.sampler} + {settings.sampler}",
+                      steps=f"{draft.num_inference_steps} + {settings.num_inference_steps}",
+                      init_noise_level=settings.init_noise_level)
+    return fields
 
 
 def cache_path(folder: Path, fingerprint: str, config: dict, prompts: list[str], args,
@@ -200,6 +245,7 @@ def cache_path(folder: Path, fingerprint: str, config: dict, prompts: list[str],
     fingerprint, the row's settings and seeds, the prompts, the lengths and the
     precision)."""
     key = {"model": fingerprint, "kwargs": config["kwargs"], "seed": config.get("seed", 0),
+           "refine": config.get("refine"),
            "seed_offset": seed_offset, "prompts": prompts, "duration": args.duration,
            "window_frames": args.window_frames, "precision": args.precision,
            "torch": torch.__version__, "version": 1}
@@ -215,11 +261,16 @@ def save_measured(measured: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def long_run(pipe, counter: Counter, config: dict) -> dict:
-    before = counter.items
+def long_run(pipe, counter: Counter, config: dict, refiner=None) -> dict:
+    counters = [counter] + ([refiner[1]] if refiner is not None else [])
+    before = sum(c.items for c in counters)
     start = time.perf_counter()
-    pipe(PROMPTS[0], duration_s=285.0, seed=0, window="full", **config["kwargs"])
-    return {"seconds": time.perf_counter() - start, "evaluations": counter.items - before}
+    out = pipe(PROMPTS[0], duration_s=285.0, seed=0, window="full", **config["kwargs"])
+    if refiner is not None:
+        refiner[0](PROMPTS[0], duration_s=285.0, seed=REFINE_SEED_OFFSET, window="full",
+                   init_latents=out.latents, **config["refine"])
+    return {"seconds": time.perf_counter() - start,
+            "evaluations": sum(c.items for c in counters) - before}
 
 
 def main() -> int:
@@ -241,6 +292,11 @@ def main() -> int:
                         help="also the student's default on the grid ending at each value")
     parser.add_argument("--student-guidance", type=float, nargs="*", default=[],
                         help="also the student's default with each guidance scale")
+    parser.add_argument("--refine", nargs="*", default=list(DEFAULT_REFINE),
+                        metavar="LEVEL:STEPS",
+                        help="rows of the student's draft refined by the teacher's sampler "
+                             "from noise level LEVEL in STEPS steps (default: "
+                             f"{' '.join(DEFAULT_REFINE)})")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--window-frames", type=int, default=1024)
     parser.add_argument("--precision", default="auto")
@@ -271,10 +327,12 @@ def main() -> int:
     counters = {name: Counter(pipe) for name, pipe in pipes.items()}
     clap = own_clap(args.teacher / "clap")
     steps = pipes["teacher"].defaults.num_inference_steps
-    configs = configurations(steps, student, args.student_sigma_min, args.student_guidance)
+    refine = [parse_refine(value) for value in args.refine]
+    configs = configurations(steps, student, args.student_sigma_min, args.student_guidance,
+                             refine)
     if args.only:
         configs = [c for c in configs if c["name"] in args.only or c["name"].startswith(
-            ("reference (", "distilled, its default, "))]
+            ("reference (", "distilled, its default, ", "distilled draft, refined "))]
     sr = pipes["teacher"].sample_rate
     text_embeddings = clap.embed_text(prompts)
 
@@ -286,17 +344,19 @@ def main() -> int:
     results, reference_windows, cached = [], None, set()
     for config in configs:
         pipe = pipes[config["model"]]
+        refiner = (pipes["teacher"], counters["teacher"]) if "refine" in config else None
+        fingerprint = fingerprints[config["model"]] + (
+            fingerprints["teacher"] if refiner is not None else "")
         times, evaluations, windows, clips, timing = [], [], [], [], []
         for draw in range(args.draws):  # each draw: every prompt once more, other seeds
             offset = args.seed_offset + draw * DRAW_SEED_STRIDE
             path = None
             if args.cache is not None:
-                path = cache_path(args.cache, fingerprints[config["model"]], config, prompts,
-                                  args, offset)
+                path = cache_path(args.cache, fingerprint, config, prompts, args, offset)
             measured = torch.load(path) if path is not None and path.is_file() else None
             if measured is None:
                 run = run_config(pipe, counters[config["model"]], config, prompts,
-                                 args.duration, args.window_frames, offset)
+                                 args.duration, args.window_frames, offset, refiner)
                 audio = torch.stack(run["trimmed"])
                 measured = {
                     "times": run["times"], "evaluations": run["evaluations"],
@@ -305,7 +365,7 @@ def main() -> int:
                     "timing": [timing_adherence(full, sr, args.duration,
                                                 guard_s=1.0).relative_db
                                for full in run["full"]],
-                    "settings": settings_fields(run["settings"])}
+                    "settings": settings_fields(run["settings"], run["draft"])}
                 del run, audio
                 if path is not None:
                     save_measured(measured, path)
@@ -331,8 +391,8 @@ def main() -> int:
                "evaluations": statistics.median(evaluations),
                "fd_own_clap": None if config is configs[0] else fd.compute(),
                "clap_score": score.compute(), "timing_db": statistics.mean(timing)}
-        if args.long and config["name"] in LONG:
-            row["long"] = long_run(pipe, counters[config["model"]], config)
+        if args.long and (config["name"] in LONG or refiner is not None):
+            row["long"] = long_run(pipe, counters[config["model"]], config, refiner)
         results.append(row)
         print(json.dumps(row), flush=True)
 

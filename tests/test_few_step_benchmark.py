@@ -21,9 +21,11 @@ def test_draws_are_pooled_and_variant_rows_run(bench, tmp_path: Path, monkeypatc
     counted: list[int] = []
     run_config = bench.run_config
 
-    def counting(pipe, counter, config, prompts, duration, frames, seed_offset=0):
+    def counting(pipe, counter, config, prompts, duration, frames, seed_offset=0,
+                 refiner=None):
         counted.append(seed_offset)
-        return run_config(pipe, counter, config, prompts, duration, frames, seed_offset)
+        return run_config(pipe, counter, config, prompts, duration, frames, seed_offset,
+                          refiner)
 
     monkeypatch.setattr(bench, "run_config", counting)
     out = tmp_path / "few.md"
@@ -31,20 +33,24 @@ def test_draws_are_pooled_and_variant_rows_run(bench, tmp_path: Path, monkeypatc
         "few_step.py", "--prompts", "2", "--draws", "2", "--duration", "3",
         "--window-frames", "128", "--prompt-set", "validation", "--seed-offset", "7",
         "--only", "reference, other seeds", "distilled, 4 steps, other seeds",
-        "--student-sigma-min", "0.3", "--student-guidance", "2", "--out", str(out)])
+        "--student-sigma-min", "0.3", "--student-guidance", "2", "--refine", "2:3",
+        "--out", str(out)])
     assert bench.main() == 0
     rows = json.loads(out.with_suffix(".json").read_text())
     assert [r["name"] for r in rows] == [
         "reference (full guidance)", "reference, other seeds",
         "distilled, 4 steps, other seeds", "distilled, its default, sigma_min 0.3",
-        "distilled, its default, guidance 2"]
+        "distilled, its default, guidance 2", "distilled draft, refined from sigma 2 in 3 steps"]
     # Every row: two draws, the second DRAW_SEED_STRIDE further on.
-    assert counted == [7, 7 + bench.DRAW_SEED_STRIDE] * 5
+    assert counted == [7, 7 + bench.DRAW_SEED_STRIDE] * 6
     assert rows[0]["fd_own_clap"] is None
     assert all(r["fd_own_clap"] > 0 for r in rows[1:])
-    assert [r["evaluations"] for r in rows] == [100, 100, 4, 4, 8]
-    assert [r["guidance_scale"] for r in rows[2:]] == [1, 1, 2]
-    assert [r["sigma_min"] for r in rows[2:]] == [0.03, 0.3, 0.03]
+    # The refined draft: 4 student evaluations, then 3 guided teacher steps from sigma 2.
+    assert [r["evaluations"] for r in rows] == [100, 100, 4, 4, 8, 4 + 2 * 3]
+    assert [r["guidance_scale"] for r in rows[2:]] == [1, 1, 2, 7]
+    assert [r["sigma_min"] for r in rows[2:]] == [0.03, 0.3, 0.03, 0.03]
+    assert rows[-1]["sampler"] == "consistency + dpmpp-3m-sde" and rows[-1]["steps"] == "4 + 3"
+    assert rows[-1]["init_noise_level"] == 2.0
     text = out.read_text()
     assert "2 prompts of the validation set" in text and "2 draws of every prompt pooled" in text
 
@@ -55,9 +61,11 @@ def test_cached_rows_are_reused_and_marked(bench, tmp_path: Path, monkeypatch) -
     counted: list[str] = []
     run_config = bench.run_config
 
-    def counting(pipe, counter, config, prompts, duration, frames, seed_offset=0):
+    def counting(pipe, counter, config, prompts, duration, frames, seed_offset=0,
+                 refiner=None):
         counted.append(config["name"])
-        return run_config(pipe, counter, config, prompts, duration, frames, seed_offset)
+        return run_config(pipe, counter, config, prompts, duration, frames, seed_offset,
+                          refiner)
 
     monkeypatch.setattr(bench, "run_config", counting)
     cache = tmp_path / "cache"
@@ -65,7 +73,7 @@ def test_cached_rows_are_reused_and_marked(bench, tmp_path: Path, monkeypatch) -
     def run(out: Path, *extra: str) -> list[dict]:
         monkeypatch.setattr(sys, "argv", [
             "few_step.py", "--prompts", "2", "--duration", "3", "--window-frames", "128",
-            "--only", "reference settings, euler (the student's teacher)",
+            "--only", "reference settings, euler (the student's teacher)", "--refine",
             "--cache", str(cache), "--out", str(out), *extra])
         assert bench.main() == 0
         return json.loads(out.with_suffix(".json").read_text())

@@ -307,6 +307,27 @@ def test_audio_to_audio_noise_level_controls_the_change(sao1) -> None:
     assert distances[50.0] > 1.0
 
 
+def test_init_latents_start_where_init_audio_would(sao1, monkeypatch) -> None:
+    """init_latents are audio-to-audio's start given in the latent space: the same run as
+    init audio that encodes to them, over the window they set, recorded as such."""
+    first = quick(sao1, seed=3, duration_s=sao1.max_duration_s)
+    start = first.latents  # [1, D, T]: a draft to refine
+    kwargs = dict(seed=4, duration_s=1.0, sampler="dpmpp-2m", num_inference_steps=4,
+                  init_noise_level=2.0)
+    ours = quick(sao1, init_latents=start, **kwargs)
+    assert ours.settings.has_init_latents and not ours.settings.has_init_audio
+    assert ours.settings.init_noise_level == 2.0
+    assert ours.settings.window_frames == start.shape[-1]
+    monkeypatch.setattr(sao1, "_encode_init", lambda audio, batch, frames: start)
+    via_audio = quick(sao1, init_audio=first.audio[0], **kwargs)
+    assert torch.equal(ours.audio, via_audio.audio)
+    monkeypatch.undo()
+    again = sao1(ours.settings, init_latents=start)  # the record replays with the tensor
+    assert torch.equal(again.audio, ours.audio)
+    with pytest.raises(ValueError, match="needs init_audio or init_latents"):
+        sao1(ours.settings)  # without it, refused
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"duration_s": 5000.0}, "duration_s must be in"),
     ({"duration_s": 0.0}, "duration_s must be in"),
@@ -323,7 +344,15 @@ def test_audio_to_audio_noise_level_controls_the_change(sao1) -> None:
     ({"latents": torch.randn(2, 8, 64)}, r"latents must be \[1, 8, T\]"),
     ({"latents": torch.randn(1, 8, 65)}, "more than the model's window"),
     ({"init_audio": torch.randn(1, 100)}, r"init_audio must be \[2, S\]"),
-    ({"init_noise_level": 0.5}, "init_noise_level needs init_audio"),
+    ({"init_noise_level": 0.5}, "init_noise_level needs init_audio or init_latents"),
+    ({"init_latents": torch.randn(1, 8, 65)}, "init_latents have 65 frames, more than"),
+    ({"init_latents": torch.full((1, 8, 64), float("nan"))}, "init_latents contain NaN"),
+    ({"init_latents": torch.randn(1, 8, 64), "init_audio": torch.zeros(2, 100)},
+     "give init_latents or init_audio, not both"),
+    ({"init_latents": torch.randn(1, 8, 64), "latents": torch.randn(1, 8, 32)},
+     "init_latents have 64 frames and latents 32"),
+    ({"init_latents": torch.randn(1, 8, 64), "sampler": "v-ddim"},
+     "audio-to-audio is not available with the 'v-ddim' sampler"),
     ({"seconds_start": -1.0}, "seconds_start must be >= 0"),
     ({"guidance_interval": (5.0, 1.0)}, "guidance_interval needs 0 <= lo < hi"),
     ({"guidance_interval": "1,5"}, "guidance_interval must be two noise levels"),

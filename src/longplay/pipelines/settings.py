@@ -98,9 +98,11 @@ class GenerationSettings:
             models that do not use them (rectified flow).
         num_outputs: items generated per prompt.
         seeds: [B] the seed of each item: seeds[i] = seeds[0] + i.
-        init_noise_level: the level init audio is noised to, None without init audio.
-        has_init_audio, has_initial_latents, has_prompt_embeds, has_negative_prompt_embeds:
-            which input tensors the generation used (they are not part of the record).
+        init_noise_level: the level init audio (or init latents) is noised to, None
+            without either.
+        has_init_audio, has_initial_latents, has_prompt_embeds, has_negative_prompt_embeds,
+        has_init_latents: which input tensors the generation used (they are not part of
+            the record).
         window: "full" or "fit", how the sampled window was chosen.
         window_frames: latent frames sampled at once (then decoded and trimmed to
             duration_s); beyond one window, the length of each window.
@@ -156,6 +158,7 @@ class GenerationSettings:
     loop: bool = False
     guidance_interval: tuple[float, float] | None = None
     unguided_final_steps: int = 0
+    has_init_latents: bool = False
 
     @property
     def guided_evaluations(self) -> int:
@@ -340,6 +343,7 @@ def resolve_settings(
     init_audio: torch.Tensor | None = None,
     init_noise_level: float | None = None,
     window: str | None = None,
+    init_latents: torch.Tensor | None = None,
     prompt_embeds: torch.Tensor | None = None,
     prompt_attention_mask: torch.Tensor | None = None,
     negative_prompt_embeds: torch.Tensor | None = None,
@@ -457,34 +461,34 @@ def resolve_settings(
         raise SettingsError("window", f"window must be one of {', '.join(WINDOWS)}, got "
                                       f"{window_mode!r}")
     if latents is not None:
-        expected = (batch, config.vae.latent_dim)
-        if not isinstance(latents, torch.Tensor) or latents.dim() != 3 or tuple(
-                latents.shape[:2]) != expected:
-            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else latents
-            raise SettingsError("latents", f"latents must be [{batch}, {expected[1]}, T] for "
-                                           f"{batch} output(s), got {shape}")
-        if latents.shape[-1] > config.window_frames:
-            raise SettingsError("latents", f"latents have {latents.shape[-1]} frames, more than "
-                                           f"the model's window of {config.window_frames}")
-        if latents.shape[-1] < 1:
-            raise SettingsError("latents", "latents have no frames")
-        if not torch.isfinite(latents).all():
-            raise SettingsError("latents", "latents contain NaN or infinite values")
+        _check_latents("latents", latents, batch, config)
+    if init_latents is not None:
+        _check_latents("init_latents", init_latents, batch, config)
+        if init_audio is not None or inpaint_audio is not None:
+            other = "init_audio" if init_audio is not None else "inpaint_audio"
+            raise SettingsError("init_latents", f"give init_latents or {other}, not both: "
+                                                "init_latents are the start itself, in the "
+                                                "model's latent space")
+        if latents is not None and latents.shape[-1] != init_latents.shape[-1]:
+            raise SettingsError("init_latents", f"init_latents have {init_latents.shape[-1]} "
+                                                f"frames and latents {latents.shape[-1]}: they "
+                                                "are noise and start of the same window")
     if not isinstance(loop, bool):
         raise SettingsError("loop", f"loop must be true or false, got {loop!r}")
     if not isinstance(splice, bool):
         raise SettingsError("splice", f"splice must be true or false, got {splice!r}")
     known_s = _check_inpaint_audio(inpaint_audio, init_audio, loop, batch, config)
-    frames = config.window_frames if latents is None else int(latents.shape[-1])
+    given = latents if latents is not None else init_latents
+    frames = config.window_frames if given is None else int(given.shape[-1])
     window_s = frames * hop / sample_rate
-    one_window = latents is not None or init_audio is not None or loop
+    one_window = given is not None or init_audio is not None or loop
     if duration_s is None:
         duration = known_s if inpaint_audio is not None else window_s
     else:
         duration = _finite("duration_s", duration_s)
     limit = window_s if one_window else MAX_DURATION_S
     if not 0 < duration <= limit + 1e-9:
-        why = ("the model's window" if latents is None and init_audio is None and not loop
+        why = ("the model's window" if not one_window
                else "one window: given latents, init audio and loops are not chained")
         raise SettingsError("duration_s", f"duration_s must be in (0, {limit:.2f}] s ({why}); "
                                           f"got {duration:g}")
@@ -499,7 +503,7 @@ def resolve_settings(
                                               f"got {edge_s:g}")
     if loop:
         frames = min(total_frames, config.window_frames)
-    elif latents is None and total_frames <= config.window_frames and window_mode == "fit":
+    elif given is None and total_frames <= config.window_frames and window_mode == "fit":
         frames = min(frames, WINDOW_QUANTUM_FRAMES * math.ceil(
             total_frames / WINDOW_QUANTUM_FRAMES))
     parts = _sections(sections, duration)
@@ -530,7 +534,8 @@ def resolve_settings(
     seconds_start, total = _timing(config, seconds_start, seconds_total, duration)
     if inpaint_audio is None:
         level = _check_init(objective, spec.supports_init, spec.name, init_audio,
-                            init_noise_level, sigma_min, sigma_max, batch, config)
+                            init_noise_level, sigma_min, sigma_max, batch, config,
+                            init_latents=init_latents)
     else:  # inpainting starts from pure noise, or part-way at init_noise_level
         level = None if init_noise_level is None else _check_init(
             objective, spec.supports_init, spec.name, inpaint_audio, init_noise_level,
@@ -551,6 +556,7 @@ def resolve_settings(
         guidance_scale=scale, sampler=spec.name, sigma_min=sigma_min, sigma_max=sigma_max,
         num_outputs=num_outputs, seeds=seeds, init_noise_level=level,
         has_init_audio=init_audio is not None, has_initial_latents=latents is not None,
+        has_init_latents=init_latents is not None,
         window_frames=int(frames), window=window_mode,
         has_prompt_embeds=prompt_embeds is not None,
         has_negative_prompt_embeds=negative_prompt_embeds is not None, precision=precision,
@@ -629,14 +635,50 @@ def _timing(config: DiffusionModelConfig, seconds_start: Any, seconds_total: Any
     return start, total
 
 
+def _check_latents(name: str, value: Any, batch: int, config: DiffusionModelConfig) -> None:
+    """Validate latents given for one window: [batch, D, T], T in [1, window], finite."""
+    expected = (batch, config.vae.latent_dim)
+    if not isinstance(value, torch.Tensor) or value.dim() != 3 or tuple(
+            value.shape[:2]) != expected:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else value
+        raise SettingsError(name, f"{name} must be [{batch}, {expected[1]}, T] for {batch} "
+                                  f"output(s), got {shape}")
+    if value.shape[-1] > config.window_frames:
+        raise SettingsError(name, f"{name} have {value.shape[-1]} frames, more than the "
+                                  f"model's window of {config.window_frames}")
+    if value.shape[-1] < 1:
+        raise SettingsError(name, f"{name} have no frames")
+    if not torch.isfinite(value).all():
+        raise SettingsError(name, f"{name} contain NaN or infinite values")
+
+
 def _check_init(objective: Objective, supports_init: bool, sampler: str, init_audio: Any,
                 init_noise_level: Any, sigma_min: float, sigma_max: float, batch: int,
-                config: DiffusionModelConfig) -> float | None:
-    """Validate audio-to-audio; returns the init noise level to use (None without it)."""
-    if init_audio is None:
+                config: DiffusionModelConfig, *,
+                init_latents: torch.Tensor | None = None) -> float | None:
+    """Validate audio-to-audio (from ``init_audio``, or from ``init_latents`` already
+    checked); returns the init noise level to use (None without it)."""
+    if init_audio is None and init_latents is None:
         if init_noise_level is not None:
-            raise SettingsError("init_noise_level", "init_noise_level needs init_audio")
+            raise SettingsError("init_noise_level", "init_noise_level needs init_audio or "
+                                                    "init_latents")
         return None
+    if init_audio is not None:
+        _check_init_audio(init_audio, batch, config)
+    if not supports_init:
+        raise SettingsError("sampler", f"audio-to-audio is not available with the {sampler!r} "
+                                       "sampler; use a DPM-Solver++ sampler")
+    level = (objective.default_init_noise_level if init_noise_level is None
+             else _finite("init_noise_level", init_noise_level))
+    try:
+        objective.check_init_noise_level(level, sigma_min, sigma_max)
+    except ValueError as err:
+        raise SettingsError("init_noise_level", str(err)) from None
+    return level
+
+
+def _check_init_audio(init_audio: Any, batch: int, config: DiffusionModelConfig) -> None:
+    """Validate the audio of audio-to-audio: [C, S] or [B, C, S], float, finite."""
     channels = config.audio_channels
     ok = isinstance(init_audio, torch.Tensor) and init_audio.dim() in (2, 3) and (
         init_audio.shape[-2] == channels) and (init_audio.dim() == 2
@@ -654,16 +696,6 @@ def _check_init(objective: Objective, supports_init: bool, sampler: str, init_au
                                           "audio.float() / 32768 for 16-bit)")
     if not torch.isfinite(init_audio).all():
         raise SettingsError("init_audio", "init_audio contains NaN or infinite samples")
-    if not supports_init:
-        raise SettingsError("sampler", f"audio-to-audio is not available with the {sampler!r} "
-                                       "sampler; use a DPM-Solver++ sampler")
-    level = (objective.default_init_noise_level if init_noise_level is None
-             else _finite("init_noise_level", init_noise_level))
-    try:
-        objective.check_init_noise_level(level, sigma_min, sigma_max)
-    except ValueError as err:
-        raise SettingsError("init_noise_level", str(err)) from None
-    return level
 
 
 def _check_inpaint_audio(inpaint_audio: Any, init_audio: Any, loop: bool, batch: int,

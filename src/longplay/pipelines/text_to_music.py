@@ -464,6 +464,7 @@ class TextToMusicPipeline:
         init_audio: torch.Tensor | None = None,
         init_noise_level: float | None = None,
         window: str | None = None,
+        init_latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,
         prompt_attention_mask: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
@@ -512,6 +513,12 @@ class TextToMusicPipeline:
             init_audio: audio-to-audio: [C, S] or [B, C, S] at the model's sample rate, encoded
                 and noised to ``init_noise_level`` (a VE sigma for v models, default 1.0; an RF
                 time in (0, 1] for rectified-flow models, default 0.5) before sampling.
+            init_latents: audio-to-audio from latents instead of audio: [B, D, T] in this
+                model's latent space (T sets the window, as for ``latents``), noised to
+                ``init_noise_level`` and sampled from there. E.g. the ``latents`` of a
+                distilled model's output that shares this model's VAE, refined by this
+                model's sampler in a few steps from a low level (a draft and its
+                refinement, as SDXL's base and refiner).
             window: "full" samples the model's whole training window and trims it (the
                 paper's and diffusers' behaviour; the model learns to end the piece and
                 leave the rest silent); "fit" samples the shortest window of a multiple of
@@ -536,6 +543,7 @@ class TextToMusicPipeline:
         """
         # 1. Check the inputs and resolve the settings (defaults, seeds).
         tensors = {"latents": latents, "init_audio": init_audio, "inpaint_audio": inpaint_audio,
+                   "init_latents": init_latents,
                    "prompt_embeds": prompt_embeds,
                    "prompt_attention_mask": prompt_attention_mask,
                    "negative_prompt_embeds": negative_prompt_embeds,
@@ -580,7 +588,7 @@ class TextToMusicPipeline:
               torch.inference_mode()):
             out = self._generate(settings, latents, init_audio, inpaint_audio, prompt_embeds,
                                  prompt_attention_mask, negative_prompt_embeds,
-                                 negative_attention_mask, noise_fn, progress)
+                                 negative_attention_mask, noise_fn, progress, init_latents)
         if not applied:
             return out
         record = tuple({"name": name, "path": str(a.path), "scale": w, "rank": a.rank}
@@ -591,7 +599,8 @@ class TextToMusicPipeline:
                   init_audio: torch.Tensor | None, inpaint_audio: torch.Tensor | None,
                   prompt_embeds: torch.Tensor | None, prompt_mask: torch.Tensor | None,
                   negative_embeds: torch.Tensor | None, negative_mask: torch.Tensor | None,
-                  noise_fn: NoiseFn | None, progress: ProgressFn | None) -> TextToMusicOutput:
+                  noise_fn: NoiseFn | None, progress: ProgressFn | None,
+                  given_init: torch.Tensor | None = None) -> TextToMusicOutput:
         batch, hop = s.batch_size, self.config.vae.hop_length
         rate = self.sample_rate / hop
         spec = self.objective.sampler(s.sampler)
@@ -655,9 +664,12 @@ class TextToMusicPipeline:
             weights = weights.to(self.device)
             mask = weights.view(1, 1, -1).expand(batch, 1, -1).to(self.vae_dtype)
             kept = bool((weights > 0).any())
-            init_latents = (self._encode_init(init_audio, batch, window.num_frames)
-                            if init_audio is not None
-                            else known if s.init_noise_level is not None else None)
+            if init_audio is not None:
+                init_latents = self._encode_init(init_audio, batch, window.num_frames)
+            elif given_init is not None:
+                init_latents = given_init.to(self.device, self.vae_dtype)
+            else:
+                init_latents = known if s.init_noise_level is not None else None
             start = self.objective.start(spec, noise, s.num_inference_steps,
                                          sigma_min=_or(s.sigma_min, DEFAULT_SIGMA_MIN),
                                          sigma_max=_or(s.sigma_max, DEFAULT_SIGMA_MAX),
