@@ -25,9 +25,17 @@ times (other seeds each draw) and pools the draws into one set per row, and
 ``--prompt-set validation`` runs a second set of prompts, on which to choose a setting
 before reporting it on the first.
 
-With ``--long``, the reference, the guidance interval (0.5, 20] and the distilled model's
-default also generate 4m45s (285 s, the full window) once each: the time that matters
-for a whole piece.
+Rows with the reference's settings and deterministic solvers (euler, dpmpp-2m) measure
+how far the teacher's probability-flow ODE, which a distilled student learns, lies from
+the reference. ``--refine LEVEL:STEPS`` rows refine the student's draft with the
+teacher's sampler and guidance from noise level LEVEL in STEPS steps (``init_latents``).
+``--cache DIR`` keeps every row's measurements and reuses them when the model files,
+settings, prompts and seeds are the same (the table marks such rows and their times are
+the earlier run's).
+
+With ``--long``, the reference, the guidance interval (0.5, 20], the distilled model's
+default and the refined drafts also generate 4m45s (285 s, the full window) once each:
+the time that matters for a whole piece.
 
 Prints a table and writes benchmarks/results/few_step.{md,json}.
 """
@@ -245,10 +253,11 @@ def cache_path(folder: Path, fingerprint: str, config: dict, prompts: list[str],
     fingerprint, the row's settings and seeds, the prompts, the lengths and the
     precision)."""
     key = {"model": fingerprint, "kwargs": config["kwargs"], "seed": config.get("seed", 0),
-           "refine": config.get("refine"),
            "seed_offset": seed_offset, "prompts": prompts, "duration": args.duration,
            "window_frames": args.window_frames, "precision": args.precision,
            "torch": torch.__version__, "version": 1}
+    if "refine" in config:
+        key["refine"] = config["refine"]
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
     return folder / f"{digest.hexdigest()[:32]}.pt"
 
