@@ -88,7 +88,7 @@ def test_cached_rows_are_reused_and_marked(bench, tmp_path: Path, monkeypatch) -
     second = run(tmp_path / "b.md")
     assert len(counted) == 2  # nothing generated again
     assert all(r["cached"] for r in second)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert b["fd_own_clap"] == a["fd_own_clap"] and b["clap_score"] == a["clap_score"]
         assert b["sampler"] == a["sampler"] and b["steps"] == a["steps"]
     assert "(reused)" in (tmp_path / "b.md").read_text()

@@ -233,8 +233,8 @@ def test_phased_student_exports_and_samples_deterministically(tmp_path: Path) ->
 
 
 def test_phased_options_that_cannot_work_are_refused() -> None:
-    with pytest.raises(ConfigError, match="teacher_steps - 1 must be a multiple of "
-                                          "student_steps 4.*got 50; e.g. 49"):
+    with pytest.raises(ConfigError, match=r"teacher_steps - 1 must be a multiple of "
+                                          r"student_steps 4.*got 50; e.g. 49"):
         DistillTrainConfig(phased=True, teacher_steps=50, student_steps=4)
-    with pytest.raises(ConfigError, match="student_sigma_min.*set sigma_min instead"):
+    with pytest.raises(ConfigError, match=r"student_sigma_min.*set sigma_min instead"):
         DistillTrainConfig(phased=True, teacher_steps=49, student_sigma_min=0.3)
