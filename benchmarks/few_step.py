@@ -263,11 +263,12 @@ def cache_path(folder: Path, fingerprint: str, config: dict, prompts: list[str],
 
 
 def save_measured(measured: dict, path: Path) -> None:
-    """Write one draw's measurements atomically (a temp file, then a rename)."""
+    """Write one draw's measurements atomically (longplay.atomic)."""
+    from longplay.atomic import atomic_output_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(measured, tmp)
-    os.replace(tmp, path)
+    with atomic_output_path(path) as tmp:
+        torch.save(measured, tmp)
 
 
 def long_run(pipe, counter: Counter, config: dict, refiner=None) -> dict:
@@ -345,22 +346,24 @@ def main() -> int:
     sr = pipes["teacher"].sample_rate
     text_embeddings = clap.embed_text(prompts)
 
-    # What a row's measurements depend on: its model and the CLAP that embeds them.
-    embedder = model_fingerprint(args.teacher / "clap")
-    fingerprints = {"teacher": model_fingerprint(args.teacher) + embedder}
-    if student is not None:
-        fingerprints["student"] = model_fingerprint(student) + embedder
+    # What a row's measurements depend on (for --cache): its model and the CLAP that
+    # embeds them. Fingerprints read every byte of the models, so only when caching.
+    fingerprints = {}
+    if args.cache is not None:
+        embedder = model_fingerprint(args.teacher / "clap")
+        fingerprints = {name: model_fingerprint(folder) + embedder for name, folder in
+                        (("teacher", args.teacher), ("student", student)) if folder is not None}
     results, reference_windows, cached = [], None, set()
     for config in configs:
         pipe = pipes[config["model"]]
         refiner = (pipes["teacher"], counters["teacher"]) if "refine" in config else None
-        fingerprint = fingerprints[config["model"]] + (
-            fingerprints["teacher"] if refiner is not None else "")
         times, evaluations, windows, clips, timing = [], [], [], [], []
         for draw in range(args.draws):  # each draw: every prompt once more, other seeds
             offset = args.seed_offset + draw * DRAW_SEED_STRIDE
             path = None
             if args.cache is not None:
+                fingerprint = fingerprints[config["model"]] + (
+                    fingerprints["teacher"] if refiner is not None else "")
                 path = cache_path(args.cache, fingerprint, config, prompts, args, offset)
             measured = torch.load(path) if path is not None and path.is_file() else None
             if measured is None:

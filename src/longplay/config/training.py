@@ -316,7 +316,6 @@ class DistillTrainConfig:
                                                         f"{self.sigma_max}, got "
                                                         f"{self.student_sigma_min}")
 
-
     def _phased_teacher_steps(self) -> int:
         """The nearest teacher_steps that phased distillation accepts."""
         k = self.student_steps

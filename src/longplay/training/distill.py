@@ -58,13 +58,10 @@ def distilled_config(model: DiffusionModel, config: DistillTrainConfig):
     (``sigma_max``) down to ``student_sigma_min`` (the teacher's own grid ends are not
     passed on). A phased student samples with the "phased" sampler on its phase ends,
     whose grid ends at the distillation's ``sigma_min``."""
-    if config.phased:
-        return replace(model.config, sampler=PHASED_SAMPLER, steps=config.student_steps,
-                       guidance_scale=1.0, guidance_interval=None,
-                       sigma_min=config.sigma_min, sigma_max=config.sigma_max)
-    return replace(model.config, sampler=STUDENT_SAMPLER, steps=config.student_steps,
-                   guidance_scale=1.0, guidance_interval=None,
-                   sigma_min=config.student_sigma_min, sigma_max=config.sigma_max)
+    return replace(model.config, sampler=PHASED_SAMPLER if config.phased else STUDENT_SAMPLER,
+                   steps=config.student_steps, guidance_scale=1.0, guidance_interval=None,
+                   sigma_min=config.sigma_min if config.phased else config.student_sigma_min,
+                   sigma_max=config.sigma_max)
 
 
 def phase_ends(levels: torch.Tensor, phases: int | None) -> torch.Tensor:
@@ -135,8 +132,7 @@ class DistillTrainingModule(DiTTrainingModule):
         denoised = self._denoise(self.teacher, torch.cat([x, x]), torch.cat([s_hi, s_hi]), both)
         d_cond, d_uncond = denoised.chunk(2)
         guided = d_uncond + self.config.guidance_scale * (d_cond - d_uncond)
-        ratio = (s_lo / s_hi).view(-1, 1, 1)
-        return guided + ratio * (x - guided)
+        return self._to_end(guided, x, s_hi, s_lo)
 
     def training_step(self, positioned: PositionedBatch, batch_idx: int) -> torch.Tensor:
         g = self.step_generator(positioned.positions)
