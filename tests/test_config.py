@@ -249,6 +249,7 @@ PATH_FIELDS = {("DataConfig", "path"), ("DiTTrainConfig", "init_from"),
                ("DiTTrainConfig", "vae_path"), ("DiTTrainConfig", "text_encoder_path"),
                ("VAETrainConfig", "init_from"), ("CLAPTrainConfig", "text_encoder_path"),
                ("DistillTrainConfig", "teacher"), ("DistillTrainConfig", "text_encoder_path"),
+               ("DistillTrainConfig", "init_from"),
                ("LoRATrainConfig", "base"), ("LoRATrainConfig", "text_encoder_path")}
 """The fields a config file gives relative to its folder (a model config's text encoder
 ``model_path`` is relative to the model folder instead)."""
@@ -284,7 +285,8 @@ SHIPPED = {"debug/vae.yaml": VAETrainConfig, "debug/clap.yaml": CLAPTrainConfig,
            "demo/dit-finetune.yaml": DiTTrainConfig,
            "demo/dit-finetune-varlen.yaml": DiTTrainConfig, "demo/dit-inpaint.yaml": DiTTrainConfig,
            "demo/distill.yaml": DistillTrainConfig,
-           "demo/distill-phased.yaml": DistillTrainConfig, "demo/lora-piano.yaml": LoRATrainConfig,
+           "demo/distill-phased.yaml": DistillTrainConfig,
+           "demo/distill-dmd.yaml": DistillTrainConfig, "demo/lora-piano.yaml": LoRATrainConfig,
            "finetune-sao1.yaml": DiTTrainConfig}
 NAMES = {"demo", "all-MiniLM-L6-v2"}  # a bundled model, a packaged text encoder
 PRODUCED = ("models", "data")

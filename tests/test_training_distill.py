@@ -4,6 +4,7 @@ samples in a few steps without guidance by default."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -238,3 +239,120 @@ def test_phased_options_that_cannot_work_are_refused() -> None:
         DistillTrainConfig(phased=True, teacher_steps=50, student_steps=4)
     with pytest.raises(ConfigError, match=r"student_sigma_min.*set sigma_min instead"):
         DistillTrainConfig(phased=True, teacher_steps=49, student_sigma_min=0.3)
+
+
+# -- distribution matching (method: dmd) ----------------------------------------------------
+
+
+def dmd_config(steps: int, **changes) -> DistillTrainConfig:
+    from dataclasses import replace
+
+    fields = {"method": "dmd", "fake_updates": 2, "fake_warmup_steps": 1,
+              "fake_optimizer": OptimizerConfig(lr=1e-3, inv_gamma=1e4, warmup=0.0)}
+    return replace(config(steps), **{**fields, **changes})
+
+
+def test_dmd_turns_alternate_after_the_fake_denoisers_warmup() -> None:
+    cfg = dmd_config(1, fake_updates=2, fake_warmup_steps=3)
+    module = distill.DMDTrainingModule(cfg, load_teacher(cfg), ToyLatents(), collate)
+    assert [s for s in range(12) if module.student_turn(s)] == [5, 8, 11]
+
+
+def test_dmd_gradient_moves_the_students_outputs_from_fake_to_real(monkeypatch) -> None:
+    """The student loss's gradient on its outputs x is (fake(x_s) - real(x_s)) /
+    mean|x - real(x_s)| per item (over the element count), where real is the guided
+    teacher and fake the fake denoiser, both at x_s = x + s eps: computed here from the
+    teacher loaded again, with the fake denoiser still the teacher (unguided)."""
+    cfg = dmd_config(1)
+    module = distill.DMDTrainingModule(cfg, load_teacher(cfg), ToyLatents(), collate)
+    batch = collate([ToyLatents().example(i, i) for i in range(2)])
+    features = module._features(batch)
+    x = torch.randn(2, 8, 32, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    monkeypatch.setattr(module, "student_outputs", lambda cond, shape, g: x)
+    loss = module.student_loss(batch, features, x.shape, torch.Generator().manual_seed(5))
+    loss.backward()
+
+    g = torch.Generator().manual_seed(5)  # the same draws: levels, then noise
+    lo, hi = (float(v) for v in torch.atan(torch.tensor([0.05, 80.0])) * 2 / torch.pi)
+    t = lo + (hi - lo) * torch.rand(2, generator=g)
+    sigma = torch.tan(t * torch.pi / 2)
+    noisy = x.detach() + sigma.view(-1, 1, 1) * torch.randn(x.shape, generator=g)
+    teacher = load_diffusion_model(SAO1_TINY)
+    cond = teacher.conditioner(features, {"seconds_start": batch.seconds_start,
+                                          "seconds_total": batch.seconds_total})
+    both = cond.cat(cond.without_context())
+    with torch.no_grad():
+        real = VDenoiser(cfg_model(lambda xi, ti: teacher.dit(xi, ti, both), 3.0))(noisy, sigma)
+        fake = VDenoiser(lambda xi, ti: teacher.dit(xi, ti, cond))(noisy, sigma)
+    scale = (x.detach() - real).abs().mean(dim=(1, 2), keepdim=True)
+    expected = (fake - real) / scale / x.numel()
+    assert expected.abs().max() > 0  # guidance 3: the two denoisers differ
+    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-9)
+
+
+def test_dmd_run_trains_the_student_and_the_fake_denoiser_and_resumes_exactly(
+        tmp_path: Path) -> None:
+    teacher_before = load_diffusion_model(SAO1_TINY).dit.state_dict()
+    distill.train_distill(dmd_config(7), tmp_path / "a", enable_progress_bar=False)
+    distill.train_distill(dmd_config(4), tmp_path / "b", enable_progress_bar=False)
+    distill.train_distill(dmd_config(7), tmp_path / "b", resume=True,
+                          enable_progress_bar=False)
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 7
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:  # student, EMA, fake denoiser and teacher alike
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    sd = a["state_dict"]
+    assert not any(k.startswith("target.") for k in sd)  # no consistency target
+    for key, value in teacher_before.items():
+        assert torch.equal(sd["teacher.dit." + key], value), key
+    for part in ("net", "fake"):  # both learned (student steps 3 and 6 of 0..6)
+        assert any(not torch.equal(sd[f"{part}.dit.{k}"], v) for k, v in teacher_before.items())
+    rows = list(csv.DictReader(next((tmp_path / "a/logs").glob("*/metrics.csv")).open()))
+    # The fake denoiser alone first (the warm-up step, then its two updates).
+    assert min(int(r["step"]) for r in rows if r.get("train/loss")) == 3
+    assert min(int(r["step"]) for r in rows if r.get("train/fake")) == 0
+    assert all(torch.isfinite(torch.tensor([float(r[k]) for r in rows
+                                            for k in ("train/fake", "train/loss") if r[k]])))
+
+
+def test_dmd_student_starts_from_init_from_and_exports_a_few_step_model(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    distill.train_distill(dmd_config(4), tmp_path / "run", enable_progress_bar=False)
+    model = tmp_path / "model"
+    assert main(["export", str(tmp_path / "run"), "-o", str(model)]) == 0
+    inference = json.loads((model / "model_config.json").read_text())["inference"]
+    assert inference == {**inference, "sampler": "consistency", "steps": 3,
+                         "guidance_scale": 1.0}
+    cfg = replace(dmd_config(1), init_from=str(model))
+    module = distill.DMDTrainingModule(cfg, load_teacher(cfg), ToyLatents(), collate)
+    exported = load_diffusion_model(model).dit.state_dict()
+    teacher = load_diffusion_model(SAO1_TINY).dit.state_dict()
+    assert all(torch.equal(module.net["dit"].state_dict()[k], v) for k, v in exported.items())
+    assert any(not torch.equal(exported[k], v) for k, v in teacher.items())
+    # The fake denoiser and the teacher are the teacher, whatever the student starts from.
+    assert all(torch.equal(module.fake["dit"].state_dict()[k], v) for k, v in teacher.items())
+    pipe = TextToMusicPipeline.from_pretrained(model)
+    calls: list[int] = []
+    handle = pipe.model.dit.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    try:
+        out = pipe("song number 1", duration_s=1.0, seed=0)
+    finally:
+        handle.remove()
+    assert calls == [1, 1, 1] and torch.isfinite(out.audio).all()
+
+
+def test_dmd_options_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"phased.*method: dmd"):
+        DistillTrainConfig(method="dmd", phased=True, teacher_steps=49)
+    with pytest.raises(ConfigError, match="gradient_clip_val"):
+        DistillTrainConfig(method="dmd", trainer=TrainerConfig(gradient_clip_val=1.0))
+    with pytest.raises(ConfigError, match="method"):
+        DistillTrainConfig(method="gan")
+    cfg = dmd_config(1, init_from=str(SAOS_TINY))
+    with pytest.raises(ConfigError, match=r"init_from: the dit of .* not of the teacher's "
+                                          "architecture"):
+        distill.DMDTrainingModule(cfg, load_teacher(cfg), ToyLatents(), collate)

@@ -254,6 +254,9 @@ class CLAPTrainConfig:
                               "text tower to start from (e.g. a sentence-transformer or RoBERTa)")
 
 
+DISTILL_METHODS = ("consistency", "dmd")
+
+
 @config_dataclass
 class DistillTrainConfig:
     """Distilling a v-objective model into a few-step one without guidance: consistency
@@ -290,6 +293,28 @@ class DistillTrainConfig:
     instead of drawing fresh noise. Needs ``teacher_steps - 1`` divisible by
     ``student_steps`` (the phase ends are teacher levels) and no ``student_sigma_min``
     (the last phase ends at ``sigma_min``)."""
+    method: Annotated[str, OneOf(DISTILL_METHODS)] = "consistency"
+    """"consistency" (above), or "dmd": distribution matching distillation without the
+    regression loss (Yin et al. 2024, "Improved Distribution Matching Distillation",
+    DMD2). The student generates from noise with its own few-step sampler, and learns
+    from the difference of two denoisers on its outputs, noised: the guided teacher's
+    (the target distribution) and a *fake* one, started from the teacher and trained all
+    along on the student's outputs. Optimiser steps alternate: ``fake_updates`` steps of
+    the fake denoiser, then one of the student. It matches the distribution the
+    teacher's stochastic sampler draws from rather than its ODE's paths, and the training
+    latents give only the prompts, timing and window."""
+    init_from: FilePath | None = None
+    """Start the student from this model folder (a few-step model of the teacher's
+    architecture, e.g. one distilled before) instead of from the teacher."""
+    fake_updates: PositiveInt = 4
+    """dmd: optimiser steps of the fake denoiser per step of the student."""
+    fake_warmup_steps: NonNegativeInt = 0
+    """dmd: optimiser steps, at the start, of the fake denoiser alone (it starts as the
+    teacher, not as a model of the student's outputs)."""
+    fake_optimizer: OptimizerConfig = OptimizerConfig(lr=1e-5, betas=(0.0, 0.99),
+                                                      weight_decay=0.0, inv_gamma=1e5,
+                                                      power=0.5, warmup=0.0)
+    """dmd: the fake denoiser's optimiser (``optimizer`` is the student's)."""
     window_frames: FrameCount | None = None
     """Train on windows of this many latent frames (default the model's window)."""
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-3,
@@ -299,6 +324,13 @@ class DistillTrainConfig:
     trainer: TrainerConfig = TrainerConfig()
 
     def __post_init__(self) -> None:
+        if self.method == "dmd" and self.phased:
+            raise ConfigFieldError("phased", "phases belong to consistency distillation; "
+                                             "with method: dmd leave phased out")
+        if self.method == "dmd" and self.trainer.gradient_clip_val is not None:
+            raise ConfigFieldError("trainer.gradient_clip_val",
+                                   "method: dmd steps two optimisers itself, which "
+                                   "Lightning's clipping does not support; leave it out")
         if not self.sigma_min < self.sigma_max:
             raise ConfigFieldError("sigma_max", f"must be above sigma_min {self.sigma_min}, "
                                                 f"got {self.sigma_max}")

@@ -22,6 +22,15 @@ guided generation per training pair), no discriminator to balance (adversarial
 post-training), and no rounds of halving (progressive distillation). The fixed guidance
 scale is baked in, so the student needs no guidance embedding.
 
+With ``method: dmd`` (Yin et al. 2024, "Improved Distribution Matching Distillation",
+DMD2, without its GAN term) the student learns the distribution of the guided teacher
+instead of its ODE's paths: it generates from noise with its own few-step sampler, and
+its outputs, noised again, are moved where the guided teacher's x0 estimate and that of a
+*fake* denoiser (a copy of the teacher trained all along on the student's outputs)
+disagree: the gradient of the KL divergence from the teacher's noised distribution to
+the student's. A teacher whose reference generations are drawn by a stochastic sampler
+(the demo model's DPM-Solver++ 3M SDE) is matched this way, not by following its ODE.
+
 Shape legend: B batch, D latent channels, T frames, N teacher grid levels.
 """
 
@@ -36,10 +45,20 @@ import torch
 from torch import nn
 
 from longplay.builders import DiffusionModel
+from longplay.checkpoints import load_diffusion_model
 from longplay.conditioning import Conditioning
 from longplay.config import ConfigError, DistillTrainConfig, dataclass_to_dict
-from longplay.diffusion import get_objective, log_linear_sigmas
-from longplay.training.base import PositionedBatch
+from longplay.diffusion import (
+    diffusion_loss,
+    get_objective,
+    get_sampler,
+    log_linear_sigmas,
+    sample_training_noise,
+    sample_training_t,
+    sigma_to_t,
+    t_to_sigma,
+)
+from longplay.training.base import PositionedBatch, adamw_inverse_lr
 from longplay.training.dit import DiTTrainingModule
 from longplay.training.ema import make_ema, update_ema
 from longplay.training.runner import build_dataset, fit, load_model_to_train, prepare_run
@@ -94,6 +113,19 @@ def load_teacher(config: DistillTrainConfig) -> DiffusionModel:
     return model
 
 
+def start_student_from(student: DiffusionModel, path: str | Path) -> None:
+    """Load the DiT and conditioner weights of the model folder ``path`` into ``student``
+    (a copy of the teacher), refusing a folder of another architecture."""
+    start = load_diffusion_model(path, load_text_encoder=False)
+    for part in ("dit", "conditioner"):
+        try:
+            getattr(student, part).load_state_dict(getattr(start, part).state_dict(), strict=True)
+        except RuntimeError as err:
+            raise ConfigError(f"init_from: the {part} of {path} is not of the teacher's "
+                              f"architecture ({str(err).splitlines()[0]}); start from a model "
+                              "distilled from this teacher, or leave init_from out") from None
+
+
 class DistillTrainingModule(DiTTrainingModule):
     """The student (``net``: DiT and conditioner, started from the teacher), its export
     EMA, the target (a slower copy of the student that gives the regression targets) and
@@ -106,10 +138,13 @@ class DistillTrainingModule(DiTTrainingModule):
         student = DiffusionModel(distilled_config(teacher, config), teacher.vae,
                                  copy.deepcopy(teacher.conditioner), copy.deepcopy(teacher.dit),
                                  teacher.text_encoder, teacher.source)
+        if config.init_from is not None:
+            start_student_from(student, config.init_from)
         super().__init__(config, student, dataset, collate)
         self.teacher = nn.ModuleDict({"dit": teacher.dit, "conditioner": teacher.conditioner})
         self.teacher.requires_grad_(False).eval()
-        self.target = make_ema(self.net)  # in the checkpoint: a resumed run continues it
+        if config.method == "consistency":  # in the checkpoint: a resumed run continues it
+            self.target = make_ema(self.net)
         grid = log_linear_sigmas(config.teacher_steps, config.sigma_min, config.sigma_max)
         self.register_buffer("levels", grid[:-1], persistent=False)  # [N], highest first
         ends = phase_ends(self.levels, config.student_steps if config.phased else None)
@@ -189,6 +224,129 @@ class DistillTrainingModule(DiTTrainingModule):
                 "teacher": str(self.config.teacher)}
 
 
+class DMDTrainingModule(DistillTrainingModule):
+    """Distribution matching distillation (``method: dmd``, Yin et al. 2024, DMD2 without
+    its GAN term): the student (``net``), its export EMA, the frozen teacher (the *real*
+    denoiser, guided) and the *fake* denoiser, a copy of the teacher trained on the
+    student's outputs. Each step draws the student's outputs as its sampler would reach
+    them (DMD2's backward simulation: a random number of its own steps from noise, without
+    gradients, then one with), then either trains the fake denoiser on them (the v-loss of
+    DiT training) or, every ``fake_updates + 1``-th step, moves the student down the
+    KL gradient between the two denoisers' views of its outputs, noised."""
+
+    alternating = True  # each step updates only the student or the fake denoiser (DDP)
+
+    def __init__(self, config: DistillTrainConfig, teacher: DiffusionModel, dataset,
+                 collate) -> None:
+        fake = nn.ModuleDict({"dit": copy.deepcopy(teacher.dit),
+                              "conditioner": copy.deepcopy(teacher.conditioner)})
+        super().__init__(config, teacher, dataset, collate)
+        self.automatic_optimization = False  # the student and the fake denoiser alternate
+        self.fake = fake.requires_grad_(True).train()
+        sampler = get_sampler(self.model_config.sampler)
+        defaults = get_objective(self.model_config.objective).defaults
+        grid = sampler.grid(config.student_steps,
+                            sigma_min=self.model_config.sigma_min or defaults.sigma_min,
+                            sigma_max=self.model_config.sigma_max or defaults.sigma_max)
+        self.register_buffer("student_grid", grid, persistent=False)  # [S + 1], ends at 0
+        self.register_buffer("t_range", sigma_to_t(torch.tensor(
+            [config.sigma_min, config.sigma_max])), persistent=False)  # the real's levels
+
+    def configure_optimizers(self):
+        student, student_schedule = adamw_inverse_lr(
+            [p for p in self.net.parameters() if p.requires_grad], self.config.optimizer)
+        fake, fake_schedule = adamw_inverse_lr(self.fake.parameters(),
+                                               self.config.fake_optimizer)
+        return ([student, fake], [{"scheduler": student_schedule, "interval": "step"},
+                                  {"scheduler": fake_schedule, "interval": "step"}])
+
+    def student_turn(self, step: int) -> bool:
+        """Whether optimiser step ``step`` updates the student (else the fake denoiser):
+        after ``fake_warmup_steps``, every ``fake_updates + 1``-th step."""
+        step -= self.config.fake_warmup_steps
+        return step >= 0 and step % (self.config.fake_updates + 1) == self.config.fake_updates
+
+    def training_step(self, positioned: PositionedBatch, batch_idx: int) -> None:
+        g = self.step_generator(positioned.positions)
+        batch = positioned.batch
+        shape = self._latents(batch, g).shape  # the data give the window, prompts, timing
+        features = self._features(batch)
+        (student_opt, fake_opt), (student_schedule, fake_schedule) = (self.optimizers(),
+                                                                      self.lr_schedulers())
+        if self.student_turn(self.global_step):
+            loss = self.student_loss(batch, features, shape, g)
+            optimizer, schedule, name = student_opt, student_schedule, "train/loss"
+        else:
+            loss = self.fake_loss(batch, features, shape, g)
+            optimizer, schedule, name = fake_opt, fake_schedule, "train/fake"
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        schedule.step()
+        self.log(name, loss, prog_bar=True, batch_size=shape[0])
+
+    def _cond(self, parts: nn.ModuleDict, features, batch) -> Conditioning:
+        conditioner = parts["conditioner"]
+        return conditioner(features, self._seconds(batch, conditioner))
+
+    def student_outputs(self, cond: Conditioning, shape: torch.Size,
+                        g: torch.Generator) -> torch.Tensor:
+        """The student's x0 estimates [B, D, T] at the state its sampler reaches after a
+        random number k of its steps (uniform in 0 .. student_steps - 1, one k per
+        batch) from noise of ``shape``: the first k without gradients, the last with
+        them when gradients are on."""
+        grid = self.student_grid
+        k = int(torch.randint(0, len(grid) - 1, (), generator=g))
+        x = torch.randn(shape, generator=g).to(self.device) * grid[0]
+        s_in = x.new_ones(shape[0])
+        with torch.no_grad():
+            for i in range(k):  # the consistency sampler's steps
+                x = (self._denoise(self.net, x, grid[i] * s_in, cond)
+                     + torch.randn(shape, generator=g).to(x) * grid[i + 1])
+        return self._denoise(self.net, x, grid[k] * s_in, cond)
+
+    def student_loss(self, batch, features, shape: torch.Size,
+                     g: torch.Generator) -> torch.Tensor:
+        """The distribution matching loss: its gradient on the student's outputs x is
+        (fake(x_s) - real(x_s)) / mean|x - real(x_s)| (per item) at x_s = x + s eps, the
+        levels s uniform in cosine time between sigma_min and sigma_max."""
+        x = self.student_outputs(self._cond(self.net, features, batch), shape, g)
+        t = self.t_range[0] + (self.t_range[1] - self.t_range[0]) * torch.rand(
+            shape[0], generator=g).to(self.t_range)
+        sigma = t_to_sigma(t).to(x)
+        noisy = x.detach() + sigma.view(-1, 1, 1) * torch.randn(shape, generator=g).to(x)
+        with torch.no_grad():
+            real = self._guided(noisy, sigma, features, batch)
+            fake = self._denoise(self.fake, noisy, sigma, self._cond(self.fake, features, batch))
+            scale = (x - real).abs().mean(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+            grad = (fake - real) / scale
+        return 0.5 * torch.mean((x.float() - (x - grad).detach().float()) ** 2)
+
+    def fake_loss(self, batch, features, shape: torch.Size,
+                  g: torch.Generator) -> torch.Tensor:
+        """The fake denoiser's v-loss on the student's outputs (without gradients to
+        the student), at the DiT trainer's uniform training times."""
+        with torch.no_grad():
+            x0 = self.student_outputs(self._cond(self.net, features, batch), shape, g)
+        t = sample_training_t(shape[0], g).to(self.device)
+        sample = self.objective.training_sample(x0, t, sample_training_noise(x0.cpu(), g)
+                                                .to(x0))
+        prediction = self.fake["dit"](sample.x_t, t, self._cond(self.fake, features, batch))
+        return diffusion_loss(prediction, sample)
+
+    def _guided(self, x: torch.Tensor, sigma: torch.Tensor, features, batch) -> torch.Tensor:
+        """The teacher's guided x0 estimate at VE state x [B, D, T], levels sigma [B]."""
+        cond = self._cond(self.teacher, features, batch)
+        both = cond.cat(cond.without_context())
+        denoised = self._denoise(self.teacher, torch.cat([x, x]), torch.cat([sigma, sigma]),
+                                 both)
+        d_cond, d_uncond = denoised.chunk(2)
+        return d_uncond + self.config.guidance_scale * (d_cond - d_uncond)
+
+    def optimizer_step(self, *args, **kwargs) -> None:  # manual: no target to follow
+        super(DistillTrainingModule, self).optimizer_step(*args, **kwargs)
+
+
 def train_distill(config: DistillTrainConfig, run_dir: str | Path, *, resume: bool = False,
                   enable_progress_bar: bool = True,
                   extra_callbacks: list | None = None) -> Path:
@@ -197,5 +355,6 @@ def train_distill(config: DistillTrainConfig, run_dir: str | Path, *, resume: bo
     teacher = load_teacher(config)
     run_dir, ckpt = prepare_run(config, run_dir, resume)
     dataset, collate = build_dataset(config, teacher.config)
-    module = DistillTrainingModule(config, teacher, dataset, collate)
+    module_type = DMDTrainingModule if config.method == "dmd" else DistillTrainingModule
+    module = module_type(config, teacher, dataset, collate)
     return fit(module, config, run_dir, ckpt, list(extra_callbacks or []), enable_progress_bar)
