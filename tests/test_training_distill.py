@@ -46,6 +46,16 @@ def config(steps: int, teacher: Path = SAO1_TINY) -> DistillTrainConfig:
                               log_every_n_steps=1))
 
 
+def generate_counting(pipe: TextToMusicPipeline, *args, **kwargs):
+    """``pipe(*args, **kwargs)`` and the batch size of each DiT evaluation it made."""
+    calls: list[int] = []
+    handle = pipe.model.dit.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    try:
+        return pipe(*args, **kwargs), calls
+    finally:
+        handle.remove()
+
+
 def test_the_teacher_step_is_one_guided_euler_step() -> None:
     """The regression target's input: the teacher's guided x0 estimate and one Euler step
     of the VE ODE, as the samplers would take it."""
@@ -126,12 +136,7 @@ trainer: {max_steps: 2, batch_size: 2, checkpoint_every_n_steps: 2, log_every_n_
     settings = pipe.resolve_settings("song number 1", duration_s=1.0, seed=0)
     assert (settings.sampler, settings.num_inference_steps, settings.guidance_scale,
             settings.sigma_min, settings.sigma_max) == ("consistency", 2, 1.0, 0.5, 80.0)
-    calls: list[int] = []
-    handle = pipe.model.dit.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
-    try:
-        first = pipe(settings)
-    finally:
-        handle.remove()
+    first, calls = generate_counting(pipe, settings)
     assert calls == [1, 1]  # two evaluations, no unconditional pass
     again = pipe(settings)
     assert torch.equal(first.audio, again.audio)  # the renoising is seeded
@@ -223,12 +228,7 @@ def test_phased_student_exports_and_samples_deterministically(tmp_path: Path) ->
     assert inference == {**inference, "sampler": "phased", "steps": 3, "guidance_scale": 1.0,
                          "sigma_min": 0.05, "sigma_max": 80.0}
     pipe = TextToMusicPipeline.from_pretrained(model)
-    calls: list[int] = []
-    handle = pipe.model.dit.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
-    try:
-        first = pipe("song number 1", duration_s=1.0, seed=0)
-    finally:
-        handle.remove()
+    first, calls = generate_counting(pipe, "song number 1", duration_s=1.0, seed=0)
     assert calls == [1, 1, 1]
     assert torch.equal(first.audio, pipe("song number 1", duration_s=1.0, seed=0).audio)
 
@@ -336,12 +336,7 @@ def test_dmd_student_starts_from_init_from_and_exports_a_few_step_model(
     # The fake denoiser and the teacher are the teacher, whatever the student starts from.
     assert all(torch.equal(module.fake["dit"].state_dict()[k], v) for k, v in teacher.items())
     pipe = TextToMusicPipeline.from_pretrained(model)
-    calls: list[int] = []
-    handle = pipe.model.dit.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
-    try:
-        out = pipe("song number 1", duration_s=1.0, seed=0)
-    finally:
-        handle.remove()
+    out, calls = generate_counting(pipe, "song number 1", duration_s=1.0, seed=0)
     assert calls == [1, 1, 1] and torch.isfinite(out.audio).all()
 
 
