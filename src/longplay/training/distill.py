@@ -157,17 +157,26 @@ class DistillTrainingModule(DiTTrainingModule):
         """The x0 estimate of ``parts``' DiT at VE state x [B, D, T], levels sigma [B]."""
         return self.objective.denoiser(lambda xi, t: parts["dit"](xi, t, cond))(x, sigma)
 
+    def _cond(self, parts: nn.ModuleDict, features, batch) -> Conditioning:
+        """The conditioning ``parts``' conditioner gives the batch."""
+        conditioner = parts["conditioner"]
+        return conditioner(features, self._seconds(batch, conditioner))
+
+    @torch.no_grad()
+    def _guided(self, x: torch.Tensor, sigma: torch.Tensor, features, batch) -> torch.Tensor:
+        """The teacher's guided x0 estimate at VE state x [B, D, T], levels sigma [B]."""
+        cond = self._cond(self.teacher, features, batch)
+        both = cond.cat(cond.without_context())
+        denoised = self._denoise(self.teacher, torch.cat([x, x]), torch.cat([sigma, sigma]),
+                                 both)
+        d_cond, d_uncond = denoised.chunk(2)
+        return d_uncond + self.config.guidance_scale * (d_cond - d_uncond)
+
     @torch.no_grad()
     def _teacher_step(self, x: torch.Tensor, s_hi: torch.Tensor, s_lo: torch.Tensor,
                       features, batch) -> torch.Tensor:
         """One guided Euler (DDIM) step of the teacher from s_hi to s_lo (each [B])."""
-        conditioner = self.teacher["conditioner"]
-        cond = conditioner(features, self._seconds(batch, conditioner))
-        both = cond.cat(cond.without_context())
-        denoised = self._denoise(self.teacher, torch.cat([x, x]), torch.cat([s_hi, s_hi]), both)
-        d_cond, d_uncond = denoised.chunk(2)
-        guided = d_uncond + self.config.guidance_scale * (d_cond - d_uncond)
-        return self._to_end(guided, x, s_hi, s_lo)
+        return self._to_end(self._guided(x, s_hi, features, batch), x, s_hi, s_lo)
 
     def training_step(self, positioned: PositionedBatch, batch_idx: int) -> torch.Tensor:
         g = self.step_generator(positioned.positions)
@@ -190,15 +199,13 @@ class DistillTrainingModule(DiTTrainingModule):
         features = self._features(batch)
         x_lo = self._teacher_step(x_hi, s_hi, s_lo, features, batch)
         with torch.no_grad():
-            conditioner = self.target["conditioner"]
-            target_cond = conditioner(features, self._seconds(batch, conditioner))
+            target_cond = self._cond(self.target, features, batch)
             target = self._to_end(self._denoise(self.target, x_lo, s_lo, target_cond),
                                   x_lo, s_lo, s_end)
             # At a phase's end the target is the teacher's own state there.
             at_end = (s_lo == s_end).view(-1, 1, 1)
             target = torch.where(at_end, x_lo, target)
-        conditioner = self.net["conditioner"]
-        cond = conditioner(features, self._seconds(batch, conditioner))
+        cond = self._cond(self.net, features, batch)
         prediction = self._to_end(self._denoise(self.net, x_hi, s_hi, cond), x_hi, s_hi, s_end)
         # Measured in x0 units: the difference of two states at the phase end, over the
         # share (1 - s_end / s_hi) of the student's x0 estimate in its own (1 where the
@@ -285,10 +292,6 @@ class DMDTrainingModule(DistillTrainingModule):
         schedule.step()
         self.log(name, loss, prog_bar=True, batch_size=shape[0])
 
-    def _cond(self, parts: nn.ModuleDict, features, batch) -> Conditioning:
-        conditioner = parts["conditioner"]
-        return conditioner(features, self._seconds(batch, conditioner))
-
     def student_outputs(self, cond: Conditioning, shape: torch.Size,
                         g: torch.Generator) -> torch.Tensor:
         """The student's x0 estimates [B, D, T] at the state its sampler reaches after a
@@ -333,18 +336,6 @@ class DMDTrainingModule(DistillTrainingModule):
                                                 .to(x0))
         prediction = self.fake["dit"](sample.x_t, t, self._cond(self.fake, features, batch))
         return diffusion_loss(prediction, sample)
-
-    def _guided(self, x: torch.Tensor, sigma: torch.Tensor, features, batch) -> torch.Tensor:
-        """The teacher's guided x0 estimate at VE state x [B, D, T], levels sigma [B]."""
-        cond = self._cond(self.teacher, features, batch)
-        both = cond.cat(cond.without_context())
-        denoised = self._denoise(self.teacher, torch.cat([x, x]), torch.cat([sigma, sigma]),
-                                 both)
-        d_cond, d_uncond = denoised.chunk(2)
-        return d_uncond + self.config.guidance_scale * (d_cond - d_uncond)
-
-    def optimizer_step(self, *args, **kwargs) -> None:  # manual: no target to follow
-        super(DistillTrainingModule, self).optimizer_step(*args, **kwargs)
 
 
 def train_distill(config: DistillTrainConfig, run_dir: str | Path, *, resume: bool = False,
