@@ -286,7 +286,10 @@ SHIPPED = {"debug/vae.yaml": VAETrainConfig, "debug/clap.yaml": CLAPTrainConfig,
            "demo/dit-finetune-varlen.yaml": DiTTrainConfig, "demo/dit-inpaint.yaml": DiTTrainConfig,
            "demo/distill.yaml": DistillTrainConfig,
            "demo/distill-phased.yaml": DistillTrainConfig,
-           "demo/distill-dmd.yaml": DistillTrainConfig, "demo/lora-piano.yaml": LoRATrainConfig,
+           "demo/distill-dmd.yaml": DistillTrainConfig,
+           "demo/dit-real.yaml": DiTTrainConfig,
+           "demo/distill-dmd-real.yaml": DistillTrainConfig,
+           "demo/lora-piano.yaml": LoRATrainConfig,
            "finetune-sao1.yaml": DiTTrainConfig}
 NAMES = {"demo", "all-MiniLM-L6-v2"}  # a bundled model, a packaged text encoder
 PRODUCED = ("models", "data")

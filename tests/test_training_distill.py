@@ -290,6 +290,30 @@ def test_dmd_gradient_moves_the_students_outputs_from_fake_to_real(monkeypatch) 
     torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-9)
 
 
+def test_an_unguided_real_denoiser_is_the_conditional_estimate_in_one_pass() -> None:
+    """Guidance 1 (a real denoiser fine-tuned on the reference's own samples): the
+    teacher's estimate is its conditional one, from one evaluation of the batch."""
+    cfg = dmd_config(1, guidance_scale=1.0)
+    module = distill.DMDTrainingModule(cfg, load_teacher(cfg), ToyLatents(), collate)
+    batch = collate([ToyLatents().example(i, i) for i in range(2)])
+    features = module._features(batch)
+    x = torch.randn(2, 8, 32, generator=torch.Generator().manual_seed(2)) * 3.0
+    sigma = torch.tensor([3.0, 0.5])
+    calls: list[int] = []
+    handle = module.teacher["dit"].register_forward_hook(
+        lambda m, a, o: calls.append(a[0].shape[0]))
+    with torch.no_grad():
+        ours = module._guided(x, sigma, features, batch)
+    handle.remove()
+    assert calls == [2]
+    teacher = load_diffusion_model(SAO1_TINY)
+    cond = teacher.conditioner(features, {"seconds_start": batch.seconds_start,
+                                          "seconds_total": batch.seconds_total})
+    with torch.no_grad():
+        expected = VDenoiser(lambda xi, ti: teacher.dit(xi, ti, cond))(x, sigma)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_dmd_run_trains_the_student_and_the_fake_denoiser_and_resumes_exactly(
         tmp_path: Path) -> None:
     teacher_before = load_diffusion_model(SAO1_TINY).dit.state_dict()

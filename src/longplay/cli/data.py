@@ -1,4 +1,4 @@
-"""``longplay data encode | pack``: prepare training data."""
+"""``longplay data encode | pack | sample``: prepare training data."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from longplay.audio import MAX_LOAD_DURATION_S
 from longplay.autoencoder import DEFAULT_CHUNK_FRAMES
 from longplay.checkpoints import CheckpointError, load_vae
 from longplay.cli.corpus import add_build_corpus
-from longplay.cli.options import add_device_option
+from longplay.cli.options import SAMPLER_NAMES, add_device_option
 from longplay.data import DEFAULT_EXTENSIONS, encode_folder, write_tar_shards
 from longplay.data.shards import DEFAULT_SHARD_SIZE as DEFAULT_TAR_SHARD_SIZE
 
@@ -64,6 +64,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--min-duration", type=float, default=0.0, metavar="SECONDS",
                       help="skip files shorter than this (default 0)")
     pack.set_defaults(run=run_pack)
+
+    samp = data_sub.add_parser(
+        "sample", help="write a model's own generations as a latent folder (the data that "
+                       "distribution matching's real denoiser is fine-tuned on)",
+        description="Generate COUNT windows with the model, each conditioned on the prompt "
+                    "and seconds_total of a random training window of LATENTS (seconds_start "
+                    "0), and write their latents, with the prompt as each item's caption, as "
+                    "a latent folder that `longplay train dit` and `longplay train distill` "
+                    "read. Item k uses seed SEED + k. Running it again continues where it "
+                    "stopped.")
+    samp.add_argument("input", type=Path, metavar="LATENTS",
+                      help="latent folder (`longplay data encode`) giving prompts and timing")
+    samp.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                      help="output latent folder (created if missing)")
+    samp.add_argument("--count", type=int, required=True, help="items the folder holds at "
+                                                               "the end")
+    samp.add_argument("--model", type=Path, default=None, metavar="MODEL",
+                      help="model folder or bundled model's name (default: the demo model)")
+    samp.add_argument("--window-frames", type=int, default=None, metavar="FRAMES",
+                      help="latent frames of each generated window (default: the model's "
+                           "window)")
+    samp.add_argument("--seed", type=int, default=0, help="seed of item 0 (default 0)")
+    samp.add_argument("--shard-size", type=int, default=16,
+                      help="items per shard, the unit a stopped run resumes at (default 16)")
+    samp.add_argument("--steps", type=int, default=None,
+                      help="sampler steps (default: the model's own)")
+    samp.add_argument("--cfg", type=float, default=None,
+                      help="guidance scale (default: the model's own)")
+    samp.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
+                      help="sampler name (default: the model's own)")
+    add_device_option(samp, progress=True)
+    samp.set_defaults(run=run_sample)
     add_build_corpus(data_sub)
 
 
@@ -146,4 +178,50 @@ def run_pack(args: argparse.Namespace) -> int:
                               min_duration_s=args.min_duration)
     print(printable(f"wrote {len(shards)} shard(s) to {args.output}: {shards[0].name} .. "
                     f"{shards[-1].name}"))
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from longplay.data import LatentDataset
+    from longplay.pipelines import TextToMusicPipeline
+    from longplay.training.samples import sample_latent_folder
+
+    if args.count < 1:
+        raise ValueError(f"--count must be >= 1, got {args.count}.")
+    if args.shard_size < 1:
+        raise ValueError(f"--shard-size must be >= 1, got {args.shard_size}.")
+    if args.window_frames is not None and args.window_frames < 1:
+        raise ValueError(f"--window-frames must be >= 1, got {args.window_frames}.")
+    if not args.input.is_dir():
+        raise ValueError(f"{args.input} is not a folder; pass a latent folder written by "
+                         "`longplay data encode`.")
+    _check_output_folder(args.output)
+    model = model_or_demo(args.model)
+    if not model.exists():
+        raise CheckpointError(f"--model {model} does not exist: pass a model folder or the "
+                              "name of a bundled model (demo)")
+    pipe = TextToMusicPipeline.from_pretrained(model, device=args.device)
+    frames = args.window_frames or pipe.config.window_frames
+    if frames > pipe.config.window_frames:
+        raise ValueError(f"--window-frames {frames} exceeds the model's window of "
+                         f"{pipe.config.window_frames} frames; lower it.")
+    source = LatentDataset(args.input, num_frames=frames, seed=args.seed,
+                           latent_rate=pipe.model.vae.latent_rate)
+    settings = {k: v for k, v in (("num_inference_steps", args.steps),
+                                  ("guidance_scale", args.cfg), ("sampler", args.sampler))
+                if v is not None}
+    bar = tqdm(desc="sampling", unit="item", disable=args.no_progress)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        writer = sample_latent_folder(pipe, source, args.output, count=args.count,
+                                      seed=args.seed, shard_size=args.shard_size,
+                                      progress=progress, **settings)
+    finally:
+        bar.close()
+    print(printable(f"{args.output}: {writer.num_items} item(s) of {frames} frames, "
+                    f"{writer.num_added} generated by this run"))
     return 0

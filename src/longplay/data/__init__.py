@@ -12,8 +12,10 @@ from longplay.data.folder import (
 from longplay.data.latents import (
     EncodeSummary,
     LatentDataset,
+    LatentFolderWriter,
     LatentIndexEntry,
     encode_folder,
+    latent_folder_header,
     read_latent_index,
 )
 from longplay.data.prompts import (
@@ -49,6 +51,7 @@ __all__ = [
     "LatentBatch",
     "LatentDataset",
     "LatentExample",
+    "LatentFolderWriter",
     "LatentIndexEntry",
     "PromptBuilder",
     "PromptField",
@@ -58,6 +61,7 @@ __all__ = [
     "collate_latents",
     "encode_folder",
     "example_generator",
+    "latent_folder_header",
     "read_latent_index",
     "read_metadata_table",
     "scan_audio_folder",

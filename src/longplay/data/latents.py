@@ -86,8 +86,10 @@ __all__ = [
     "LATENTS_FORMAT",
     "EncodeSummary",
     "LatentDataset",
+    "LatentFolderWriter",
     "LatentIndexEntry",
     "encode_folder",
+    "latent_folder_header",
     "read_latent_index",
 ]
 
@@ -257,11 +259,14 @@ def _path_seed(seed: int, relative_path: str) -> int:
     return mix_seed(seed, int.from_bytes(digest, "little"))
 
 
-def _model_header(vae: AudioVAE, seed: int) -> dict[str, str]:
+def latent_folder_header(vae: AudioVAE, seed: int,
+                         latents: str = "posterior sample") -> dict[str, str]:
+    """The safetensors metadata of a latent folder's shards (without ``items``): the
+    module docstring's fields for ``vae``; ``latents`` says what the tensors are."""
     return {"format": LATENTS_FORMAT, "version": LATENTS_FORMAT_VERSION,
             "sample_rate": str(vae.sample_rate), "hop_length": str(vae.hop_length),
             "latent_dim": str(vae.latent_dim), "latent_rate": repr(vae.latent_rate),
-            "seed": str(seed), "latents": "posterior sample",
+            "seed": str(seed), "latents": latents,
             "silence": json.dumps(vae.silence_latent().tolist())}
 
 
@@ -297,6 +302,78 @@ def _load_for_encoding(file: AudioFile, vae: AudioVAE, summary: DatasetSummary,
         summary.skip(REASON_SILENT)
         return None
     return wave
+
+
+class LatentFolderWriter:
+    """Appends items to a latent folder (the module docstring's format), a shard at a time.
+
+    Opening an existing folder repairs its index (an interrupted run's lines are dropped)
+    and checks that its shards were written with the same ``header`` fields
+    (``_MODEL_FIELDS``); numbering continues after its last item and shard. Items are
+    written when ``shard_size`` of them are pending and by :meth:`close`.
+
+    Args:
+        out_dir: the latent folder (created when missing).
+        header: the shards' safetensors metadata, without ``items``.
+        shard_size: items per shard.
+
+    Raises:
+        ValueError: ``out_dir`` holds latents written with other header fields.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], header: Mapping[str, str], *,
+                 shard_size: int = 64) -> None:
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}.")
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.header = dict(header)
+        self.shard_size = shard_size
+        self.entries: list[LatentIndexEntry] = read_latent_index(self.out, repair=True)
+        if self.entries:
+            _check_same_model(self.out, self.entries[-1].shard, self.header)
+        self.num_added = 0
+        self.written: list[str] = []
+        self._shard_number = _next_shard_number(self.entries)
+        self._pending: list[tuple[LatentIndexEntry, torch.Tensor]] = []
+
+    @property
+    def num_items(self) -> int:
+        """Items in the folder, pending ones included."""
+        return len(self.entries) + len(self._pending)
+
+    def add(self, latents: torch.Tensor, *, duration_s: float, path: str, num_samples: int,
+            metadata: dict[str, Any]) -> LatentIndexEntry:
+        """Queue one item's latents [D, T]; its id is the next number."""
+        entry = LatentIndexEntry(
+            item_id=f"{self.num_items:08d}", shard="", frames=int(latents.shape[-1]),
+            duration_s=float(duration_s), path=path,
+            sample_rate=int(self.header["sample_rate"]), num_samples=int(num_samples),
+            metadata=metadata)
+        self._pending.append((entry, latents.detach().float().cpu().contiguous()))
+        self.num_added += 1
+        if len(self._pending) == self.shard_size:
+            self.flush()
+        return entry
+
+    def flush(self) -> None:
+        """Write the pending items as one shard (atomically), then append their index
+        lines."""
+        if not self._pending:
+            return
+        name = SHARD_PATTERN.format(self._shard_number)
+        batch = [(replace(e, shard=name), z) for e, z in self._pending]
+        items = _json_text([e.to_json() for e, _ in batch])
+        write_safetensors(self.out / name, {e.item_id: z for e, z in batch},
+                          {**self.header, "items": items})
+        _append_index(self.out, [e for e, _ in batch])
+        self.entries.extend(e for e, _ in batch)
+        self.written.append(name)
+        self._pending.clear()
+        self._shard_number += 1
+
+    def close(self) -> None:
+        self.flush()
 
 
 def encode_folder(
@@ -353,31 +430,11 @@ def encode_folder(
     out = Path(out_dir)
     files, summary = scan_audio_folder(root, extensions=extensions,
                                        min_duration_s=min_duration_s)
-    out.mkdir(parents=True, exist_ok=True)
-    header = _model_header(vae, seed)
-    entries = read_latent_index(out, repair=True)
-    if entries:
-        _check_same_model(out, entries[-1].shard, header)
-    done = {e.path for e in entries}
+    writer = LatentFolderWriter(out, latent_folder_header(vae, seed), shard_size=shard_size)
+    done = {e.path for e in writer.entries}
     todo = [f for f in files if f.relative_path not in done]
-    next_id = len(entries)
-    shard_number = _next_shard_number(entries)
     device = next(vae.parameters()).device
     dtype = next(vae.parameters()).dtype
-    pending: list[tuple[LatentIndexEntry, torch.Tensor]] = []
-    written: list[str] = []
-
-    def flush() -> None:
-        nonlocal shard_number
-        name = SHARD_PATTERN.format(shard_number)
-        batch = [(replace(e, shard=name), z) for e, z in pending]
-        items = _json_text([e.to_json() for e, _ in batch])
-        write_safetensors(out / name, {e.item_id: z for e, z in batch},
-                          {**header, "items": items})
-        _append_index(out, [e for e, _ in batch])
-        written.append(name)
-        pending.clear()
-        shard_number += 1
 
     for done_count, file in enumerate(todo, start=1):
         wave = _load_for_encoding(file, vae, summary, max_duration_s)
@@ -388,23 +445,15 @@ def encode_folder(
                 posterior = vae.encode(wave.audio[None].to(device=device, dtype=dtype),
                                        chunk_frames=chunk_frames)
                 latents = posterior.sample(generator)[0].float().cpu()  # [D, T]
-            entry = LatentIndexEntry(
-                item_id=f"{next_id:08d}", shard="", frames=int(latents.shape[-1]),
-                duration_s=file.info.duration_s, path=file.relative_path,
-                sample_rate=vae.sample_rate, num_samples=wave.num_samples,
-                metadata=file.metadata)
-            pending.append((entry, latents))
-            next_id += 1
-            if len(pending) == shard_size:
-                flush()
+            writer.add(latents, duration_s=file.info.duration_s, path=file.relative_path,
+                       num_samples=wave.num_samples, metadata=file.metadata)
         if progress is not None:
             progress(done_count, len(todo))
-    if pending:
-        flush()
+    writer.close()
     return EncodeSummary(out_dir=out, num_files=summary.num_files,
-                         num_encoded=next_id - len(entries), num_already_encoded=len(done),
+                         num_encoded=writer.num_added, num_already_encoded=len(done),
                          num_skipped=summary.num_skipped, reasons=summary.reasons,
-                         shards_written=tuple(written))
+                         shards_written=tuple(writer.written))
 
 
 _LENGTH_STREAM = 7_919

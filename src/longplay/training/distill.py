@@ -164,8 +164,11 @@ class DistillTrainingModule(DiTTrainingModule):
 
     @torch.no_grad()
     def _guided(self, x: torch.Tensor, sigma: torch.Tensor, features, batch) -> torch.Tensor:
-        """The teacher's guided x0 estimate at VE state x [B, D, T], levels sigma [B]."""
+        """The teacher's guided x0 estimate at VE state x [B, D, T], levels sigma [B]
+        (guidance 1: the conditional estimate, in one pass)."""
         cond = self._cond(self.teacher, features, batch)
+        if self.config.guidance_scale == 1.0:
+            return self._denoise(self.teacher, x, sigma, cond)
         both = cond.cat(cond.without_context())
         denoised = self._denoise(self.teacher, torch.cat([x, x]), torch.cat([sigma, sigma]),
                                  both)
