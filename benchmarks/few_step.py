@@ -105,13 +105,16 @@ DEFAULT_REFINE = ("4:10",)
 """The refined drafts the benchmark runs by default (LEVEL:STEPS)."""
 
 
-def parse_refine(value: str) -> tuple[float, int]:
-    """"LEVEL:STEPS" -> (level, steps)."""
+def parse_refine(value: str) -> tuple[float, int, float | None]:
+    """"LEVEL:STEPS[:GUIDANCE]" -> (level, steps, guidance or None: the reference's)."""
     try:
-        level, steps = value.split(":")
-        return float(level), int(steps)
+        level, steps, *guidance = value.split(":")
+        if len(guidance) > 1:
+            raise ValueError
+        return float(level), int(steps), float(guidance[0]) if guidance else None
     except ValueError:
-        raise SystemExit(f"--refine takes LEVEL:STEPS such as 4:10, got {value!r}") from None
+        raise SystemExit(f"--refine takes LEVEL:STEPS or LEVEL:STEPS:GUIDANCE such as 4:10 "
+                         f"or 4:10:1, got {value!r}") from None
 
 
 DRAW_SEED_STRIDE = 10_000
@@ -126,11 +129,13 @@ LONG = ("reference (full guidance)", "guidance for sigma in (0.5, 20]",
 
 def configurations(steps: int, student: Path | None, student_sigma_min: list[float] = (),
                    student_guidance: list[float] = (),
-                   refine: list[tuple[float, int]] = ()) -> list[dict]:
+                   refine: list[tuple[float, int, float | None]] = (),
+                   refiner: str | None = None) -> list[dict]:
     """(name, model, settings): the reference, its other seeds, the training-free
     cheaper guidance and the distilled model (and its default sampling on the grid that
     ends at each of ``student_sigma_min``, and with each of ``student_guidance``; and its
-    draft refined by the teacher from each (level, steps) of ``refine``)."""
+    draft refined from each (level, steps, guidance) of ``refine`` by the teacher's sampler,
+    run by the teacher or by the model named ``refiner``)."""
     rows = [
         {"name": "reference (full guidance)", "model": "teacher", "kwargs": EVERYWHERE},
         {"name": "reference, other seeds", "model": "teacher", "kwargs": EVERYWHERE,
@@ -173,15 +178,21 @@ def configurations(steps: int, student: Path | None, student_sigma_min: list[flo
                   "kwargs": {"guidance_scale": value}} for value in student_guidance]
         # The student's draft refined by the reference's sampler and guidance from a low
         # noise level (init_latents): the teacher's guided SDE steps where the detail is.
-        rows += [{"name": refine_name(level, count), "model": "student", "kwargs": {},
+        rows += [{"name": refine_name(level, count, guidance, refiner), "model": "student",
+                  "kwargs": {},
                   "refine": {**EVERYWHERE, "init_noise_level": level,
-                             "num_inference_steps": count}}
-                 for level, count in refine]
+                             "num_inference_steps": count,
+                             **({} if guidance is None else {"guidance_scale": guidance})}}
+                 for level, count, guidance in refine]
     return rows
 
 
-def refine_name(level: float, steps: int) -> str:
-    return f"distilled draft, refined from sigma {level:g} in {steps} steps"
+def refine_name(level: float, steps: int, guidance: float | None = None,
+                refiner: str | None = None) -> str:
+    name = f"distilled draft, refined from sigma {level:g} in {steps} steps"
+    if guidance is not None:
+        name += f", guidance {guidance:g}"
+    return name if refiner is None else f"{name}, by {refiner}"
 
 
 REFINE_SEED_OFFSET = 500
@@ -305,8 +316,13 @@ def main() -> int:
     parser.add_argument("--refine", nargs="*", default=list(DEFAULT_REFINE),
                         metavar="LEVEL:STEPS",
                         help="rows of the student's draft refined by the teacher's sampler "
-                             "from noise level LEVEL in STEPS steps (default: "
+                             "from noise level LEVEL in STEPS steps, with the reference's "
+                             "guidance or LEVEL:STEPS:GUIDANCE (default: "
                              f"{' '.join(DEFAULT_REFINE)})")
+    parser.add_argument("--refiner", type=Path, default=None, metavar="MODEL",
+                        help="the model that refines the drafts (default: the teacher), e.g. "
+                             "the teacher fine-tuned on its own generations, without "
+                             "guidance (docs/speed.md)")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--window-frames", type=int, default=1024)
     parser.add_argument("--precision", default="auto")
@@ -334,12 +350,15 @@ def main() -> int:
                                                             precision=args.precision)}
     if student is not None:
         pipes["student"] = TextToMusicPipeline.from_pretrained(student, precision=args.precision)
+    if args.refiner is not None:
+        pipes["refiner"] = TextToMusicPipeline.from_pretrained(args.refiner,
+                                                               precision=args.precision)
     counters = {name: Counter(pipe) for name, pipe in pipes.items()}
     clap = own_clap(args.teacher / "clap")
     steps = pipes["teacher"].defaults.num_inference_steps
     refine = [parse_refine(value) for value in args.refine]
     configs = configurations(steps, student, args.student_sigma_min, args.student_guidance,
-                             refine)
+                             refine, None if args.refiner is None else args.refiner.name)
     if args.only:
         configs = [c for c in configs if c["name"] in args.only or c["name"].startswith(
             ("reference (", "distilled, its default, ", "distilled draft, refined "))]
@@ -352,18 +371,20 @@ def main() -> int:
     if args.cache is not None:
         embedder = model_fingerprint(args.teacher / "clap")
         fingerprints = {name: model_fingerprint(folder) + embedder for name, folder in
-                        (("teacher", args.teacher), ("student", student)) if folder is not None}
+                        (("teacher", args.teacher), ("student", student),
+                                         ("refiner", args.refiner)) if folder is not None}
     results, reference_windows, cached = [], None, set()
     for config in configs:
         pipe = pipes[config["model"]]
-        refiner = (pipes["teacher"], counters["teacher"]) if "refine" in config else None
+        refining = "refiner" if args.refiner is not None else "teacher"
+        refiner = (pipes[refining], counters[refining]) if "refine" in config else None
         times, evaluations, windows, clips, timing = [], [], [], [], []
         for draw in range(args.draws):  # each draw: every prompt once more, other seeds
             offset = args.seed_offset + draw * DRAW_SEED_STRIDE
             path = None
             if args.cache is not None:
                 fingerprint = fingerprints[config["model"]] + (
-                    fingerprints["teacher"] if refiner is not None else "")
+                    fingerprints[refining] if refiner is not None else "")
                 path = cache_path(args.cache, fingerprint, config, prompts, args, offset)
             measured = torch.load(path) if path is not None and path.is_file() else None
             if measured is None:

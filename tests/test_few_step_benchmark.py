@@ -95,3 +95,24 @@ def test_cached_rows_are_reused_and_marked(bench, tmp_path: Path, monkeypatch) -
 
     run(tmp_path / "c.md", "--seed-offset", "5")
     assert len(counted) == 4 and len(list(cache.glob("*.pt"))) == 4
+
+
+def test_another_model_refines_the_draft_without_guidance(bench, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """--refiner MODEL and LEVEL:STEPS:GUIDANCE: the draft is refined by that model, here
+    one pass per step."""
+    out = tmp_path / "refined.md"
+    refiner = bench.DEMO.parent / "demo-fast"  # any model folder of the same VAE
+    monkeypatch.setattr(sys, "argv", [
+        "few_step.py", "--prompts", "2", "--duration", "3", "--window-frames", "128",
+        "--only", "reference (full guidance)", "--refine", "2:3:1", "--refiner",
+        str(refiner), "--out", str(out)])
+    assert bench.main() == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["name"] for r in rows] == [
+        "reference (full guidance)",
+        "distilled draft, refined from sigma 2 in 3 steps, guidance 1, by demo-fast"]
+    assert rows[1]["evaluations"] == 4 + 3 and rows[1]["guidance_scale"] == 1
+    assert rows[1]["steps"] == "4 + 3"
+    with pytest.raises(SystemExit, match="LEVEL:STEPS:GUIDANCE"):
+        bench.parse_refine("4:10:1:2")

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from longplay.data import LatentDataset, LatentFolderWriter, latent_folder_header
+from longplay.pipelines import TextToMusicPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ SAMPLE_KIND = "model sample"
 
 
 def sample_latent_folder(
-    pipe: Any,
+    pipe: TextToMusicPipeline,
     source: LatentDataset,
     out_dir: str | os.PathLike[str],
     *,
@@ -52,7 +53,7 @@ def sample_latent_folder(
     """Write ``count`` generations of ``pipe`` conditioned like ``source``'s windows.
 
     Args:
-        pipe: a :class:`~longplay.pipelines.TextToMusicPipeline`.
+        pipe: the model that generates.
         source: training windows (its ``num_frames`` sets the generated window; its
             prompt builder and random crops give the prompts and ``seconds_total``).
         out_dir: the latent folder; one holding fewer items is continued.
