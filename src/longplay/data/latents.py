@@ -11,7 +11,8 @@ On-disk format of a latent folder:
   ``shard_size`` items each. Tensor ``<item id>`` is the item's latents [D, T]
   (float32). The safetensors metadata holds ``format`` ("longplay-latents"),
   ``version`` ("1"), ``sample_rate``, ``hop_length``, ``latent_dim``,
-  ``latent_rate``, ``seed``, ``latents`` ("posterior sample"), ``silence`` (a JSON list:
+  ``latent_rate``, ``seed``, ``latents`` ("posterior sample"; "model sample" for a
+  model's own generations, :mod:`longplay.training.samples`), ``silence`` (a JSON list:
   the VAE's latent of digital silence, ``AudioVAE.silence_latent``, with which
   :class:`LatentDataset` pads a window past the end of its piece; folders written
   before it was recorded are padded with zeros) and ``items``: a JSON list of the
