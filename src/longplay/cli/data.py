@@ -15,8 +15,10 @@ from longplay.autoencoder import DEFAULT_CHUNK_FRAMES
 from longplay.checkpoints import CheckpointError, load_vae
 from longplay.cli.corpus import add_build_corpus
 from longplay.cli.options import SAMPLER_NAMES, add_device_option
-from longplay.data import DEFAULT_EXTENSIONS, encode_folder, write_tar_shards
+from longplay.data import DEFAULT_EXTENSIONS, LatentDataset, encode_folder, write_tar_shards
 from longplay.data.shards import DEFAULT_SHARD_SIZE as DEFAULT_TAR_SHARD_SIZE
+from longplay.pipelines import TextToMusicPipeline
+from longplay.training.samples import sample_latent_folder
 
 DEFAULT_LATENT_SHARD_SIZE = 64
 
@@ -85,7 +87,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     samp.add_argument("--window-frames", type=int, default=None, metavar="FRAMES",
                       help="latent frames of each generated window (default: the model's "
                            "window)")
-    samp.add_argument("--seed", type=int, default=0, help="seed of item 0 (default 0)")
+    samp.add_argument("--seed", type=int, default=0,
+                      help="seed of item 0's generation (item k: SEED + k) and of the "
+                           "training windows drawn for prompts and timing (default 0)")
     samp.add_argument("--shard-size", type=int, default=16,
                       help="items per shard, the unit a stopped run resumes at (default 16)")
     samp.add_argument("--steps", type=int, default=None,
@@ -182,10 +186,6 @@ def run_pack(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from longplay.data import LatentDataset
-    from longplay.pipelines import TextToMusicPipeline
-    from longplay.training.samples import sample_latent_folder
-
     if args.count < 1:
         raise ValueError(f"--count must be >= 1, got {args.count}.")
     if args.shard_size < 1:
