@@ -328,6 +328,24 @@ def test_init_latents_start_where_init_audio_would(sao1, monkeypatch) -> None:
         sao1(ours.settings)  # without it, refused
 
 
+def test_latent_output_skips_the_decoder_and_refines_like_the_decoded_one(
+        sao1, monkeypatch) -> None:
+    """output_type="latent": the same latents as a decoded call, no audio and no VAE
+    decode; its latents refine (init_latents) exactly as the decoded output's do."""
+    decoded = quick(sao1, seed=5)
+    decodes = []
+    decode = sao1._decode
+    monkeypatch.setattr(sao1, "_decode", lambda *a, **k: decodes.append(1) or decode(*a, **k))
+    latent = quick(sao1, seed=5, output_type="latent")
+    assert latent.audio is None and decodes == []
+    assert torch.equal(latent.latents, decoded.latents)
+    assert latent.settings == decoded.settings
+    kwargs = dict(seed=6, init_noise_level=1.0, num_inference_steps=3)
+    refined = quick(sao1, init_latents=latent.latents, **kwargs)
+    assert decodes == [1]
+    assert torch.equal(refined.audio, quick(sao1, init_latents=decoded.latents, **kwargs).audio)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"duration_s": 5000.0}, "duration_s must be in"),
     ({"duration_s": 0.0}, "duration_s must be in"),
@@ -357,6 +375,7 @@ def test_init_latents_start_where_init_audio_would(sao1, monkeypatch) -> None:
     ({"guidance_interval": (5.0, 1.0)}, "guidance_interval needs 0 <= lo < hi"),
     ({"guidance_interval": "1,5"}, "guidance_interval must be two noise levels"),
     ({"unguided_final_steps": 4}, r"unguided_final_steps must be an integer in \[0, 4\)"),
+    ({"output_type": "np"}, "output_type must be one of 'audio', 'latent'"),
 ])
 def test_bad_arguments_are_rejected_up_front(sao1, kwargs, message) -> None:
     calls, handle = count_dit_batches(sao1)

@@ -87,6 +87,8 @@ SILENCE_PEAK = 1e-6
 LOOP_DECODE_CONTEXT_FRAMES = 16
 """Latent frames of the loop's other end decoded as context on each side (the decoder's
 receptive field is about 9 frames each side)."""
+OUTPUT_TYPES = ("audio", "latent")
+"""What a call returns: decoded audio with its latents, or the latents alone."""
 COMPILABLE = ("dit", "vae")
 """Components ``compile=`` can name: the DiT's blocks and the VAE's decoder."""
 
@@ -178,13 +180,13 @@ def _compile_parts(compile: bool | str | Sequence[str] | None,
 
 @dataclass(frozen=True)
 class TextToMusicOutput:
-    """audio [B, C, S] (S = duration_s * sample_rate), latents [B, D, T] (the whole
-    piece's, the sampled window included), the sample rate and the settings. Item i is
-    prompt i // num_outputs. ``joins_s``: where generated audio meets kept audio (region
-    edges, the windows of a long piece, a loop's wrap-around at its end), for
-    :mod:`longplay.evaluation.joins`."""
+    """audio [B, C, S] (S = duration_s * sample_rate; None for ``output_type="latent"``),
+    latents [B, D, T] (the whole piece's, the sampled window included), the sample rate
+    and the settings. Item i is prompt i // num_outputs. ``joins_s``: where generated
+    audio meets kept audio (region edges, the windows of a long piece, a loop's
+    wrap-around at its end), for :mod:`longplay.evaluation.joins`."""
 
-    audio: torch.Tensor
+    audio: torch.Tensor | None
     latents: torch.Tensor
     sample_rate: int
     settings: GenerationSettings
@@ -483,6 +485,7 @@ class TextToMusicPipeline:
         adapters: Sequence[AdapterArg] | None = None,
         noise_fn: NoiseFn | None = None,
         progress: ProgressFn | None = None,
+        output_type: str = "audio",
     ) -> TextToMusicOutput:
         """Generate audio [B, C, duration_s * sample_rate] for B = P * num_outputs.
 
@@ -540,7 +543,15 @@ class TextToMusicPipeline:
                 applied for the call and removed after it.
             noise_fn: replaces the stochastic samplers' per-step noise (tests).
             progress: ``progress(stage, done, total)``.
+            output_type: "audio" (default) decodes the latents; "latent" stops before the
+                VAE and returns ``audio=None`` with the latents, as diffusers'
+                ``output_type="latent"``: for a draft that another model refines
+                (``init_latents``) or for a latent dataset.
         """
+        if output_type not in OUTPUT_TYPES:
+            raise SettingsError("output_type", f"output_type must be one of "
+                                               f"{', '.join(map(repr, OUTPUT_TYPES))}, got "
+                                               f"{output_type!r}")
         # 1. Check the inputs and resolve the settings (defaults, seeds).
         tensors = {"latents": latents, "init_audio": init_audio, "inpaint_audio": inpaint_audio,
                    "init_latents": init_latents,
@@ -588,7 +599,8 @@ class TextToMusicPipeline:
               torch.inference_mode()):
             out = self._generate(settings, latents, init_audio, inpaint_audio, prompt_embeds,
                                  prompt_attention_mask, negative_prompt_embeds,
-                                 negative_attention_mask, noise_fn, progress, init_latents)
+                                 negative_attention_mask, noise_fn, progress, init_latents,
+                                 decode=output_type == "audio")
         if not applied:
             return out
         record = tuple({"name": name, "path": str(a.path), "scale": w, "rank": a.rank}
@@ -600,7 +612,8 @@ class TextToMusicPipeline:
                   prompt_embeds: torch.Tensor | None, prompt_mask: torch.Tensor | None,
                   negative_embeds: torch.Tensor | None, negative_mask: torch.Tensor | None,
                   noise_fn: NoiseFn | None, progress: ProgressFn | None,
-                  given_init: torch.Tensor | None = None) -> TextToMusicOutput:
+                  given_init: torch.Tensor | None = None,
+                  decode: bool = True) -> TextToMusicOutput:
         batch, hop = s.batch_size, self.config.vae.hop_length
         rate = self.sample_rate / hop
         spec = self.objective.sampler(s.sampler)
@@ -702,6 +715,9 @@ class TextToMusicPipeline:
             piece[..., window.start:window.end] = sampled
             keep[window.start:window.end] *= weights
 
+        if not decode:
+            return TextToMusicOutput(None, piece.float().cpu(), self.sample_rate, s,
+                                     _joins(s, windows, rate))
         # 5. Decode and trim (a loop through its seam), then splice the known audio back.
         num_samples = round(s.duration_s * self.sample_rate)
         if s.loop:

@@ -105,7 +105,7 @@ def sample_latent_folder(
                             generator=torch.Generator().manual_seed(seed + k))
         out = pipe(window.prompt, duration_s=frames / vae.latent_rate, seconds_start=0.0,
                    seconds_total=window.seconds_total, seed=seed + k, latents=noise,
-                   **generation)
+                   output_type="latent", **generation)
         settings = out.settings  # the pipeline refuses non-finite latents itself
         writer.add(out.latents[0, :, :frames], duration_s=window.seconds_total,
                    path=f"sample-{k:06d}",
