@@ -28,7 +28,9 @@ before reporting it on the first.
 Rows with the reference's settings and deterministic solvers (euler, dpmpp-2m) measure
 how far the teacher's probability-flow ODE, which a distilled student learns, lies from
 the reference. ``--refine LEVEL:STEPS`` rows refine the student's draft with the
-teacher's sampler and guidance from noise level LEVEL in STEPS steps (``init_latents``).
+teacher's sampler and guidance from noise level LEVEL in STEPS steps (``init_latents``);
+``LEVEL:STEPS:GUIDANCE:FLOOR`` guides only above noise level FLOOR (one pass below it),
+and ``--draft-steps N`` drafts in N student steps. The drafts are not decoded.
 ``--cache DIR`` keeps every row's measurements and reuses them when the model files,
 settings, prompts and seeds are the same (the table marks such rows and their times are
 the earlier run's).
@@ -105,16 +107,24 @@ DEFAULT_REFINE = ("4:10",)
 """The refined drafts the benchmark runs by default (LEVEL:STEPS)."""
 
 
-def parse_refine(value: str) -> tuple[float, int, float | None]:
-    """"LEVEL:STEPS[:GUIDANCE]" -> (level, steps, guidance or None: the reference's)."""
+def parse_refine(value: str) -> tuple[float, int, float | None, float | None]:
+    """"LEVEL:STEPS[:GUIDANCE[:FLOOR]]" -> (level, steps, guidance or None: the
+    reference's, floor or None: guidance at every level). With FLOOR the refinement is
+    guided only above that noise level (its guidance interval is (FLOOR, inf)); GUIDANCE
+    may be left empty ("4:10::0.5") for the reference's."""
     try:
-        level, steps, *guidance = value.split(":")
-        if len(guidance) > 1:
+        level, steps, *rest = value.split(":")
+        if len(rest) > 2:
             raise ValueError
-        return float(level), int(steps), float(guidance[0]) if guidance else None
+        guidance = float(rest[0]) if rest and rest[0] else None
+        floor = float(rest[1]) if len(rest) == 2 else None
+        if floor is not None and not (math.isfinite(floor) and floor >= 0):
+            raise ValueError
+        return float(level), int(steps), guidance, floor
     except ValueError:
-        raise SystemExit(f"--refine takes LEVEL:STEPS or LEVEL:STEPS:GUIDANCE such as 4:10 "
-                         f"or 4:10:1, got {value!r}") from None
+        raise SystemExit(f"--refine takes LEVEL:STEPS[:GUIDANCE[:FLOOR]] such as 4:10, "
+                         f"4:10:1 or 4:10::0.5 (guided only above sigma 0.5), got "
+                         f"{value!r}") from None
 
 
 DRAW_SEED_STRIDE = 10_000
@@ -129,13 +139,14 @@ LONG = ("reference (full guidance)", "guidance for sigma in (0.5, 20]",
 
 def configurations(steps: int, student: Path | None, student_sigma_min: list[float] = (),
                    student_guidance: list[float] = (),
-                   refine: list[tuple[float, int, float | None]] = (),
-                   refiner: str | None = None) -> list[dict]:
+                   refine: list[tuple[float, int, float | None, float | None]] = (),
+                   refiner: str | None = None, draft_steps: int | None = None) -> list[dict]:
     """(name, model, settings): the reference, its other seeds, the training-free
     cheaper guidance and the distilled model (and its default sampling on the grid that
     ends at each of ``student_sigma_min``, and with each of ``student_guidance``; and its
-    draft refined from each (level, steps, guidance) of ``refine`` by the teacher's sampler,
-    run by the teacher or by the model named ``refiner``)."""
+    draft refined from each (level, steps, guidance, floor) of ``refine`` by the teacher's
+    sampler, run by the teacher or by the model named ``refiner``; the draft in the
+    student's default steps or ``draft_steps``)."""
     rows = [
         {"name": "reference (full guidance)", "model": "teacher", "kwargs": EVERYWHERE},
         {"name": "reference, other seeds", "model": "teacher", "kwargs": EVERYWHERE,
@@ -178,20 +189,25 @@ def configurations(steps: int, student: Path | None, student_sigma_min: list[flo
                   "kwargs": {"guidance_scale": value}} for value in student_guidance]
         # The student's draft refined by the reference's sampler and guidance from a low
         # noise level (init_latents): the teacher's guided SDE steps where the detail is.
-        rows += [{"name": refine_name(level, count, guidance, refiner), "model": "student",
-                  "kwargs": {},
-                  "refine": {**EVERYWHERE, "init_noise_level": level,
-                             "num_inference_steps": count,
+        rows += [{"name": refine_name(level, count, guidance, refiner, floor, draft_steps),
+                  "model": "student",
+                  "kwargs": {} if draft_steps is None else {"num_inference_steps": draft_steps},
+                  "refine": {"guidance_interval": (0.0 if floor is None else floor, math.inf),
+                             "init_noise_level": level, "num_inference_steps": count,
                              **({} if guidance is None else {"guidance_scale": guidance})}}
-                 for level, count, guidance in refine]
+                 for level, count, guidance, floor in refine]
     return rows
 
 
 def refine_name(level: float, steps: int, guidance: float | None = None,
-                refiner: str | None = None) -> str:
-    name = f"distilled draft, refined from sigma {level:g} in {steps} steps"
+                refiner: str | None = None, floor: float | None = None,
+                draft_steps: int | None = None) -> str:
+    name = "distilled draft" + ("" if draft_steps is None else f" in {draft_steps} steps")
+    name += f", refined from sigma {level:g} in {steps} steps"
     if guidance is not None:
         name += f", guidance {guidance:g}"
+    if floor is not None:
+        name += f", guided above sigma {floor:g}"
     return name if refiner is None else f"{name}, by {refiner}"
 
 
@@ -224,8 +240,10 @@ def run_config(pipe, counter: Counter, config: dict, prompts: list[str], duratio
         noise = torch.randn(1, pipe.config.vae.latent_dim, frames, generator=generator)
         before = sum(c.items for c in counters)
         start = time.perf_counter()
+        # A draft that is refined is not decoded (its latents are what the refiner takes).
         out = pipe(prompt, duration_s=duration, seconds_total=duration, seed=seed0 + i,
-                   latents=noise, **config["kwargs"])
+                   latents=noise, output_type="audio" if refiner is None else "latent",
+                   **config["kwargs"])
         draft = out.settings
         if refiner is not None:
             seed = seed0 + i + REFINE_SEED_OFFSET
@@ -267,8 +285,8 @@ def cache_path(folder: Path, fingerprint: str, config: dict, prompts: list[str],
            "seed_offset": seed_offset, "prompts": prompts, "duration": args.duration,
            "window_frames": args.window_frames, "precision": args.precision,
            "torch": torch.__version__, "version": 1}
-    if "refine" in config:
-        key["refine"] = config["refine"]
+    if "refine" in config:  # version 2: the draft is no longer decoded (its times)
+        key.update(refine=config["refine"], version=2)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
     return folder / f"{digest.hexdigest()[:32]}.pt"
 
@@ -286,7 +304,8 @@ def long_run(pipe, counter: Counter, config: dict, refiner=None) -> dict:
     counters = [counter] + ([refiner[1]] if refiner is not None else [])
     before = sum(c.items for c in counters)
     start = time.perf_counter()
-    out = pipe(PROMPTS[0], duration_s=285.0, seed=0, window="full", **config["kwargs"])
+    out = pipe(PROMPTS[0], duration_s=285.0, seed=0, window="full",
+               output_type="audio" if refiner is None else "latent", **config["kwargs"])
     if refiner is not None:
         refiner[0](PROMPTS[0], duration_s=285.0, seed=REFINE_SEED_OFFSET, window="full",
                    init_latents=out.latents, **config["refine"])
@@ -317,8 +336,12 @@ def main() -> int:
                         metavar="LEVEL:STEPS",
                         help="rows of the student's draft refined by the teacher's sampler "
                              "from noise level LEVEL in STEPS steps, with the reference's "
-                             "guidance or LEVEL:STEPS:GUIDANCE (default: "
-                             f"{' '.join(DEFAULT_REFINE)})")
+                             "guidance, or LEVEL:STEPS:GUIDANCE, or "
+                             "LEVEL:STEPS:[GUIDANCE]:FLOOR to guide only above noise level "
+                             f"FLOOR (default: {' '.join(DEFAULT_REFINE)})")
+    parser.add_argument("--draft-steps", type=int, default=None, metavar="N",
+                        help="the --refine rows' drafts in N steps (default: the student's "
+                             "own)")
     parser.add_argument("--refiner", type=Path, default=None, metavar="MODEL",
                         help="the model that refines the drafts (default: the teacher), e.g. "
                              "the teacher fine-tuned on its own generations, without "
@@ -358,10 +381,11 @@ def main() -> int:
     steps = pipes["teacher"].defaults.num_inference_steps
     refine = [parse_refine(value) for value in args.refine]
     configs = configurations(steps, student, args.student_sigma_min, args.student_guidance,
-                             refine, None if args.refiner is None else args.refiner.name)
+                             refine, None if args.refiner is None else args.refiner.name,
+                             args.draft_steps)
     if args.only:
         configs = [c for c in configs if c["name"] in args.only or c["name"].startswith(
-            ("reference (", "distilled, its default, ", "distilled draft, refined "))]
+            ("reference (", "distilled, its default, ", "distilled draft"))]
     sr = pipes["teacher"].sample_rate
     text_embeddings = clap.embed_text(prompts)
 

@@ -198,3 +198,76 @@ def test_guidance_options_and_int8_from_the_command_line(tmp_path: Path, capsys)
     with pytest.raises(SystemExit):
         run("generate", "x", "--model", SAO1_TINY, "--guidance-interval", "high", "-o", bad)
     assert "expected LO:HI" in capsys.readouterr().err
+
+
+def test_draft_then_refine_is_the_two_pipelines_composed(tmp_path: Path) -> None:
+    """--draft MODEL: the draft model's sampling in 2 steps (latents only), refined by the model
+    from the default level in the default steps, guided above sigma 0.5, with the
+    refinement's seeds after the draft's; the sidecar records both."""
+    from longplay.pipelines import TextToMusicPipeline
+    from longplay.pipelines.drafts import DRAFT_REFINEMENT, REFINE_SEED_OFFSET
+
+    out = tmp_path / "drafted.wav"
+    assert run("generate", "a calm piano", "--model", SAO1_TINY, "--draft", SAO1_TINY,
+               "--duration", "1.5", "--seed", "7", "--precision", "fp32", "--format",
+               "wav-float", "--no-normalize", "-o", out, "--no-progress") == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["seed"] == 7 and sidecar["draft"]["model"] == str(SAO1_TINY.resolve())
+    assert sidecar["draft"]["settings"]["seeds"] == [7]
+    refined = sidecar["settings"]
+    assert refined["seeds"] == [7 + REFINE_SEED_OFFSET] and refined["has_init_latents"]
+    assert refined["init_noise_level"] == DRAFT_REFINEMENT.init_noise_level
+    assert refined["num_inference_steps"] == DRAFT_REFINEMENT.num_inference_steps
+    assert refined["guidance_interval"][0] == DRAFT_REFINEMENT.guidance_interval[0]
+
+    pipe = TextToMusicPipeline.from_pretrained(SAO1_TINY, precision="fp32")
+    draft = pipe("a calm piano", duration_s=1.5, seed=7, output_type="latent",
+                 num_inference_steps=DRAFT_REFINEMENT.draft_steps)
+    assert json.loads(json.dumps(draft.settings.as_dict())) == sidecar["draft"]["settings"]
+    expected = pipe("a calm piano", duration_s=1.5, seed=7 + REFINE_SEED_OFFSET,
+                    init_latents=draft.latents, **DRAFT_REFINEMENT.as_kwargs())
+    written = load_audio(out).audio  # float WAV, not normalised: the samples themselves
+    assert written.shape == expected.audio[0].shape
+    assert (written - expected.audio[0]).abs().max() < 1e-6
+
+
+def test_draft_errors_are_clear_and_come_before_any_work(tmp_path: Path, capsys,
+                                                         monkeypatch) -> None:
+    from longplay.pipelines import TextToMusicPipeline
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated before refusing")
+
+    out = tmp_path / "x.wav"
+    monkeypatch.setattr(TextToMusicPipeline, "__call__", no_generation)
+    cases = [
+        (("--model", SAO1_TINY, "--draft", SAOS_TINY), "must share the model's VAE"),
+        (("--model", SAO1_TINY, "--draft", SAO1_TINY, "--loop"), "--loop is not available"),
+        (("--model", SAO1_TINY, "--draft", SAO1_TINY, "--section", "1:drums"),
+         "--section is not available"),
+        (("--model", SAO1_TINY, "--draft", SAO1_TINY, "--duration", "5"),
+         "the draft is one window"),
+        (("--model", SAOS_TINY, "--draft", SAOS_TINY), "no default draft refinement"),
+        (("--model", SAO1_TINY, "--draft", SAO1_TINY, "--draft-steps", "0"),
+         "num_inference_steps must be a positive integer"),
+        (("--model", SAO1_TINY, "--draft", tmp_path / "nowhere"), "nowhere"),
+    ]
+    for extra, message in cases:
+        assert run("generate", "p", *extra, "-o", out, "--no-progress") == 2, extra
+        assert message in capsys.readouterr().err, extra
+    # Same VAE config, other VAE weights: refused once loaded, before any generation.
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for item in SAO1_TINY.iterdir():
+        if item.name != "model.safetensors":
+            (other / item.name).symlink_to(item)
+    weights = load_file(SAO1_TINY / "model.safetensors")
+    key = next(k for k in weights if k.startswith("pretransform."))
+    weights[key] = weights[key] + 1e-3
+    save_file(weights, other / "model.safetensors")
+    assert run("generate", "p", "--model", SAO1_TINY, "--draft", other, "-o", out,
+               "--no-progress") == 2
+    assert "VAE weights differ" in capsys.readouterr().err
+    assert not out.exists() and not out.with_suffix(".json").exists()

@@ -39,6 +39,13 @@ from longplay.pipelines import (
     resolve_settings,
     sampling_defaults,
 )
+from longplay.pipelines.drafts import (
+    DRAFT_REFINEMENT,
+    REFINE_SEED_OFFSET,
+    check_draft_config,
+    check_same_vae,
+    refinement_defaults,
+)
 from longplay.pipelines.windows import loop_duration_s
 
 logger = logging.getLogger(__name__)
@@ -54,7 +61,7 @@ OPTIONS = {"num_inference_steps": "--steps", "guidance_scale": "--cfg", "sampler
            "unguided_final_steps": "--unguided-final-steps", "inpaint_edge_s": "--edge",
            "resample_steps": "--resample-steps", "jump_length": "--jump-length",
            "init_audio": "--init-audio", "inpaint_audio": "IN", "inpaint_regions": "--start/--end",
-           "loop": "--loop"}
+           "loop": "--loop", "draft": "--draft"}
 """The command-line option of each pipeline argument, to name it in error messages."""
 
 
@@ -178,6 +185,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "from: for v models a noise sigma in (sigma-min, sigma-max] (default "
                           "1.0; 500 is pure noise), for rectified-flow models a time in (0, 1] "
                           "(default 0.5; 1 is pure noise)")
+    gen.add_argument("--draft", type=Path, default=None, metavar="MODEL",
+                     help="draft the piece with this few-step model (a folder, or a bundled "
+                          "name such as demo-fast) that shares the model's VAE, then refine "
+                          "the draft with the model: noised to --init-noise-level (default "
+                          f"{DRAFT_REFINEMENT.init_noise_level:g}), --steps (default "
+                          f"{DRAFT_REFINEMENT.num_inference_steps}) of its sampler, guided "
+                          "only above sigma "
+                          f"{DRAFT_REFINEMENT.guidance_interval[0]:g} (--guidance-interval); "
+                          "see docs/speed.md")
+    gen.add_argument("--draft-steps", type=int, default=DRAFT_REFINEMENT.draft_steps,
+                     metavar="N", help="with --draft: the draft model's steps (default "
+                                       "%(default)s)")
     gen.add_argument("--loop", action="store_true",
                      help="make the audio loop seamlessly (its end flows into its start)")
     gen.add_argument("--bpm", type=float, default=None,
@@ -259,15 +278,16 @@ def _output_paths(output: Path, count: int, format_name: str | None) -> list[Pat
 
 
 class _Progress:
-    def __init__(self, disable: bool) -> None:
+    def __init__(self, disable: bool, prefix: str = "") -> None:
         self.disable = disable
+        self.prefix = prefix
         self.bars: dict[str, tqdm] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         bar = self.bars.get(stage)
         if bar is None:
             unit = "step" if stage == "sampling" else "chunk"
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=unit,
+            bar = self.bars[stage] = tqdm(total=total, desc=self.prefix + stage, unit=unit,
                                           disable=self.disable, leave=False)
         bar.update(done - bar.n)
 
@@ -302,10 +322,14 @@ def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -
         kwargs["duration_s"] = (audio["inpaint_audio"].shape[-1] / config.sample_rate
                                 + kwargs.pop("duration_from_input"))
     # The settings record: every default filled in from the model, the seed drawn.
+    draft = _Draft.resolve(args, config, prompt, precision, kwargs)
+    if draft is not None:
+        audio["init_latents"] = draft.placeholder
     try:
         settings = _resolve(config, args, prompt, precision, audio, kwargs)
     except SettingsError as err:
         raise SettingsError(err.field, f"{OPTIONS.get(err.field, err.field)}: {err}") from None
+    audio.pop("init_latents", None)
     if settings.num_windows > 1:
         print(f"note: {settings.duration_s:.2f} s is longer than the model's window "
               f"({config.max_duration_s:.2f} s): sampled in {settings.num_windows} windows, "
@@ -317,13 +341,83 @@ def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -
     pipe = TextToMusicPipeline.from_pretrained(args.model, text_encoder_path=args.text_encoder,
                                                device=device, precision=args.precision,
                                                compile=args.compile)
+    drafted = None
+    if draft is not None:
+        drafted = draft.run(pipe, args, device)
+        audio["init_latents"] = drafted.latents
     progress = _Progress(args.no_progress)
     try:
         out = pipe(settings, progress=progress, adapters=adapters, **audio)
     finally:
         progress.close()
-    _write(args, out, paths, prompt, source, compiled=pipe.compiled)
+    _write(args, out, paths, prompt, source, compiled=pipe.compiled, draft=drafted)
     return 0
+
+
+class _Draft:
+    """``--draft MODEL``: the draft's settings, checked with the rest before any weights
+    load, and its run (:mod:`longplay.pipelines.drafts`)."""
+
+    def __init__(self, path: Path, settings: GenerationSettings, latent_dim: int) -> None:
+        self.path = path
+        self.settings = settings
+        self.placeholder = torch.zeros(settings.batch_size, latent_dim, settings.window_frames)
+
+    @classmethod
+    def resolve(cls, args: argparse.Namespace, config, prompt: str, precision: str,
+                kwargs: dict) -> _Draft | None:
+        """None without --draft. Otherwise the draft's settings (the draft model's
+        sampler in --draft-steps steps; the piece's prompt, length, timing and window),
+        with the refinement's defaults and seed filled into ``args`` where they were not
+        given."""
+        if getattr(args, "draft", None) is None:
+            return None
+        for option, given in (("--init-audio", args.init_audio is not None),
+                              ("--loop", args.loop), ("--section", bool(args.section))):
+            if given:
+                raise SettingsError("draft", f"--draft: {option} is not available with a "
+                                             "draft; drop one of the two")
+        path = model_or_demo(args.draft)
+        draft_config = read_diffusion_config(path)
+        check_draft_config(config, draft_config)
+        try:
+            settings = resolve_settings(
+                draft_config, prompt, None, duration_s=kwargs.get("duration_s"),
+                num_inference_steps=args.draft_steps,
+                seconds_start=args.seconds_start, seconds_total=args.seconds_total,
+                seed=args.seed, num_outputs=args.num_outputs,
+                window=args.window or config.window, precision=precision)
+        except SettingsError as err:
+            raise SettingsError("draft", f"--draft {args.draft}: {err}") from None
+        if settings.num_windows > 1:
+            raise SettingsError("draft", f"--draft: the draft is one window, "
+                                         f"{draft_config.max_duration_s:.2f} s at most; "
+                                         f"--duration {settings.duration_s:g} s needs "
+                                         f"{settings.num_windows}: shorten it or drop --draft")
+        refine = refinement_defaults(config) if (
+            args.init_noise_level is None or args.steps is None) else None
+        if args.init_noise_level is None:
+            args.init_noise_level = refine.init_noise_level
+        if args.steps is None:
+            args.steps = refine.num_inference_steps
+        if args.guidance_interval is None and refine is not None:
+            args.guidance_interval = refine.guidance_interval
+        args.draft = path
+        args.seed = settings.seeds[0] + REFINE_SEED_OFFSET
+        return cls(path, settings, draft_config.vae.latent_dim)
+
+    def run(self, pipe: TextToMusicPipeline, args: argparse.Namespace,
+            device) -> TextToMusicOutput:
+        """Load the draft model, check that its VAE is the model's, draft (latents only)."""
+        drafter = TextToMusicPipeline.from_pretrained(
+            self.path, text_encoder_path=args.text_encoder, device=device,
+            precision=args.precision)
+        check_same_vae(pipe.model.vae, drafter.model.vae)
+        progress = _Progress(args.no_progress, prefix="draft ")
+        try:
+            return drafter(self.settings, progress=progress, output_type="latent")
+        finally:
+            progress.close()
 
 
 def _resolve(config, args: argparse.Namespace, prompt: str, precision: str, audio: dict,
@@ -346,7 +440,8 @@ def _absolute(path: Path | None) -> str | None:
 
 
 def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], prompt: str,
-           source: Path | None, compiled: tuple[str, ...] = ()) -> None:
+           source: Path | None, compiled: tuple[str, ...] = (),
+           draft: TextToMusicOutput | None = None) -> None:
     """Each output and its sidecar, as one pair: the sidecar moves into place first, the
     audio right after it, with Ctrl-C and SIGTERM held back in between."""
     record = out.settings.as_dict()
@@ -355,9 +450,10 @@ def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], 
     for i, path in enumerate(paths):
         audio, processing = normalize_output(out.audio[i], out.sample_rate,
                                              normalize=normalize)
+        seed = (out if draft is None else draft).seeds[i]  # what --seed reproduces
         sidecar = {
             "prompt": prompt,
-            "seed": out.seeds[i],
+            "seed": seed,
             "model": _absolute(args.model),
             "text_encoder": _absolute(args.text_encoder),
             "init_audio": _absolute(getattr(args, "init_audio", None)),
@@ -367,6 +463,8 @@ def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], 
             "sample_rate": out.sample_rate,
             "num_samples": int(out.audio.shape[-1]),
             "compile": list(compiled),
+            "draft": None if draft is None else {
+                "model": _absolute(args.draft), "settings": draft.settings.as_dict()},
             "output": {"format": format_name, "subtype": subtype, **processing.as_dict()},
             "longplay_version": __version__,
             "settings": record,
@@ -374,7 +472,7 @@ def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], 
         with atomic_output_paths(path.with_suffix(".json"), path) as (json_tmp, audio_tmp):
             json_tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
             save_audio(audio_tmp, audio, out.sample_rate, subtype=subtype, atomic=False)
-        print(f"wrote {path} ({out.audio.shape[-1] / out.sample_rate:.2f} s, seed {out.seeds[i]})")
+        print(f"wrote {path} ({out.audio.shape[-1] / out.sample_rate:.2f} s, seed {seed})")
 
 
 def run_generate(args: argparse.Namespace) -> int:
