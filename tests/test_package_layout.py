@@ -4,6 +4,8 @@ no deferred imports that hide one, and no private names used across packages."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,10 @@ TOP_OF_THE_STACK = {"cli": set(), "ui": {"cli"}, "server": {"cli"}}
 OPTIONAL_EXTRAS = {"server", "ui"}
 """Units that need an optional extra (FastAPI, Gradio): the command line imports them
 inside the command that uses them, so that the others run without the extra."""
+SLOW_TO_IMPORT = {"training"}
+"""Units whose import costs seconds (the training engine, lightning): the command line
+imports them inside the commands that train, export or sample, so that generation
+starts without it."""
 
 
 @dataclass(frozen=True)
@@ -128,9 +134,22 @@ def test_the_units_form_no_cycle() -> None:
 def test_no_deferred_import_hides_a_dependency() -> None:
     deferred = [i for i in _cross(IMPORTS) if i.deferred]
     for i in deferred:
-        assert i.importer == "cli" and i.target in OPTIONAL_EXTRAS, (
+        assert i.importer == "cli" and i.target in OPTIONAL_EXTRAS | SLOW_TO_IMPORT, (
             f"{i.where}: {i.module} is imported inside a function; import it at the top "
-            "(only the optional extras server and ui are imported where they are used)")
+            "(only the optional extras server and ui, and training, are imported where "
+            "they are used)")
+
+
+def test_the_command_line_starts_without_the_training_engine() -> None:
+    """``import longplay.cli.main`` (what every command runs first) leaves lightning and
+    longplay.training unimported: a fresh interpreter, so that no other test's imports
+    count."""
+    code = ("import sys, longplay.cli.main; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning' "
+            "or m.startswith('longplay.training')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]", f"imported at start: {out.strip()[:300]}"
 
 
 def test_private_names_stay_in_their_unit() -> None:

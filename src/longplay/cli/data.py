@@ -20,7 +20,6 @@ from longplay.cli.options import SAMPLER_NAMES, add_device_option
 from longplay.data import DEFAULT_EXTENSIONS, LatentDataset, encode_folder, write_tar_shards
 from longplay.data.shards import DEFAULT_SHARD_SIZE as DEFAULT_TAR_SHARD_SIZE
 from longplay.pipelines import TextToMusicPipeline
-from longplay.training.samples import sample_latent_folder
 
 DEFAULT_LATENT_SHARD_SIZE = 64
 
@@ -219,6 +218,9 @@ def run_sample(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in (("num_inference_steps", args.steps),
                                   ("guidance_scale", args.cfg), ("sampler", args.sampler))
                 if v is not None}
+    # The training package, imported when this command runs (cli.train.trainer says why).
+    from longplay.training.samples import sample_latent_folder
+
     with _progress_bar("sampling", "item", args.no_progress) as progress:
         writer = sample_latent_folder(pipe, source, args.output, count=args.count,
                                       seed=args.seed, shard_size=args.shard_size,

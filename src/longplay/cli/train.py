@@ -17,17 +17,24 @@ from longplay.config import (
     VAETrainConfig,
     load_config_file,
 )
-from longplay.training.clap import train_clap
-from longplay.training.distill import train_distill
-from longplay.training.export import export_run
-from longplay.training.lora import train_lora
-from longplay.training.runner import train_dit
-from longplay.training.vae import train_vae
 
-STAGES = {"vae": (VAETrainConfig, train_vae), "clap": (CLAPTrainConfig, train_clap),
-          "dit": (DiTTrainConfig, train_dit), "distill": (DistillTrainConfig, train_distill),
-          "lora": (LoRATrainConfig, train_lora)}
-"""Each stage's run config and trainer."""
+STAGES = {"vae": VAETrainConfig, "clap": CLAPTrainConfig, "dit": DiTTrainConfig,
+          "distill": DistillTrainConfig, "lora": LoRATrainConfig}
+"""Each stage's run config (its trainer: :func:`trainer`)."""
+
+
+def trainer(stage: str):
+    """The trainer of ``stage``. The training package is imported here, when a training
+    command runs, not with the command line: its engine (lightning) takes seconds to
+    import, which ``longplay generate`` and the other commands do not pay."""
+    from longplay.training.clap import train_clap
+    from longplay.training.distill import train_distill
+    from longplay.training.lora import train_lora
+    from longplay.training.runner import train_dit
+    from longplay.training.vae import train_vae
+
+    return {"vae": train_vae, "clap": train_clap, "dit": train_dit,
+            "distill": train_distill, "lora": train_lora}[stage]
 
 
 def positive_int(text: str) -> int:
@@ -151,8 +158,8 @@ def _override(config, args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config_type, train = STAGES[args.stage]
-    config = _override(load_config_file(args.config, config_type), args)
+    train = trainer(args.stage)
+    config = _override(load_config_file(args.config, STAGES[args.stage]), args)
     run_dir = args.run_dir or Path("runs") / f"{args.stage}-{args.config.stem}"
     last = train(config, run_dir, resume=args.resume, enable_progress_bar=not args.no_progress)
     print(f"run {run_dir}: last checkpoint {last}; export it with "
@@ -161,6 +168,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from longplay.training.export import export_run  # the training package: see trainer()
+
     adapters = []
     for entry in args.lora:
         path, scale = parse_adapter_argument(entry)
