@@ -230,6 +230,14 @@ def test_draft_then_refine_is_the_two_pipelines_composed(tmp_path: Path) -> None
     assert written.shape == expected.audio[0].shape
     assert (written - expected.audio[0]).abs().max() < 1e-6
 
+    # Given a level and steps, the refinement keeps the default guidance interval.
+    assert run("generate", "a calm piano", "--model", SAO1_TINY, "--draft", SAO1_TINY,
+               "--duration", "1.5", "--init-noise-level", "4", "--steps", "3", "-o", out,
+               "--no-progress") == 0
+    refined = json.loads(out.with_suffix(".json").read_text())["settings"]
+    assert (refined["init_noise_level"], refined["num_inference_steps"]) == (4.0, 3)
+    assert refined["guidance_interval"][0] == DRAFT_REFINEMENT.guidance_interval[0]
+
 
 def test_draft_errors_are_clear_and_come_before_any_work(tmp_path: Path, capsys,
                                                          monkeypatch) -> None:

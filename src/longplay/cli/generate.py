@@ -394,14 +394,19 @@ class _Draft:
                                          f"{draft_config.max_duration_s:.2f} s at most; "
                                          f"--duration {settings.duration_s:g} s needs "
                                          f"{settings.num_windows}: shorten it or drop --draft")
-        refine = refinement_defaults(config) if (
-            args.init_noise_level is None or args.steps is None) else None
-        if args.init_noise_level is None:
-            args.init_noise_level = refine.init_noise_level
-        if args.steps is None:
-            args.steps = refine.num_inference_steps
-        if args.guidance_interval is None and refine is not None:
-            args.guidance_interval = refine.guidance_interval
+        try:
+            refine = refinement_defaults(config)
+        except SettingsError:
+            if args.init_noise_level is None or args.steps is None:
+                raise
+            refine = None  # a flow model told the level and the steps: no interval either
+        if refine is not None:
+            if args.init_noise_level is None:
+                args.init_noise_level = refine.init_noise_level
+            if args.steps is None:
+                args.steps = refine.num_inference_steps
+            if args.guidance_interval is None:
+                args.guidance_interval = refine.guidance_interval
         args.draft = path
         args.seed = settings.seeds[0] + REFINE_SEED_OFFSET
         return cls(path, settings, draft_config.vae.latent_dim)
