@@ -290,6 +290,7 @@ SHIPPED = {"debug/vae.yaml": VAETrainConfig, "debug/clap.yaml": CLAPTrainConfig,
            "demo/dit-real.yaml": DiTTrainConfig,
            "demo/distill-dmd-real.yaml": DistillTrainConfig,
            "demo/lora-piano.yaml": LoRATrainConfig,
+           "demo/vae-adversarial.yaml": VAETrainConfig,
            "finetune-sao1.yaml": DiTTrainConfig}
 NAMES = {"demo", "all-MiniLM-L6-v2"}  # a bundled model, a packaged text encoder
 PRODUCED = ("models", "data")
