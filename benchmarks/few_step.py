@@ -398,9 +398,9 @@ def main() -> int:
                         (("teacher", args.teacher), ("student", student),
                                          ("refiner", args.refiner)) if folder is not None}
     results, reference_windows, cached = [], None, set()
+    refining = "refiner" if args.refiner is not None else "teacher"
     for config in configs:
         pipe = pipes[config["model"]]
-        refining = "refiner" if args.refiner is not None else "teacher"
         refiner = (pipes[refining], counters[refining]) if "refine" in config else None
         times, evaluations, windows, clips, timing = [], [], [], [], []
         for draw in range(args.draws):  # each draw: every prompt once more, other seeds

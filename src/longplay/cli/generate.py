@@ -44,7 +44,7 @@ from longplay.pipelines.drafts import (
     REFINE_SEED_OFFSET,
     check_draft_config,
     check_same_vae,
-    refinement_defaults,
+    refinement_settings,
 )
 from longplay.pipelines.windows import loop_duration_s
 
@@ -394,19 +394,11 @@ class _Draft:
                                          f"{draft_config.max_duration_s:.2f} s at most; "
                                          f"--duration {settings.duration_s:g} s needs "
                                          f"{settings.num_windows}: shorten it or drop --draft")
-        try:
-            refine = refinement_defaults(config)
-        except SettingsError:
-            if args.init_noise_level is None or args.steps is None:
-                raise
-            refine = None  # a flow model told the level and the steps: no interval either
-        if refine is not None:
-            if args.init_noise_level is None:
-                args.init_noise_level = refine.init_noise_level
-            if args.steps is None:
-                args.steps = refine.num_inference_steps
-            if args.guidance_interval is None:
-                args.guidance_interval = refine.guidance_interval
+        refine = refinement_settings(config, args.init_noise_level, args.steps,
+                                     args.guidance_interval)
+        args.init_noise_level = refine["init_noise_level"]
+        args.steps = refine["num_inference_steps"]
+        args.guidance_interval = refine["guidance_interval"]
         args.draft = path
         args.seed = settings.seeds[0] + REFINE_SEED_OFFSET
         return cls(path, settings, draft_config.vae.latent_dim)

@@ -63,14 +63,23 @@ def check_draft_config(config: DiffusionModelConfig, draft: DiffusionModelConfig
                                      "model distilled from it does (longplay train distill)")
 
 
-def refinement_defaults(config: DiffusionModelConfig) -> DraftRefinement:
-    """The default refinement for ``config``'s objective: :data:`DRAFT_REFINEMENT` for v
-    models; other objectives have no measured default and must be told."""
+def refinement_settings(config: DiffusionModelConfig, init_noise_level: float | None,
+                        num_inference_steps: int | None,
+                        guidance_interval: tuple[float, float] | None) -> dict:
+    """The refinement's level, steps and guidance interval: those given, the others from
+    :data:`DRAFT_REFINEMENT` for a v model. Other objectives have no measured default:
+    they must be given the level and the steps (and keep their own interval)."""
+    given = {"init_noise_level": init_noise_level, "num_inference_steps": num_inference_steps,
+             "guidance_interval": guidance_interval}
     if get_objective(config.objective).level_kind != "ve":
-        raise SettingsError("init_noise_level", f"a {config.objective} model has no default "
-                                                "draft refinement: give the level to refine "
-                                                "from and the steps (a time in (0, 1])")
-    return DRAFT_REFINEMENT
+        if init_noise_level is None or num_inference_steps is None:
+            raise SettingsError("init_noise_level", f"a {config.objective} model has no "
+                                                    "default draft refinement: give the level "
+                                                    "to refine from and the steps (a time in "
+                                                    "(0, 1])")
+        return given
+    defaults = DRAFT_REFINEMENT.as_kwargs()
+    return {name: defaults[name] if value is None else value for name, value in given.items()}
 
 
 def check_same_vae(model: torch.nn.Module, draft: torch.nn.Module) -> None:
