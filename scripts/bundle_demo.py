@@ -54,20 +54,35 @@ def _same_vae(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _same_latents(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Whether the VAEs of ``a`` and ``b`` differ at most in their decoders: the same
+    encoder makes the same latents, so a DiT trained on one's latents is trained on the
+    other's (a decoder fine-tuned with the encoder frozen, ``freeze_encoder``)."""
+    decoder = VAE_PREFIX + "decoder."
+    a, b = ({k: v for k, v in _vae_of(s).items() if not k.startswith(decoder)} for s in (a, b))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _check_sharers(out: Path, tmp: Path) -> None:
     """Refuse to replace the VAE of ``out`` that another bundled model shares
-    (``vae_weights_from``, resolved by :func:`shared_vae_folder`) with other weights: that
-    model would decode with a VAE it was not trained on."""
+    (``vae_weights_from``, resolved by :func:`shared_vae_folder`) with one of another
+    encoder: that model's latents would not be the new VAE's. A new decoder of the same
+    encoder is accepted (the sharer decodes with it too)."""
     if not (out / "model.safetensors").is_file():
         return
     sharers = [c.parent for c in out.parent.glob("*/model_config.json")
                if c.parent.resolve() != out.resolve()
                and shared_vae_folder(c.parent) == out.resolve()]
-    if sharers and not _same_vae(read_state_dict(out / "model.safetensors"),
-                                 read_state_dict(tmp / "model.safetensors")):
-        raise SystemExit(f"{sharers[0]} shares the VAE of {out}, and this model's VAE is "
-                         f"another: distil and bundle {sharers[0].name} from it as well "
+    if not sharers:
+        return
+    old, new = (read_state_dict(folder / "model.safetensors") for folder in (out, tmp))
+    if not _same_latents(old, new):
+        raise SystemExit(f"{sharers[0]} shares the VAE of {out}, and this model's VAE encodes "
+                         f"other latents: distil and bundle {sharers[0].name} from it as well "
                          f"(or remove {sharers[0]}) before replacing {out}")
+    if not _same_vae(old, new):
+        print(f"note: {', '.join(p.name for p in sharers)} will decode with the new decoder "
+              "(same encoder, so the same latents)")
 
 
 def main() -> int:

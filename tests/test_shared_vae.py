@@ -90,8 +90,25 @@ def test_rebundling_a_shared_vae_with_other_weights_is_refused(tmp_path) -> None
     other = tmp_path / "other"
     shutil.copytree(base, other)
     state = load_file(other / "model.safetensors")
-    key = next(k for k in state if k.startswith(SAT_VAE_PREFIX) and state[k].is_floating_point())
+    key = next(k for k in state if k.startswith(SAT_VAE_PREFIX + "encoder.")
+               and state[k].is_floating_point())
     state[key] = state[key] * 2
     save_file(state, other / "model.safetensors")
     with pytest.raises(SystemExit, match="variant shares the VAE"):
         script._check_sharers(base, other)
+
+
+def test_rebundling_a_shared_vae_with_a_new_decoder_is_accepted(tmp_path, capsys) -> None:
+    # a decoder fine-tuned with the encoder frozen decodes the same latents
+    script = _bundle_script()
+    base, _ = _variant(tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(base, other)
+    state = load_file(other / "model.safetensors")
+    keys = [k for k in state if k.startswith(SAT_VAE_PREFIX + "decoder.")
+            and state[k].is_floating_point()]
+    assert keys
+    state[keys[0]] = state[keys[0]] * 2
+    save_file(state, other / "model.safetensors")
+    script._check_sharers(base, other)
+    assert "variant will decode with the new decoder" in capsys.readouterr().out
