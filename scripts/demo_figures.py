@@ -528,7 +528,9 @@ RECIPE = """The configs are in `configs/demo/`; each stage is one `longplay` com
 longplay data build-corpus -o corpus --hours 3 --seed 0 --workers 2        # ~3 min
 longplay train vae configs/demo/vae.yaml --data corpus/train -o runs/demo-vae
 longplay export runs/demo-vae -o models/demo-vae
-longplay data encode corpus/train --model models/demo-vae -o latents
+longplay train vae configs/demo/vae-adversarial.yaml --data corpus/train -o runs/demo-vae-decoder
+longplay export runs/demo-vae-decoder -o models/demo-vae-decoder   # same encoder
+longplay data encode corpus/train --model models/demo-vae-decoder -o latents
 longplay train clap configs/demo/clap.yaml --data corpus/train -o runs/demo-clap
 longplay export runs/demo-clap -o models/demo-clap
 longplay train dit configs/demo/dit-pretrain.yaml --data latents -o runs/demo-dit-pretrain

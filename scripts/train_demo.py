@@ -9,6 +9,9 @@ each training run resumed from its last checkpoint. Run it again after an interr
 Stages, with what each writes under WORK:
 
     vae            runs/demo-vae -> models/demo-vae       configs/demo/vae.yaml
+    vae-decoder    runs/demo-vae-decoder -> models/demo-vae-decoder
+                   (the decoder fine-tuned with the adversary, the encoder frozen:
+                   configs/demo/vae-adversarial.yaml)
     encode         latents/ (the training set's latents; resumable itself)
     dit-pretrain   runs/demo-dit-pretrain -> models/demo-dit-pretrain
     dit-finetune   runs/demo-dit-finetune -> models/demo  (the full window)
@@ -51,9 +54,12 @@ class Stage:
 STAGES = (
     Stage("vae", "vae", "vae.yaml", ("--data", "{corpus}/train"), "runs/demo-vae",
           "models/demo-vae"),
+    Stage("vae-decoder", "vae", "vae-adversarial.yaml",
+          ("--data", "{corpus}/train", "--model", "{work}/models/demo-vae"),
+          "runs/demo-vae-decoder", "models/demo-vae-decoder"),
     Stage("encode", "", "", (), "", ""),
     Stage("dit-pretrain", "dit", "dit-pretrain.yaml",
-          ("--data", "{work}/latents", "--vae", "{work}/models/demo-vae"),
+          ("--data", "{work}/latents", "--vae", "{work}/models/demo-vae-decoder"),
           "runs/demo-dit-pretrain", "models/demo-dit-pretrain"),
     Stage("dit-finetune", "dit", "dit-finetune.yaml",
           ("--data", "{work}/latents", "--model", "{work}/models/demo-dit-pretrain"),
@@ -144,7 +150,7 @@ def main() -> int:
     for stage in STAGES:
         if stage.name == "encode":
             command(["longplay", "data", "encode", str(corpus / "train"), "--model",
-                     str(work / "models" / "demo-vae"), "-o", str(work / "latents"),
+                     str(work / "models" / "demo-vae-decoder"), "-o", str(work / "latents"),
                      "--no-progress"], args.dry_run)
         elif not train_stage(stage, work, corpus, limits.get(stage.name), args.dry_run):
             return 0

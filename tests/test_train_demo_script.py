@@ -32,6 +32,8 @@ def script(monkeypatch, tmp_path):
 def test_a_fresh_work_folder_runs_every_stage_in_order(script) -> None:
     assert script.run("--dry-run") == [
         ["longplay", "train", "vae"], ["longplay", "export", str(script.work / "runs/demo-vae")],
+        ["longplay", "train", "vae"],
+        ["longplay", "export", str(script.work / "runs/demo-vae-decoder")],
         ["longplay", "data", "encode"],
         ["longplay", "train", "dit"],
         ["longplay", "export", str(script.work / "runs/demo-dit-pretrain")],
@@ -53,7 +55,7 @@ def test_an_unfinished_run_is_resumed_and_not_exported(script, monkeypatch) -> N
 
 
 def test_exported_stages_are_skipped(script, monkeypatch) -> None:
-    for name in ("demo-vae", "demo-dit-pretrain"):
+    for name in ("demo-vae", "demo-vae-decoder", "demo-dit-pretrain"):
         (script.work / "models" / name).mkdir(parents=True)
         (script.work / "models" / name / "model_config.json").write_text("{}")
     monkeypatch.setattr(script, "run_step", lambda run: None)
