@@ -422,6 +422,11 @@ def write_markdown(path: Path, results: dict) -> None:
         f"| paper (Stable Audio 2.0 VAE, 156M) | {PAPER_VAE['stft']} | {PAPER_VAE['mel']} | "
         f"{PAPER_VAE['si_sdr']} |",
         "",
+        "SI-SDR compares waveforms, so it needs the input's phases: a VAE whose latent "
+        "carries STFT magnitudes only (the spectral demo VAE's encoder reads no phase) "
+        "stays far below 0 dB whatever its decoder; `benchmarks/phase_ceiling.py` measures "
+        "that ceiling and what 0 dB would take (`benchmarks/results/vae_recipe.md`).",
+        "",
         "Fidelity checks of the same reconstructions (`longplay.evaluation.fidelity`): the "
         "DC offset of the reconstruction (of the input in brackets); the strongest tonal "
         "line that the reconstruction adds, in dB relative to its strongest bin (mean over "
