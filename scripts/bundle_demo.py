@@ -48,18 +48,14 @@ def _vae_of(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
 
 
-def _same_vae(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    """Whether the model states ``a`` and ``b`` hold bit-identical VAE weights."""
-    a, b = _vae_of(a), _vae_of(b)
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def _same_latents(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    """Whether the VAEs of ``a`` and ``b`` differ at most in their decoders: the same
-    encoder makes the same latents, so a DiT trained on one's latents is trained on the
-    other's (a decoder fine-tuned with the encoder frozen, ``freeze_encoder``)."""
-    decoder = VAE_PREFIX + "decoder."
-    a, b = ({k: v for k, v in _vae_of(s).items() if not k.startswith(decoder)} for s in (a, b))
+def _same_vae(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *,
+              decoders: bool = True) -> bool:
+    """Whether the model states ``a`` and ``b`` hold bit-identical VAE weights; with
+    ``decoders=False``, whether they differ at most in their decoders: the same encoder
+    makes the same latents, so a DiT trained on one's latents is trained on the other's (a
+    decoder fine-tuned with the encoder frozen, ``freeze_encoder``)."""
+    skip = () if decoders else (VAE_PREFIX + "decoder.",)
+    a, b = ({k: v for k, v in _vae_of(s).items() if not k.startswith(skip)} for s in (a, b))
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -76,7 +72,7 @@ def _check_sharers(out: Path, tmp: Path) -> None:
     if not sharers:
         return
     old, new = (read_state_dict(folder / "model.safetensors") for folder in (out, tmp))
-    if not _same_latents(old, new):
+    if not _same_vae(old, new, decoders=False):
         raise SystemExit(f"{sharers[0]} shares the VAE of {out}, and this model's VAE encodes "
                          f"other latents: distil and bundle {sharers[0].name} from it as well "
                          f"(or remove {sharers[0]}) before replacing {out}")
