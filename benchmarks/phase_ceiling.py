@@ -73,6 +73,19 @@ def si_sdr_db(reference: torch.Tensor, estimate: torch.Tensor) -> float:
     return si_sdr(reference.float(), estimate.float())
 
 
+MAGNITUDES_ONLY = "magnitudes only"
+
+
+def kept_name(cutoff: float) -> str:
+    """The row of exact magnitudes with the input's phases kept below ``cutoff``."""
+    return f"+ phases below {cutoff:g} Hz"
+
+
+def band_name(cutoff: float) -> str:
+    """The row of the input's exact STFT below ``cutoff``, nothing above."""
+    return f"only below {cutoff:g} Hz"
+
+
 def ceilings(clip: torch.Tensor, sample_rate: int, cutoffs: list[float],
              iters: int) -> dict[str, float]:
     """SI-SDR (dB) of each reconstruction of ``clip`` [C, S] (module docstring)."""
@@ -81,12 +94,12 @@ def ceilings(clip: torch.Tensor, sample_rate: int, cutoffs: list[float],
     spec = stft(x)
     magnitude = spec.abs()
     freqs = torch.arange(spec.shape[-2], dtype=torch.float64) * sample_rate / N_FFT
-    scores = {"magnitudes only": si_sdr_db(x, griffin_lim(magnitude, length, iters))}
+    scores = {MAGNITUDES_ONLY: si_sdr_db(x, griffin_lim(magnitude, length, iters))}
     for cutoff in cutoffs:
         mask = (freqs < cutoff)[None, :, None].expand_as(spec)
         rebuilt = griffin_lim(magnitude, length, iters, keep=spec, keep_mask=mask)
-        scores[f"+ phases below {cutoff:g} Hz"] = si_sdr_db(x, rebuilt)
-        scores[f"only below {cutoff:g} Hz"] = si_sdr_db(
+        scores[kept_name(cutoff)] = si_sdr_db(x, rebuilt)
+        scores[band_name(cutoff)] = si_sdr_db(
             x, istft(torch.where(mask, spec, torch.zeros_like(spec)), length))
     return scores
 
@@ -97,8 +110,8 @@ def phase_values(cutoff: float, sample_rate: int, channels: int) -> int:
     return bins * (SAMPLES_PER_LATENT_FRAME // HOP) * channels
 
 
-def report(per_clip: list[dict], names: list[str], cutoffs: list[float], args,
-           sample_rate: int, channels: int) -> str:
+def report(per_clip: list[dict], cutoffs: list[float], args, sample_rate: int,
+           channels: int) -> str:
     lines = [
         "# SI-SDR ceilings of a latent of magnitudes",
         "",
@@ -110,12 +123,11 @@ def report(per_clip: list[dict], names: list[str], cutoffs: list[float], args,
         "| reconstruction | SI-SDR mean (dB) | per clip (dB) | phase values per latent frame |",
         "|---|---:|---|---:|",
     ]
-    for name in names:
+    rows = [(MAGNITUDES_ONLY, "0")]
+    rows += [(kept_name(c), str(phase_values(c, sample_rate, channels))) for c in cutoffs]
+    rows += [(band_name(c), "(all of the band, no magnitudes above)") for c in cutoffs]
+    for name, extra in rows:
         values = [c["scores"][name] for c in per_clip]
-        cutoff = next((f for f in cutoffs if name.endswith(f" {f:g} Hz")), None)
-        extra = "0" if cutoff is None else str(phase_values(cutoff, sample_rate, channels))
-        if name.startswith("only"):
-            extra = "(all of the band, no magnitudes above)"
         lines.append(f"| {name} | {sum(values) / len(values):.1f} | "
                      f"{' / '.join(f'{v:.1f}' for v in values)} | {extra} |")
     return "\n".join(lines) + "\n"
@@ -141,11 +153,7 @@ def main() -> int:
         scores = ceilings(clip, sample_rate, cutoffs, args.iters)
         per_clip.append({"clip": name, "scores": scores})
         print(name, {k: round(v, 1) for k, v in scores.items()}, flush=True)
-    names = list(per_clip[0]["scores"])
-    names = [names[0]] + [n for n in names if n.startswith("+")] + [
-        n for n in names if n.startswith("only")]
-    save_report(report(per_clip, names, cutoffs, args, sample_rate, channels), args.out,
-                per_clip)
+    save_report(report(per_clip, cutoffs, args, sample_rate, channels), args.out, per_clip)
     return 0
 
 
