@@ -133,19 +133,34 @@ def report(per_clip: list[dict], cutoffs: list[float], args, sample_rate: int,
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def _cutoffs(text: str) -> list[float]:
+    try:
+        values = [float(c) for c in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v < 1e6 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive frequencies in Hz, comma-"
+                                         f"separated (e.g. 200,800), got {text!r}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True, help="folder of held-out audio")
     parser.add_argument("--clips", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--iters", type=int, default=64)
-    parser.add_argument("--cutoffs", default="100,200,400,800,1600",
+    parser.add_argument("--cutoffs", type=_cutoffs, default=_cutoffs("100,200,400,800,1600"),
                         help="band edges in Hz, comma-separated")
     parser.add_argument("--out", type=Path, default=RESULTS / "phase_ceiling.md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.clips < 1 or args.iters < 0 or not args.seconds * 44100 > N_FFT:
+        parser.error(f"--clips must be at least 1, --iters at least 0 and --seconds longer "
+                     f"than one STFT window ({N_FFT / 44100:.3f} s); got {args.clips}, "
+                     f"{args.iters} and {args.seconds:g}")
     from vae_quality import _clips
 
-    cutoffs = [float(c) for c in args.cutoffs.split(",")]
+    cutoffs = args.cutoffs
     sample_rate, channels = 44100, 2
     clips = _clips(args.corpus, args.clips, args.seconds, sample_rate, channels)
     per_clip = []

@@ -58,3 +58,14 @@ def test_griffin_lim_matches_the_magnitudes_but_not_the_waveform(bench) -> None:
 def test_phase_values_count_bins_frames_and_channels(bench) -> None:
     # 800 Hz at 44.1 kHz and 2048 points: bins 0..37 (38 bins), 4 STFT frames, 2 channels
     assert bench.phase_values(800, SR, 2) == 38 * 4 * 2
+
+
+@pytest.mark.parametrize("argv", [["--cutoffs", "200,abc"], ["--cutoffs", "-5"],
+                                  ["--clips", "0"], ["--seconds", "0.01"]])
+def test_bad_arguments_are_refused_before_any_work(bench, argv, tmp_path, capsys) -> None:
+    out = tmp_path / "table.md"
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--corpus", str(tmp_path), "--out", str(out), *argv])
+    assert exit_.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+    assert not out.exists()
