@@ -101,8 +101,8 @@ def test_demo_figures_end_to_end_and_resumes(tmp_path, corpus, clap_folder) -> N
     gen, real = results["generated"], results["real"]
     assert gen["autoencoder"]["items"] == len(TRACKS)
     assert gen["fd_clap"]["value"] >= 0
-    assert -1 <= gen["clap"]["vs_prompts"] <= 1 and gen["clap"]["vs_shuffled"] is not None
-    assert -1 <= real["clap"]["vs_prompts"] <= 1 and real["clap"]["vs_shuffled"] is not None
+    assert -1 <= gen["clap"]["vs_prompts"] <= 1 and gen["clap"]["vs_other_prompts"] is not None
+    assert -1 <= real["clap"]["vs_prompts"] <= 1 and real["clap"]["vs_other_prompts"] is not None
     timing = gen["timing"]["items"]
     assert [r["duration_s"] for r in timing][:2] == [1.0, 2.0]
     assert timing[2]["duration_s"] < window_s  # 285 s is clipped to the window
@@ -217,8 +217,8 @@ def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder,
         assert (f"| demo VAE, {label} | {module._e(vae['dc_offset'])} "
                 f"({module._e(vae['reference_dc_offset'])}) |") in demo
         assert (f"| generated, {label} | 3 | {f(clap['vs_prompts'], 3)} | "
-                f"{f(clap['vs_shuffled'], 3)} | "
-                f"{f(clap['vs_prompts'] - clap['vs_shuffled'], 3)} |") in demo
+                f"{f(clap['vs_other_prompts'], 3)} | "
+                f"{f(clap['vs_prompts'] - clap['vs_other_prompts'], 3)} |") in demo
         assert (f"| generated, {label} | 3 | {pitch['silent_items']} | "
                 f"{module._percent(pitch['mean_sounding_share'])} | "
                 f"{module._percent(pitch['mean_pitched_share'])} |") in demo

@@ -135,7 +135,7 @@ def test_evaluate_runs_offline_on_the_demo_model(tmp_path: Path) -> None:
     metrics = report["metrics"]
     assert set(metrics) == {"clap", "timing", "structure"}
     assert -1 <= metrics["clap"]["vs_prompts"] <= 1
-    assert metrics["clap"]["vs_shuffled"] is not None
+    assert metrics["clap"]["vs_other_prompts"] is not None
     assert metrics["timing"]["items"][0]["duration_s"] == 3.0
     assert len(report["items"]) == 4
     for row in report["items"]:

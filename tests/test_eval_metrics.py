@@ -253,6 +253,40 @@ def test_clap_score_is_batch_size_invariant_and_mergeable() -> None:
         whole.update(audio, prompts[:4], SAMPLE_RATE)
 
 
+def test_chance_level_pairs_each_clip_with_the_other_prompts_only() -> None:
+    # 4 prompts, each generated 3 times in a row, as the evaluation's prompt files are.
+    distinct = [f"prompt {i}" for i in range(4)]
+    prompts = [p for p in distinct for _ in range(3)]
+    model = AlignedToyCLAP(distinct)
+    audio = model.embed_audio(model.audio_for(prompts), SAMPLE_RATE)
+    own = [distinct.index(p) for p in prompts]
+    chance = CLAPScore()
+    chance.update_other_prompts(audio, model.embed_text(distinct), own)
+    table = torch.nn.functional.normalize(model.embed_text(distinct).double(), dim=-1)
+    cosines = torch.nn.functional.normalize(audio.double(), dim=-1) @ table.T
+    by_hand = [(cosines[b].sum() - cosines[b, own[b]]) / 3 for b in range(len(prompts))]
+    assert chance.compute() == pytest.approx(float(sum(by_hand) / len(by_hand)), rel=1e-9)
+    assert chance.num_items == len(prompts)
+    matched = CLAPScore()
+    matched.update_embeddings(audio, model.embed_text(prompts))
+    # Each clip with its neighbour's prompt is its own prompt 2 times in 3 here: that
+    # "chance level" sits near the matched score and hides two thirds of the difference.
+    neighbour = CLAPScore()
+    neighbour.update_embeddings(audio, model.embed_text(prompts).roll(-1, dims=0))
+    assert matched.compute() - chance.compute() > 0.5
+    assert matched.compute() - neighbour.compute() < 0.5 * (matched.compute() - chance.compute())
+
+
+def test_chance_level_refuses_a_single_prompt_and_bad_rows() -> None:
+    audio = torch.randn(3, EMBED_WIDTH)
+    with pytest.raises(ValueError, match="two distinct prompts"):
+        CLAPScore().update_other_prompts(audio, torch.randn(1, EMBED_WIDTH), [0, 0, 0])
+    with pytest.raises(ValueError, match=r"one prompt row in \[0, 2\) per clip"):
+        CLAPScore().update_other_prompts(audio, torch.randn(2, EMBED_WIDTH), [0, 1, 2])
+    with pytest.raises(ValueError, match="one prompt row"):
+        CLAPScore().update_other_prompts(audio, torch.randn(2, EMBED_WIDTH), [0, 1])
+
+
 # ---------------------------------------------------------------- structure
 
 SECTION_S = 4.0

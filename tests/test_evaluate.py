@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import SAO1_TINY
-from longplay.audio import save_audio
+from longplay.audio import load_audio, save_audio
 from longplay.checkpoints import model_fingerprint, read_state_dict, write_safetensors
 from longplay.cli import evaluate as evaluate_cli
 from longplay.cli.main import main
@@ -68,7 +68,7 @@ def test_evaluate_end_to_end_and_resumes(tmp_path, prompts, reference, clap_fold
         "calm piano", "fast drums", "string quartet"]
     for row in report["items"]:
         assert row["pitched_share"] is None or 0 <= row["pitched_share"] <= 1
-    assert -1 <= m["clap"]["vs_prompts"] <= 1 and m["clap"]["vs_shuffled"] is not None
+    assert -1 <= m["clap"]["vs_prompts"] <= 1 and m["clap"]["vs_other_prompts"] is not None
     assert m["fd_clap"]["value"] >= 0
     assert m["timing"]["items"][0]["duration_s"] == 1.0
     assert m["structure"]["generated"]["items"] == 3
@@ -139,6 +139,37 @@ def test_evaluate_takes_generated_audio(tmp_path, prompts, reference, clap_folde
     (audio / "c.wav").unlink()
     with pytest.raises(FileNotFoundError, match="no audio for 1 prompt id"):
         Evaluation(config, tmp_path / "r", progress=False).run()
+
+
+def test_clap_chance_level_is_every_other_prompt_when_prompts_repeat(tmp_path,
+                                                                    clap_folder) -> None:
+    # Two prompts, three clips each, in a row: a clip's neighbour is mostly its own prompt.
+    texts = ["calm piano", "fast drums"]
+    rows = [{"id": f"{k}{n}", "prompt": texts[k]} for k in range(2) for n in range(3)]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    audio = tmp_path / "generated"
+    audio.mkdir()
+    g = torch.Generator().manual_seed(5)
+    for row in rows:
+        save_audio(audio / f"{row['id']}.wav", torch.randn(2, 44100, generator=g) * 0.1, 44100)
+    config = EvaluationConfig(prompts=prompts, audio=audio, clap=clap_folder, model=SAO1_TINY,
+                              metrics=("clap",))
+    clap = Evaluation(config, tmp_path / "r", progress=False).run().metrics["clap"]
+    assert clap["prompts"] == 2
+    embedder = own_clap(clap_folder)
+    text = torch.nn.functional.normalize(embedder.embed_text(texts).double(), dim=-1)
+    cosines = []
+    for row in rows:
+        wave = load_audio(audio / f"{row['id']}.wav", sample_rate=44100, channels=2).audio
+        clip = torch.nn.functional.normalize(embedder.embed_audio(wave[None], 44100).double(),
+                                             dim=-1)
+        cosines.append((clip @ text.T)[0])
+    own = [texts.index(r["prompt"]) for r in rows]
+    assert clap["vs_prompts"] == pytest.approx(
+        float(sum(c[o] for c, o in zip(cosines, own, strict=True)) / 6), abs=1e-5)
+    assert clap["vs_other_prompts"] == pytest.approx(
+        float(sum(c[1 - o] for c, o in zip(cosines, own, strict=True)) / 6), abs=1e-5)
 
 
 def test_pitch_metric_per_clip_per_prompt_and_silence(tmp_path, clap_folder) -> None:

@@ -382,6 +382,33 @@ class CLAPScore:
         self._sum += float(self.per_item(audio_embeddings, text_embeddings).sum())
         self._count += int(audio_embeddings.shape[0])
 
+    def update_other_prompts(self, audio_embeddings: torch.Tensor,
+                             prompt_embeddings: torch.Tensor, own: Sequence[int]) -> None:
+        """Add B items at chance level: each clip's mean cosine to every prompt of the set
+        but its own. ``audio_embeddings`` [B, E], ``prompt_embeddings`` [P, E] of the set's
+        P distinct prompts, ``own[b]`` the row of clip b's prompt. Pairing a clip with a
+        neighbour's prompt instead would pair it with its own prompt again whenever a prompt
+        is generated more than once."""
+        own_rows = torch.as_tensor(list(own), dtype=torch.long)
+        count = prompt_embeddings.shape[0]
+        if prompt_embeddings.dim() != 2 or audio_embeddings.dim() != 2:
+            raise ValueError(f"need audio embeddings [B, E] and prompt embeddings [P, E], got "
+                             f"{tuple(audio_embeddings.shape)} and "
+                             f"{tuple(prompt_embeddings.shape)}.")
+        if count < 2:
+            raise ValueError("the chance level needs at least two distinct prompts.")
+        if own_rows.shape != (audio_embeddings.shape[0],) or not (
+                (own_rows >= 0) & (own_rows < count)).all():
+            raise ValueError(f"need one prompt row in [0, {count}) per clip, got "
+                             f"{own_rows.tolist()} for {audio_embeddings.shape[0]} clip(s).")
+        b = audio_embeddings.shape[0]
+        cosines = self.per_item(audio_embeddings.repeat_interleave(count, dim=0),
+                                prompt_embeddings.repeat(b, 1)).view(b, count)
+        others = torch.ones_like(cosines, dtype=torch.bool)
+        others[torch.arange(b), own_rows] = False
+        self._sum += float((cosines * others).sum(dim=1).div(count - 1).sum())
+        self._count += b
+
     def update(self, audio: torch.Tensor, prompts: Sequence[str], sample_rate: int) -> None:
         """Embed audio [B, C, S] at ``sample_rate`` and its B prompts, and add the pairs."""
         if self.embed_audio_fn is None or self.embed_text_fn is None:

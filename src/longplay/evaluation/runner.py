@@ -17,8 +17,9 @@ its progress, and a generation its sampler steps (:class:`ProgressBars` on a ter
 
 Metrics (``--metrics``; see each one's definition in its module):
 
-- ``clap``: CLAP score of generations vs their prompts and vs shuffled prompts (each
-  clip with the next item's prompt: chance level), with longplay's own CLAP (offline);
+- ``clap``: CLAP score of generations vs their prompts and vs the other prompts of the
+  set (each clip's mean cosine to every distinct prompt but its own: chance level, even
+  when a prompt is generated several times), with longplay's own CLAP (offline);
 - ``pitch``: the share of each clip's sounding frames in which the YIN tracker finds a
   pitch (:mod:`longplay.evaluation.pitch`), per clip, per prompt and the mean over
   clips: does the model play notes? The prompt files carry no tonal/percussive tag, so
@@ -314,16 +315,21 @@ class Evaluation:
         prompts = [i.prompt for i in self.items]
         audio_emb = torch.cat([embedder.embed_audio(self._load(generated[i])[None], 44100)
                                for i in self._each("clap", ids)])
-        text_emb = embedder.embed_text(prompts)
-        matched, shuffled = CLAPScore(), CLAPScore()
+        distinct = list(dict.fromkeys(prompts))
+        distinct_emb = embedder.embed_text(distinct)
+        own = [distinct.index(prompt) for prompt in prompts]
+        text_emb = distinct_emb[own]
+        matched, others = CLAPScore(), CLAPScore()
         matched.update_embeddings(audio_emb, text_emb)
-        if len(ids) > 1:  # each clip with the next item's prompt
-            shuffled.update_embeddings(audio_emb, text_emb.roll(-1, dims=0))
+        if len(distinct) > 1:
+            others.update_other_prompts(audio_emb, distinct_emb, own)
         per_item = CLAPScore.per_item(audio_emb, text_emb)
         for row, score in zip(report.items, per_item.tolist(), strict=True):
             row["clap"] = score
-        report.metrics["clap"] = {"embedder": embedder.name, "vs_prompts": matched.compute(),
-                                  "vs_shuffled": shuffled.compute() if len(ids) > 1 else None}
+        report.metrics["clap"] = {
+            "embedder": embedder.name, "vs_prompts": matched.compute(),
+            "vs_other_prompts": others.compute() if len(distinct) > 1 else None,
+            "prompts": len(distinct)}
 
     def _pitch(self, generated: dict[str, Path], report: Report) -> None:
         metric = PitchedContent()
@@ -546,6 +552,14 @@ class Evaluation:
         return report
 
 
+def clap_difference(clap: dict[str, Any]) -> float | None:
+    """The ``clap`` metric's CLAP score against the prompts minus its chance level (against
+    the other prompts of the set); None with a single distinct prompt."""
+    if clap["vs_other_prompts"] is None:
+        return None
+    return clap["vs_prompts"] - clap["vs_other_prompts"]
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -593,12 +607,14 @@ def report_markdown(report: Report) -> str:
              f"{', '.join(c['metrics'])}.", ""]
     if "clap" in m:
         x = m["clap"]
-        diff = None if x["vs_shuffled"] is None else x["vs_prompts"] - x["vs_shuffled"]
+        diff = clap_difference(x)
         lines += ["## Text adherence (CLAP score)", "",
                   f"Embedder: {x['embedder']}. Mean cosine between each generation and its "
-                  "prompt, and with shuffled prompts (chance level).", "",
-                  "| vs prompts | vs shuffled prompts | difference |", "|---|---|---|",
-                  f"| {_fmt(x['vs_prompts'])} | {_fmt(x['vs_shuffled'])} | {_fmt(diff)} |", ""]
+                  "prompt, and between each generation and every other prompt of the set "
+                  f"(chance level; {x['prompts']} distinct prompts).", "",
+                  "| vs prompts | vs other prompts | difference |", "|---|---|---|",
+                  f"| {_fmt(x['vs_prompts'])} | {_fmt(x['vs_other_prompts'])} | {_fmt(diff)} |",
+                  ""]
     if "pitch" in m:
         lines += pitch_markdown(m["pitch"])
     for key, title in (("fd_clap", "Fréchet distance (own CLAP windows)"),
