@@ -58,6 +58,7 @@ from pathlib import Path
 import torch
 
 from _report import save_report
+from longplay.pipelines.drafts import REFINE_SEED_OFFSET
 
 RESULTS = Path(__file__).parent / "results"
 DEMO = Path(__file__).resolve().parents[1] / "src" / "longplay" / "assets" / "demo"
@@ -211,11 +212,6 @@ def refine_name(level: float, steps: int, guidance: float | None = None,
     return name if refiner is None else f"{name}, by {refiner}"
 
 
-REFINE_SEED_OFFSET = 500
-"""The refinement's seeds (its noise at the init level and its SDE steps): the draft's
-plus this, so that the two draw independent noise."""
-
-
 class Counter:
     """Items the DiT is run on (a guided step's doubled batch counts 2)."""
 
@@ -285,8 +281,9 @@ def cache_path(folder: Path, fingerprint: str, config: dict, prompts: list[str],
            "seed_offset": seed_offset, "prompts": prompts, "duration": args.duration,
            "window_frames": args.window_frames, "precision": args.precision,
            "torch": torch.__version__, "version": 1}
-    if "refine" in config:  # version 2: the draft is no longer decoded (its times)
-        key.update(refine=config["refine"], version=2)
+    if "refine" in config:  # version 2: the draft is no longer decoded (its times); 3: the
+        # refinement's seeds are longplay generate --draft's (offset 1000, earlier 500)
+        key.update(refine=config["refine"], refine_seed_offset=REFINE_SEED_OFFSET, version=3)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
     return folder / f"{digest.hexdigest()[:32]}.pt"
 
