@@ -355,6 +355,25 @@ def _models(results: dict) -> list[tuple[str, dict]]:
     return [(f", {CURRENT}", results), (f", {PREVIOUS}", results["previous"])]
 
 
+def _pitch_per_prompt(models: list[tuple[str, dict]], real: dict) -> list[str]:
+    """The pitched frames of each prompt's generations beside those of the real track it
+    was built from (the pitch metric's per-prompt means, matched by prompt text)."""
+    def shares(metrics: dict) -> dict[str, float | None]:
+        return {row["prompt"]: row["mean_pitched_share"] for row in metrics["pitch"]["prompts"]}
+
+    generated = [shares(model["generated"]) for _, model in models]
+    lines = ["Per prompt: the pitched frames of its generations and of the real track it was "
+             "built from (a solo line pitched in nearly every frame, dense polyphony in few: "
+             "YIN follows one pitch at a time).", "",
+             "| prompt | " + " | ".join(f"generated{label} (%)" for label, _ in models)
+             + " | real track (%) |",
+             "|---|" + "---|" * (len(models) + 1)]
+    for prompt, share in shares(real).items():
+        values = [_percent(g.get(prompt)) for g in generated] + [_percent(share)]
+        lines.append(f"| {prompt} | " + " | ".join(values) + " |")
+    return lines
+
+
 def write_markdown(path: Path, results: dict) -> None:
     ex, real = results["examples"], results["real"]
     previous = results.get("previous")
@@ -499,6 +518,7 @@ def write_markdown(path: Path, results: dict) -> None:
                      f"{_percent(x['mean_sounding_share'])} | "
                      f"{_percent(x['mean_pitched_share'])} | "
                      f"{_percent(x['mean_top_note_share'])} |")
+    lines += ["", *_pitch_per_prompt(models, real)]
     model_column = previous is not None
     lines += [
         "",

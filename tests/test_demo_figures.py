@@ -225,6 +225,16 @@ def test_demo_figures_compare_shows_both_models(tmp_path, corpus, clap_folder,
         for row in metrics["timing"]["items"]:
             assert (f"| {row['duration_s']:g} s | {label} | {f(row['content_db'], 1)} | "
                     f"{f(row['tail_db'], 1)} | {f(row['relative_db'], 1)} |") in demo
+    # Per prompt: both models' pitched frames beside the real track's, matched by prompt.
+    real_rows = now["real"]["pitch"]["prompts"]
+    assert real_rows
+    for real_row in real_rows:
+        by_model = [next(r for r in m["pitch"]["prompts"] if r["prompt"] == real_row["prompt"])
+                    for m in (gen, old_gen)]
+        assert (f"| {real_row['prompt']} | "
+                + " | ".join(module._percent(r["mean_pitched_share"]) for r in by_model)
+                + f" | {module._percent(real_row['mean_pitched_share'])} |") in demo
+    assert "| prompt | generated, current (%) | generated, previous (%) | real track (%) |" in demo
     # The examples of both, side by side.
     for example in module.EXAMPLES:
         assert (f"![previous {example.name}](demo/previous/{example.name}.png) | "
