@@ -288,6 +288,35 @@ def test_short_crops_end_in_silence_where_seconds_total_says(vae: AudioVAE,
         LatentDataset(encoded, num_frames=60, short_crop_probability=1.5)
 
 
+def test_log_uniform_short_pieces_are_as_many_per_octave(encoded: Path) -> None:
+    # The draw alone, for a window of 285 whole seconds and crops that long.
+    rate = 44100 / 2048
+    window = round(285 * rate) + 1
+    shares = {}
+    for lengths in ("uniform", "log-uniform"):
+        dataset = LatentDataset(encoded, num_frames=60, seed=0, latent_rate=rate,
+                                short_crop_probability=1.0, short_crop_lengths=lengths)
+        g = torch.Generator().manual_seed(4)
+        drawn = [dataset._short_piece_seconds(g, window, window) for _ in range(4000)]
+        assert all(1 <= s <= 285 for s in drawn)
+        shares[lengths] = sum(s <= 10 for s in drawn) / len(drawn)
+        if lengths == "log-uniform":  # each octave of length about as often as the next
+            octaves = [sum(lo <= s < 2 * lo for s in drawn) for lo in (4, 8, 16, 32, 64)]
+            assert max(octaves) < 1.25 * min(octaves)
+    # P(S <= 10): 10 / 285 uniform; ln(11) / ln(286) log-uniform
+    assert abs(shares["uniform"] - 10 / 285) < 0.015
+    assert abs(shares["log-uniform"] - math.log(11) / math.log(286)) < 0.03
+    # One draw either way, so the prompt drawn after it is the same.
+    plain = LatentDataset(encoded, num_frames=60, seed=1, short_crop_probability=0.5)
+    log = LatentDataset(encoded, num_frames=60, seed=1, short_crop_probability=0.5,
+                        short_crop_lengths="log-uniform")
+    assert [plain.example(i, i).prompt for i in range(5)] == [
+        log.example(i, i).prompt for i in range(5)]
+    with pytest.raises(ValueError, match="short_crop_lengths .* must be one of uniform, "
+                                         "log-uniform"):
+        LatentDataset(encoded, num_frames=60, short_crop_lengths="exponential")
+
+
 def test_the_silence_latent_is_what_silence_encodes_to(vae: AudioVAE) -> None:
     with torch.inference_mode():
         posterior = vae.encode(torch.zeros(1, 2, 64 * vae.hop_length), chunk_frames=None)

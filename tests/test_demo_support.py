@@ -167,9 +167,9 @@ def test_dit_training_window_override(tmp_path, tiny_bert) -> None:
         build_dataset(replace(config, window_frames=64), model_config)
     # Short pieces followed by silence need pre-encoded latents (they pad with the VAE's
     # latent of silence); asked of audio, the error names the fix.
-    with pytest.raises(ConfigError, match=r"short_crop_probability needs data\.kind 'latents'"):
-        build_dataset(replace(config, data=replace(config.data, short_crop_probability=0.5)),
-                      model_config)
+    for short in ({"short_crop_probability": 0.5}, {"short_crop_lengths": "log-uniform"}):
+        with pytest.raises(ConfigError, match=r"short_crop_lengths need data\.kind 'latents'"):
+            build_dataset(replace(config, data=replace(config.data, **short)), model_config)
     for varied in ({"window_frames_min": 4}, {"window_full_share": 0.5}):
         with pytest.raises(ConfigError, match=r"window_full_share need data\.kind 'latents'"):
             build_dataset(replace(config, data=replace(config.data, **varied)), model_config)

@@ -30,6 +30,8 @@ from longplay.config.model import MODEL_PRESETS, VAE_PRESETS, vae_preset
 from longplay.errors import ConfigError
 
 DATA_KINDS = ("audio", "latents", "shards")
+SHORT_CROP_LENGTHS = ("uniform", "log-uniform")
+"""How the lengths of short pieces are drawn (``data.short_crop_lengths``)."""
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
               "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64")
 """PyTorch Lightning's precisions (the short names are its aliases)."""
@@ -74,6 +76,9 @@ class DataConfig:
     piece of whole seconds followed by silence, with the timing conditioning of that
     piece (:class:`~longplay.data.LatentDataset`), so that the model learns to end the
     music at ``seconds_total`` even where the pieces are longer than the window.
+    ``short_crop_lengths``: how those pieces' lengths are drawn, "uniform" in whole
+    seconds up to the window's, or "log-uniform" (as many per octave of length, so that
+    short requests in a long window are trained on as often as long ones).
     ``window_frames_min`` (latents only): vary the window's length per batch, among the
     multiples of 64 latent frames from this up to the training window, and the training
     window itself (the windows that a pipeline's "fit" mode samples); None: every window
@@ -89,6 +94,7 @@ class DataConfig:
     min_duration_s: NonNegativeFloat = 0.0
     num_workers: NonNegativeInt = 0
     short_crop_probability: Fraction = 0.0
+    short_crop_lengths: Annotated[str, OneOf(SHORT_CROP_LENGTHS)] = "uniform"
     window_frames_min: FrameCount | None = None
     window_full_share: Fraction = 0.0
 

@@ -159,9 +159,11 @@ def _audio_windows(config, sample_rate: int, channels: int, num_samples: int):
     """Random windows of ``num_samples`` from an audio folder or tar shards (``data.kind``
     "audio" or "shards"), cut, timed and prompted the same way for both."""
     data = config.data
-    if data.short_crop_probability > 0:  # the silence that follows is the VAE's latent
-        raise ConfigError("data.short_crop_probability needs data.kind 'latents' (pre-encode "
-                          "the audio with `longplay data encode`), or set it to 0")
+    if data.short_crop_probability > 0 or data.short_crop_lengths != "uniform":
+        # the silence that follows a short piece is the VAE's latent of silence
+        raise ConfigError("data.short_crop_probability and data.short_crop_lengths need "
+                          "data.kind 'latents' (pre-encode the audio with `longplay data "
+                          "encode`), or remove them")
     if data.window_frames_min is not None or data.window_full_share > 0:
         raise ConfigError("data.window_frames_min and data.window_full_share need data.kind "
                           "'latents' (pre-encode the audio with `longplay data encode`), or "
@@ -222,10 +224,15 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
                                  frames * model_config.vae.hop_length)
         collate = collate_audio
     else:
+        if data.short_crop_lengths != "uniform" and data.short_crop_probability == 0:
+            raise ConfigError("data.short_crop_lengths draws the lengths of short pieces, "
+                              "and data.short_crop_probability is 0: set it above 0, or "
+                              "remove data.short_crop_lengths")
         dataset = LatentDataset(data.path, num_frames=frames,
                                 random_crop=data.random_crop, prompt_builder=PromptBuilder(),
                                 seed=seed, latent_rate=model_config.vae.latent_rate,
                                 short_crop_probability=data.short_crop_probability,
+                                short_crop_lengths=data.short_crop_lengths,
                                 min_frames=data.window_frames_min,
                                 full_window_share=data.window_full_share,
                                 group_size=config.trainer.batch_size,
