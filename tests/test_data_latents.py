@@ -312,8 +312,8 @@ def test_log_uniform_short_pieces_are_as_many_per_octave(encoded: Path) -> None:
                         short_crop_lengths="log-uniform")
     assert [plain.example(i, i).prompt for i in range(5)] == [
         log.example(i, i).prompt for i in range(5)]
-    with pytest.raises(ValueError, match="short_crop_lengths .* must be one of uniform, "
-                                         "log-uniform"):
+    with pytest.raises(ValueError, match=r"short_crop_lengths .* must be one of uniform, "
+                                         r"log-uniform"):
         LatentDataset(encoded, num_frames=60, short_crop_lengths="exponential")
 
 
