@@ -99,36 +99,17 @@ def phases_from_magnitudes(magnitude: torch.Tensor, n_fft: int, hop: int) -> tor
     return (accumulated - math.pi * (k - frequency) + math.pi * sidelobe).to(magnitude.dtype)
 
 
-def input_spectrum(decoder: SpectralDecoder, audio: torch.Tensor, frames: int) -> torch.Tensor:
-    """audio [C, S] (S <= frames * hop) -> its STFT on the decoder's grid [1, C, F, frames]:
-    zero-padded to the decoder's length, centred frames, the decoder's window."""
-    hop = decoder.frame_hop
-    padded = torch.nn.functional.pad(audio.float(), (0, frames * hop - audio.shape[-1]))
-    spec = torch.stft(padded, decoder.n_fft, hop, window=torch.hann_window(decoder.n_fft),
-                      center=True, return_complex=True)
-    return spec[None, ..., :frames]
-
-
-def rebuild(decoder: SpectralDecoder, magnitude: torch.Tensor, phase: torch.Tensor,
-            num_samples: int) -> torch.Tensor:
-    """[1, C, F, N] magnitudes and phases -> audio [C, num_samples], by the inverse STFT
-    that the decoder's forward runs."""
-    spec = torch.polar(magnitude, phase)
-    b, c, f, n = spec.shape
-    spec = torch.cat([spec, spec[..., -1:]], dim=-1).reshape(b * c, f, n + 1)
-    audio = torch.istft(spec, decoder.n_fft, decoder.frame_hop,
-                        window=torch.hann_window(decoder.n_fft), center=True,
-                        length=n * decoder.frame_hop)
-    return audio.reshape(c, n * decoder.frame_hop)[:, :num_samples]
-
-
 def swaps(vae, clip: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The six rebuilds of one clip [C, S], by row name."""
+    """The six rebuilds of one clip [C, S], by row name: the decoder's inverse STFT of
+    each pair of magnitudes and phases. The input's STFT is the encoder's (the decoder's
+    grid) of the clip zero-padded to the decoder's length."""
     decoder = vae.decoder
     with torch.inference_mode():
         latents = vae.encode(clip[None]).mode()
         mine = decoder.spectrum(latents)
-        theirs = input_spectrum(decoder, clip, mine.shape[-1])
+        padded = torch.nn.functional.pad(clip.float(), (0, latents.shape[-1] * vae.hop_length
+                                                        - clip.shape[-1]))
+        theirs = vae.encoder.stft(padded[None])
         magnitudes = {"decoder": mine.abs(), "input": theirs.abs()}
         phases = {"decoder": mine.angle(), "input": theirs.angle()}
         rows = {}
@@ -136,8 +117,8 @@ def swaps(vae, clip: torch.Tensor) -> dict[str, torch.Tensor]:
             phases["magnitudes"] = phases_from_magnitudes(magnitudes[m], decoder.n_fft,
                                                           decoder.frame_hop)
             for p in PHASES:
-                rows[row_name(m, p)] = rebuild(decoder, magnitudes[m], phases[p],
-                                               clip.shape[-1])
+                audio = decoder.synthesize(torch.polar(magnitudes[m], phases[p]))
+                rows[row_name(m, p)] = audio[0, :, :clip.shape[-1]]
         return rows
 
 

@@ -315,6 +315,8 @@ def test_log_uniform_short_pieces_are_as_many_per_octave(encoded: Path) -> None:
     with pytest.raises(ValueError, match=r"short_crop_lengths .* must be one of uniform, "
                                          r"log-uniform"):
         LatentDataset(encoded, num_frames=60, short_crop_lengths="exponential")
+    with pytest.raises(ValueError, match="short_crop_probability is 0"):
+        LatentDataset(encoded, num_frames=60, short_crop_lengths="log-uniform")
 
 
 def test_the_silence_latent_is_what_silence_encodes_to(vae: AudioVAE) -> None:

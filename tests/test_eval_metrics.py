@@ -285,6 +285,11 @@ def test_chance_level_refuses_a_single_prompt_and_bad_rows() -> None:
         CLAPScore().update_other_prompts(audio, torch.randn(2, EMBED_WIDTH), [0, 1, 2])
     with pytest.raises(ValueError, match="one prompt row"):
         CLAPScore().update_other_prompts(audio, torch.randn(2, EMBED_WIDTH), [0, 1])
+    with pytest.raises(ValueError, match="one width E"):
+        CLAPScore().update_other_prompts(audio, torch.randn(2, EMBED_WIDTH + 1), [0, 1, 0])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        CLAPScore().update_other_prompts(audio, torch.full((2, EMBED_WIDTH), math.nan),
+                                         [0, 1, 0])
 
 
 # ---------------------------------------------------------------- structure

@@ -144,18 +144,23 @@ class SpectralEncoder(nn.Module):
         # size on the raw weights would move the latent by several units.
         self.linear_gain = (self.linear.in_channels * self.down) ** -0.5
 
-    def features(self, audio: torch.Tensor) -> torch.Tensor:
-        """audio [B, C, S] -> compressed magnitudes ``log(1 + |X| / FEATURE_FLOOR)``
-        [B, C * F, S / frame_hop]: frame n centred on sample n * frame_hop (reflect-padded
-        at the edges)."""
+    def stft(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio [B, C, S] -> the STFT the encoder reads, [B, C, F, S / frame_hop] complex
+        (float32 at least): frame n centred on sample n * frame_hop (reflect-padded at the
+        edges), on the decoder's grid."""
         b, c, s = audio.shape
         wave = audio.reshape(b * c, s)
         wave = wave if wave.dtype in (torch.float32, torch.float64) else wave.float()
         spec = torch.stft(wave, self.n_fft, self.frame_hop, window=_window(self.n_fft, wave),
                           center=True, return_complex=True)
         frames = s // self.frame_hop
-        features = spec[..., :frames].abs().div(FEATURE_FLOOR).log1p()
-        return features.reshape(b, -1, frames).to(audio.dtype)
+        return spec[..., :frames].reshape(b, c, spec.shape[-2], frames)
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio [B, C, S] -> compressed magnitudes ``log(1 + |X| / FEATURE_FLOOR)``
+        [B, C * F, S / frame_hop] of :meth:`stft`."""
+        features = self.stft(audio).abs().div(FEATURE_FLOOR).log1p()
+        return features.flatten(1, 2).to(audio.dtype)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         features = self.features(audio)
@@ -236,14 +241,18 @@ class SpectralDecoder(nn.Module):
         quarter_turns = (k[:, None] * n[None, :]) % OVERLAP  # exact, in integers
         return quarter_turns.to(like.dtype) * (2 * torch.pi / OVERLAP)
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        spec = self.spectrum(latents)
+    def synthesize(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex STFT [B, C, F, N] -> audio [B, C, N * hop] (float32 at least), by the
+        inverse STFT the decoder ends with."""
         b, c, f, n = spec.shape
         # A centred STFT of N * hop samples has N + 1 frames: the last one repeated.
         spec = torch.cat([spec, spec[..., -1:]], dim=-1).reshape(b * c, f, n + 1)
         audio = torch.istft(spec, self.n_fft, self.frame_hop, window=_window(self.n_fft, spec.real),
                             center=True, length=n * self.frame_hop)
-        return audio.reshape(b, c, n * self.frame_hop).to(latents.dtype)
+        return audio.reshape(b, c, n * self.frame_hop)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(self.spectrum(latents)).to(latents.dtype)
 
 
 def _latent_frames(x: torch.Tensor, down: int) -> torch.Tensor:

@@ -573,6 +573,10 @@ class LatentDataset(Dataset[LatentExample]):
             raise ValueError(f"short_crop_lengths (a training config's data.short_crop_lengths) "
                              f"must be one of {', '.join(SHORT_CROP_LENGTHS)}, got "
                              f"{short_crop_lengths!r}.")
+        if short_crop_lengths != "uniform" and self.short_crop_probability == 0.0:
+            raise ValueError("short_crop_lengths (a training config's data.short_crop_lengths) "
+                             "draws the lengths of short pieces, and short_crop_probability "
+                             "is 0: set it above 0, or remove short_crop_lengths.")
         self.short_crop_lengths = short_crop_lengths
         self.root = Path(root)
         self.entries: tuple[LatentIndexEntry, ...] = tuple(read_latent_index(self.root))

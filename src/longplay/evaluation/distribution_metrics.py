@@ -337,6 +337,14 @@ class KLDivergence:
         return self._sum / self._count
 
 
+def _finite_float64(*embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The embeddings as float64 on the CPU; NaN or inf values are refused."""
+    out = tuple(e.detach().to("cpu", torch.float64) for e in embeddings)
+    if not all(torch.isfinite(e).all() for e in out):
+        raise ValueError("CLAP embeddings contain NaN or inf values.")
+    return out
+
+
 class CLAPScore:
     """Mean cosine similarity between each audio clip and the text embedding of its prompt.
 
@@ -370,10 +378,7 @@ class CLAPScore:
         if audio_embeddings.dim() != 2 or audio_embeddings.shape != text_embeddings.shape:
             raise ValueError(f"need audio and text embeddings of one shape [B, E], got "
                              f"{tuple(audio_embeddings.shape)} and {tuple(text_embeddings.shape)}.")
-        audio = audio_embeddings.detach().to("cpu", torch.float64)
-        text = text_embeddings.detach().to("cpu", torch.float64)
-        if not (torch.isfinite(audio).all() and torch.isfinite(text).all()):
-            raise ValueError("CLAP embeddings contain NaN or inf values.")
+        audio, text = _finite_float64(audio_embeddings, text_embeddings)
         return F.cosine_similarity(audio, text, dim=-1, eps=1e-12)
 
     def update_embeddings(self, audio_embeddings: torch.Tensor,
@@ -391,22 +396,23 @@ class CLAPScore:
         is generated more than once."""
         own_rows = torch.as_tensor(list(own), dtype=torch.long)
         count = prompt_embeddings.shape[0]
-        if prompt_embeddings.dim() != 2 or audio_embeddings.dim() != 2:
+        if (prompt_embeddings.dim() != 2 or audio_embeddings.dim() != 2
+                or prompt_embeddings.shape[-1] != audio_embeddings.shape[-1]):
             raise ValueError(f"need audio embeddings [B, E] and prompt embeddings [P, E], got "
                              f"{tuple(audio_embeddings.shape)} and "
-                             f"{tuple(prompt_embeddings.shape)}.")
+                             f"{tuple(prompt_embeddings.shape)} (one width E).")
         if count < 2:
             raise ValueError("the chance level needs at least two distinct prompts.")
         if own_rows.shape != (audio_embeddings.shape[0],) or not (
                 (own_rows >= 0) & (own_rows < count)).all():
             raise ValueError(f"need one prompt row in [0, {count}) per clip, got "
                              f"{own_rows.tolist()} for {audio_embeddings.shape[0]} clip(s).")
-        b = audio_embeddings.shape[0]
-        cosines = self.per_item(audio_embeddings.repeat_interleave(count, dim=0),
-                                prompt_embeddings.repeat(b, 1)).view(b, count)
-        others = torch.ones_like(cosines, dtype=torch.bool)
-        others[torch.arange(b), own_rows] = False
-        self._sum += float((cosines * others).sum(dim=1).div(count - 1).sum())
+        audio, text = _finite_float64(audio_embeddings, prompt_embeddings)
+        # [B, P] cosines as one product of unit rows, not B * P pairs of copied rows
+        cosines = F.normalize(audio, dim=-1, eps=1e-12) @ F.normalize(text, dim=-1, eps=1e-12).T
+        b = cosines.shape[0]
+        own_cosine = cosines[torch.arange(b), own_rows]
+        self._sum += float((cosines.sum(dim=1) - own_cosine).div(count - 1).sum())
         self._count += b
 
     def update(self, audio: torch.Tensor, prompts: Sequence[str], sample_rate: int) -> None:

@@ -224,10 +224,6 @@ def build_dataset(config: DiTTrainConfig, model_config: DiffusionModelConfig):
                                  frames * model_config.vae.hop_length)
         collate = collate_audio
     else:
-        if data.short_crop_lengths != "uniform" and data.short_crop_probability == 0:
-            raise ConfigError("data.short_crop_lengths draws the lengths of short pieces, "
-                              "and data.short_crop_probability is 0: set it above 0, or "
-                              "remove data.short_crop_lengths")
         dataset = LatentDataset(data.path, num_frames=frames,
                                 random_crop=data.random_crop, prompt_builder=PromptBuilder(),
                                 seed=seed, latent_rate=model_config.vae.latent_rate,
