@@ -50,7 +50,8 @@ format: install
 
 # The main job: 45 s of music from a prompt with the bundled demo model, offline: a
 # 2-step draft of its distilled variant refined by it in 12 steps (--draft demo-fast,
-# docs/speed.md). DRAFT= runs the model's own 50 guided steps instead.
+# the bundled model's default; docs/speed.md). DRAFT= runs the model's own 50 guided
+# steps instead (--draft none).
 # MODEL=/path/to/a/model/folder uses another model (e.g. Stable Audio Open 1.0; no draft).
 MODEL ?=
 DRAFT ?= $(if $(MODEL),,demo-fast)
@@ -58,7 +59,7 @@ PROMPT ?= bossa nova, latin, nylon guitar and flute, 120 BPM
 demo: install
 	mkdir -p outputs
 	$(VENV)/bin/longplay generate "$(PROMPT)" --duration 45 --seed 0 -o outputs/demo.wav \
-		$(if $(MODEL),--model $(MODEL),) $(if $(DRAFT),--draft $(DRAFT),)
+		$(if $(MODEL),--model $(MODEL),) $(if $(DRAFT),--draft $(DRAFT),--draft none)
 
 bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"

@@ -202,8 +202,9 @@ def test_guidance_options_and_int8_from_the_command_line(tmp_path: Path, capsys)
 
 def test_draft_then_refine_is_the_two_pipelines_composed(tmp_path: Path) -> None:
     """--draft MODEL: the draft model's sampling in 2 steps (latents only), refined by the model
-    from the default level in the default steps, guided above sigma 0.5, with the
-    refinement's seeds after the draft's; the sidecar records both."""
+    from the default level in the default steps, guided above the default floor, with the
+    refinement's seeds after the draft's; the settings record is the drafted one (the
+    draft's seeds, how it was drafted) and the sidecar also gives the draft's own record."""
     from longplay.pipelines import TextToMusicPipeline
     from longplay.pipelines.drafts import DRAFT_REFINEMENT, REFINE_SEED_OFFSET
 
@@ -215,7 +216,10 @@ def test_draft_then_refine_is_the_two_pipelines_composed(tmp_path: Path) -> None
     assert sidecar["seed"] == 7 and sidecar["draft"]["model"] == str(SAO1_TINY.resolve())
     assert sidecar["draft"]["settings"]["seeds"] == [7]
     refined = sidecar["settings"]
-    assert refined["seeds"] == [7 + REFINE_SEED_OFFSET] and refined["has_init_latents"]
+    assert refined["seeds"] == [7] and refined["has_init_latents"]
+    assert refined["draft"] == {"model": SAO1_TINY.name, "sampler": "dpmpp-3m-sde",
+                                "num_inference_steps": DRAFT_REFINEMENT.draft_steps,
+                                "seed_offset": REFINE_SEED_OFFSET}
     assert refined["init_noise_level"] == DRAFT_REFINEMENT.init_noise_level
     assert refined["num_inference_steps"] == DRAFT_REFINEMENT.num_inference_steps
     assert refined["guidance_interval"][0] == DRAFT_REFINEMENT.guidance_interval[0]

@@ -75,6 +75,17 @@ def test_generate_uses_the_bundled_model_by_default(tmp_path: Path) -> None:
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["model"] == str(DEMO_DIR)
     assert sidecar["settings"]["window_frames"] == 64  # 2 s (44 frames) fit in one 64-frame quantum
+    # Few steps by default: demo-fast's draft, refined in the given 4 steps.
+    assert sidecar["settings"]["draft"]["model"] == "demo-fast"
+    assert sidecar["draft"]["model"] == str(DEMO_FAST_DIR)
+    assert sidecar["settings"]["num_inference_steps"] == 4
+    # --draft none: the model's own sampler; a loop: the default draft steps aside.
+    for extra in (("--draft", "none"), ("--loop",)):
+        assert run("generate", "solo piano, calm", "--duration", "2", "--steps", "4",
+                   "-o", out, "--no-progress", *extra) == 0
+        sidecar = json.loads(out.with_suffix(".json").read_text())
+        assert sidecar["draft"] is None and sidecar["settings"]["draft"] is None, extra
+        assert not sidecar["settings"]["has_init_latents"], extra
 
 
 def test_the_few_step_variant_shares_the_demo_vae_and_generates(tmp_path: Path) -> None:

@@ -575,6 +575,7 @@ def test_health_describes_model_queue_and_limits(tiny):
     body = health.json()
     assert body["status"] == "ok" and body["auth_required"] is False
     assert body["model"]["name"] == "tiny" and body["model"]["objective"] == "v"
+    assert body["model"]["draft"] is None  # a plain pipeline drafts nothing
     assert body["model"]["window_s"] == pytest.approx(2.9722, abs=1e-4)
     assert "pingpong" not in body["model"]["samplers"] and "dpmpp-2m" in body["model"]["samplers"]
     assert body["queue"] == {"length": 0, "capacity": 5, "running": 0}
@@ -770,3 +771,33 @@ def test_unknown_or_unusable_adapters_are_422_before_queueing(tiny, adapter_dir)
     with serve(tiny) as client:
         response = client.post("/v1/generations", json={**JOB, "adapters": [{"name": "x"}]})
         assert response.status_code == 422 and "--lora-dir" in response.json()["detail"]
+
+
+def test_a_drafting_server_drafts_plain_requests_and_not_edits(tiny):
+    """A DraftedPipeline served: a plain request without steps gets the refinement's
+    default steps (capped by the limit) and a record of its draft, which reproduces the
+    samples; a loop runs the model's own sampler with the model's default steps."""
+    from longplay.pipelines.drafts import DRAFT_REFINEMENT, DraftedPipeline
+
+    drafted = DraftedPipeline(tiny, tiny)
+    body = {"prompt": "warm lo-fi piano", "duration_s": 0.5, "seed": 3}
+    with serve(drafted, max_steps=30) as client:
+        model = client.get("/v1/health").json()["model"]
+        assert model["draft"] == SAO1_TINY.name and model["default_steps"] == 30
+        accepted = client.post("/v1/generations", json=body).json()
+        s = accepted["settings"]
+        assert s["num_inference_steps"] == DRAFT_REFINEMENT.num_inference_steps
+        assert s["seeds"] == [3] and s["draft"]["model"] == SAO1_TINY.name
+        assert s["has_init_latents"] and s["init_noise_level"] == DRAFT_REFINEMENT.init_noise_level
+        done = wait_for(client, accepted["id"])
+        assert done["status"] == "succeeded" and done["settings"] == s
+        served = client.get(f"/v1/generations/{accepted['id']}/audio?format=wav").content
+        looped = client.post("/v1/generations", json={**body, "loop": True}).json()["settings"]
+        assert looped["draft"] is None and looped["num_inference_steps"] == 30
+    expected = drafted("warm lo-fi piano", duration_s=0.5, seed=3).audio[0]
+    audio, rate = sf.read(io.BytesIO(served), dtype="float32", always_2d=True)
+    reference = normalize_output(expected, rate)[0].T.numpy()
+    assert np.abs(audio - reference).max() <= 2 / 32768
+    with serve(drafted, max_steps=5) as client:  # the refinement's 12 steps, capped
+        s = client.post("/v1/generations", json=body).json()["settings"]
+        assert s["num_inference_steps"] == 5 and s["draft"] is not None

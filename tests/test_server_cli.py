@@ -8,7 +8,7 @@ import logging
 import pytest
 import uvicorn
 
-from conftest import SAO1_TINY
+from conftest import SAO1_TINY, SAOS_TINY
 from longplay.cli import serve as serve_cli
 from longplay.server.settings import PUBLIC_PATHS
 
@@ -114,3 +114,34 @@ def test_api_key_help_names_the_paths_that_stay_open(capsys):
     api_key_help = help_text.split("--api-key KEY", 2)[2].split("--queue-size")[0]
     assert f"every endpoint but {', '.join(PUBLIC_PATHS)}" in api_key_help
     assert "/docs" in PUBLIC_PATHS and "/openapi.json" in PUBLIC_PATHS
+
+
+def test_the_bundled_model_drafts_by_default_and_draft_none_turns_it_off(monkeypatch):
+    """`longplay serve` and `longplay ui` build their pipelines with one factory: the
+    bundled demo model drafts with demo-fast unless --draft none; other models draft only
+    when asked; a draft that cannot serve is refused before any weights load."""
+    from longplay.assets import DEMO_FAST_DIR
+    from longplay.cli.options import pipeline_factory
+    from longplay.pipelines import TextToMusicPipeline
+    from longplay.pipelines.drafts import DraftedPipeline
+
+    def factory(*argv: str):
+        args = parse(*argv)
+        args.model = serve_cli.model_or_demo(args.model)
+        return pipeline_factory(args)
+
+    made = factory()
+    assert made.func == DraftedPipeline.from_pretrained and made.args[1] == DEMO_FAST_DIR
+    assert factory("--draft", "none").func == TextToMusicPipeline.from_pretrained
+    assert factory("--model", str(SAO1_TINY)).func == TextToMusicPipeline.from_pretrained
+    made = factory("--model", str(SAO1_TINY), "--draft", str(SAO1_TINY))
+    assert made.func == DraftedPipeline.from_pretrained
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded weights before refusing")
+
+    monkeypatch.setattr(DraftedPipeline, "from_pretrained", no_loading)
+    for argv, message in (((str(SAO1_TINY), "demo-fast"), "must share the model's VAE"),
+                          ((str(SAOS_TINY), str(SAOS_TINY)), "no default draft refinement")):
+        with pytest.raises(ValueError, match=message):
+            factory("--model", argv[0], "--draft", argv[1])

@@ -269,3 +269,20 @@ def test_http_api_docs_render_offline_in_a_real_browser() -> None:
         thread.join(timeout=30)
         sock.close()
     assert refused == []
+
+
+def test_a_drafting_studio_refines_in_fewer_steps_and_edits_with_its_own(tmp_path: Path) -> None:
+    from longplay.pipelines.drafts import DRAFT_REFINEMENT, DraftedPipeline
+
+    tiny = TextToMusicPipeline.from_pretrained(SAO1_TINY)
+    studio = Studio(DraftedPipeline(tiny, tiny), "sao1_tiny", tmp_path)
+    assert studio.draft_name == SAO1_TINY.name
+    assert studio.generate_steps == DRAFT_REFINEMENT.num_inference_steps
+    assert studio.defaults.num_inference_steps == tiny.defaults.num_inference_steps
+    results, settings = studio.generate("a calm piano", "", 1.5, 3, 3.0, "dpmpp-3m-sde", 7,
+                                        False, 1, None, 1.0)
+    assert settings["draft"]["model"] == SAO1_TINY.name and settings["seeds"] == (7,)
+    assert settings["num_inference_steps"] == 3 and settings["has_init_latents"]
+    edited, record = studio.edit(str(results[0].audio_path), "region", 0.5, 1.0, 0.0, "drums",
+                                 "", 2, 3.0, 1, False, 0.2, 1)
+    assert record["draft"] is None and record["has_inpaint_audio"] and edited

@@ -32,6 +32,12 @@ DEMO_MODEL_NAME = "longplay-demo"
 DEMO_FAST_DIR = DEMO_DIR.with_name("demo-fast")
 BUNDLED_MODELS = {"demo": DEMO_DIR, "demo-fast": DEMO_FAST_DIR}
 """The bundled models by the names ``--model`` accepts."""
+DEFAULT_DRAFTS = {DEMO_DIR: "demo-fast"}
+"""The bundled models that draft by default, with their draft model: the demo model
+refines a 2-step draft of demo-fast (``longplay.pipelines.drafts``), which is as near its
+50 guided steps as a second draw of them (docs/speed.md)."""
+NO_DRAFT = "none"
+"""``--draft none``: the model's own sampler, no draft."""
 
 
 def _check(path: Path, what: str) -> Path:
@@ -52,6 +58,16 @@ def demo_model_path() -> Path:
 def demo_clap_path() -> Path:
     """The folder of the demo model's CLAP (``load_clap`` reads it)."""
     return _check(DEMO_DIR / "clap", "CLAP model")
+
+
+def draft_for(model: str | Path, draft: str | Path | None) -> Path | None:
+    """The draft model of the model folder ``model``: ``draft`` when given (a folder or a
+    bundled name; ``"none"``: no draft); otherwise the model's default draft
+    (:data:`DEFAULT_DRAFTS`: demo-fast for the bundled demo model), None for others."""
+    if draft is not None:
+        return None if str(draft) == NO_DRAFT else model_or_demo(draft)
+    default = DEFAULT_DRAFTS.get(Path(model).resolve())
+    return None if default is None else bundled_model_path(default)
 
 
 def bundled_model_path(name: str) -> Path:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from longplay import __version__
 from longplay.adapters import load_adapter, parse_adapter_argument
-from longplay.assets import model_or_demo
+from longplay.assets import NO_DRAFT, draft_for, model_or_demo
 from longplay.atomic import atomic_output_paths
 from longplay.audio import (
     OUTPUT_FORMATS,
@@ -24,7 +24,7 @@ from longplay.audio import (
 )
 from longplay.checkpoints import load_diffusion_model, read_diffusion_config
 from longplay.cli.options import SAMPLER_NAMES, add_device_option, add_speed_options
-from longplay.config import WINDOWS
+from longplay.config import WINDOWS, DiffusionModelConfig
 from longplay.pipelines import (
     DEFAULT_EDGE_S,
     DEFAULT_JUMP_LENGTH,
@@ -39,13 +39,7 @@ from longplay.pipelines import (
     resolve_settings,
     sampling_defaults,
 )
-from longplay.pipelines.drafts import (
-    DRAFT_REFINEMENT,
-    REFINE_SEED_OFFSET,
-    check_draft_config,
-    check_same_vae,
-    refinement_settings,
-)
+from longplay.pipelines.drafts import DRAFT_REFINEMENT, DraftedPipeline, resolve_drafted
 from longplay.pipelines.windows import loop_duration_s
 
 logger = logging.getLogger(__name__)
@@ -187,8 +181,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           "(default 0.5; 1 is pure noise)")
     gen.add_argument("--draft", type=Path, default=None, metavar="MODEL",
                      help="draft the piece with this few-step model (a folder, or a bundled "
-                          "name such as demo-fast) that shares the model's VAE, then refine "
-                          "the draft with the model: noised to --init-noise-level (default "
+                          "name such as demo-fast; 'none': no draft) that shares the model's "
+                          "VAE, then refine the draft with the model (default: demo-fast for "
+                          "the bundled demo model, where the piece is one window and not a "
+                          "loop, sections or audio-to-audio; none for other models): noised "
+                          "to --init-noise-level (default "
                           f"{DRAFT_REFINEMENT.init_noise_level:g}), --steps (default "
                           f"{DRAFT_REFINEMENT.num_inference_steps}) of its sampler, guided "
                           "only above sigma "
@@ -322,14 +319,11 @@ def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -
         kwargs["duration_s"] = (audio["inpaint_audio"].shape[-1] / config.sample_rate
                                 + kwargs.pop("duration_from_input"))
     # The settings record: every default filled in from the model, the seed drawn.
-    draft = _Draft.resolve(args, config, prompt, precision, kwargs)
-    if draft is not None:
-        audio["init_latents"] = draft.placeholder
+    draft = _draft_model(args)
     try:
-        settings = _resolve(config, args, prompt, precision, audio, kwargs)
+        settings = _resolve(config, args, prompt, precision, audio, kwargs, draft)
     except SettingsError as err:
         raise SettingsError(err.field, f"{OPTIONS.get(err.field, err.field)}: {err}") from None
-    audio.pop("init_latents", None)
     if settings.num_windows > 1:
         print(f"note: {settings.duration_s:.2f} s is longer than the model's window "
               f"({config.max_duration_s:.2f} s): sampled in {settings.num_windows} windows, "
@@ -338,98 +332,77 @@ def _run(args: argparse.Namespace, prompt: str, source: Path | None, **kwargs) -
         print(f"note: the model's timing conditioning ends at {settings.seconds_total:g} s: "
               f"the {settings.duration_s:.2f} s piece is conditioned as "
               f"{settings.seconds_total:g} s long")
-    pipe = TextToMusicPipeline.from_pretrained(args.model, text_encoder_path=args.text_encoder,
-                                               device=device, precision=args.precision,
-                                               compile=args.compile)
-    drafted = None
-    if draft is not None:
-        drafted = draft.run(pipe, args, device)
-        audio["init_latents"] = drafted.latents
+    load = dict(text_encoder_path=args.text_encoder, device=device, precision=args.precision,
+                compile=args.compile)
+    if draft is None or settings.draft is None:
+        pipe = TextToMusicPipeline.from_pretrained(args.model, **load)
+    else:
+        pipe = DraftedPipeline.from_pretrained(args.model, draft[0],
+                                               draft_steps=args.draft_steps, **load)
     progress = _Progress(args.no_progress)
     try:
         out = pipe(settings, progress=progress, adapters=adapters, **audio)
     finally:
         progress.close()
+    drafted = None if settings.draft is None else {"model": _absolute(draft[0]),
+                                          "settings": pipe.draft_settings(settings).as_dict()}
     _write(args, out, paths, prompt, source, compiled=pipe.compiled, draft=drafted)
     return 0
 
 
-class _Draft:
-    """``--draft MODEL``: the draft's settings, checked with the rest before any weights
-    load, and its run (:mod:`longplay.pipelines.drafts`)."""
-
-    def __init__(self, path: Path, settings: GenerationSettings, latent_dim: int) -> None:
-        self.path = path
-        self.settings = settings
-        self.placeholder = torch.zeros(settings.batch_size, latent_dim, settings.window_frames)
-
-    @classmethod
-    def resolve(cls, args: argparse.Namespace, config, prompt: str, precision: str,
-                kwargs: dict) -> _Draft | None:
-        """None without --draft. Otherwise the draft's settings (the draft model's
-        sampler in --draft-steps steps; the piece's prompt, length, timing and window),
-        with the refinement's defaults and seed filled into ``args`` where they were not
-        given."""
-        if getattr(args, "draft", None) is None:
+def _draft_model(args: argparse.Namespace) -> tuple[Path, DiffusionModelConfig, bool] | None:
+    """The draft model's folder and config, and whether ``--draft`` named it (else it is
+    the model's default: :func:`longplay.assets.draft_for`); None: no draft. A named draft
+    is refused with the options that a draft cannot take; a default one steps aside for
+    them (:mod:`longplay.pipelines.drafts`)."""
+    if not hasattr(args, "draft"):  # extend, inpaint: edits
+        return None
+    named = args.draft is not None and str(args.draft) != NO_DRAFT
+    path = draft_for(args.model, args.draft)
+    if path is None:
+        return None
+    for option, given in (("--init-audio", args.init_audio is not None),
+                          ("--loop", args.loop), ("--section", bool(args.section))):
+        if given and named:
+            raise SettingsError("draft", f"--draft: {option} is not available with a "
+                                         "draft; drop one of the two")
+        if given:
             return None
-        for option, given in (("--init-audio", args.init_audio is not None),
-                              ("--loop", args.loop), ("--section", bool(args.section))):
-            if given:
-                raise SettingsError("draft", f"--draft: {option} is not available with a "
-                                             "draft; drop one of the two")
-        path = model_or_demo(args.draft)
-        draft_config = read_diffusion_config(path)
-        check_draft_config(config, draft_config)
-        try:
-            settings = resolve_settings(
-                draft_config, prompt, None, duration_s=kwargs.get("duration_s"),
-                num_inference_steps=args.draft_steps,
-                seconds_start=args.seconds_start, seconds_total=args.seconds_total,
-                seed=args.seed, num_outputs=args.num_outputs,
-                window=args.window or config.window, precision=precision)
-        except SettingsError as err:
-            raise SettingsError("draft", f"--draft {args.draft}: {err}") from None
-        if settings.num_windows > 1:
-            raise SettingsError("draft", f"--draft: the draft is one window, "
-                                         f"{draft_config.max_duration_s:.2f} s at most; "
-                                         f"--duration {settings.duration_s:g} s needs "
-                                         f"{settings.num_windows}: shorten it or drop --draft")
-        refine = refinement_settings(config, args.init_noise_level, args.steps,
-                                     args.guidance_interval)
-        args.init_noise_level = refine["init_noise_level"]
-        args.steps = refine["num_inference_steps"]
-        args.guidance_interval = refine["guidance_interval"]
-        args.draft = path
-        args.seed = settings.seeds[0] + REFINE_SEED_OFFSET
-        return cls(path, settings, draft_config.vae.latent_dim)
-
-    def run(self, pipe: TextToMusicPipeline, args: argparse.Namespace,
-            device) -> TextToMusicOutput:
-        """Load the draft model, check that its VAE is the model's, draft (latents only)."""
-        drafter = TextToMusicPipeline.from_pretrained(
-            self.path, text_encoder_path=args.text_encoder, device=device,
-            precision=args.precision)
-        check_same_vae(pipe.model.vae, drafter.model.vae)
-        progress = _Progress(args.no_progress, prefix="draft ")
-        try:
-            return drafter(self.settings, progress=progress, output_type="latent")
-        finally:
-            progress.close()
+    return path, read_diffusion_config(path), named
 
 
 def _resolve(config, args: argparse.Namespace, prompt: str, precision: str, audio: dict,
-             kwargs: dict) -> GenerationSettings:
-    """The settings of the command's arguments, checked against the model's config."""
-    return resolve_settings(
-        config, None if args.section else prompt, args.negative,
+             kwargs: dict, draft: tuple[Path, DiffusionModelConfig, bool] | None = None
+             ) -> GenerationSettings:
+    """The settings of the command's arguments, checked against the model's config (and
+    the draft model's, drafted: :func:`longplay.pipelines.drafts.resolve_drafted`)."""
+    arguments = _call_arguments(args, prompt, audio, kwargs)
+    if draft is None:
+        return resolve_settings(config, precision=precision, **arguments)
+    settings = resolve_drafted(config, draft[1], draft[0].name, draft_steps=args.draft_steps,
+                               precision=precision, **arguments)
+    if settings is None:  # the options that cannot be drafted are dealt with above
+        plain = resolve_settings(config, precision=precision, **arguments)
+        if not draft[2]:  # the default draft steps aside for a piece of several windows
+            return plain
+        raise SettingsError("draft", f"--draft: the draft is one window, "
+                                     f"{draft[1].max_duration_s:.2f} s at most; "
+                                     f"--duration {plain.duration_s:g} s needs "
+                                     f"{plain.num_windows}: shorten it or drop --draft")
+    return settings
+
+
+def _call_arguments(args: argparse.Namespace, prompt: str, audio: dict, kwargs: dict) -> dict:
+    """The pipeline call's keyword arguments that the command's arguments give."""
+    return dict(
+        prompt=None if args.section else prompt, negative_prompt=args.negative,
         seconds_start=args.seconds_start, seconds_total=args.seconds_total,
         num_inference_steps=args.steps, guidance_scale=args.cfg, sampler=args.sampler,
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
         num_outputs=args.num_outputs, init_noise_level=args.init_noise_level,
         window=args.window, context_s=args.context, sections=_sections(prompt, args.section),
         guidance_interval=args.guidance_interval,
-        unguided_final_steps=args.unguided_final_steps, precision=precision, **audio,
-        **kwargs)
+        unguided_final_steps=args.unguided_final_steps, **audio, **kwargs)
 
 
 def _absolute(path: Path | None) -> str | None:
@@ -438,7 +411,7 @@ def _absolute(path: Path | None) -> str | None:
 
 def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], prompt: str,
            source: Path | None, compiled: tuple[str, ...] = (),
-           draft: TextToMusicOutput | None = None) -> None:
+           draft: dict | None = None) -> None:
     """Each output and its sidecar, as one pair: the sidecar moves into place first, the
     audio right after it, with Ctrl-C and SIGTERM held back in between."""
     record = out.settings.as_dict()
@@ -447,7 +420,7 @@ def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], 
     for i, path in enumerate(paths):
         audio, processing = normalize_output(out.audio[i], out.sample_rate,
                                              normalize=normalize)
-        seed = (out if draft is None else draft).seeds[i]  # what --seed reproduces
+        seed = out.seeds[i]  # what --seed reproduces (a drafted record's: the draft's)
         sidecar = {
             "prompt": prompt,
             "seed": seed,
@@ -460,8 +433,7 @@ def _write(args: argparse.Namespace, out: TextToMusicOutput, paths: list[Path], 
             "sample_rate": out.sample_rate,
             "num_samples": int(out.audio.shape[-1]),
             "compile": list(compiled),
-            "draft": None if draft is None else {
-                "model": _absolute(args.draft), "settings": draft.settings.as_dict()},
+            "draft": draft,
             "output": {"format": format_name, "subtype": subtype, **processing.as_dict()},
             "longplay_version": __version__,
             "settings": record,

@@ -5,9 +5,20 @@ ui)."""
 from __future__ import annotations
 
 import argparse
+import functools
+from pathlib import Path
 
+from longplay.assets import draft_for
+from longplay.checkpoints import read_diffusion_config
 from longplay.diffusion import OBJECTIVES
-from longplay.pipelines import PRECISIONS, resolve_device
+from longplay.errors import SettingsError
+from longplay.pipelines import PRECISIONS, TextToMusicPipeline, resolve_device
+from longplay.pipelines.drafts import (
+    DRAFT_REFINEMENT,
+    DraftedPipeline,
+    check_draft_config,
+    refinement_settings,
+)
 
 SAMPLER_NAMES = tuple(sorted({name for objective in OBJECTIVES.values()
                               for name in objective.accepted_sampler_names}))
@@ -54,3 +65,33 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
     """``--no-progress``: no progress bars, e.g. for logs."""
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (for logs)")
+
+
+def add_draft_option(parser: argparse.ArgumentParser) -> None:
+    """``--draft MODEL|none`` of the commands that serve a model (serve, ui)."""
+    parser.add_argument(
+        "--draft", default=None, metavar="MODEL",
+        help="a few-step model that shares the model's VAE (a folder, or a bundled name) "
+             "drafts plain text-to-music requests of one window, which the model refines in "
+             f"{DRAFT_REFINEMENT.num_inference_steps} steps by default; edits, loops, "
+             "sections and longer pieces run the model's own sampler (default: demo-fast "
+             "for the bundled demo model, none for others; 'none': no draft)")
+
+
+def pipeline_factory(args: argparse.Namespace):
+    """A zero-argument factory of the pipeline that ``args`` describe (``model``,
+    ``draft``, ``text_encoder``, ``device``, ``precision``, ``compile``): drafted where
+    :func:`longplay.assets.draft_for` gives a draft model, whose config is checked here,
+    before any weights load."""
+    load = dict(text_encoder_path=args.text_encoder, device=args.device,
+                precision=args.precision, compile=args.compile)
+    draft = draft_for(args.model, args.draft)
+    if draft is None:
+        return functools.partial(TextToMusicPipeline.from_pretrained, args.model, **load)
+    config = read_diffusion_config(args.model)
+    try:
+        check_draft_config(config, read_diffusion_config(draft))
+        refinement_settings(config, None, None, None)
+    except SettingsError as err:
+        raise SettingsError("draft", f"--draft {draft}: {err}") from None
+    return functools.partial(DraftedPipeline.from_pretrained, args.model, Path(draft), **load)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import ipaddress
 import logging
 import os
 from pathlib import Path
 
 from longplay.assets import model_or_demo
-from longplay.cli.options import add_device_option, add_speed_options
-from longplay.pipelines import TextToMusicPipeline
+from longplay.cli.options import (
+    add_device_option,
+    add_draft_option,
+    add_speed_options,
+    pipeline_factory,
+)
 from longplay.server.settings import PUBLIC_PATHS, ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "model folder)")
     add_device_option(serve)
     add_speed_options(serve)
+    add_draft_option(serve)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
@@ -95,9 +99,6 @@ def run_serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and settings.api_key is None:
         logger.warning("listening on %s without --api-key: anyone who can reach this address "
                        "can run generations", args.host)
-    factory = functools.partial(TextToMusicPipeline.from_pretrained, args.model,
-                                text_encoder_path=args.text_encoder, device=args.device,
-                                precision=args.precision, compile=args.compile)
-    app = create_app(factory, settings)
+    app = create_app(pipeline_factory(args), settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

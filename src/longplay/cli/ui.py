@@ -7,7 +7,12 @@ import logging
 from pathlib import Path
 
 from longplay.assets import model_or_demo
-from longplay.cli.options import add_device_option, add_speed_options
+from longplay.cli.options import (
+    add_device_option,
+    add_draft_option,
+    add_speed_options,
+    pipeline_factory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="offer the model's raw output; by default the files are DC-blocked "
                          "and peak-normalised to -1 dBFS, as `longplay generate` writes them")
     add_speed_options(ui)
+    add_draft_option(ui)
     ui.add_argument("--lora-dir", type=Path, default=None, metavar="DIR",
                     help="a folder of LoRA adapter folders to choose from on the page")
     ui.set_defaults(run=run_ui)
@@ -39,14 +45,14 @@ def run_ui(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401
     except ImportError:
         raise ValueError("the web studio needs Gradio: pip install 'longplay[ui]'") from None
-    from longplay.ui.studio import load_studio
+    from longplay.ui.studio import Studio
 
     args.model = model_or_demo(args.model)
     if args.host not in LOOPBACK:
         logger.warning("listening on %s: anyone who can reach this address can use the "
                        "studio", args.host)
-    studio = load_studio(args.model, args.text_encoder, args.device,
-                         precision=args.precision, compile=args.compile,
-                         adapters_dir=args.lora_dir, normalize=not args.no_normalize)
+    factory = pipeline_factory(args)  # checked before the weights load
+    studio = Studio(factory(), args.model.name, adapters_dir=args.lora_dir,
+                    normalize=not args.no_normalize)
     studio.launch(args.host, args.port)
     return 0

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_SEED",
     "PRECISIONS",
     "WINDOW_QUANTUM_FRAMES",
+    "DraftRecord",
     "GenerationSettings",
     "check_text",
     "draw_seed",
@@ -78,6 +79,21 @@ levels; quality stops improving long before)."""
 MAX_BATCH_SIZE = 64
 """The most items (prompts x outputs) one call generates at once; more would only run out
 of memory: loop over calls instead."""
+
+
+@dataclass(frozen=True)
+class DraftRecord:
+    """How a drafted generation's init latents were made
+    (:class:`longplay.pipelines.drafts.DraftedPipeline`): a few-step model that shares the
+    model's VAE sampled the whole window in ``num_inference_steps`` steps of ``sampler``
+    from the record's own ``seeds`` (with the record's prompt, length, timing and window;
+    no guidance), and the model refined that draft with the rest of the record, its
+    seeds then ``seeds + seed_offset``. ``model``: the draft model's folder name."""
+
+    model: str
+    num_inference_steps: int
+    sampler: str
+    seed_offset: int
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,8 @@ class GenerationSettings:
             (``inference.guidance_interval``); one that holds every level, e.g.
             ``(0, inf)``, turns a model's default off.
         unguided_final_steps: the last this many evaluations run without guidance.
+        draft: how the init latents were drafted (:class:`DraftRecord`), or None: not a
+            drafted generation.
     """
 
     prompts: tuple[str, ...]
@@ -159,6 +177,7 @@ class GenerationSettings:
     guidance_interval: tuple[float, float] | None = None
     unguided_final_steps: int = 0
     has_init_latents: bool = False
+    draft: DraftRecord | None = None
 
     @property
     def guided_evaluations(self) -> int:

@@ -768,6 +768,10 @@ class TextToMusicPipeline:
         if not settings.seeds:
             raise SettingsError("seed", "these settings have no seeds; use resolve_settings "
                                         "to make them")
+        if settings.draft is not None:
+            raise SettingsError("draft", f"these settings are a draft of {settings.draft.model} "
+                                         "refined: run them with the DraftedPipeline that made "
+                                         "them (longplay.pipelines.drafts)")
         again = self.resolve_settings(**settings.call_arguments(), **tensors)
         mine = [f.name for f in dataclasses.fields(settings) if f.name != "precision"
                 and getattr(again, f.name) != getattr(settings, f.name)]

@@ -134,7 +134,7 @@ def _resolve(request: GenerationRequest, inputs: dict[str, torch.Tensor],
     """The request as the pipeline's settings record: every default filled in (the
     server's duration and step limits first), the seed drawn. A setting the pipeline
     would refuse raises RequestValidationError naming the request's field."""
-    limits, defaults = state.limits, state.validator.defaults
+    limits = state.limits
     rate = state.model.sample_rate
     known = inputs.get("inpaint_audio")
     duration = request.duration_s
@@ -154,22 +154,28 @@ def _resolve(request: GenerationRequest, inputs: dict[str, torch.Tensor],
                           f"of {limits.max_duration_s:.3f} s")
     sections = (None if request.sections is None
                 else [(0.0, request.prompt), *request.sections])
-    try:
+
+    def resolve(steps: int | None, seed: int | None) -> GenerationSettings:
         return state.validator.resolve_settings(
             None if sections else request.prompt, request.negative_prompt, duration_s=duration,
             seconds_start=request.seconds_start, seconds_total=request.seconds_total,
-            num_inference_steps=(min(defaults.num_inference_steps, limits.max_steps)
-                                 if request.num_inference_steps is None
-                                 else request.num_inference_steps),
-            guidance_scale=request.guidance_scale, sampler=request.sampler,
-            sigma_min=request.sigma_min, sigma_max=request.sigma_max, seed=request.seed,
-            num_outputs=request.num_outputs, init_noise_level=request.init_noise_level,
+            num_inference_steps=steps, guidance_scale=request.guidance_scale,
+            sampler=request.sampler, sigma_min=request.sigma_min, sigma_max=request.sigma_max,
+            seed=seed, num_outputs=request.num_outputs, init_noise_level=request.init_noise_level,
             window=request.window, inpaint_regions=request.inpaint_regions,
             inpaint_edge_s=request.inpaint_edge_s, splice=request.splice,
             resample_steps=request.resample_steps, jump_length=request.jump_length,
             context_s=request.context_s, sections=sections, loop=request.loop,
             guidance_interval=request.guidance_interval,
             unguided_final_steps=request.unguided_final_steps, **inputs)
+
+    try:
+        # The pipeline's default steps (a drafted request's are the refinement's), at
+        # most the server's limit.
+        resolved = resolve(request.num_inference_steps, request.seed)
+        if request.num_inference_steps is None and resolved.num_inference_steps > limits.max_steps:
+            resolved = resolve(limits.max_steps, resolved.seeds[0])
+        return resolved
     except SettingsError as error:
         field = REQUEST_FIELDS.get(error.field, error.field)
         message = str(error).removeprefix(f"{error.field} ")
@@ -418,7 +424,8 @@ def create_app(pipeline: GenerationPipeline | PipelineFactory,
         window_s=window_s, samplers=list(first.objective.accepted_sampler_names),
         default_sampler=first.defaults.sampler,
         default_steps=min(first.defaults.num_inference_steps, settings.max_steps),
-        default_guidance_scale=first.defaults.guidance_scale)
+        default_guidance_scale=first.defaults.guidance_scale,
+        draft=getattr(first, "draft_name", None))
     limits = RequestLimits(max_duration_s=max_duration_s, max_steps=settings.max_steps,
                            max_outputs=settings.max_outputs,
                            max_prompt_chars=settings.max_prompt_chars,

@@ -216,6 +216,12 @@ class ModelInfo(BaseModel):
     default_sampler: str
     default_steps: int
     default_guidance_scale: float
+    draft: str | None = Field(
+        default=None,
+        description="the few-step model that drafts plain text-to-music requests of one "
+                    "window (no input audio, loop or sections), which this model then "
+                    "refines from the draft (by default in fewer steps: the job's settings "
+                    "give them, and settings.draft how the draft was made); null: none")
 
 
 class QueueInfo(BaseModel):

@@ -70,8 +70,12 @@ class Studio:
         self.model_name = model_name
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="longplay-ui-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        # The model's own defaults (its objective's, with the model's number of steps).
+        # The model's own defaults (its objective's, with the model's number of steps);
+        # a drafting pipeline (longplay.pipelines.drafts) refines in fewer steps.
         self.defaults = pipeline.defaults
+        self.draft_name = getattr(pipeline, "draft_name", None)
+        self.generate_steps = getattr(pipeline, "drafted_steps", None) or \
+            self.defaults.num_inference_steps
         self.samplers = list(pipeline.objective.sampler_names)
 
     # -- generation ---------------------------------------------------------------------
@@ -202,8 +206,12 @@ class Studio:
 
         d, window = self.defaults, self.pipe.max_duration_s
         with gr.Blocks(title="longplay studio") as page:
+            drafted = ("" if self.draft_name is None else
+                       f" Generations of one window are drafted by `{self.draft_name}` and "
+                       "refined by the model in the steps below; edits, audio-to-audio "
+                       "and longer pieces use the model's own sampler.")
             gr.Markdown(f"# longplay studio\nModel: `{self.model_name}` — up to "
-                        f"{window:.1f} s of {self.pipe.sample_rate} Hz stereo.")
+                        f"{window:.1f} s of {self.pipe.sample_rate} Hz stereo.{drafted}")
             history = gr.State([])
             with gr.Tab("Generate"), gr.Row():
                 with gr.Column(scale=2):
@@ -213,7 +221,7 @@ class Studio:
                     duration = gr.Slider(0.5, round(window, 2), value=round(min(30.0, window), 2),
                                          step=0.1, label="Duration (s)")
                     with gr.Row():
-                        steps = gr.Slider(1, MAX_STEPS, value=d.num_inference_steps, step=1,
+                        steps = gr.Slider(1, MAX_STEPS, value=self.generate_steps, step=1,
                                           label="Steps")
                         cfg = gr.Slider(1.0, 15.0, value=d.guidance_scale, step=0.1,
                                         label="Guidance scale")
@@ -425,13 +433,3 @@ def _gradio_progress(progress):
             progress(done / max(total, 1), desc=f"{stage} {done}/{total}")
 
     return on_progress
-
-
-def load_studio(model: str | Path, text_encoder: str | Path | None = None,
-                device: str = "cpu", *, precision: str = "fp32",
-                compile: bool = False, adapters_dir: str | Path | None = None,
-                normalize: bool = True) -> Studio:
-    pipe = TextToMusicPipeline.from_pretrained(model, text_encoder_path=text_encoder,
-                                               device=device, precision=precision,
-                                               compile=compile)
-    return Studio(pipe, Path(model).name, adapters_dir=adapters_dir, normalize=normalize)
