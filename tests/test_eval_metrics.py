@@ -268,7 +268,9 @@ def test_chance_level_pairs_each_clip_with_the_other_prompts_only() -> None:
     assert chance.compute() == pytest.approx(float(sum(by_hand) / len(by_hand)), rel=1e-9)
     assert chance.num_items == len(prompts)
     matched = CLAPScore()
-    matched.update_embeddings(audio, model.embed_text(prompts))
+    scores = matched.update_embeddings(audio, model.embed_text(prompts))
+    assert scores.shape == (len(prompts),)
+    assert float(scores.mean()) == pytest.approx(matched.compute(), rel=1e-6)
     # Each clip with its neighbour's prompt is its own prompt 2 times in 3 here: that
     # "chance level" sits near the matched score and hides two thirds of the difference.
     neighbour = CLAPScore()

@@ -382,10 +382,13 @@ class CLAPScore:
         return F.cosine_similarity(audio, text, dim=-1, eps=1e-12)
 
     def update_embeddings(self, audio_embeddings: torch.Tensor,
-                          text_embeddings: torch.Tensor) -> None:
-        """Add B pairs: row b of audio_embeddings [B, E] with row b of text_embeddings [B, E]."""
-        self._sum += float(self.per_item(audio_embeddings, text_embeddings).sum())
+                          text_embeddings: torch.Tensor) -> torch.Tensor:
+        """Add B pairs: row b of audio_embeddings [B, E] with row b of text_embeddings [B, E].
+        Returns their scores [B] (:meth:`per_item`)."""
+        scores = self.per_item(audio_embeddings, text_embeddings)
+        self._sum += float(scores.sum())
         self._count += int(audio_embeddings.shape[0])
+        return scores
 
     def update_other_prompts(self, audio_embeddings: torch.Tensor,
                              prompt_embeddings: torch.Tensor, own: Sequence[int]) -> None:

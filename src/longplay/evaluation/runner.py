@@ -320,10 +320,9 @@ class Evaluation:
         own = [distinct.index(prompt) for prompt in prompts]
         text_emb = distinct_emb[own]
         matched, others = CLAPScore(), CLAPScore()
-        matched.update_embeddings(audio_emb, text_emb)
+        per_item = matched.update_embeddings(audio_emb, text_emb)
         if len(distinct) > 1:
             others.update_other_prompts(audio_emb, distinct_emb, own)
-        per_item = CLAPScore.per_item(audio_emb, text_emb)
         for row, score in zip(report.items, per_item.tolist(), strict=True):
             row["clap"] = score
         report.metrics["clap"] = {
