@@ -9,6 +9,7 @@ import torch
 
 from longplay.diffusion import (
     diffusion_loss,
+    padding_frame_weights,
     rf_objective_sample,
     rf_to_denoised,
     rf_to_noise,
@@ -86,3 +87,34 @@ def test_training_draws_come_from_the_generator_only() -> None:
     assert t1.min() >= 0 and t1.max() < 1 and abs(t1.mean().item() - 0.5) < 0.05
     assert n1.shape == x0.shape and n1.dtype == x0.dtype
     assert not torch.equal(n1, sample_training_noise(x0, torch.Generator().manual_seed(5)))
+
+
+def test_padding_frame_weights_split_each_padded_window_by_the_share() -> None:
+    frames, share = 10, 0.3
+    w = padding_frame_weights(torch.tensor([2, 10, 7]), frames, share)
+    assert w.shape == (3, frames)
+    torch.testing.assert_close(w.sum(dim=1), torch.full((3,), float(frames)))
+    # The padding (frames from num_valid on) carries `share` of each padded row.
+    assert float(w[0, 2:].sum()) == pytest.approx(share * frames)
+    assert float(w[2, 7:].sum()) == pytest.approx(share * frames)
+    assert torch.equal(w[1], torch.ones(frames))  # no padding: every frame alike
+    assert len(set(w[0, :2].tolist())) == 1 and len(set(w[0, 2:].tolist())) == 1
+    with pytest.raises(ValueError, match=r"padding_share must be in \[0, 1\)"):
+        padding_frame_weights(torch.tensor([2]), frames, 1.0)
+
+
+def test_weighted_diffusion_loss_is_the_weighted_mean_of_the_frames() -> None:
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 4, 6, generator=g), torch.randn(2, 4, 6, generator=g)
+    sample = v_objective_sample(x0, torch.tensor([0.3, 0.7]), noise)
+    prediction = torch.randn(2, 4, 6, generator=g)
+    ones = torch.ones(2, 6)
+    torch.testing.assert_close(diffusion_loss(prediction, sample, ones),
+                               diffusion_loss(prediction, sample))
+    w = padding_frame_weights(torch.tensor([2, 6]), 6, 0.5)
+    per_frame = ((prediction - sample.target) ** 2).mean(dim=1)
+    expected = (per_frame * w).sum() / w.sum()
+    torch.testing.assert_close(diffusion_loss(prediction, sample, w), expected)
+    assert not torch.allclose(expected, diffusion_loss(prediction, sample))
+    with pytest.raises(ValueError, match="frame_weights has shape"):
+        diffusion_loss(prediction, sample, torch.ones(2, 5))

@@ -183,3 +183,29 @@ def test_training_step_after_inference_at_the_same_length() -> None:
         dit(x, t, cond)
     dit(x, t, cond).square().mean().backward()
     assert dit.project_in.weight.grad is not None
+
+
+@dataclass(frozen=True)
+class PaddedBatch(Batch):
+    num_valid_frames: torch.Tensor
+
+
+def test_padding_loss_share_weighs_each_windows_piece_and_padding(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """padding_loss_share trains on windows whose batches say where their piece ends
+    (the loss falls), and is refused by name on a dataset that does not say."""
+    shared = replace(config(20), padding_loss_share=0.5)
+    with pytest.raises(ValueError, match="padding_loss_share needs to know where"):
+        runner.train_dit(shared, tmp_path / "plain", enable_progress_bar=False)
+
+    def padded(items: list[Example]) -> PaddedBatch:
+        plain = collate(items)
+        return PaddedBatch(plain.latents, plain.seconds_start, plain.seconds_total,
+                           plain.prompts, torch.tensor([8, 32, 20, 4][:len(items)]))
+
+    monkeypatch.setattr(runner, "build_dataset",
+                        lambda config, model_config: (ToyLatents(), padded))
+    runner.train_dit(shared, tmp_path / "run", enable_progress_bar=False)
+    values = losses(tmp_path / "run")
+    assert len(values) == 20 and all(torch.isfinite(torch.tensor(values)))
+    assert sum(values[-5:]) / 5 < sum(values[:5]) / 5

@@ -162,6 +162,12 @@ class DiTTrainConfig:
     """How often a training mask is random segments, everything generated (from
     scratch), or a kept prefix (continuation): stable-audio-tools' defaults."""
     inpaint_max_segments: PositiveInt = 10
+    padding_loss_share: Fraction | None = None
+    """The share of a padded window's loss that its padding carries (the silence after a
+    piece shorter than the window: ``data.short_crop_probability``, short tracks), the
+    rest its piece's, each spread evenly over its frames
+    (``diffusion.padding_frame_weights``). None: every frame alike, as the paper trains;
+    a 10 s piece in the 6144-frame window is then 3.5 % of its window's loss."""
     optimizer: OptimizerConfig = OptimizerConfig()
     ema: EMAConfig = EMAConfig()
     data: DataConfig = DataConfig()

@@ -18,6 +18,7 @@ from .looping import CircularModel
 from .objectives import (
     DiffusionTrainingSample,
     diffusion_loss,
+    padding_frame_weights,
     rf_from_denoised,
     rf_objective_sample,
     rf_to_denoised,
@@ -88,6 +89,7 @@ __all__ = [
     "inpainting_start",
     "log_linear_sigmas",
     "logsnr_shift_t_grid",
+    "padding_frame_weights",
     "rf_from_denoised",
     "rf_objective_sample",
     "rf_t_grid",

@@ -11,7 +11,8 @@ Two objectives are provided, both predicting a velocity ``v`` from (x_t, t):
 * rectified flow (Liu et al. 2022, "Flow Straight and Fast", eq. 1; Stable Audio Open Small,
   ``rf_denoiser``): x_t = (1 - t) x0 + t eps, v = eps - x0.
 
-The loss is the plain mean squared error between the network output and ``v``.
+The loss is the plain mean squared error between the network output and ``v``, or, with
+frame weights (:func:`padding_frame_weights`), its weighted mean over latent frames.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .schedules import alpha_sigma
 __all__ = [
     "DiffusionTrainingSample",
     "diffusion_loss",
+    "padding_frame_weights",
     "rf_from_denoised",
     "rf_objective_sample",
     "rf_to_denoised",
@@ -154,8 +156,10 @@ def rf_to_noise(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Te
     return x_t + (1 - append_dims(t, x_t.ndim)) * v
 
 
-def diffusion_loss(prediction: torch.Tensor, sample: DiffusionTrainingSample) -> torch.Tensor:
-    """Plain MSE between the network output and the target, averaged over every element.
+def diffusion_loss(prediction: torch.Tensor, sample: DiffusionTrainingSample,
+                   frame_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain MSE between the network output and the target, averaged over every element;
+    with ``frame_weights`` [B, T], each frame's MSE over the channels weighted by them.
 
     prediction: [B, D, T] (the network's v) -> scalar.
     """
@@ -164,4 +168,30 @@ def diffusion_loss(prediction: torch.Tensor, sample: DiffusionTrainingSample) ->
             f"prediction has shape {tuple(prediction.shape)}, "
             f"the target {tuple(sample.target.shape)}"
         )
-    return torch.mean((prediction - sample.target) ** 2)
+    if frame_weights is None:
+        return torch.mean((prediction - sample.target) ** 2)
+    b, _, t = prediction.shape
+    if frame_weights.shape != (b, t):
+        raise ValueError(f"frame_weights has shape {tuple(frame_weights.shape)}, expected "
+                         f"{(b, t)} (batch, frames)")
+    per_frame = torch.mean((prediction - sample.target) ** 2, dim=1)  # [B, T]
+    return (per_frame * frame_weights).sum() / frame_weights.sum()
+
+
+def padding_frame_weights(num_valid_frames: torch.Tensor, frames: int,
+                          padding_share: float) -> torch.Tensor:
+    """Loss weights [B, T] that give each window's padding (its frames from
+    ``num_valid_frames[b]`` on: the silence after a piece shorter than the window) the
+    share ``padding_share`` of the window's loss, and its piece the rest, each spread
+    evenly over its frames. A window without padding weighs every frame alike. Each row
+    sums to T, so :func:`diffusion_loss` of unpadded windows is the plain MSE."""
+    if not 0.0 <= padding_share < 1.0:
+        raise ValueError(f"padding_share must be in [0, 1), got {padding_share!r}")
+    valid = num_valid_frames.to(torch.long).clamp(1, frames)[:, None]  # [B, 1]
+    position = torch.arange(frames, device=valid.device)[None, :]  # [1, T]
+    padded = position >= valid  # [B, T]
+    pad = (frames - valid).to(torch.float32)
+    piece = torch.full_like(pad, 1.0 - padding_share) * frames / valid
+    silence = padding_share * frames / pad.clamp(min=1)
+    weights = torch.where(padded, silence, piece)
+    return torch.where(pad > 0, weights, torch.ones_like(weights))

@@ -17,6 +17,7 @@ from longplay.config import INPAINT_INPUT_ID, INPAINT_MASK_ID, DiTTrainConfig, d
 from longplay.diffusion import (
     diffusion_loss,
     get_objective,
+    padding_frame_weights,
     sample_training_noise,
     sample_training_t,
 )
@@ -84,17 +85,34 @@ class DiTTrainingModule(TrainingModule):
                           generator: torch.Generator) -> torch.Tensor:
         """A random keep mask [B, 1, T] and the masked latents [B, D, T], in the model's
         order of its extra input channels."""
-        valid = getattr(batch, "num_valid_frames", None)
-        samples = getattr(batch, "num_valid_samples", None)
-        if valid is None and samples is not None:
-            valid = -(-samples // self.model_config.vae.hop_length)  # ceil
         mask = random_inpaint_masks(
-            x0.shape[0], x0.shape[-1], valid, generator,
+            x0.shape[0], x0.shape[-1], self._valid_frames(batch), generator,
             probabilities=self.config.inpaint_mask_probabilities,
             max_segments=self.config.inpaint_max_segments).to(x0.device, x0.dtype)
         parts = {INPAINT_MASK_ID: mask, INPAINT_INPUT_ID: x0 * mask}
         return torch.cat([parts[name] for name in self.model_config.conditioning.input_concat_ids],
                          dim=1)
+
+    def _valid_frames(self, batch) -> torch.Tensor | None:
+        """[B] the latent frames of each window's piece (the rest is padding), or None
+        where the batch does not say."""
+        valid = getattr(batch, "num_valid_frames", None)
+        samples = getattr(batch, "num_valid_samples", None)
+        if valid is None and samples is not None:
+            valid = -(-samples // self.model_config.vae.hop_length)  # ceil
+        return valid
+
+    def _frame_weights(self, batch, frames: int) -> torch.Tensor | None:
+        """The loss's frame weights [B, T] under ``padding_loss_share``, or None."""
+        share = self.config.padding_loss_share
+        if share is None:
+            return None
+        valid = self._valid_frames(batch)
+        if valid is None:
+            raise ValueError("padding_loss_share needs to know where each window's piece "
+                             "ends, and this dataset does not say (num_valid_frames): train "
+                             "on a latent folder (data.kind: latents) or remove the option")
+        return padding_frame_weights(valid.to(self.device), frames, share)
 
     def training_step(self, positioned: PositionedBatch, batch_idx: int) -> torch.Tensor:
         g = self.step_generator(positioned.positions)
@@ -107,7 +125,7 @@ class DiTTrainingModule(TrainingModule):
         noise = sample_training_noise(x0.cpu(), g).to(self.device)
         sample = self.objective.training_sample(x0, t, noise)
         prediction = self.net["dit"](sample.x_t, t, cond)
-        loss = diffusion_loss(prediction, sample)
+        loss = diffusion_loss(prediction, sample, self._frame_weights(batch, x0.shape[-1]))
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 
