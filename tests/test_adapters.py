@@ -365,3 +365,22 @@ def test_training_from_an_audio_folder(tmp_path: Path) -> None:
     assert len(losses(run)) == 2
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2 and all(".lora_" in k for k in ckpt["state_dict"])
+
+
+def test_a_drafted_generation_applies_adapters_to_the_refinement_only(adapters) -> None:
+    """DraftedPipeline: the draft model runs as it is; the adapters apply to the model's
+    refinement of the draft, per call, and the output records them."""
+    from longplay.pipelines.drafts import DRAFT_REFINEMENT, REFINE_SEED_OFFSET, DraftedPipeline
+
+    pipe = TextToMusicPipeline.from_pretrained(SAO1_TINY)
+    drafted = DraftedPipeline(pipe, TextToMusicPipeline.from_pretrained(SAO1_TINY))
+    kw = {"duration_s": 1.0, "seed": 0}
+    out = drafted("a song", adapters=[(adapters["a"], 1.0)], **kw)
+    assert out.settings.draft is not None and out.adapters[0]["scale"] == 1.0
+    draft = pipe("a song", output_type="latent",
+                 num_inference_steps=DRAFT_REFINEMENT.draft_steps, **kw)
+    expected = pipe("a song", duration_s=1.0, seed=REFINE_SEED_OFFSET,
+                    init_latents=draft.latents, adapters=[(adapters["a"], 1.0)],
+                    **DRAFT_REFINEMENT.as_kwargs())
+    torch.testing.assert_close(out.audio, expected.audio, rtol=0, atol=1e-6)
+    assert not torch.allclose(out.audio, drafted("a song", **kw).audio)
