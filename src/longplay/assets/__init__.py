@@ -34,8 +34,8 @@ BUNDLED_MODELS = {"demo": DEMO_DIR, "demo-fast": DEMO_FAST_DIR}
 """The bundled models by the names ``--model`` accepts."""
 DEFAULT_DRAFTS = {DEMO_DIR: "demo-fast"}
 """The bundled models that draft by default, with their draft model: the demo model
-refines a 2-step draft of demo-fast (``longplay.pipelines.drafts``), which is as near its
-50 guided steps as a second draw of them (docs/speed.md)."""
+refines a 2-step draft of demo-fast (``longplay.pipelines.drafts``): a fifth of the
+network evaluations of its 50 guided steps, near them by own-CLAP FD (docs/speed.md)."""
 NO_DRAFT = "none"
 """``--draft none``: the model's own sampler, no draft."""
 
