@@ -379,7 +379,8 @@ def _resolve(config, args: argparse.Namespace, prompt: str, precision: str, audi
     arguments = _call_arguments(args, prompt, audio, kwargs)
     if draft is None:
         return resolve_settings(config, precision=precision, **arguments)
-    settings = resolve_drafted(config, draft[1], draft[0].name, draft_steps=args.draft_steps,
+    settings = resolve_drafted(config, draft[1], draft[0].resolve().name,
+                               draft_steps=args.draft_steps,
                                precision=precision, **arguments)
     if settings is None:  # the options that cannot be drafted are dealt with above
         plain = resolve_settings(config, precision=precision, **arguments)

@@ -216,7 +216,7 @@ class DraftedPipeline:
         check_draft_config(refiner.config, drafter.config)
         check_same_vae(refiner.model.vae, drafter.model.vae)
         self.refiner, self.drafter = refiner, drafter
-        self.draft_name = Path(str(drafter.model.source)).name
+        self.draft_name = Path(str(drafter.model.source)).resolve().name
         self.draft_steps = int(draft_steps)
         # What the server and the studio read of a pipeline: the model's.
         self.config = refiner.config
