@@ -392,6 +392,8 @@ class LoRATrainConfig:
     inpaint_mask_probabilities: tuple[Probability, Probability, Probability] = (0.1, 0.8, 0.1)
     """For an inpainting base: as in ``DiTTrainConfig``."""
     inpaint_max_segments: PositiveInt = 10
+    padding_loss_share: Fraction | None = None
+    """As in ``DiTTrainConfig``: the share of a padded window's loss on its padding."""
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
                                                  inv_gamma=1e6, power=0.5, warmup=0.9)
     ema: EMAConfig = EMAConfig(enabled=False)
