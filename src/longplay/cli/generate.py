@@ -39,7 +39,12 @@ from longplay.pipelines import (
     resolve_settings,
     sampling_defaults,
 )
-from longplay.pipelines.drafts import DRAFT_REFINEMENT, DraftedPipeline, resolve_drafted
+from longplay.pipelines.drafts import (
+    DRAFT_REFINEMENT,
+    DraftedPipeline,
+    draft_model_name,
+    resolve_drafted,
+)
 from longplay.pipelines.windows import loop_duration_s
 
 logger = logging.getLogger(__name__)
@@ -379,7 +384,7 @@ def _resolve(config, args: argparse.Namespace, prompt: str, precision: str, audi
     arguments = _call_arguments(args, prompt, audio, kwargs)
     if draft is None:
         return resolve_settings(config, precision=precision, **arguments)
-    settings = resolve_drafted(config, draft[1], draft[0].resolve().name,
+    settings = resolve_drafted(config, draft[1], draft_model_name(draft[0]),
                                draft_steps=args.draft_steps,
                                precision=precision, **arguments)
     if settings is None:  # the options that cannot be drafted are dealt with above

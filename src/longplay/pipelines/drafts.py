@@ -110,12 +110,25 @@ def check_same_vae(model: torch.nn.Module, draft: torch.nn.Module) -> None:
     """Refuse a loaded draft model whose VAE weights are not the refining model's (two
     VAEs of one config can still differ), before any generation."""
     mine, theirs = model.state_dict(), draft.state_dict()
-    if mine.keys() != theirs.keys() or any(
-            not torch.equal(mine[k].float().cpu(), theirs[k].float().cpu()) for k in mine):
+    if mine.keys() != theirs.keys() or any(not _same_tensor(mine[k], theirs[k]) for k in mine):
         raise SettingsError("draft", "the draft model's VAE weights differ from the model's: "
                                      "its latents would not mean the same; use a draft model "
                                      "that shares the model's VAE (model_config.json "
                                      "\"vae_weights_from\", as the bundled demo-fast does)")
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors hold the same values: at once where they are views of the same
+    memory (a VAE the draft model shares), else element by element."""
+    if (a.data_ptr() == b.data_ptr() and a.device == b.device and a.dtype == b.dtype
+            and a.shape == b.shape and a.stride() == b.stride()):
+        return True
+    return torch.equal(a.float().cpu(), b.float().cpu())
+
+
+def draft_model_name(path: str | Path) -> str:
+    """The name a drafted record gives its draft model: its folder's name."""
+    return Path(path).resolve().name
 
 
 NOT_DRAFTED = {
@@ -216,7 +229,7 @@ class DraftedPipeline:
         check_draft_config(refiner.config, drafter.config)
         check_same_vae(refiner.model.vae, drafter.model.vae)
         self.refiner, self.drafter = refiner, drafter
-        self.draft_name = Path(str(drafter.model.source)).resolve().name
+        self.draft_name = draft_model_name(str(drafter.model.source))
         self.draft_steps = int(draft_steps)
         # What the server and the studio read of a pipeline: the model's.
         self.config = refiner.config
